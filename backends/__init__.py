@@ -1,0 +1,7 @@
+"""nnbin's built-in backends, one module each, all of the same shape.
+
+Each module defines one :class:`nnbin.Backend` subclass that imports its array library
+in ``__init__`` (never at module import), recognises its arrays with array-api-compat's
+``is_*_array`` helpers (which look in ``sys.modules`` and import nothing), and is
+registered by name in the ``nnbin.backends`` entry-point group.
+"""

@@ -1,0 +1,1 @@
+"""nnbin's conformance suite: every backend against an independent NumPy reference."""

@@ -1,0 +1,101 @@
+"""One comparison helper and the shared cases of the suite."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import nnbin
+
+from . import reference as ref
+from .tolerances import relative_error, rtol
+
+NAMES = ("W1", "b1", "W2", "b2")
+
+
+def configure_for_conformance(be: nnbin.Backend) -> None:
+    """Full-precision float32 matmuls (no TF32) and float64 available, per backend."""
+    if be.name == "jax":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+        jax.config.update("jax_default_matmul_precision", "highest")
+    if be.name == "torch":
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+
+
+def rounded(a: np.ndarray, dtype: str) -> np.ndarray:
+    """``a`` rounded to ``dtype`` and back to float64: what the reference computes on."""
+    return np.asarray(a, dtype=dtype).astype(np.float64)
+
+
+def assert_close(be: nnbin.Backend, actual: Any, expected: np.ndarray, *, dtype: str,
+                 what: str, label: str) -> None:
+    """``actual`` is an array of ``be``'s library, of ``dtype`` and the expected shape, and
+    within the ``what`` tolerance of ``expected`` (norm-wise relative error)."""
+    assert be.owns(actual), f"{label}: got {type(actual)}, not a {be.name} array"
+    assert str(actual.dtype).endswith(dtype), f"{label}: dtype {actual.dtype}, expected {dtype}"
+    host = be.to_host(actual)
+    assert host.shape == expected.shape, f"{label}: shape {host.shape}, expected {expected.shape}"
+    err = relative_error(host, expected)
+    tol = rtol(dtype, what)
+    assert err <= tol, f"{label}: relative error {err:.3g} > {tol:.3g} ({dtype}, {what})"
+
+
+class Case:
+    """Data and initial weights on the host (float64, rounded to dtype) and on the backend."""
+
+    def __init__(self, be: nnbin.Backend, dtype: str, X: np.ndarray, y: np.ndarray,
+                 w: dict[str, np.ndarray]) -> None:
+        self.be, self.dtype = be, dtype
+        self.X, self.y = rounded(X, dtype), y.astype(np.float64)
+        self.w = {k: rounded(v, dtype) for k, v in w.items()}
+        self.Xd = be.asarray(self.X, dtype)
+        self.yd = be.asarray(self.y, dtype)
+        self.params = nnbin.Params(*(be.asarray(self.w[k], dtype) for k in NAMES))
+
+
+def seed_case(be: nnbin.Backend, dtype: str) -> Case:
+    X, y = seed_data()
+    return Case(be, dtype, X, y, ref.initial_weights(1, 32, seed=0))
+
+
+@functools.cache
+def seed_data() -> tuple[np.ndarray, np.ndarray]:
+    return ref.two_gaussians(10_000, seed=0)
+
+
+def random_case(be: nnbin.Backend, dtype: str, n: int, d: int, h: int, seed: int) -> Case:
+    """Random data and weights with non-zero biases, so every term of the gradient matters."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(0.0, 2.0, (n, d))
+    y = (rng.random((n, 1)) < 0.5).astype(np.float64)
+    w = {"W1": rng.normal(0, 1, (d, h)), "b1": rng.normal(0, 1, (h,)),
+         "W2": rng.normal(0, 1, (h, 1)), "b2": rng.normal(0, 1, (1,))}
+    return Case(be, dtype, X, y, w)
+
+
+GradFn = Callable[..., tuple[Any, nnbin.Params]]
+
+
+def check_gradients(case: Case, loss_and_grads: GradFn, **kwargs: Any) -> None:
+    """The loss and all four gradients of ``loss_and_grads`` against the reference."""
+    loss, grads = loss_and_grads(case.params, case.Xd, case.yd, **kwargs)
+    expected = ref.gradients(case.w, case.X, case.y)
+    assert_close(case.be, loss, np.asarray(ref.loss(case.w, case.X, case.y)),
+                 dtype=case.dtype, what="op", label="loss")
+    for name, g in zip(NAMES, grads):
+        assert_close(case.be, g, expected[name], dtype=case.dtype, what="op", label=f"d{name}")
+
+
+@functools.cache
+def reference_seed_run(dtype: str, steps: int, log_every: int) -> ref.Run:
+    X, y = seed_data()
+    w = {k: rounded(v, dtype) for k, v in ref.initial_weights(1, 32, seed=0).items()}
+    return ref.train(w, rounded(X, dtype), y, lr=1.0, steps=steps, log_every=log_every)

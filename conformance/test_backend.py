@@ -1,0 +1,142 @@
+"""Per backend and dtype: forward, loss, the four gradients, one step and a whole run,
+against the independent NumPy reference, from identical initial weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nnbin
+
+from . import reference as ref
+from .helpers import (
+    NAMES,
+    assert_close,
+    check_gradients,
+    random_case,
+    reference_seed_run,
+    seed_case,
+    seed_data,
+)
+
+SHAPES = [  # (N, D, H): the seed network, several D and H, N not a multiple of any block
+    (20_000, 1, 32),
+    (37, 1, 1),
+    (101, 3, 5),
+    (64, 8, 17),
+    (250, 2, 64),
+]
+
+
+def _case(backend, dtype, shape):
+    if shape == (20_000, 1, 32):
+        return seed_case(backend, dtype)
+    n, d, h = shape
+    return random_case(backend, dtype, n, d, h, seed=n + d + h)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "N{}-D{}-H{}".format(*s))
+def test_forward(backend, dtype, shape):
+    case = _case(backend, dtype, shape)
+    _, z = ref.forward(case.w, case.X)
+    assert_close(backend, nnbin.forward(case.params, case.Xd), z, dtype=dtype, what="op",
+                 label="logits")
+    p = ref.sigmoid(z)
+    assert_close(backend, nnbin.predict_proba(case.params, case.Xd), p, dtype=dtype,
+                 what="op", label="probabilities")
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "N{}-D{}-H{}".format(*s))
+def test_loss(backend, dtype, shape):
+    case = _case(backend, dtype, shape)
+    got = nnbin.loss(case.params, case.Xd, case.yd)
+    assert_close(backend, got, np.asarray(ref.loss(case.w, case.X, case.y)), dtype=dtype,
+                 what="op", label="loss")
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "N{}-D{}-H{}".format(*s))
+@pytest.mark.parametrize("blocks", ["whole", "backend", "7"])
+def test_gradients(backend, dtype, shape, blocks):
+    """Every execution path of the backward pass: one block, the backend's own block size
+    (what training uses), and small blocks with a ragged last one."""
+    case = _case(backend, dtype, shape)
+    rows = {"whole": None, "backend": backend.block_rows(shape[0], shape[2]), "7": 7}[blocks]
+    check_gradients(case, nnbin.loss_and_grads, block_rows=rows)
+
+
+@pytest.mark.parametrize("shape", SHAPES[:3], ids=lambda s: "N{}-D{}-H{}".format(*s))
+def test_one_step(backend, dtype, shape):
+    case = _case(backend, dtype, shape)
+    new = nnbin.step(case.params, case.Xd, case.yd, lr=0.5)
+    expected = ref.step(case.w, case.X, case.y, lr=0.5)
+    for name, p in zip(NAMES, new):
+        assert_close(backend, p, expected[name], dtype=dtype, what="op", label=name)
+
+
+def test_seed_run(backend, dtype):
+    """The backend's own training loop (the path nnbin.train takes): 1,000 steps of the
+    seed job, the loss every 100 steps and the final parameters."""
+    case = seed_case(backend, dtype)
+    run = backend.run(case.params, case.Xd, case.yd, lr=1.0, steps=1000, log_every=100)
+    expected = reference_seed_run(dtype, 1000, 100)
+    assert [s for s, _ in run.history] == [s for s, _ in expected.losses]
+    got = np.array([float(v) for _, v in run.history])
+    want = np.array([v for _, v in expected.losses])
+    assert_close(backend, run.history[-1][1], np.asarray(want[-1]), dtype=dtype, what="run",
+                 label="last logged loss")
+    from .tolerances import relative_error, rtol
+
+    for i, (g, w) in enumerate(zip(got, want)):
+        err = relative_error(np.asarray(g), np.asarray(w))
+        assert err <= rtol(dtype, "run"), f"loss at step {100 * i}: {g} vs {w} ({err:.3g})"
+    for name, p in zip(NAMES, run.params):
+        assert_close(backend, p, expected.final[name], dtype=dtype, what="run", label=name)
+
+
+def test_train_matches_reference(backend, dtype):
+    """nnbin.train end to end from a seed: its own initialisation and data transfer too."""
+    X, y = seed_data()
+    result = nnbin.train(rounded_host(X, dtype), y, steps=300, log_every=100, seed=0,
+                         backend=backend.name, dtype=dtype)
+    expected = reference_seed_run(dtype, 300, 100)
+    assert result.backend == backend.name and result.dtype == dtype
+    got = np.array([v for _, v in result.history])
+    want = np.array([v for _, v in expected.losses])
+    np.testing.assert_array_equal([s for s, _ in result.history], [0, 100, 200])
+    from .tolerances import relative_error, rtol
+
+    assert relative_error(got, want) <= rtol(dtype, "run")
+    assert abs(result.final_loss - expected.final_loss) <= rtol(dtype, "run") * expected.final_loss
+    for name, p in zip(NAMES, result.params):
+        assert_close(backend, p, expected.final[name], dtype=dtype, what="run", label=name)
+
+
+def rounded_host(X, dtype):
+    return np.asarray(X, dtype=dtype)
+
+
+# exp(-a) overflowing to inf is how sigmoid reaches its exact value 0; NumPy says so.
+@pytest.mark.filterwarnings("ignore:overflow encountered in exp:RuntimeWarning")
+def test_extreme_logits_are_finite(backend, dtype):
+    """|z| up to 1e4: the loss is |z| per misclassified sample, gradients stay bounded."""
+    rng = np.random.default_rng(7)
+    n, h = 64, 8
+    X = rng.normal(0, 1, (n, 1))
+    y = (rng.random((n, 1)) < 0.5).astype(np.float64)
+    # b2 = +-1e4 pushes every logit to about +-1e4: half the samples badly wrong
+    for b2 in (1e4, -1e4, 1e3, -1e3):
+        w = {"W1": rng.normal(0, 1, (1, h)), "b1": np.zeros(h),
+             "W2": rng.normal(0, 1, (h, 1)), "b2": np.array([b2])}
+        params = nnbin.Params(*(backend.asarray(w[k], dtype) for k in NAMES))
+        loss, grads = nnbin.loss_and_grads(params, backend.asarray(X, dtype),
+                                           backend.asarray(y, dtype))
+        _, z = ref.forward(w, X)
+        # exact in this regime: softplus(z) - y z = max(z, 0) - y z (+ e^-|z| < 1e-400)
+        want_loss = float(np.mean(np.maximum(z, 0.0) - y * z))
+        got = float(backend.to_host(loss))
+        assert np.isfinite(got) and abs(got - want_loss) <= 1e-6 * abs(want_loss)
+        p_minus_y = np.where(z > 0, 1.0, 0.0) - y  # sigmoid(z) is exactly 0 or 1 here
+        want_db2 = p_minus_y.mean(axis=0)
+        host = [backend.to_host(g) for g in grads]
+        assert all(np.all(np.isfinite(g)) for g in host)
+        np.testing.assert_allclose(host[3], want_db2, rtol=1e-6, atol=1e-12)

@@ -1,0 +1,48 @@
+"""nox sessions: `nox` runs everything a CPU-only machine can run.
+
+    nox -s tests                     unit tests (CLI, data, files, errors, plots)
+    nox -s conformance               the conformance suite, one session per backend
+    nox -s "conformance(backend='jax')"
+    nox -s lint typecheck
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests", "conformance"]
+nox.options.error_on_missing_interpreters = False
+
+# Backends the default run covers on a CPU-only machine, with the extra that installs each.
+CPU_BACKENDS = {"numpy": "numpy", "strict": "strict", "jax": "jax"}
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Unit tests of everything around the math."""
+    session.install("-e", ".[test,strict,plot]")
+    session.run("pytest", "tests", *session.posargs, env={"NNBIN_BACKEND": ""})
+
+
+@nox.session
+@nox.parametrize("backend", list(CPU_BACKENDS))
+def conformance(session: nox.Session, backend: str) -> None:
+    """Every check of conformance/ against the independent reference, on one backend.
+
+    NNBIN_BACKEND is set, so a backend that cannot run is an error here, not a skip."""
+    extra = CPU_BACKENDS[backend]
+    extras = "test" if extra == "numpy" else f"test,{extra}"
+    session.install("-e", f".[{extras}]")
+    session.run("pytest", "conformance", *session.posargs, env={"NNBIN_BACKEND": backend})
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    session.install("mypy>=1.10", "-e", ".[strict,jax,plot]")
+    session.run("mypy")

@@ -1,0 +1,43 @@
+"""nnbin: a small neural-network binary classifier written once against the array API.
+
+    import nnbin
+    X, y = nnbin.two_gaussians(n_per_class=10_000, seed=0)
+    result = nnbin.train(X, y, hidden=32, lr=1.0, steps=1000, log_every=100, seed=0)
+    nnbin.predict_proba(result.params, X)
+
+The math (:mod:`nnbin.model`, :mod:`nnbin.loss`, :mod:`nnbin.backprop`) takes its array
+namespace from its inputs; backends (``NNBIN_BACKEND``) only move data and run loops.
+"""
+
+from .backend import Backend, available_names, backend_of, get_backend
+from .backprop import loss_and_grads, step
+from .data import two_gaussians
+from .errors import BackendUnavailableError, MixedArraysError, NnbinError, UnknownBackendError
+from .loss import loss
+from .model import Params, forward, init_params, predict_proba
+from .training import TrainResult, accuracy, train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backend",
+    "BackendUnavailableError",
+    "MixedArraysError",
+    "NnbinError",
+    "Params",
+    "TrainResult",
+    "UnknownBackendError",
+    "__version__",
+    "accuracy",
+    "available_names",
+    "backend_of",
+    "forward",
+    "get_backend",
+    "init_params",
+    "loss",
+    "loss_and_grads",
+    "predict_proba",
+    "step",
+    "train",
+    "two_gaussians",
+]

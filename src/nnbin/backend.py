@@ -1,0 +1,183 @@
+"""Backend selection: one registry, one place that reads ``NNBIN_BACKEND``.
+
+A backend is a small object that knows one array library: its namespace, its default
+dtype and device, how to move host (NumPy) arrays to its device and back, how to wait
+for queued work (``synchronize``, for honest timing), and how to run many training
+steps fast. The math never lives here; it is in :mod:`nnbin.model`,
+:mod:`nnbin.loss` and :mod:`nnbin.backprop`, written once against the array API.
+
+Backends register through the entry-point group ``nnbin.backends``; the built-in ones
+live in the ``nnbin_backends`` package (``backends/`` in the source tree). Loading a
+backend imports its library; nothing here imports one otherwise, so selecting
+``numpy`` never imports cupy, jax or torch.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import os
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from .errors import BackendUnavailableError, UnknownBackendError
+
+if TYPE_CHECKING:
+    from .model import Params
+    from .training import RunResult
+
+ENV_VAR = "NNBIN_BACKEND"
+DEFAULT_BACKEND = "numpy"
+ENTRY_POINT_GROUP = "nnbin.backends"
+
+# Used only when nnbin runs from a source tree without being installed (no entry points);
+# kept equal to pyproject.toml's [project.entry-points."nnbin.backends"] by a test.
+_BUILTIN = {
+    "numpy": "nnbin_backends.numpy:NumpyBackend",
+    "strict": "nnbin_backends.strict:StrictBackend",
+    "jax": "nnbin_backends.jax:JaxBackend",
+}
+
+
+class Backend:
+    """What every backend provides. Subclasses import their library in ``__init__``.
+
+    Class attributes describe the backend without importing anything, so that
+    ``nnbin backends`` can list backends whose package is not installed.
+    """
+
+    name: ClassVar[str]
+    #: import name of the array library, looked up with ``importlib.util.find_spec``
+    package: ClassVar[str]
+    #: the pip extra that installs it: ``pip install 'nnbin[<extra>]'``
+    extra: ClassVar[str]
+    default_dtype: ClassVar[str] = "float64"
+    dtypes: ClassVar[tuple[str, ...]] = ("float32", "float64")
+    #: how training runs many steps, as shown in logs and the benchmark
+    loop: ClassVar[str] = "python loop"
+
+    xp: Any
+
+    @staticmethod
+    def owns(x: object) -> bool:
+        """Whether ``x`` is an array of this backend's library (must not import it)."""
+        raise NotImplementedError
+
+    def version(self) -> str:
+        raise NotImplementedError
+
+    def devices(self) -> list[str]:
+        return ["cpu"]
+
+    def asarray(self, a: Any, dtype: str, device: Any = None) -> Any:
+        """Move a host (NumPy) array to this backend, cast to ``dtype``."""
+        return self.xp.asarray(np.asarray(a, dtype=dtype), device=device)
+
+    def to_host(self, x: Any) -> np.ndarray:
+        """A NumPy copy of ``x`` (a device-to-host transfer on GPU backends)."""
+        return np.asarray(x)
+
+    def synchronize(self, x: Any) -> None:
+        """Block until the work that produces ``x`` is done (a no-op on eager CPU backends)."""
+
+    def block_rows(self, n_samples: int, hidden: int) -> int | None:
+        """Samples per block in a gradient pass, or None for the whole batch at once.
+
+        Eager CPU libraries gain from working through the samples in cache-sized blocks
+        (fewer, smaller, reused temporaries); compiled and GPU libraries do not.
+        """
+        return None
+
+    def run(
+        self,
+        params: Params,
+        X: Any,
+        y: Any,
+        *,
+        lr: float,
+        steps: int,
+        log_every: int,
+        on_log: Callable[[int, float], None] | None = None,
+    ) -> RunResult:
+        """Run ``steps`` full-batch steps; the loss is recorded every ``log_every`` steps."""
+        from .training import python_loop
+
+        return python_loop(
+            params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log,
+            block_rows=self.block_rows(X.shape[0], params.W1.shape[1]),
+        )
+
+
+@functools.cache
+def _registered() -> dict[str, str]:
+    """Backend name -> ``module:Class`` for every registered backend."""
+    found = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    if "numpy" not in found:  # running from a source tree: no metadata, use the built-in table
+        found = {**_BUILTIN, **found}
+    return found
+
+
+def available_names() -> list[str]:
+    """Names of every registered backend, installed or not."""
+    return sorted(_registered())
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The class registered under ``name`` (imports its module, not its array library)."""
+    table = _registered()
+    if name not in table:
+        raise UnknownBackendError(
+            f"unknown backend {name!r}; choose one of: {', '.join(sorted(table))} "
+            f"(set {ENV_VAR} or pass backend=)"
+        )
+    module_name, _, attr = table[name].partition(":")
+    cls: type[Backend] = getattr(importlib.import_module(module_name), attr)
+    return cls
+
+
+def is_installed(name: str) -> bool:
+    """Whether the backend's array library can be imported (checked without importing it)."""
+    return importlib.util.find_spec(backend_class(name).package) is not None
+
+
+_cache: dict[str, Backend] = {}
+
+
+def get_backend(name: str | None = None) -> Backend:
+    """The backend called ``name``, or the one ``NNBIN_BACKEND`` names, or numpy.
+
+    The environment variable is read at each call, not at import time.
+    Raises UnknownBackendError (a ValueError) for an unknown name and
+    BackendUnavailableError when the backend's package or device is missing.
+    """
+    if name is None:
+        name = os.environ.get(ENV_VAR, "").strip() or DEFAULT_BACKEND
+    name = name.lower()
+    if name not in _cache:
+        cls = backend_class(name)
+        if importlib.util.find_spec(cls.package) is None:
+            raise BackendUnavailableError(
+                f"the {name!r} backend needs the {cls.package!r} package: "
+                f"pip install 'nnbin[{cls.extra}]'"
+            )
+        _cache[name] = cls()
+    return _cache[name]
+
+
+def backend_of(x: object) -> Backend:
+    """The backend whose library made the array ``x``.
+
+    Each backend recognises its arrays without importing its library (array-api-compat's
+    ``is_*_array`` helpers look in ``sys.modules``), so this never imports a library.
+    """
+    for name in _registered():
+        if backend_class(name).owns(x):
+            return get_backend(name)
+    raise TypeError(
+        f"nnbin does not know arrays of type {type(x).__module__}.{type(x).__qualname__}; "
+        f"registered backends: {', '.join(available_names())}"
+    )

@@ -1,0 +1,170 @@
+"""The ``nnbin`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .backend import ENV_VAR, available_names, backend_class, get_backend, is_installed
+from .errors import NnbinError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nnbin",
+        description="A small neural-network binary classifier, written once against the "
+        "Python array API, with a hand-written backward pass. "
+        f"The backend comes from --backend, else ${ENV_VAR}, else numpy.",
+    )
+    parser.add_argument("--version", action="version", version=f"nnbin {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    t = sub.add_parser(
+        "train", help="train the seed job and draw the decision boundary",
+        description="Train on the seed job's data (10,000 samples of N(-6,1) labelled 0 and "
+        "10,000 of N(6,1) labelled 1): 1 input -> HIDDEN sigmoid units -> 1 sigmoid output, "
+        "full-batch gradient descent on mean binary cross-entropy. Prints the loss every "
+        "LOG_EVERY steps and the training accuracy, and writes the decision-boundary figure.",
+    )
+    t.add_argument("--backend", help=f"array backend (default: ${ENV_VAR}, else numpy); "
+                   f"one of {', '.join(available_names())}")
+    t.add_argument("--dtype", choices=["float32", "float64"],
+                   help="working dtype (default: the backend's, float64 for numpy)")
+    t.add_argument("--hidden", type=_positive_int, default=32, help="hidden units (32)")
+    t.add_argument("--lr", type=_positive_float, default=1.0, help="step size (1.0)")
+    t.add_argument("--steps", type=_non_negative_int, default=1000,
+                   help="full-batch steps (1000)")
+    t.add_argument("--log-every", type=_non_negative_int, default=100,
+                   help="print the loss every this many steps; 0: never (100)")
+    t.add_argument("--seed", type=_non_negative_int, default=0,
+                   help="seed of the data and the initial weights (0)")
+    t.add_argument("--n-per-class", type=_positive_int, default=10_000,
+                   help="samples per class of the seed data (10000)")
+    t.add_argument("--plot", default="boundary.png", metavar="FIGURE",
+                   help="where to write the decision-boundary figure (boundary.png)")
+    t.add_argument("--no-plot", action="store_true", help="do not draw the figure")
+    t.add_argument("--quiet", action="store_true", help="print only the summary")
+
+    b = sub.add_parser("backends", help="list the registered backends",
+                       description="Every registered backend, whether it can run here, its "
+                       f"version and devices, and which one ${ENV_VAR} selects now.")
+    b.set_defaults(command="backends")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .data import two_gaussians
+    from .training import accuracy, train
+
+    be = get_backend(args.backend)
+    if args.dtype == "float64" and be.name == "jax":
+        # The command line owns its process, so it may switch JAX to 64-bit mode.
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+    X, y = two_gaussians(args.n_per_class, seed=args.seed)
+
+    def show(step: int, loss: float) -> None:
+        if not args.quiet:
+            print(f"step {step:>6d}  loss {loss:.10g}", flush=True)
+
+    result = train(X, y, hidden=args.hidden, lr=args.lr, steps=args.steps,
+                   log_every=args.log_every, seed=args.seed, backend=be.name,
+                   dtype=args.dtype, on_log=show)
+    Xd, yd = be.asarray(X, result.dtype), be.asarray(y, result.dtype)
+    acc = accuracy(result.params, Xd, yd)
+    print(f"final loss {result.final_loss:.10g}  training accuracy {acc:.4f}  "
+          f"({result.backend}, {result.dtype}, {result.loop}: "
+          f"{result.run_seconds:.2f} s run, {result.compile_seconds:.2f} s compile)")
+    if not args.no_plot and args.n_per_class:
+        from .plot import boundary_figure
+
+        cross = boundary_figure(
+            result.params, X, y, args.plot, backend=be,
+            title=f"nnbin: {args.steps} steps on {result.backend} ({result.dtype}), "
+            f"final loss {result.final_loss:.3g}",
+        )
+        where = ", ".join(f"{c:.3f}" for c in cross) or "none in [-10, 10]"
+        print(f"decision boundary (p = 0.5) at x = {where}; figure written to {args.plot}")
+    return 0
+
+
+def _backends(args: argparse.Namespace) -> int:
+    selected = os.environ.get(ENV_VAR, "").strip() or "numpy"
+    rows = [("backend", "status", "version", "devices", "default dtype", "loop")]
+    for name in available_names():
+        cls = backend_class(name)
+        status, version, devices = "not installed", "-", "-"
+        if is_installed(name):
+            try:
+                be = get_backend(name)
+                status, version, devices = "ok", be.version(), ", ".join(be.devices())
+            except NnbinError as exc:
+                status = f"unavailable: {exc}"
+        else:
+            status = f"not installed: pip install 'nnbin[{cls.extra}]'"
+        mark = "*" if name == selected else " "
+        rows.append((f"{mark}{name}", status, version, devices, cls.default_dtype, cls.loop))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    print(f"* selected now by {ENV_VAR}={os.environ.get(ENV_VAR, '') or '(unset: numpy)'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        if args.command == "train":
+            return _train(args)
+        return _backends(args)
+    except (NnbinError, ValueError, FloatingPointError) as exc:
+        if args.debug:
+            raise
+        print(f"nnbin: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""Full-batch gradient-descent training on any backend."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .backend import Backend, backend_of, get_backend
+from .backprop import apply_update, loss_and_grads, value_and_grads
+from .errors import MixedArraysError
+from .model import Array, Params, init_params, namespace
+
+
+@dataclass
+class RunResult:
+    """What a backend's run of many steps returns."""
+
+    params: Params
+    #: (step, loss) pairs; the loss is a 0-d array of the backend, evaluated before that step
+    history: list[tuple[int, Any]]
+    #: seconds spent compiling (0 for eager backends)
+    compile_seconds: float = 0.0
+
+
+@dataclass
+class TrainResult:
+    """The outcome of :func:`train`."""
+
+    params: Params
+    #: (step, loss) for every ``log_every``-th step: the mean BCE *before* that step's update
+    history: list[tuple[int, float]]
+    #: mean BCE of the final parameters (after the last step)
+    final_loss: float
+    backend: str
+    dtype: str
+    #: how the steps were run (for example "python loop" or "jax.lax.scan under jax.jit")
+    loop: str
+    compile_seconds: float = 0.0
+    run_seconds: float = 0.0
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def python_loop(
+    params: Params,
+    X: Array,
+    y: Array,
+    *,
+    lr: float,
+    steps: int,
+    log_every: int,
+    block_rows: int | None = None,
+    on_log: Callable[[int, float], None] | None = None,
+) -> RunResult:
+    """The default way to run many steps: one Python iteration per step.
+
+    The loss is computed only on logging steps; it stays on the device unless ``on_log``
+    asks for it, so nothing forces a host synchronisation in between.
+    """
+    history: list[tuple[int, Any]] = []
+    for s in range(steps):
+        logging = log_every > 0 and s % log_every == 0
+        loss, grads = value_and_grads(params, X, y, with_loss=logging, block_rows=block_rows)
+        if loss is not None:
+            history.append((s, loss))
+            if on_log is not None:
+                on_log(s, float(loss))
+        params = apply_update(params, grads, lr)
+    return RunResult(params, history)
+
+
+def _prepare(
+    X: Any, y: Any, backend: str | None, dtype: str | None
+) -> tuple[Backend, Array, Array, str]:
+    """Put X and y on one backend in one floating dtype, copying only host (NumPy) data."""
+    if isinstance(X, np.ndarray) and isinstance(y, np.ndarray):
+        be = get_backend(backend)
+    else:
+        namespace(X, y)  # one clear error if they come from two libraries
+        be = backend_of(X)
+        if backend is not None and get_backend(backend) is not be:
+            raise MixedArraysError(
+                f"X is a {be.name} array but backend={backend!r} was asked for; nnbin never "
+                f"copies between libraries: convert the data first, or drop backend="
+            )
+    if dtype is None:
+        # The data's own floating dtype, unless they are host data bound for another backend.
+        kind = str(getattr(X, "dtype", ""))
+        own = not isinstance(X, np.ndarray) or be.owns(X)
+        dtype = kind.rpartition(".")[2] if own and "float" in kind else be.default_dtype
+    if dtype not in be.dtypes:
+        raise ValueError(
+            f"the {be.name} backend supports {', '.join(be.dtypes)}, not {dtype!r}"
+        )
+    if isinstance(X, np.ndarray):
+        X = be.asarray(X, dtype)
+        y = be.asarray(y, dtype)
+    else:
+        xp = namespace(X, y)
+        X = xp.astype(X, getattr(xp, dtype))
+        y = xp.astype(y, getattr(xp, dtype))
+    return be, X, y, dtype
+
+
+def train(
+    X: Any,
+    y: Any,
+    *,
+    hidden: int = 32,
+    lr: float = 1.0,
+    steps: int = 1000,
+    log_every: int = 100,
+    seed: int = 0,
+    dtype: str | None = None,
+    backend: str | None = None,
+    on_log: Callable[[int, float], None] | None = None,
+) -> TrainResult:
+    """Train the network on (X, y) by full-batch gradient descent on mean BCE.
+
+    X is (N, D) and y is (N, 1) with labels 0 and 1. NumPy inputs run on ``backend``
+    (default: ``NNBIN_BACKEND``, else numpy) and are moved there once; arrays of another
+    library run on that library's backend, on their device, and the parameters come back
+    as arrays of that library. ``dtype`` defaults to the data's floating dtype, else the
+    backend's default. The loss is recorded every ``log_every`` steps (0: never), before
+    that step's update; ``on_log(step, loss)`` is called for each record.
+    """
+    lr = float(lr)
+    be, X, y, dtype = _prepare(X, y, backend, dtype)
+    params = init_params(X.shape[1], hidden, seed, dtype=dtype, backend=be.name,
+                         device=_device(X))
+    t0 = time.perf_counter()
+    run = be.run(params, X, y, lr=lr, steps=int(steps), log_every=int(log_every), on_log=on_log)
+    final_loss, _ = loss_and_grads(run.params, X, y,
+                                   block_rows=be.block_rows(X.shape[0], hidden))
+    final = float(final_loss)  # also waits for the device: the run time below is honest
+    elapsed = time.perf_counter() - t0 - run.compile_seconds
+    history = [(int(s), float(v)) for s, v in run.history]
+    if not all(math.isfinite(v) for _, v in history) or not math.isfinite(final):
+        bad = next((s for s, v in history if not math.isfinite(v)), steps)
+        raise FloatingPointError(
+            f"training diverged: the loss is not finite at step {bad} with lr={lr}; "
+            "try a smaller learning rate"
+        )
+    return TrainResult(
+        params=run.params, history=history, final_loss=final, backend=be.name, dtype=dtype,
+        loop=be.loop, compile_seconds=run.compile_seconds, run_seconds=elapsed,
+        settings={"hidden": hidden, "lr": lr, "steps": steps, "log_every": log_every,
+                  "seed": seed},
+    )
+
+
+def _device(x: Array) -> Any:
+    import array_api_compat
+
+    return array_api_compat.device(x)
+
+
+def accuracy(params: Params, X: Array, y: Array) -> float:
+    """Fraction of samples whose predicted class (probability >= 0.5) equals the label."""
+    from .model import forward
+
+    xp = namespace(X, y, *params)
+    pred = xp.astype(forward(params, X) >= 0.0, y.dtype)
+    return float(xp.mean(xp.astype(pred == y, y.dtype)))

@@ -1,0 +1,125 @@
+"""The public API: shapes, libraries in = libraries out, errors for mixed inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nnbin
+
+
+def test_two_gaussians_is_the_seed_data():
+    X, y = nnbin.two_gaussians(n_per_class=10_000, seed=0)
+    assert X.shape == (20_000, 1) and y.shape == (20_000, 1)
+    assert X.dtype == np.float64 and set(np.unique(y)) == {0.0, 1.0}
+    assert int(y.sum()) == 10_000
+    assert abs(X[y[:, 0] == 0].mean() + 6) < 0.05 and abs(X[y[:, 0] == 1].mean() - 6) < 0.05
+    assert abs(X[y[:, 0] == 0].std() - 1) < 0.05
+    assert 0.4 < y[:100].mean() < 0.6  # shuffled, not 10,000 zeros then 10,000 ones
+    X2, _ = nnbin.two_gaussians(n_per_class=10_000, seed=0)
+    np.testing.assert_array_equal(X, X2)
+    assert not np.array_equal(X, nnbin.two_gaussians(n_per_class=10_000, seed=1)[0])
+
+
+def test_two_gaussians_several_features():
+    X, y = nnbin.two_gaussians(n_per_class=50, seed=0, n_features=3)
+    assert X.shape == (100, 3) and y.shape == (100, 1)
+
+
+def test_init_params_shapes_and_seed(clean_backend_env):
+    p = nnbin.init_params(n_features=3, hidden=7, seed=4)
+    assert isinstance(p, nnbin.Params) and isinstance(p, tuple)
+    assert [a.shape for a in p] == [(3, 7), (7,), (7, 1), (1,)]
+    assert not np.any(p.b1) and not np.any(p.b2)
+    rng = np.random.default_rng(4)
+    np.testing.assert_array_equal(p.W1, rng.standard_normal((3, 7)))
+    np.testing.assert_array_equal(p.W2, rng.standard_normal((7, 1)))
+    p32 = nnbin.init_params(3, 7, 4, dtype="float32")
+    assert p32.W1.dtype == np.float32
+    np.testing.assert_array_equal(p32.W1, p.W1.astype(np.float32))
+
+
+def test_init_params_rejects_nonsense():
+    with pytest.raises(ValueError, match="hidden"):
+        nnbin.init_params(1, 0)
+
+
+def test_outputs_have_the_documented_shapes():
+    X, y = nnbin.two_gaussians(n_per_class=20, seed=0)
+    p = nnbin.init_params(1, 5, 0)
+    assert nnbin.forward(p, X).shape == (40, 1)
+    proba = nnbin.predict_proba(p, X)
+    assert proba.shape == (40, 1) and np.all((proba >= 0) & (proba <= 1))
+    loss = nnbin.loss(p, X, y)
+    assert loss.shape == () and float(loss) > 0
+    loss2, grads = nnbin.loss_and_grads(p, X, y)
+    assert float(loss2) == pytest.approx(float(loss), rel=1e-12)
+    assert isinstance(grads, nnbin.Params)
+    assert [g.shape for g in grads] == [a.shape for a in p]
+    new = nnbin.step(p, X, y, lr=1.0)
+    assert float(nnbin.loss(new, X, y)) < float(loss)
+    for a, g, n in zip(p, grads, new):
+        np.testing.assert_allclose(n, a - g)
+
+
+def test_step_does_not_modify_its_inputs():
+    X, y = nnbin.two_gaussians(n_per_class=20, seed=0)
+    p = nnbin.init_params(1, 5, 0)
+    before = [a.copy() for a in p]
+    nnbin.step(p, X, y)
+    nnbin.train(X, y, hidden=5, steps=3)
+    for a, b in zip(p, before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_array_api_strict_in_strict_out():
+    xp = pytest.importorskip("array_api_strict")
+    X, y = nnbin.two_gaussians(n_per_class=20, seed=0)
+    Xs, ys = xp.asarray(X), xp.asarray(y)
+    result = nnbin.train(Xs, ys, hidden=4, steps=5, log_every=1)
+    assert result.backend == "strict" and result.dtype == "float64"
+    assert all(type(a).__module__.startswith("array_api_strict") for a in result.params)
+    assert type(nnbin.predict_proba(result.params, Xs)).__module__.startswith("array_api_strict")
+    assert [s for s, _ in result.history] == [0, 1, 2, 3, 4]
+
+
+def test_mixing_libraries_is_one_clear_error():
+    xp = pytest.importorskip("array_api_strict")
+    X, y = nnbin.two_gaussians(n_per_class=20, seed=0)
+    p = nnbin.init_params(1, 4, 0)
+    with pytest.raises(nnbin.MixedArraysError, match="never copies"):
+        nnbin.forward(p, xp.asarray(X))
+    with pytest.raises(nnbin.MixedArraysError):
+        nnbin.train(xp.asarray(X), y, steps=1)
+    with pytest.raises(nnbin.MixedArraysError, match="backend='numpy'"):
+        nnbin.train(xp.asarray(X), xp.asarray(y), steps=1, backend="numpy")
+
+
+def test_host_data_moves_to_the_chosen_backend():
+    pytest.importorskip("array_api_strict")
+    X, y = nnbin.two_gaussians(n_per_class=20, seed=0)
+    result = nnbin.train(X, y, hidden=4, steps=2, backend="strict")
+    assert all(type(a).__module__.startswith("array_api_strict") for a in result.params)
+
+
+def test_train_records_loss_before_each_logged_step():
+    X, y = nnbin.two_gaussians(n_per_class=50, seed=0)
+    result = nnbin.train(X, y, hidden=4, steps=25, log_every=10, seed=0)
+    assert [s for s, _ in result.history] == [0, 10, 20]
+    p0 = nnbin.init_params(1, 4, 0)
+    assert result.history[0][1] == pytest.approx(float(nnbin.loss(p0, X, y)), rel=1e-12)
+    assert result.final_loss == pytest.approx(float(nnbin.loss(result.params, X, y)), rel=1e-12)
+    assert nnbin.train(X, y, hidden=4, steps=5, log_every=0).history == []
+
+
+def test_float32_data_trains_in_float32():
+    X, y = nnbin.two_gaussians(n_per_class=50, seed=0)
+    result = nnbin.train(X.astype(np.float32), y.astype(np.float32), steps=3)
+    assert result.dtype == "float32" and result.params.W1.dtype == np.float32
+
+
+def test_divergence_is_reported_with_step_and_lr():
+    X, y = nnbin.two_gaussians(n_per_class=50, seed=0)
+    with pytest.raises(FloatingPointError, match=r"step 1 with lr=1e\+308"), \
+            np.errstate(all="ignore"):
+        nnbin.train(X, y, steps=3, log_every=1, lr=1e308)

@@ -1,0 +1,111 @@
+"""The command line: the seed job, its figure, and errors as one line with exit status 2."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nnbin.cli import main
+
+LOSS_LINE = re.compile(r"^step\s+(\d+)\s+loss\s+(\S+)$")
+
+
+def _losses(text: str) -> list[tuple[int, float]]:
+    return [(int(m[1]), float(m[2])) for m in map(LOSS_LINE.match, text.splitlines()) if m]
+
+
+def _run(*args: str, env_backend: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.pop("NNBIN_BACKEND", None)
+    if env_backend is not None:
+        env["NNBIN_BACKEND"] = env_backend
+    return subprocess.run([sys.executable, "-m", "nnbin", *args], capture_output=True,
+                          text=True, env=env, timeout=600)
+
+
+def test_seed_job_prints_ten_falling_losses_and_writes_the_figure(tmp_path):
+    figure = tmp_path / "boundary.png"
+    out = _run("train", "--plot", str(figure))
+    assert out.returncode == 0, out.stderr
+    losses = _losses(out.stdout)
+    assert [s for s, _ in losses] == list(range(0, 1000, 100))
+    values = [v for _, v in losses]
+    assert all(a > b for a, b in itertools.pairwise(values))
+    assert values[0] == pytest.approx(2.99, abs=0.01)  # true BCE of the seed start
+    acc = float(re.search(r"training accuracy (\S+)", out.stdout)[1])
+    assert acc >= 0.999
+    boundary = float(re.search(r"at x = (-?\d+\.\d+)", out.stdout)[1])
+    assert abs(boundary) < 0.5
+    _check_png(figure)
+
+
+def _check_png(path) -> None:
+    import matplotlib.image
+
+    assert path.stat().st_size > 20_000
+    img = matplotlib.image.imread(path)
+    assert img.shape[0] >= 400 and img.shape[1] >= 700
+    rgb = img[..., :3]
+    # densities (blue, orange fills), the black curve and the crimson boundary are drawn
+    assert np.mean(np.all(rgb > 0.97, axis=-1)) < 0.9  # not a blank canvas
+    blue = np.mean((rgb[..., 2] > 0.6) & (rgb[..., 0] < 0.5))
+    orange = np.mean((rgb[..., 0] > 0.8) & (rgb[..., 1] > 0.4) & (rgb[..., 2] < 0.3))
+    assert blue > 0.005 and orange > 0.005
+    crimson = (rgb[..., 0] > 0.7) & (rgb[..., 1] < 0.2) & (rgb[..., 2] > 0.15) & (rgb[..., 2] < 0.4)
+    cols = np.nonzero(crimson.sum(axis=0) > img.shape[0] // 3)[0]
+    assert cols.size > 0, "no vertical boundary line"
+    assert abs(cols.mean() / img.shape[1] - 0.5) < 0.1  # near x = 0 of [-10, 10]
+
+
+def test_strict_prints_the_same_losses_as_numpy():
+    pytest.importorskip("array_api_strict")
+    a = _run("train", "--no-plot", "--dtype", "float64")
+    b = _run("train", "--no-plot", "--dtype", "float64", env_backend="strict")
+    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+    la, lb = _losses(a.stdout), _losses(b.stdout)
+    assert len(la) == 10 and [s for s, _ in la] == [s for s, _ in lb]
+    for (_, x), (_, y) in zip(la, lb):
+        assert f"{x:.9e}" == f"{y:.9e}"  # 10 significant digits
+
+
+def test_unknown_backend_is_one_line_and_status_2():
+    out = _run("train", "--no-plot", env_backend="nope")
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unknown backend 'nope'" in lines[0] and "numpy" in lines[0]
+    assert "Traceback" not in out.stderr
+
+
+def test_bad_flag_values_exit_2(capsys):
+    for argv in (["train", "--steps", "-1"], ["train", "--lr", "0"], ["train", "--lr", "nan"],
+                 ["train", "--hidden", "x"], ["train", "--dtype", "float16"]):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2
+    assert "must be" in capsys.readouterr().err
+
+
+def test_quiet_short_run_in_process(tmp_path, capsys, clean_backend_env):
+    assert main(["train", "--steps", "20", "--quiet", "--n-per-class", "200",
+                 "--plot", str(tmp_path / "b.png")]) == 0
+    out = capsys.readouterr().out
+    assert "step" not in out and "final loss" in out and (tmp_path / "b.png").exists()
+
+
+def test_backends_table_lists_every_backend(capsys, clean_backend_env):
+    assert main(["backends"]) == 0
+    out = capsys.readouterr().out
+    for name in ("numpy", "strict", "jax"):
+        assert re.search(rf"^[ *]{name}\s", out, re.M)
+    assert re.search(r"^\*numpy\s+ok", out, re.M)
+
+
+def test_no_command_prints_help_and_exits_2(capsys):
+    assert main([]) == 2
+    assert "train" in capsys.readouterr().out
