@@ -46,3 +46,11 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     session.install("mypy>=1.10", "-e", ".[strict,jax,plot]")
     session.run("mypy")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The benchmark with every CPU backend and baseline; arguments go to `nnbin bench`,
+    for example `nox -s bench -- --sizes 20000 --steps 200 --json bench.json`."""
+    session.install("-e", ".[strict,jax,torch,plot]")
+    session.run("nnbin", "bench", *session.posargs)

@@ -36,6 +36,8 @@ class JaxBackend(Backend):
         self._jax = jax
         self.xp = jnp  # array_api_compat.array_namespace returns jax.numpy itself
         self._compiled: dict[tuple[Any, ...], Any] = {}
+        #: XLA's temporary buffer size of the last compiled run (for the benchmark)
+        self.last_temp_bytes: int | None = None
 
     @staticmethod
     def owns(x: object) -> bool:
@@ -58,6 +60,28 @@ class JaxBackend(Backend):
     def to_host(self, x: Any) -> np.ndarray:
         return np.asarray(self._jax.device_get(x))
 
+    def distribute(self, params: Params, X: Any, y: Any, n_devices: int | None
+                   ) -> tuple[Params, Any, Any]:
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+        devices = self._jax.devices()
+        k = len(devices) if n_devices is None else n_devices
+        if not 1 <= k <= len(devices):
+            raise BackendUnavailableError(
+                f"data-parallel training on {k} devices asked for, but JAX sees "
+                f"{len(devices)} ({', '.join(map(str, devices))})"
+            )
+        if X.shape[0] % k:
+            raise ValueError(
+                f"{X.shape[0]} samples do not split evenly over {k} devices: "
+                f"use a sample count divisible by {k} or fewer devices"
+            )
+        mesh = Mesh(np.array(devices[:k]), ("batch",))
+        rows = NamedSharding(mesh, PartitionSpec("batch", None))
+        replicated = NamedSharding(mesh, PartitionSpec())
+        put = self._jax.device_put
+        return (Params(*(put(p, replicated) for p in params)), put(X, rows), put(y, rows))
+
     def synchronize(self, x: Any) -> None:
         self._jax.block_until_ready(x)
 
@@ -74,7 +98,12 @@ class JaxBackend(Backend):
                                            log_every=log_every).compile()
             compile_seconds = time.perf_counter() - t0
         lr_arr = self.xp.asarray(lr, dtype=X.dtype)
-        params, losses = self._compiled[key](params, X, y, lr_arr)
+        compiled = self._compiled[key]
+        try:
+            self.last_temp_bytes = int(compiled.memory_analysis().temp_size_in_bytes)
+        except Exception:  # not every platform reports it
+            self.last_temp_bytes = None
+        params, losses = compiled(params, X, y, lr_arr)
         self._jax.block_until_ready(params)
         logged = range(0, steps, log_every) if log_every > 0 else range(0)
         history = [(s, losses[i]) for i, s in enumerate(logged)]

@@ -84,6 +84,14 @@ class Backend:
     def synchronize(self, x: Any) -> None:
         """Block until the work that produces ``x`` is done (a no-op on eager CPU backends)."""
 
+    def distribute(self, params: Params, X: Any, y: Any, n_devices: int | None
+                   ) -> tuple[Params, Any, Any]:
+        """Place the samples across ``n_devices`` devices (None: all) for data-parallel
+        training, parameters replicated. Backends without it say so."""
+        raise BackendUnavailableError(
+            f"the {self.name!r} backend has no data-parallel training; use the jax backend"
+        )
+
     def block_rows(self, n_samples: int, hidden: int) -> int | None:
         """Samples per block in a gradient pass, or None for the whole batch at once.
 

@@ -43,7 +43,7 @@ def _block_grads(
 
     # output layer
     dz = sigmoid(xp, z) - y                           # (B, 1)   N dL/dz
-    dW2 = h.T @ dz                                    # (H, 1)
+    dW2 = (dz.T @ h).T                                # (H, 1) = h^T dz, as a row: no (H, B) copy
     db2 = xp.sum(dz, axis=0)                          # (1,)
 
     # hidden layer: dL/da1 = (dz W2^T) * s with s = h (1 - h). W2^T only scales column j

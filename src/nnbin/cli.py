@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .backend import ENV_VAR, available_names, backend_class, get_backend, is_installed
+from .bench import BASELINES
 from .errors import NnbinError
 
 
@@ -80,7 +81,31 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--plot", default="boundary.png", metavar="FIGURE",
                    help="where to write the decision-boundary figure (boundary.png)")
     t.add_argument("--no-plot", action="store_true", help="do not draw the figure")
+    t.add_argument("--data-parallel", type=_positive_int, metavar="K", default=None,
+                   help="split the samples over K devices, parameters replicated (jax only)")
     t.add_argument("--quiet", action="store_true", help="print only the summary")
+
+    bench = sub.add_parser(
+        "bench", help="measure every backend beside baselines, in one run",
+        description="Sample-steps per second (N x steps / seconds) of each backend, size and "
+        "dtype, median of REPEATS timed runs after a warm-up, the device synchronised before "
+        "the clock is read; compile/first-call time and peak memory (in (N, H) arrays) "
+        "reported apart. Baselines measured in the same run: the seed-style NumPy loop "
+        "(float64), jax.grad + fori_loop and PyTorch autograd where installed. Every nnbin "
+        "figure is also a ratio to the seed loop and to the fastest baseline.",
+    )
+    bench.add_argument("--backends", help="comma-separated (default: every runnable one)")
+    bench.add_argument("--sizes", default="20000,2000000,20000000",
+                       help="comma-separated N (20000,2000000,20000000)")
+    bench.add_argument("--dtypes", default="float32,float64", help="(float32,float64)")
+    bench.add_argument("--steps", type=_positive_int, default=None,
+                       help="steps per timing (default: about 2e7 / N, 2 to 1000)")
+    bench.add_argument("--repeats", type=_positive_int, default=5, help="timed runs (5)")
+    bench.add_argument("--baselines", default=",".join(BASELINES),
+                       help=f"comma-separated, or 'none' ({','.join(BASELINES)})")
+    bench.add_argument("--json", metavar="FILE", help="write every raw timing and the machine")
+    bench.add_argument("--plot", metavar="FILE", help="throughput against N, log-log")
+    bench.add_argument("--markdown", action="store_true", help="print the table as Markdown")
 
     b = sub.add_parser("backends", help="list the registered backends",
                        description="Every registered backend, whether it can run here, its "
@@ -107,7 +132,7 @@ def _train(args: argparse.Namespace) -> int:
 
     result = train(X, y, hidden=args.hidden, lr=args.lr, steps=args.steps,
                    log_every=args.log_every, seed=args.seed, backend=be.name,
-                   dtype=args.dtype, on_log=show)
+                   dtype=args.dtype, data_parallel=args.data_parallel or False, on_log=show)
     Xd, yd = be.asarray(X, result.dtype), be.asarray(y, result.dtype)
     acc = accuracy(result.params, Xd, yd)
     print(f"final loss {result.final_loss:.10g}  training accuracy {acc:.4f}  "
@@ -123,6 +148,54 @@ def _train(args: argparse.Namespace) -> int:
         )
         where = ", ".join(f"{c:.3f}" for c in cross) or "none in [-10, 10]"
         print(f"decision boundary (p = 0.5) at x = {where}; figure written to {args.plot}")
+    return 0
+
+
+def _csv(text: str, what: str, parse: type = str) -> list:
+    try:
+        items = [parse(float(v)) if parse is int else parse(v)
+                 for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--{what}: expected a comma-separated list, got {text!r}") from None
+    if not items:
+        raise ValueError(f"--{what} is empty")
+    return items
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from . import bench
+
+    backends = _csv(args.backends, "backends") if args.backends else bench.runnable_backends()
+    for name in backends:
+        get_backend(name)  # one clear error for a name that cannot run
+    if args.dtypes and any(d not in ("float32", "float64") for d in _csv(args.dtypes, "dtypes")):
+        raise ValueError(f"--dtypes: choose from float32, float64; got {args.dtypes!r}")
+    baselines = [] if args.baselines == "none" else _csv(args.baselines, "baselines")
+    unknown = sorted(set(baselines) - set(BASELINES))
+    if unknown:
+        raise ValueError(f"--baselines: unknown {', '.join(unknown)}; choose from "
+                         f"{', '.join(BASELINES)} or none")
+    if "jax" in backends or "jax-grad" in baselines:
+        import importlib.util
+
+        if importlib.util.find_spec("jax") is not None and "float64" in args.dtypes:
+            # The benchmark owns its process: 64-bit JAX for the float64 cells.
+            import jax
+
+            jax.config.update("jax_enable_x64", True)
+    sizes = _csv(args.sizes, "sizes", int)
+    if any(n < 2 for n in sizes):
+        raise ValueError("--sizes: every N must be >= 2")
+    report = bench.run_bench(backends, sizes, _csv(args.dtypes, "dtypes"), args.steps,
+                             args.repeats, baselines,
+                             progress=lambda line: print(line, file=sys.stderr, flush=True))
+    print(bench.table(report, markdown=args.markdown))
+    if args.json:
+        bench.write_json(report, args.json)
+        print(f"raw timings written to {args.json}")
+    if args.plot:
+        bench.plot(report, args.plot)
+        print(f"figure written to {args.plot}")
     return 0
 
 
@@ -158,6 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "train":
             return _train(args)
+        if args.command == "bench":
+            return _bench(args)
         return _backends(args)
     except (NnbinError, ValueError, FloatingPointError) as exc:
         if args.debug:

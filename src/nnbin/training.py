@@ -117,6 +117,7 @@ def train(
     seed: int = 0,
     dtype: str | None = None,
     backend: str | None = None,
+    data_parallel: bool | int = False,
     on_log: Callable[[int, float], None] | None = None,
 ) -> TrainResult:
     """Train the network on (X, y) by full-batch gradient descent on mean BCE.
@@ -127,11 +128,18 @@ def train(
     as arrays of that library. ``dtype`` defaults to the data's floating dtype, else the
     backend's default. The loss is recorded every ``log_every`` steps (0: never), before
     that step's update; ``on_log(step, loss)`` is called for each record.
+
+    ``data_parallel=True`` (all devices) or ``=k`` (the first k) splits the samples across
+    devices with the parameters replicated, where the backend supports it (jax: a ``Mesh``
+    over the devices; XLA inserts the cross-device sums of the gradients).
     """
     lr = float(lr)
     be, X, y, dtype = _prepare(X, y, backend, dtype)
     params = init_params(X.shape[1], hidden, seed, dtype=dtype, backend=be.name,
                          device=_device(X))
+    if data_parallel:
+        n_dev = None if data_parallel is True else int(data_parallel)
+        params, X, y = be.distribute(params, X, y, n_dev)
     t0 = time.perf_counter()
     run = be.run(params, X, y, lr=lr, steps=int(steps), log_every=int(log_every), on_log=on_log)
     final_loss, _ = loss_and_grads(run.params, X, y,
@@ -149,7 +157,7 @@ def train(
         params=run.params, history=history, final_loss=final, backend=be.name, dtype=dtype,
         loop=be.loop, compile_seconds=run.compile_seconds, run_seconds=elapsed,
         settings={"hidden": hidden, "lr": lr, "steps": steps, "log_every": log_every,
-                  "seed": seed},
+                  "seed": seed, "data_parallel": data_parallel},
     )
 
 

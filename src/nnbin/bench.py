@@ -1,0 +1,384 @@
+"""``nnbin bench``: throughput of every backend beside baselines measured in the same run.
+
+Unit: sample-steps per second, N x steps / seconds of training (data generation, imports
+and compilation excluded; compile / first-call time reported on its own). Each cell is
+timed ``repeats`` times after a warm-up, with the device synchronised before the clock is
+read; the median and the spread (min-max) are reported. Every nnbin figure is also given
+as a ratio to the seed-style NumPy loop and to the fastest baseline of the same size and
+dtype, all measured in this run.
+
+The baselines are written here, sharing no code with nnbin's core:
+- ``seed-numpy``: the notebook's structure (``np.dot``, in-place updates, float64) with the
+  correct gradient of the cross-entropy;
+- ``jax-grad``: ``jax.grad`` of the loss, the whole loop in one ``jax.jit`` (``fori_loop``);
+- ``torch-autograd``: PyTorch autograd, eager.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .backend import available_names, get_backend, is_installed
+from .data import two_gaussians
+from .errors import NnbinError
+from .model import init_params
+
+HIDDEN = 32
+BASELINES = ("seed-numpy", "jax-grad", "torch-autograd")
+
+
+@dataclass
+class Cell:
+    """One timed configuration."""
+
+    name: str  # "nnbin:<backend>" or "baseline:<name>"
+    n: int
+    dtype: str
+    steps: int
+    seconds: list[float] = field(default_factory=list)  # each timed repeat
+    first_call_seconds: float = 0.0  # warm-up run: compile + first execution
+    peak_nh: float | None = None  # peak working memory in (N, H) arrays of this dtype
+    loop: str = ""
+    skipped: str = ""  # why it did not run
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds) if self.seconds else float("nan")
+
+    @property
+    def throughput(self) -> float:
+        return self.n * self.steps / self.median if self.seconds else float("nan")
+
+    @property
+    def us_per_step(self) -> float:
+        return 1e6 * self.median / self.steps if self.seconds else float("nan")
+
+
+def default_steps(n: int) -> int:
+    """About 2e7 sample-steps per timing (the seed job: 1,000 steps), at least 2."""
+    return int(max(2, min(1000, 20_000_000 // n)))
+
+
+def _available_bytes() -> int:
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+def _nh_bytes(n: int, dtype: str) -> int:
+    return n * HIDDEN * np.dtype(dtype).itemsize
+
+
+# --- nnbin's backends ---------------------------------------------------------------
+
+def _time_backend(name: str, n: int, dtype: str, steps: int, repeats: int) -> Cell:
+    cell = Cell(f"nnbin:{name}", n, dtype, steps)
+    be = get_backend(name)
+    cell.loop = be.loop
+    if dtype not in be.dtypes:
+        cell.skipped = f"no {dtype}"
+        return cell
+    # Working memory without blocks is a few (N, H) arrays; skip what cannot fit.
+    need = (2 if be.block_rows(n, HIDDEN) else 8) * _nh_bytes(n, dtype)
+    if be.name != "numpy" and need > 0.8 * _available_bytes():
+        cell.skipped = f"needs ~{need / 2**30:.1f} GiB, more than is free"
+        return cell
+    X, y = two_gaussians(n // 2, seed=0)
+    Xd, yd = be.asarray(X, dtype), be.asarray(y, dtype)
+    del X, y
+    params = init_params(1, HIDDEN, 0, dtype=dtype, backend=name)
+    t0 = time.perf_counter()
+    run = be.run(params, Xd, yd, lr=1.0, steps=steps, log_every=0)
+    be.synchronize(run.params)
+    cell.first_call_seconds = time.perf_counter() - t0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run = be.run(params, Xd, yd, lr=1.0, steps=steps, log_every=0)
+        be.synchronize(run.params)
+        cell.seconds.append(time.perf_counter() - t0)
+    cell.peak_nh = _peak_nh(be, params, Xd, yd, n, dtype)
+    return cell
+
+
+def _peak_nh(be: Any, params: Any, X: Any, y: Any, n: int, dtype: str) -> float | None:
+    """Peak temporary memory of one step, in (N, H) arrays: NumPy-based backends through
+    tracemalloc (NumPy reports its buffers to it), JAX from XLA's memory analysis."""
+    if be.name in ("numpy", "strict"):
+        import tracemalloc
+
+        tracemalloc.start()
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        be.run(params, X, y, lr=1.0, steps=1, log_every=0)
+        peak = tracemalloc.get_traced_memory()[1] - base
+        tracemalloc.stop()
+        return peak / _nh_bytes(n, dtype)
+    temp = getattr(be, "last_temp_bytes", None)
+    return None if temp is None else temp / _nh_bytes(n, dtype)
+
+
+# --- baselines: independent of nnbin's core -------------------------------------------
+
+def _seed_numpy(n: int, dtype: str, steps: int) -> Callable[[], None]:
+    X, y = two_gaussians(n // 2, seed=0)
+    rng = np.random.default_rng(0)
+    W1, W2 = rng.standard_normal((1, HIDDEN)), rng.standard_normal((HIDDEN, 1))
+    b1, b2 = np.zeros(HIDDEN), np.zeros(1)
+
+    def run() -> None:
+        w1, bb1, w2, bb2 = W1.copy(), b1.copy(), W2.copy(), b2.copy()
+        with np.errstate(over="ignore"):
+            for _ in range(steps):
+                h = 1 / (1 + np.exp(-(np.dot(X, w1) + bb1)))
+                y_hat = 1 / (1 + np.exp(-(np.dot(h, w2) + bb2)))
+                dz = (y_hat - y) / n
+                dh = np.dot(dz, w2.T) * h * (1 - h)
+                w2 -= np.dot(h.T, dz)
+                bb2 -= dz.sum(axis=0)
+                w1 -= np.dot(X.T, dh)
+                bb1 -= dh.sum(axis=0)
+
+    return run
+
+
+def _jax_grad(n: int, dtype: str, steps: int) -> Callable[[], None]:
+    import jax
+    import jax.numpy as jnp
+
+    if dtype == "float64" and not jax.config.read("jax_enable_x64"):
+        raise NnbinError("float64 needs JAX's x64 mode")
+    X, y = two_gaussians(n // 2, seed=0)
+    Xj, yj = jnp.asarray(X, dtype), jnp.asarray(y, dtype)
+    rng = np.random.default_rng(0)
+    p0 = (jnp.asarray(rng.standard_normal((1, HIDDEN)), dtype), jnp.zeros(HIDDEN, dtype),
+          jnp.asarray(rng.standard_normal((HIDDEN, 1)), dtype), jnp.zeros(1, dtype))
+
+    def loss(p: Any, X: Any, y: Any) -> Any:
+        z = jax.nn.sigmoid(X @ p[0] + p[1]) @ p[2] + p[3]
+        return jnp.mean(jnp.logaddexp(0, z) - y * z)
+
+    @jax.jit
+    def train(p: Any, X: Any, y: Any) -> Any:
+        g = jax.grad(loss)
+        return jax.lax.fori_loop(
+            0, steps, lambda _, q: jax.tree.map(lambda a, b: a - b, q, g(q, X, y)), p)
+
+    def run() -> None:
+        jax.block_until_ready(train(p0, Xj, yj))
+
+    return run
+
+
+def _torch_autograd(n: int, dtype: str, steps: int) -> Callable[[], None]:
+    import torch
+
+    X, y = two_gaussians(n // 2, seed=0)
+    tdt = getattr(torch, dtype)
+    Xt, yt = torch.as_tensor(X, dtype=tdt), torch.as_tensor(y, dtype=tdt)
+    rng = np.random.default_rng(0)
+    init = [rng.standard_normal((1, HIDDEN)), np.zeros(HIDDEN),
+            rng.standard_normal((HIDDEN, 1)), np.zeros(1)]
+
+    def run() -> None:
+        p = [torch.tensor(a, dtype=tdt, requires_grad=True) for a in init]
+        for _ in range(steps):
+            z = torch.sigmoid(Xt @ p[0] + p[1]) @ p[2] + p[3]
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(z, yt)
+            grads = torch.autograd.grad(loss, p)
+            with torch.no_grad():
+                p = [(a - g).requires_grad_() for a, g in zip(p, grads)]
+
+    return run
+
+
+_BASELINE_MAKERS: dict[str, tuple[str, Callable[[int, str, int], Callable[[], None]]]] = {
+    "seed-numpy": ("numpy", _seed_numpy),
+    "jax-grad": ("jax", _jax_grad),
+    "torch-autograd": ("torch", _torch_autograd),
+}
+
+
+def _time_baseline(name: str, n: int, dtype: str, steps: int, repeats: int) -> Cell:
+    package, make = _BASELINE_MAKERS[name]
+    cell = Cell(f"baseline:{name}", n, dtype, steps, loop="baseline")
+    if name == "seed-numpy" and dtype != "float64":
+        cell.skipped = "the seed loop is float64"
+        return cell
+    import importlib.util
+
+    if importlib.util.find_spec(package) is None:
+        cell.skipped = f"{package} not installed"
+        return cell
+    if 6 * _nh_bytes(n, dtype) > 0.8 * _available_bytes():
+        cell.skipped = "does not fit in free memory"
+        return cell
+    try:
+        run = make(n, dtype, steps)
+    except NnbinError as exc:
+        cell.skipped = str(exc)
+        return cell
+    t0 = time.perf_counter()
+    run()
+    cell.first_call_seconds = time.perf_counter() - t0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run()
+        cell.seconds.append(time.perf_counter() - t0)
+    return cell
+
+
+# --- the run and its report --------------------------------------------------------------
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
+                            "cores": os.cpu_count(), "numpy": np.__version__}
+    try:
+        with open("/proc/cpuinfo") as fh:
+            info["cpu"] = next(line.split(":", 1)[1].strip() for line in fh
+                               if line.startswith("model name"))
+    except (OSError, StopIteration):
+        info["cpu"] = platform.processor()
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        info["blas"] = f"{blas.get('name')} {blas.get('version')}"
+    except Exception:
+        info["blas"] = "unknown"
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("jax", "jaxlib", "torch", "array-api-strict", "array-api-compat",
+                 "cupy-cuda12x", "cupy-cuda13x", "dask"):
+        with contextlib.suppress(PackageNotFoundError):  # metadata only: nothing imported
+            info[dist] = version(dist)
+    return info
+
+
+def run_bench(backends: Sequence[str], sizes: Sequence[int], dtypes: Sequence[str],
+              steps: int | None, repeats: int, baselines: Sequence[str],
+              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    cells: list[Cell] = []
+    for n in sizes:
+        s = steps or default_steps(n)
+        for dtype in dtypes:
+            for name in baselines:
+                cells.append(_time_baseline(name, n, dtype, s, repeats))
+                if progress:
+                    progress(_line(cells[-1]))
+            for name in backends:
+                try:
+                    cells.append(_time_backend(name, n, dtype, s, repeats))
+                except NnbinError as exc:
+                    cells.append(Cell(f"nnbin:{name}", n, dtype, s, skipped=str(exc)))
+                if progress:
+                    progress(_line(cells[-1]))
+    return {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(),
+            "repeats": repeats, "cells": [asdict(c) | _derived(c, cells) for c in cells]}
+
+
+def _derived(c: Cell, cells: list[Cell]) -> dict[str, Any]:
+    """Throughput and the ratios against the seed loop and the fastest baseline."""
+    out: dict[str, Any] = {"median_seconds": c.median, "throughput": c.throughput,
+                           "us_per_step": c.us_per_step}
+    same = [o for o in cells if o.n == c.n and o.seconds and o.name.startswith("baseline:")]
+    seed = [o for o in same if o.name == "baseline:seed-numpy"]
+    out["vs_seed_numpy"] = c.throughput / seed[0].throughput if seed and c.seconds else None
+    peers = [o for o in same if o.dtype == c.dtype]
+    best = max(peers, key=lambda o: o.throughput, default=None)
+    out["fastest_baseline"] = best.name if best else None
+    out["vs_fastest_baseline"] = c.throughput / best.throughput if best and c.seconds else None
+    return out
+
+
+def _line(c: Cell) -> str:
+    if c.skipped:
+        return f"{c.name:26s} N={c.n:<9d} {c.dtype:8s} skipped: {c.skipped}"
+    return (f"{c.name:26s} N={c.n:<9d} {c.dtype:8s} {c.throughput:11.4g} sample-steps/s  "
+            f"{c.us_per_step:10.1f} us/step")
+
+
+def table(report: dict[str, Any], markdown: bool = False) -> str:
+    head = ["variant", "N", "dtype", "steps", "median s", "spread s", "sample-steps/s",
+            "µs/step", "× seed loop", "× fastest baseline", "first call s", "peak (N,H)"]
+    rows = []
+    for c in report["cells"]:
+        if c["skipped"]:
+            why = c["skipped"].split(":")[0][:40]
+            rows.append([c["name"], f"{c['n']:.0e}".replace("e+0", "e"), c["dtype"],
+                         str(c["steps"]), f"skipped ({why})", "", "", "", "", "", "", ""])
+            continue
+        secs = c["seconds"]
+
+        def ratio(v: float | None) -> str:
+            return "" if v is None else f"{v:.2f}"
+
+        rows.append([
+            c["name"], f"{c['n']:.0e}".replace("e+0", "e"), c["dtype"], str(c["steps"]),
+            f"{c['median_seconds']:.3f}", f"{min(secs):.3f}–{max(secs):.3f}",
+            f"{c['throughput']:.3g}", f"{c['us_per_step']:.1f}", ratio(c["vs_seed_numpy"]),
+            ratio(c["vs_fastest_baseline"]), f"{c['first_call_seconds']:.2f}",
+            "" if c["peak_nh"] is None else f"{c['peak_nh']:.2f}",
+        ])
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(lines)
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    return "\n".join("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip()
+                     for r in [head, *rows])
+
+
+def plot(report: dict[str, Any], path: str) -> None:
+    """Throughput against N, log-log, one line per backend/baseline and dtype."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .plot import atomic_savefig
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    series: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for c in report["cells"]:
+        if not c["skipped"]:
+            series.setdefault((c["name"], c["dtype"]), []).append((c["n"], c["throughput"]))
+    for (name, dtype), pts in sorted(series.items()):
+        pts.sort()
+        style = "--" if name.startswith("baseline:") else "-"
+        ax.plot(*zip(*pts), style, marker="o", label=f"{name} {dtype}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("N (samples)")
+    ax.set_ylabel("sample-steps per second")
+    ax.set_title(f"nnbin bench, {report['machine'].get('cpu', '')}", fontsize=9)
+    ax.legend(fontsize=7)
+    atomic_savefig(fig, path)
+    plt.close(fig)
+
+
+def runnable_backends() -> list[str]:
+    names = []
+    for name in available_names():
+        if is_installed(name):
+            try:
+                get_backend(name)
+                names.append(name)
+            except NnbinError:
+                pass
+    return names
+
+
+def write_json(report: dict[str, Any], path: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as fh:
+        json.dump(report, fh, indent=1, default=float)
+    os.replace(tmp, path)

@@ -1,0 +1,147 @@
+"""The jax backend: the core under jit, vmap and grad; compiled runs; x64; several devices."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import nnbin
+
+jax = pytest.importorskip("jax", reason="JAX not installed (pip install 'nnbin[jax]')")
+jnp = jax.numpy
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = nnbin.two_gaussians(n_per_class=500, seed=0)
+    return jnp.asarray(X, dtype=jnp.float32), jnp.asarray(y, dtype=jnp.float32)
+
+
+def test_jax_in_jax_out(data):
+    X, y = data
+    result = nnbin.train(X, y, steps=50, log_every=10)
+    assert result.backend == "jax" and result.dtype == "float32"
+    assert result.loop.startswith("jax.lax.scan")
+    assert all(isinstance(a, jax.Array) and a.dtype == jnp.float32 for a in result.params)
+    assert {a.devices().pop() for a in result.params} == X.devices()
+    assert isinstance(nnbin.predict_proba(result.params, X), jax.Array)
+    assert [s for s, _ in result.history] == [0, 10, 20, 30, 40]
+
+
+def test_compiled_run_equals_python_loop(data):
+    """The compiled whole-run path and a plain loop over nnbin.step agree step for step."""
+    from nnbin.training import python_loop
+
+    X, y = data
+    p0 = nnbin.init_params(1, 8, seed=3, backend="jax")
+    be = nnbin.get_backend("jax")
+    for steps, every in [(23, 5), (20, 5), (7, 0), (1, 1)]:
+        compiled = be.run(p0, X, y, lr=0.5, steps=steps, log_every=every)
+        plain = python_loop(p0, X, y, lr=0.5, steps=steps, log_every=every)
+        assert [s for s, _ in compiled.history] == [s for s, _ in plain.history]
+        for a, b in zip(compiled.params, plain.params):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=1e-6)
+
+
+def test_core_under_jit_and_grad(data):
+    X, y = data
+    p = nnbin.init_params(1, 8, seed=1, backend="jax")
+    stepped = jax.jit(nnbin.step)(p, X, y, 1.0)
+    eager = nnbin.step(p, X, y, 1.0)
+    for a, b in zip(stepped, eager):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+    g = jax.grad(nnbin.loss)(p, X, y)
+    _, hand = nnbin.loss_and_grads(p, X, y)
+    for a, b in zip(g, hand):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-6)
+    loss, _ = jax.jit(nnbin.loss_and_grads)(p, X, y)
+    assert loss.shape == ()
+
+
+def test_vmap_trains_16_seeds_in_one_call(data):
+    """16 models, 16 seeds, one compiled call; each equals its own single-model run."""
+    X, y = data
+    seeds = range(16)
+    stacked = jax.tree.map(lambda *a: jnp.stack(a),
+                           *[nnbin.init_params(1, 8, seed=s, backend="jax") for s in seeds])
+
+    def train_one(p):
+        return jax.lax.fori_loop(0, 100, lambda _, q: nnbin.step(q, X, y, 1.0), p)
+
+    trained = jax.jit(jax.vmap(train_one))(stacked)
+    losses = jax.vmap(lambda p: nnbin.loss(p, X, y))(trained)
+    assert trained.W1.shape == (16, 1, 8) and losses.shape == (16,)
+    for s in (0, 7, 15):
+        single = nnbin.train(X, y, hidden=8, steps=100, seed=s, log_every=0)
+        np.testing.assert_allclose(np.asarray(trained.W1[s]), np.asarray(single.params.W1),
+                                   rtol=1e-4, atol=1e-5)
+        assert float(losses[s]) == pytest.approx(single.final_loss, rel=1e-3)
+
+
+def test_float64_without_x64_is_an_error_not_a_silent_float32():
+    code = (
+        "import nnbin\n"
+        "X, y = nnbin.two_gaussians(n_per_class=10)\n"
+        "try:\n"
+        "    nnbin.train(X, y, steps=1, backend='jax', dtype='float64')\n"
+        "except nnbin.BackendUnavailableError as e:\n"
+        "    print('refused:', e)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("JAX_ENABLE_X64", "NNBIN_BACKEND")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("refused:") and "JAX_ENABLE_X64=1" in out.stdout
+
+
+def test_cli_float64_on_jax_switches_x64_on(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
+    env["NNBIN_BACKEND"] = "jax"
+    out = subprocess.run([sys.executable, "-m", "nnbin", "train", "--dtype", "float64",
+                          "--steps", "200", "--no-plot"],
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "(jax, float64," in out.stdout
+
+
+DATA_PARALLEL = """
+import json, numpy as np, jax, nnbin
+X, y = nnbin.two_gaussians(n_per_class=1000, seed=0)
+one = nnbin.train(X, y, steps=300, log_every=100, backend="jax")
+four = nnbin.train(X, y, steps=300, log_every=100, backend="jax", data_parallel=4)
+assert len(jax.devices()) == 4
+shards = {str(s.device) for s in four.params.W1.addressable_shards}
+xs = jax.device_put(np.asarray(X, np.float32))
+print(json.dumps({
+    "devices": len(shards),
+    "loss_one": [v for _, v in one.history], "loss_four": [v for _, v in four.history],
+    "err": max(float(np.linalg.norm(np.asarray(a) - np.asarray(b)) / np.linalg.norm(np.asarray(b)))
+               for a, b in zip(four.params, one.params)),
+}))
+"""
+
+
+def test_data_parallel_on_four_cpu_devices_matches_one_device():
+    import json
+
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    env.pop("NNBIN_BACKEND", None)
+    out = subprocess.run([sys.executable, "-c", DATA_PARALLEL], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["devices"] == 4  # the replicated parameters live on all four devices
+    np.testing.assert_allclose(r["loss_four"], r["loss_one"], rtol=1e3 * 2**-23)
+    assert r["err"] <= 1e4 * 2**-23  # the float32 whole-run tolerance of the suite
+
+
+def test_data_parallel_errors_are_clear():
+    X, y = nnbin.two_gaussians(n_per_class=5, seed=0)
+    with pytest.raises(nnbin.BackendUnavailableError, match="JAX sees"):
+        nnbin.train(X, y, steps=1, backend="jax", data_parallel=64)
+    with pytest.raises(nnbin.BackendUnavailableError, match="no data-parallel"):
+        nnbin.train(X, y, steps=1, backend="numpy", data_parallel=2)
