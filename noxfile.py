@@ -14,14 +14,26 @@ nox.options.sessions = ["lint", "typecheck", "tests", "conformance"]
 nox.options.error_on_missing_interpreters = False
 
 # Backends the default run covers on a CPU-only machine, with the extra that installs each.
-CPU_BACKENDS = {"numpy": "numpy", "strict": "strict", "jax": "jax"}
+CPU_BACKENDS = {"numpy": "numpy", "strict": "strict", "jax": "jax", "torch": "torch"}
+# Installed before the extras: pip takes this machine's local CPU build of torch 2.13.0,
+# where an unpinned torch could download a multi-GB CUDA build.
+PINNED = ["torch==2.13.0"]
+
+
+def _install(session: nox.Session, extras: str) -> None:
+    if "torch" in extras.split(","):
+        session.install(*PINNED)
+    session.install("-e", f".[{extras}]")
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Unit tests of everything around the math."""
-    session.install("-e", ".[test,strict,plot]")
-    session.run("pytest", "tests", *session.posargs, env={"NNBIN_BACKEND": ""})
+    """Unit tests of everything around the math (CLI, files, errors, plots, estimator, JAX).
+
+    SCIPY_ARRAY_API=1 lets scikit-learn's array-API estimator checks run."""
+    _install(session, "test,strict,plot,jax,torch")
+    session.run("pytest", "tests", *session.posargs,
+                env={"NNBIN_BACKEND": "", "SCIPY_ARRAY_API": "1"})
 
 
 @nox.session
@@ -31,8 +43,7 @@ def conformance(session: nox.Session, backend: str) -> None:
 
     NNBIN_BACKEND is set, so a backend that cannot run is an error here, not a skip."""
     extra = CPU_BACKENDS[backend]
-    extras = "test" if extra == "numpy" else f"test,{extra}"
-    session.install("-e", f".[{extras}]")
+    _install(session, "test" if extra == "numpy" else f"test,{extra}")
     session.run("pytest", "conformance", *session.posargs, env={"NNBIN_BACKEND": backend})
 
 
@@ -44,7 +55,8 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install("mypy>=1.10", "-e", ".[strict,jax,plot]")
+    session.install("mypy>=1.10")
+    _install(session, "strict,jax,plot,torch,sklearn")
     session.run("mypy")
 
 
@@ -52,5 +64,5 @@ def typecheck(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """The benchmark with every CPU backend and baseline; arguments go to `nnbin bench`,
     for example `nox -s bench -- --sizes 20000 --steps 200 --json bench.json`."""
-    session.install("-e", ".[strict,jax,torch,plot]")
+    _install(session, "strict,jax,torch,plot")
     session.run("nnbin", "bench", *session.posargs)

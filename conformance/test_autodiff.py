@@ -26,3 +26,18 @@ def test_hand_written_gradients_match_jax_grad(n, d, h):
     for name, a, g in zip(NAMES, auto, hand):
         err = relative_error(np.asarray(g), np.asarray(a, dtype=np.float64))
         assert err <= rtol("float64", "op"), f"d{name}: {err:.3g} from jax.grad"
+
+
+@pytest.mark.parametrize("n,d,h", SHAPES)
+def test_hand_written_gradients_match_torch_autograd(n, d, h):
+    torch = pytest.importorskip("torch", reason="PyTorch not installed: no autograd oracle")
+    be = nnbin.get_backend("torch")
+    case = random_case(be, "float64", n, d, h, seed=99 + n)
+    leaves = [p.clone().requires_grad_(True) for p in case.params]
+    loss = nnbin.loss(nnbin.Params(*leaves), case.Xd, case.yd)
+    auto = torch.autograd.grad(loss, leaves)
+    with torch.no_grad():
+        _, hand = nnbin.loss_and_grads(case.params, case.Xd, case.yd)
+    for name, a, g in zip(NAMES, auto, hand):
+        err = relative_error(be.to_host(g), be.to_host(a))
+        assert err <= rtol("float64", "op"), f"d{name}: {err:.3g} from torch.autograd"

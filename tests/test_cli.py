@@ -109,3 +109,61 @@ def test_backends_table_lists_every_backend(capsys, clean_backend_env):
 def test_no_command_prints_help_and_exits_2(capsys):
     assert main([]) == 2
     assert "train" in capsys.readouterr().out
+
+
+def test_data_save_predict_plot_session(tmp_path, capsys, clean_backend_env):
+    """train --data --save, then predict and plot from the saved model."""
+    X, y = (np.asarray(a) for a in __import__("nnbin").two_gaussians(n_per_class=150, seed=3,
+                                                                       n_features=2))
+    csv = tmp_path / "d.csv"
+    np.savetxt(csv, np.column_stack([X, y]), delimiter=",", header="a,b,target", comments="")
+    model, fig = tmp_path / "m.safetensors", tmp_path / "train.png"
+    assert main(["train", "--data", str(csv), "--steps", "200", "--save", str(model),
+                 "--plot", str(fig), "--quiet"]) == 0
+    assert model.exists() and fig.stat().st_size > 20_000
+    out = tmp_path / "p.csv"
+    assert main(["predict", "--model", str(model), "--data", str(csv), "--out", str(out)]) == 0
+    rows = np.loadtxt(out, delimiter=",", skiprows=1)
+    assert out.read_text().splitlines()[0] == "probability,label"
+    assert rows.shape == (300, 2) and np.all((rows[:, 0] >= 0) & (rows[:, 0] <= 1))
+    np.testing.assert_array_equal(rows[:, 1], (rows[:, 0] >= 0.5).astype(float))
+    assert np.mean(rows[:, 1] == y[:, 0]) >= 0.99
+    heat = tmp_path / "heat.png"
+    assert main(["plot", "--model", str(model), "--data", str(csv), "--out", str(heat)]) == 0
+    import matplotlib.image
+
+    img = matplotlib.image.imread(heat)[..., :3]
+    red = np.mean((img[..., 0] > 0.5) & (img[..., 2] < 0.3))
+    blue = np.mean((img[..., 2] > 0.4) & (img[..., 0] < 0.2))
+    assert red > 0.02 and blue > 0.02  # both sides of the heat map are drawn
+    capsys.readouterr()
+
+
+def test_plot_of_a_one_feature_model_with_its_loss_curve(tmp_path, capsys, clean_backend_env):
+    model = tmp_path / "m.safetensors"
+    assert main(["train", "--n-per-class", "300", "--steps", "300", "--save", str(model),
+                 "--no-plot", "--quiet"]) == 0
+    fig = tmp_path / "p.png"
+    assert main(["plot", "--model", str(model), "--out", str(fig)]) == 0
+    assert "decision boundary (p = 0.5) at x = " in capsys.readouterr().out
+    import matplotlib.image
+
+    img = matplotlib.image.imread(fig)
+    assert img.shape[1] > 1.5 * img.shape[0]  # two panels: boundary and loss curve
+
+
+def test_predict_on_another_backend_matches(tmp_path, capsys, clean_backend_env):
+    pytest.importorskip("jax")
+    model = tmp_path / "m.safetensors"
+    assert main(["train", "--n-per-class", "100", "--steps", "50", "--save", str(model),
+                 "--no-plot", "--quiet"]) == 0
+    data = tmp_path / "x.npy"
+    np.save(data, np.linspace(-3, 3, 7)[:, None])
+    capsys.readouterr()
+    assert main(["predict", "--model", str(model), "--data", str(data)]) == 0
+    a = capsys.readouterr().out
+    assert main(["predict", "--model", str(model), "--data", str(data), "--backend", "jax"]) == 0
+    b = capsys.readouterr().out
+    pa = np.loadtxt(a.splitlines()[1:], delimiter=",")
+    pb = np.loadtxt(b.splitlines()[1:], delimiter=",")
+    np.testing.assert_allclose(pa, pb, rtol=1e-12)

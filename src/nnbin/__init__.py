@@ -11,18 +11,33 @@ namespace from its inputs; backends (``NNBIN_BACKEND``) only move data and run l
 
 from .backend import Backend, available_names, backend_of, get_backend
 from .backprop import loss_and_grads, step
-from .data import two_gaussians
+from .data import DataFileError, load_data, two_gaussians
 from .errors import BackendUnavailableError, MixedArraysError, NnbinError, UnknownBackendError
 from .loss import loss
 from .model import Params, forward, init_params, predict_proba
+from .modelfile import Model, ModelFileError, load
+from .modelfile import save_result as save
 from .training import TrainResult, accuracy, train
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    # The estimator needs scikit-learn, an optional dependency: import it on first use.
+    if name == "BinaryMLPClassifier":
+        from .estimator import BinaryMLPClassifier
+
+        return BinaryMLPClassifier
+    raise AttributeError(f"module 'nnbin' has no attribute {name!r}")
+
 __all__ = [
     "Backend",
     "BackendUnavailableError",
+    "BinaryMLPClassifier",
+    "DataFileError",
     "MixedArraysError",
+    "Model",
+    "ModelFileError",
     "NnbinError",
     "Params",
     "TrainResult",
@@ -34,9 +49,12 @@ __all__ = [
     "forward",
     "get_backend",
     "init_params",
+    "load",
+    "load_data",
     "loss",
     "loss_and_grads",
     "predict_proba",
+    "save",
     "step",
     "train",
     "two_gaussians",

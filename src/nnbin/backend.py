@@ -40,6 +40,7 @@ _BUILTIN = {
     "numpy": "nnbin_backends.numpy:NumpyBackend",
     "strict": "nnbin_backends.strict:StrictBackend",
     "jax": "nnbin_backends.jax:JaxBackend",
+    "torch": "nnbin_backends.torch:TorchBackend",
 }
 
 

@@ -78,12 +78,41 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed of the data and the initial weights (0)")
     t.add_argument("--n-per-class", type=_positive_int, default=10_000,
                    help="samples per class of the seed data (10000)")
+    t.add_argument("--data", metavar="FILE",
+                   help="train on your data instead: CSV with a header, .npy (last column "
+                   "the label) or .npz (arrays X, y); features plus a 0/1 label column")
+    t.add_argument("--label", metavar="NAME",
+                   help="the CSV label column (default: label/y/target/class, else the last)")
+    t.add_argument("--save", metavar="MODEL", help="save the model (safetensors) to MODEL")
     t.add_argument("--plot", default="boundary.png", metavar="FIGURE",
-                   help="where to write the decision-boundary figure (boundary.png)")
+                   help="where to write the decision-boundary figure (boundary.png; "
+                   "drawn for one or two features)")
     t.add_argument("--no-plot", action="store_true", help="do not draw the figure")
     t.add_argument("--data-parallel", type=_positive_int, metavar="K", default=None,
                    help="split the samples over K devices, parameters replicated (jax only)")
-    t.add_argument("--quiet", action="store_true", help="print only the summary")
+    t.add_argument("--quiet", action="store_true",
+                   help="print only the summary (no loss lines, no progress bar)")
+
+    pr = sub.add_parser("predict", help="probabilities and labels from a saved model",
+                        description="Write P(y = 1 | x) and the label at 0.5 for every row of "
+                        "FILE as CSV (columns: probability,label), to --out or stdout.")
+    pr.add_argument("--model", required=True, help="a model file saved by nnbin train --save")
+    pr.add_argument("--data", required=True, metavar="FILE",
+                    help="CSV with a header, .npy or .npz; a label column, if any, is ignored")
+    pr.add_argument("--label", metavar="NAME", help="the CSV label column to leave out")
+    pr.add_argument("--out", metavar="FILE", help="CSV to write (default: standard output)")
+    pr.add_argument("--backend", help="backend to predict on (default: $NNBIN_BACKEND, numpy)")
+
+    pl = sub.add_parser("plot", help="draw a saved model: boundary and loss curve",
+                        description="The decision-boundary figure of a saved model (class "
+                        "densities, samples, probability curve and its 0.5 crossing for one "
+                        "feature; a probability heat map with the 0.5 contour for two) beside "
+                        "the loss curve from its training history.")
+    pl.add_argument("--model", required=True, help="a model file saved by nnbin train --save")
+    pl.add_argument("--data", metavar="FILE", help="data to draw with it (optional)")
+    pl.add_argument("--label", metavar="NAME", help="the CSV label column")
+    pl.add_argument("--out", required=True, metavar="FIGURE", help="the image to write (.png)")
+    pl.add_argument("--backend", help="backend to evaluate on (default: $NNBIN_BACKEND)")
 
     bench = sub.add_parser(
         "bench", help="measure every backend beside baselines, in one run",
@@ -114,31 +143,75 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Progress:
+    """Loss lines, or a progress bar (rich) when standard output is a terminal."""
+
+    def __init__(self, steps: int, quiet: bool) -> None:
+        import time
+
+        self.quiet, self.steps, self.t0, self.bar = quiet, steps, time.perf_counter(), None
+        if not quiet and sys.stdout.isatty():
+            try:
+                from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+                self.bar = Progress(TextColumn("training"), BarColumn(),
+                                    TextColumn("{task.completed}/{task.total} steps"),
+                                    TextColumn("{task.fields[info]}"), TimeElapsedColumn())
+                self.task = self.bar.add_task("train", total=steps, info="")
+                self.bar.start()
+            except ImportError:
+                self.bar = None
+
+    def __call__(self, step: int, loss: float) -> None:
+        import time
+
+        if self.quiet:
+            return
+        if self.bar is not None:
+            rate = step / max(time.perf_counter() - self.t0, 1e-9)
+            self.bar.update(self.task, completed=step,
+                            info=f"loss {loss:.4g}  {rate:,.0f} steps/s")
+            self.bar.console.print(f"step {step:>6d}  loss {loss:.10g}")
+        else:
+            print(f"step {step:>6d}  loss {loss:.10g}", flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=self.steps)
+            self.bar.stop()
+
+
 def _train(args: argparse.Namespace) -> int:
-    from .data import two_gaussians
+    from .data import load_data, two_gaussians
     from .training import accuracy, train
 
     be = get_backend(args.backend)
-    if args.dtype == "float64" and be.name == "jax":
-        # The command line owns its process, so it may switch JAX to 64-bit mode.
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
-    X, y = two_gaussians(args.n_per_class, seed=args.seed)
-
-    def show(step: int, loss: float) -> None:
-        if not args.quiet:
-            print(f"step {step:>6d}  loss {loss:.10g}", flush=True)
-
-    result = train(X, y, hidden=args.hidden, lr=args.lr, steps=args.steps,
-                   log_every=args.log_every, seed=args.seed, backend=be.name,
-                   dtype=args.dtype, data_parallel=args.data_parallel or False, on_log=show)
+    if args.dtype == "float64":
+        _jax_x64(be.name)
+    if args.data:
+        X, y, _ = load_data(args.data, args.label)
+        assert y is not None
+    else:
+        X, y = two_gaussians(args.n_per_class, seed=args.seed)
+    progress = _Progress(args.steps, args.quiet)
+    try:
+        result = train(X, y, hidden=args.hidden, lr=args.lr, steps=args.steps,
+                       log_every=args.log_every, seed=args.seed, backend=be.name,
+                       dtype=args.dtype, data_parallel=args.data_parallel or False,
+                       on_log=progress)
+    finally:
+        progress.close()
     Xd, yd = be.asarray(X, result.dtype), be.asarray(y, result.dtype)
     acc = accuracy(result.params, Xd, yd)
     print(f"final loss {result.final_loss:.10g}  training accuracy {acc:.4f}  "
           f"({result.backend}, {result.dtype}, {result.loop}: "
           f"{result.run_seconds:.2f} s run, {result.compile_seconds:.2f} s compile)")
-    if not args.no_plot and args.n_per_class:
+    if args.save:
+        from .modelfile import save_result
+
+        save_result(args.save, result)
+        print(f"model saved to {args.save}")
+    if not args.no_plot and X.shape[1] <= 2:
         from .plot import boundary_figure
 
         cross = boundary_figure(
@@ -146,8 +219,93 @@ def _train(args: argparse.Namespace) -> int:
             title=f"nnbin: {args.steps} steps on {result.backend} ({result.dtype}), "
             f"final loss {result.final_loss:.3g}",
         )
-        where = ", ".join(f"{c:.3f}" for c in cross) or "none in [-10, 10]"
-        print(f"decision boundary (p = 0.5) at x = {where}; figure written to {args.plot}")
+        if X.shape[1] == 1:
+            where = ", ".join(f"{c:.3f}" for c in cross) or "none in [-10, 10]"
+            print(f"decision boundary (p = 0.5) at x = {where}; figure written to {args.plot}")
+        else:
+            print(f"figure written to {args.plot}")
+    return 0
+
+
+def _jax_x64(backend: str) -> None:
+    """The command line owns its process, so it may switch JAX to 64-bit mode (needed for
+    float64; float32 arrays stay float32)."""
+    if backend == "jax":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import io
+
+    import numpy as np
+
+    from .data import load_data
+    from .model import predict_proba
+    from .modelfile import load
+
+    be = get_backend(args.backend)
+    _jax_x64(be.name)
+    model = load(args.model, backend=be.name)
+    X, y, _ = load_data(args.data, args.label, require_labels=False)
+    if X.shape[1] != model.n_features:
+        hint = (" (if one column is the label, name it with --label)"
+                if y is None and X.shape[1] == model.n_features + 1 else "")
+        raise ValueError(f"the model takes {model.n_features} feature(s) but {args.data} has "
+                         f"{X.shape[1]}{hint}")
+    p = be.to_host(predict_proba(model.params, be.asarray(X, model.dtype)))[:, 0]
+    buf = io.StringIO()
+    buf.write("probability,label\n")
+    for v in p.astype(np.float64):
+        buf.write(f"{v:.17g},{int(v >= 0.5)}\n")
+    if args.out:
+        _atomic_write_text(args.out, buf.getvalue())
+        print(f"{len(p)} predictions written to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(buf.getvalue())
+    return 0
+
+
+def _atomic_write_text(path: str, text: str) -> None:
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".nnbin-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from .data import load_data
+    from .modelfile import load
+    from .plot import boundary_figure
+
+    be = get_backend(args.backend)
+    _jax_x64(be.name)
+    model = load(args.model, backend=be.name)
+    if args.data:
+        X, y, _ = load_data(args.data, args.label, require_labels=False)
+    else:
+        import numpy as np
+
+        if model.n_features == 2:
+            raise ValueError("a two-feature heat map needs --data to set its extent")
+        X, y = np.zeros((0, model.n_features)), None
+    loss = "" if model.final_loss is None else f", final loss {model.final_loss:.3g}"
+    cross = boundary_figure(model.params, X, y, args.out, backend=be,
+                            history=model.history or None,
+                            title=f"nnbin model {os.path.basename(args.model)}: "
+                            f"{model.n_features} feature(s), {model.hidden} hidden{loss}")
+    if model.n_features == 1:
+        print(f"decision boundary (p = 0.5) at x = "
+              f"{', '.join(f'{c:.3f}' for c in cross) or 'none in [-10, 10]'}")
+    print(f"figure written to {args.out}")
     return 0
 
 
@@ -233,8 +391,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _train(args)
         if args.command == "bench":
             return _bench(args)
+        if args.command == "predict":
+            return _predict(args)
+        if args.command == "plot":
+            return _plot(args)
         return _backends(args)
-    except (NnbinError, ValueError, FloatingPointError) as exc:
+    except (NnbinError, ValueError, FloatingPointError, OSError) as exc:
         if args.debug:
             raise
         print(f"nnbin: error: {exc}", file=sys.stderr)

@@ -19,53 +19,33 @@ def crossings(x: np.ndarray, p: np.ndarray, level: float = 0.5) -> list[float]:
     return [float(x[i] - d[i] * (x[i + 1] - x[i]) / (d[i + 1] - d[i])) for i in idx]
 
 
-def boundary_figure(
-    params: Params,
-    X: np.ndarray,
-    y: np.ndarray,
-    path: str | os.PathLike[str],
-    *,
-    backend: Backend,
-    title: str = "",
-    x_range: tuple[float, float] = (-10.0, 10.0),
-    max_points: int = 2000,
-) -> list[float]:
-    """Write the seed job's figure for one-feature data and return the 0.5 crossings.
-
-    Both class densities (seaborn ``kdeplot``), a sample of the points at their label
-    (jittered), and the predicted probability over ``x_range`` with the 0.5 crossing marked.
-    The file is written atomically (a temporary file in the same folder, then a rename).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _draw_boundary(ax: Any, params: Params, X: np.ndarray, y: np.ndarray | None,
+                   backend: Backend, x_range: tuple[float, float], max_points: int
+                   ) -> list[float]:
+    """Class densities, samples and the probability curve on ``ax``; the 0.5 crossings."""
     import seaborn as sns
 
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y).reshape(-1)
-    if X.ndim != 2 or X.shape[1] != 1:
-        raise ValueError(f"the decision-boundary figure needs one feature; X has shape {X.shape}")
-    x = X[:, 0]
     grid = np.linspace(*x_range, 801)
     dtype = str(params.W1.dtype).rpartition(".")[2]
     proba = backend.to_host(predict_proba(params, backend.asarray(grid[:, None], dtype)))[:, 0]
     cross = crossings(grid, proba.astype(np.float64))
-
-    fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
     colors = {0: "tab:blue", 1: "tab:orange"}
-    for label in (0, 1):
-        sns.kdeplot(x=x[y == label], ax=ax, fill=True, alpha=0.3, color=colors[label],
-                    label=f"class {label} density (n = {int(np.sum(y == label))})")
+    x = X[:, 0]
+    if y is not None:
+        for label in (0, 1):
+            if np.sum(y == label) > 1:
+                sns.kdeplot(x=x[y == label], ax=ax, fill=True, alpha=0.3, color=colors[label],
+                            label=f"class {label} density (n = {int(np.sum(y == label))})")
     ax.set_xlim(*x_range)
     ax.set_xlabel("x")
     ax.set_ylabel("density")
     ax2 = ax.twinx()
     rng = np.random.default_rng(0)
     keep = rng.permutation(x.size)[:max_points]
-    jitter = rng.uniform(-0.03, 0.03, keep.size)
-    ax2.scatter(x[keep], y[keep] + jitter, s=4, alpha=0.25,
-                c=[colors[int(v)] for v in y[keep]], label="samples (at their label)")
+    if y is not None:
+        jitter = rng.uniform(-0.03, 0.03, keep.size)
+        ax2.scatter(x[keep], y[keep] + jitter, s=4, alpha=0.25,
+                    c=[colors[int(v)] for v in y[keep]], label="samples (at their label)")
     ax2.plot(grid, proba, color="black", lw=2, label="P(y = 1 | x)")
     ax2.axhline(0.5, color="grey", lw=0.8, ls=":")
     for c in cross:
@@ -74,11 +54,87 @@ def boundary_figure(
                      textcoords="offset points", color="crimson")
     ax2.set_ylim(-0.08, 1.08)
     ax2.set_ylabel("predicted probability of class 1")
-    handles = ax.get_legend_handles_labels()
-    handles2 = ax2.get_legend_handles_labels()
-    ax.legend(handles[0] + handles2[0], handles[1] + handles2[1], loc="center left",
-              fontsize=8, frameon=False)
-    ax.set_title(title or "nnbin: class densities and the decision boundary")
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, loc="center left", fontsize=8, frameon=False)
+    return cross
+
+
+def _draw_heatmap(ax: Any, params: Params, X: np.ndarray, y: np.ndarray | None,
+                  backend: Backend, max_points: int) -> None:
+    """P(y = 1 | x) over the plane of two features, with the 0.5 contour and the samples."""
+    lo, hi = X.min(axis=0), X.max(axis=0)
+    pad = 0.1 * (hi - lo) + 1e-9
+    g0 = np.linspace(lo[0] - pad[0], hi[0] + pad[0], 200)
+    g1 = np.linspace(lo[1] - pad[1], hi[1] + pad[1], 200)
+    m0, m1 = np.meshgrid(g0, g1)
+    dtype = str(params.W1.dtype).rpartition(".")[2]
+    grid = np.column_stack([m0.ravel(), m1.ravel()])
+    proba = backend.to_host(predict_proba(params, backend.asarray(grid, dtype)))
+    proba = proba.reshape(m0.shape)
+    mesh = ax.pcolormesh(m0, m1, proba, cmap="RdBu_r", vmin=0, vmax=1, shading="auto")
+    ax.figure.colorbar(mesh, ax=ax, label="P(y = 1 | x)")
+    ax.contour(m0, m1, proba, levels=[0.5], colors="black", linewidths=2)
+    keep = np.random.default_rng(0).permutation(X.shape[0])[:max_points]
+    ax.scatter(X[keep, 0], X[keep, 1], s=4, c="k" if y is None else y[keep], cmap="RdBu_r",
+               edgecolors="white", linewidths=0.2, vmin=0, vmax=1)
+    ax.set_xlabel("x0")
+    ax.set_ylabel("x1")
+    ax.set_title("probability, with the p = 0.5 contour", fontsize=10)
+
+
+def _draw_loss(ax: Any, history: list[tuple[int, float]]) -> None:
+    steps, losses = zip(*history)
+    ax.plot(steps, losses, marker="o", color="black")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("mean binary cross-entropy")
+    ax.set_title("training loss", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def boundary_figure(
+    params: Params,
+    X: np.ndarray,
+    y: np.ndarray | None,
+    path: str | os.PathLike[str],
+    *,
+    backend: Backend,
+    title: str = "",
+    history: list[tuple[int, float]] | None = None,
+    x_range: tuple[float, float] = (-10.0, 10.0),
+    max_points: int = 2000,
+) -> list[float]:
+    """Write the model's figure to ``path`` and return the 0.5 crossings (D = 1).
+
+    D = 1: both class densities (seaborn ``kdeplot``), a sample of the points at their
+    label (jittered), and the predicted probability over ``x_range`` with the 0.5 crossing
+    marked and labelled. D = 2: a probability heat map with the 0.5 contour. With a
+    ``history``, a second panel shows the loss curve. Written atomically.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    X = np.asarray(X, dtype=np.float64)
+    y = None if y is None else np.asarray(y).reshape(-1)
+    d = int(params.W1.shape[0])
+    if X.ndim != 2 or X.shape[1] != d:
+        raise ValueError(f"the model has {d} features but the data have shape {X.shape}")
+    panels = (1 if d <= 2 else 0) + (1 if history else 0)
+    if panels == 0:
+        raise ValueError(f"nothing to draw: {d} features and no training history")
+    fig, axes = plt.subplots(1, panels, figsize=(8 if panels == 1 else 13, 4.5),
+                             layout="constrained", squeeze=False)
+    cross: list[float] = []
+    if d == 1:
+        cross = _draw_boundary(axes[0, 0], params, X, y, backend, x_range, max_points)
+    elif d == 2:
+        _draw_heatmap(axes[0, 0], params, X, y, backend, max_points)
+    if history:
+        _draw_loss(axes[0, -1], history)
+    fig.suptitle(title or "nnbin: class densities and the decision boundary")
     atomic_savefig(fig, path)
     plt.close(fig)
     return cross

@@ -1,0 +1,182 @@
+"""Model files: safetensors (never pickle), written atomically.
+
+A file holds the four parameter arrays (``W1``, ``b1``, ``W2``, ``b2``) and string
+metadata: the format name and version, the nnbin version, n_features, hidden, dtype, the
+backend it was trained on, the training settings, the final loss and the loss history
+(JSON). Loading checks every one of those against the arrays before anything is used, and
+puts the parameters on any backend, whichever one trained them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import NnbinError
+from .model import Params
+
+FORMAT = "nnbin-model"
+FORMAT_VERSION = 1
+NAMES = ("W1", "b1", "W2", "b2")
+
+
+class ModelFileError(NnbinError, ValueError):
+    """A model file that cannot be read as an nnbin model; the message says why."""
+
+
+@dataclass
+class Model:
+    """Parameters and what is known about how they were trained."""
+
+    params: Params
+    dtype: str
+    backend: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    final_loss: float | None = None
+    history: list[tuple[int, float]] = field(default_factory=list)
+    nnbin_version: str = ""
+
+    @property
+    def n_features(self) -> int:
+        return int(self.params.W1.shape[0])
+
+    @property
+    def hidden(self) -> int:
+        return int(self.params.W1.shape[1])
+
+
+def save(path: str | os.PathLike[str], model: Model, *, to_host: Any = np.asarray) -> None:
+    """Write ``model`` to ``path`` atomically: a temporary file in the same folder, flushed
+    to disk, then renamed over ``path``. An interrupted save leaves any old file intact."""
+    from safetensors.numpy import save as st_save
+
+    from . import __version__
+
+    arrays = {n: np.ascontiguousarray(to_host(a)) for n, a in zip(NAMES, model.params)}
+    if any(not np.all(np.isfinite(a)) for a in arrays.values()):
+        raise ModelFileError("refusing to save parameters that are not all finite")
+    meta = {
+        "format": FORMAT, "format_version": str(FORMAT_VERSION), "nnbin_version": __version__,
+        "n_features": str(arrays["W1"].shape[0]), "hidden": str(arrays["W1"].shape[1]),
+        "dtype": model.dtype, "backend": model.backend,
+        "settings": json.dumps(model.settings),
+        "final_loss": json.dumps(model.final_loss),
+        "history": json.dumps(model.history),
+    }
+    data = st_save(arrays, metadata=meta)
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".nnbin-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load(path: str | os.PathLike[str], backend: str | None = None) -> Model:
+    """Read a model file and put its parameters on ``backend`` (default: NNBIN_BACKEND,
+    else numpy), in the dtype it was saved in. Raises ModelFileError with the reason."""
+    from .backend import get_backend
+
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise ModelFileError(f"cannot read model file {path}: {exc.strerror or exc}") from None
+    arrays, meta = _parse(raw, path)
+    be = get_backend(backend)
+    dtype = meta["dtype"]
+    if dtype not in be.dtypes:
+        raise ModelFileError(f"{path} holds {dtype} parameters; the {be.name} backend "
+                             f"supports {', '.join(be.dtypes)}")
+    params = Params(*(be.asarray(arrays[n], dtype) for n in NAMES))
+    try:
+        history = [(int(s), float(v)) for s, v in json.loads(meta.get("history", "[]"))]
+        settings = json.loads(meta.get("settings", "{}"))
+        final = json.loads(meta.get("final_loss", "null"))
+    except (ValueError, TypeError) as exc:
+        raise ModelFileError(f"{path}: unreadable training metadata ({exc})") from None
+    return Model(params, dtype, meta.get("backend", ""), settings,
+                 None if final is None else float(final), history, meta.get("nnbin_version", ""))
+
+
+def _parse(raw: bytes, path: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The arrays and metadata of a safetensors file, every field checked."""
+    if raw[:2] == b"\x80\x04" or raw[:1] == b"\x80" or raw[:2] == b"PK":
+        raise ModelFileError(f"{path} looks like a pickle or zip file, not a safetensors "
+                             "model; nnbin never unpickles files")
+    if len(raw) < 8:
+        raise ModelFileError(f"{path} is not an nnbin model file (only {len(raw)} bytes)")
+    header_len = int.from_bytes(raw[:8], "little")
+    if header_len <= 1 or 8 + header_len > len(raw):
+        raise ModelFileError(f"{path} is not a safetensors file, or it is truncated")
+    try:
+        header = json.loads(raw[8:8 + header_len])
+    except (ValueError, UnicodeDecodeError):
+        raise ModelFileError(f"{path} has a corrupted safetensors header") from None
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{path} has a corrupted safetensors header")
+    meta = header.get("__metadata__") or {}
+    if meta.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is a safetensors file but not an nnbin model")
+    try:
+        version = int(meta.get("format_version", ""))
+    except ValueError:
+        raise ModelFileError(f"{path}: unreadable format version") from None
+    if version > FORMAT_VERSION:
+        raise ModelFileError(f"{path} was written by a newer nnbin (model format {version}; "
+                             f"this nnbin reads up to {FORMAT_VERSION}): upgrade nnbin")
+    from safetensors import SafetensorError
+    from safetensors.numpy import load as st_load
+
+    try:
+        arrays = st_load(raw)
+    except (SafetensorError, ValueError) as exc:
+        raise ModelFileError(f"{path} is corrupted or truncated ({exc})") from None
+    if set(arrays) != set(NAMES):
+        raise ModelFileError(f"{path} holds arrays {sorted(arrays)}, expected {list(NAMES)}")
+    dtype = meta.get("dtype", "")
+    if dtype not in ("float32", "float64"):
+        raise ModelFileError(f"{path}: unsupported dtype {dtype!r} in metadata")
+    try:
+        d, h = int(meta["n_features"]), int(meta["hidden"])
+    except (KeyError, ValueError):
+        raise ModelFileError(f"{path}: n_features/hidden missing from metadata") from None
+    want = {"W1": (d, h), "b1": (h,), "W2": (h, 1), "b2": (1,)}
+    for n in NAMES:
+        a = arrays[n]
+        if a.shape != want[n]:
+            raise ModelFileError(f"{path}: {n} has shape {a.shape}, expected {want[n]} for "
+                                 f"n_features={d}, hidden={h}")
+        if str(a.dtype) != dtype:
+            raise ModelFileError(f"{path}: {n} is {a.dtype} but the metadata says {dtype}")
+        if not np.all(np.isfinite(a)):
+            raise ModelFileError(f"{path}: {n} holds NaN or infinite values")
+    return arrays, meta
+
+
+def from_result(result: Any) -> Model:
+    """A :class:`Model` from a :class:`nnbin.TrainResult`."""
+    return Model(result.params, result.dtype, result.backend, dict(result.settings),
+                 result.final_loss, list(result.history))
+
+
+def save_result(path: str | os.PathLike[str], result: Any) -> None:
+    """Save a training result (:func:`nnbin.train`'s return value) or a Model to ``path``."""
+    from .backend import backend_of
+
+    model = result if isinstance(result, Model) else from_result(result)
+    be = backend_of(model.params.W1)
+    save(path, model, to_host=be.to_host)

@@ -1,0 +1,116 @@
+"""Model files: safetensors with metadata, atomic saves, loading onto any backend."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import nnbin
+from nnbin.modelfile import FORMAT_VERSION
+
+
+@pytest.fixture(scope="module")
+def trained():
+    X, y = nnbin.two_gaussians(n_per_class=200, seed=0)
+    return X, y, nnbin.train(X, y, hidden=6, steps=120, log_every=40, seed=2, backend="numpy")
+
+
+def test_roundtrip_keeps_parameters_and_metadata(tmp_path, trained):
+    _, _, result = trained
+    path = tmp_path / "m.safetensors"
+    nnbin.save(path, result)
+    model = nnbin.load(path, backend="numpy")
+    for a, b in zip(model.params, result.params):
+        np.testing.assert_array_equal(a, b)
+    assert (model.n_features, model.hidden, model.dtype) == (1, 6, "float64")
+    assert model.backend == "numpy" and model.nnbin_version == nnbin.__version__
+    assert model.history == result.history and model.final_loss == result.final_loss
+    assert model.settings["steps"] == 120 and model.settings["lr"] == 1.0
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as f:
+        meta = f.metadata()
+        assert sorted(f.keys()) == ["W1", "W2", "b1", "b2"]
+    assert meta["format"] == "nnbin-model" and meta["format_version"] == str(FORMAT_VERSION)
+    assert json.loads(meta["history"]) == [list(h) for h in result.history]
+
+
+@pytest.mark.parametrize("target", ["strict", "jax", "torch"])
+def test_saved_on_numpy_predicts_the_same_on_another_backend(tmp_path, trained, target):
+    X, _, result = trained
+    path = tmp_path / "m.safetensors"
+    nnbin.save(path, result)
+    try:
+        be = nnbin.get_backend(target)
+    except nnbin.NnbinError as exc:
+        pytest.skip(f"{target} not runnable here: {exc}")
+    if target == "jax":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+    model = nnbin.load(path, backend=target)
+    assert all(be.owns(p) for p in model.params)
+    got = be.to_host(nnbin.predict_proba(model.params, be.asarray(X, model.dtype)))
+    np.testing.assert_allclose(got, nnbin.predict_proba(result.params, X), rtol=1e-12)
+
+
+def test_saved_on_jax_float32_loads_on_numpy(tmp_path):
+    jax = pytest.importorskip("jax")
+    X, y = nnbin.two_gaussians(n_per_class=100, seed=0)
+    result = nnbin.train(jax.numpy.asarray(X, "float32"), jax.numpy.asarray(y, "float32"),
+                         hidden=4, steps=50)
+    nnbin.save(tmp_path / "j.safetensors", result)
+    model = nnbin.load(tmp_path / "j.safetensors", backend="numpy")
+    assert model.dtype == "float32" and model.backend == "jax"
+    got = nnbin.predict_proba(model.params, X.astype(np.float32))
+    want = np.asarray(nnbin.predict_proba(result.params, jax.numpy.asarray(X, "float32")))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_a_pickle_is_refused_and_never_unpickled(tmp_path):
+    marker = tmp_path / "executed"
+
+    class Boom:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    path = tmp_path / "evil.safetensors"
+    path.write_bytes(pickle.dumps(Boom()))
+    with pytest.raises(nnbin.ModelFileError, match="pickle"):
+        nnbin.load(path)
+    assert not marker.exists()
+
+
+def test_interrupted_save_leaves_the_previous_file_intact(tmp_path, trained):
+    """Kill a process in the middle of writing: the old model file is untouched."""
+    _, _, result = trained
+    path = tmp_path / "m.safetensors"
+    nnbin.save(path, result)
+    before = path.read_bytes()
+    code = f"""
+import os, signal, nnbin, nnbin.modelfile as mf
+X, y = nnbin.two_gaussians(n_per_class=50, seed=1)
+r = nnbin.train(X, y, hidden=3, steps=5)
+real_fsync = os.fsync
+def die(fd):
+    os.kill(os.getpid(), signal.SIGKILL)   # killed after writing, before the rename
+os.fsync = die
+mf.save_result({str(path)!r}, r)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == -9, out.stderr
+    assert path.read_bytes() == before
+    nnbin.load(path)  # still a valid model
+
+
+def test_non_finite_parameters_are_not_saved(tmp_path, trained):
+    _, _, result = trained
+    bad = nnbin.Model(nnbin.Params(result.params.W1 * np.nan, *result.params[1:]), "float64")
+    with pytest.raises(nnbin.ModelFileError, match="finite"):
+        nnbin.save(tmp_path / "bad.safetensors", bad)
+    assert not list(tmp_path.iterdir())
