@@ -14,7 +14,8 @@ nox.options.sessions = ["lint", "typecheck", "tests", "conformance"]
 nox.options.error_on_missing_interpreters = False
 
 # Backends the default run covers on a CPU-only machine, with the extra that installs each.
-CPU_BACKENDS = {"numpy": "numpy", "strict": "strict", "jax": "jax", "torch": "torch"}
+CPU_BACKENDS = {"numpy": "numpy", "strict": "strict", "jax": "jax", "torch": "torch",
+                "dask": "dask"}
 # Installed before the extras: pip takes this machine's local CPU build of torch 2.13.0,
 # where an unpinned torch could download a multi-GB CUDA build.
 PINNED = ["torch==2.13.0"]
@@ -31,7 +32,7 @@ def tests(session: nox.Session) -> None:
     """Unit tests of everything around the math (CLI, files, errors, plots, estimator, JAX).
 
     SCIPY_ARRAY_API=1 lets scikit-learn's array-API estimator checks run."""
-    _install(session, "test,strict,plot,jax,torch")
+    _install(session, "test,strict,plot,jax,torch,dask")
     session.run("pytest", "tests", *session.posargs,
                 env={"NNBIN_BACKEND": "", "SCIPY_ARRAY_API": "1"})
 
@@ -48,6 +49,13 @@ def conformance(session: nox.Session, backend: str) -> None:
 
 
 @nox.session
+def slow(session: nox.Session) -> None:
+    """The long checks left out of the default run (a 100,000-step seed job)."""
+    _install(session, "test")
+    session.run("pytest", "-m", "slow", "tests", *session.posargs, env={"NNBIN_BACKEND": ""})
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.6")
     session.run("ruff", "check", ".")
@@ -56,7 +64,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     session.install("mypy>=1.10")
-    _install(session, "strict,jax,plot,torch,sklearn")
+    _install(session, "strict,jax,plot,torch,sklearn,dask")
     session.run("mypy")
 
 

@@ -10,7 +10,7 @@ import array_api_compat
 import numpy as np
 
 from nnbin.backend import Backend
-from nnbin.backprop import apply_update, value_and_grads
+from nnbin.backprop import apply_update, loss_and_grads, value_and_grads
 from nnbin.errors import BackendUnavailableError
 from nnbin.model import Params
 from nnbin.training import RunResult
@@ -26,6 +26,7 @@ class JaxBackend(Backend):
     name = "jax"
     package = "jax"
     extra = "jax"
+    memory_nh = 2.5
     default_dtype = "float32"
     loop = "jax.lax.scan under jax.jit"
 
@@ -103,20 +104,26 @@ class JaxBackend(Backend):
             self.last_temp_bytes = int(compiled.memory_analysis().temp_size_in_bytes)
         except Exception:  # not every platform reports it
             self.last_temp_bytes = None
-        params, losses = compiled(params, X, y, lr_arr)
+        params, losses, good, good_step = compiled(params, X, y, lr_arr)
         self._jax.block_until_ready(params)
         logged = range(0, steps, log_every) if log_every > 0 else range(0)
-        history = [(s, losses[i]) for i, s in enumerate(logged)]
+        history = [(s, float(v)) for s, v in zip(logged, np.asarray(losses))]
         if on_log is not None:
             for s, v in history:
-                on_log(s, float(v))
-        return RunResult(params, history, compile_seconds)
+                if not np.isfinite(v):
+                    break
+                on_log(s, v)
+        last = int(good_step)
+        return RunResult(params, history, compile_seconds,
+                         last_finite=(last, good) if last >= 0 else None)
 
 
 def _compiled_run(params: Params, X: Any, y: Any, lr: Any, *, steps: int, log_every: int
-                  ) -> tuple[Params, Any]:
+                  ) -> tuple[Params, Any, Params, Any]:
     """``steps`` steps with the loss before every ``log_every``-th; traced once by jax.jit.
 
+    Returns the final parameters, the logged losses, and the last parameters whose logged
+    loss was finite with their step (-1 if none), kept inside the loop at no host cost.
     X and y are arguments, never closed over: closed-over arrays become compile-time
     constants (a 2e7-sample compile took 31 s that way).
     """
@@ -127,21 +134,31 @@ def _compiled_run(params: Params, X: Any, y: Any, lr: Any, *, steps: int, log_ev
         _, g = value_and_grads(p, X, y, with_loss=False)
         return apply_update(p, g, lr)
 
-    def logged(p: Params) -> tuple[Params, Any]:
-        loss, g = value_and_grads(p, X, y, with_loss=True)
-        return apply_update(p, g, lr), loss
+    def logged(carry: tuple[Params, Params, Any], step: Any
+               ) -> tuple[tuple[Params, Params, Any], Any]:
+        p, good, good_step = carry
+        loss, g = loss_and_grads(p, X, y)
+        ok = jnp.isfinite(loss)
+        good = Params(*(jnp.where(ok, a, b) for a, b in zip(p, good)))
+        good_step = jnp.where(ok, step, good_step)
+        return (apply_update(p, g, lr), good, good_step), loss
 
+    start = (params, params, jnp.asarray(-1, jnp.int32))
     if log_every <= 0:
-        return lax.fori_loop(0, steps, plain, params), jnp.zeros((0,), X.dtype)
+        return lax.fori_loop(0, steps, plain, params), jnp.zeros((0,), X.dtype), params, start[2]
 
-    def segment(p: Params, _: Any) -> tuple[Params, Any]:
-        p, loss = logged(p)
-        return lax.fori_loop(0, log_every - 1, plain, p), loss
+    def segment(carry: tuple[Params, Params, Any], step: Any
+                ) -> tuple[tuple[Params, Params, Any], Any]:
+        (p, good, good_step), loss = logged(carry, step)
+        return (lax.fori_loop(0, log_every - 1, plain, p), good, good_step), loss
 
     n_full, rest = divmod(steps, log_every)
-    params, losses = lax.scan(segment, params, None, length=n_full)
+    marks = jnp.arange(n_full, dtype=jnp.int32) * log_every
+    carry, losses = lax.scan(segment, start, marks)
     if rest:
-        params, loss = logged(params)
-        params = lax.fori_loop(0, rest - 1, plain, params)
+        carry, loss = logged(carry, jnp.asarray(n_full * log_every, jnp.int32))
+        p, good, good_step = carry
+        carry = (lax.fori_loop(0, rest - 1, plain, p), good, good_step)
         losses = jnp.concatenate([losses, loss[None]])
-    return params, losses
+    p, good, good_step = carry
+    return p, losses, good, good_step

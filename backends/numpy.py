@@ -16,6 +16,7 @@ class NumpyBackend(Backend):
     name = "numpy"
     package = "numpy"
     extra = "numpy"  # a core dependency; listed for symmetry
+    memory_nh = 0.1
     default_dtype = "float64"
 
     def __init__(self) -> None:

@@ -17,6 +17,7 @@ class TorchBackend(Backend):
     name = "torch"
     package = "torch"
     extra = "torch"
+    memory_nh = 0.1
     default_dtype = "float32"
 
     def __init__(self) -> None:

@@ -1,5 +1,11 @@
 from __future__ import annotations
 
+import os
+
+# scikit-learn's array-API estimator checks need SciPy's array-API mode, which must be on
+# before scipy is first imported.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
 import pytest
 
 import nnbin.backend

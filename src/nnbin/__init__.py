@@ -12,12 +12,19 @@ namespace from its inputs; backends (``NNBIN_BACKEND``) only move data and run l
 from .backend import Backend, available_names, backend_of, get_backend
 from .backprop import loss_and_grads, step
 from .data import DataFileError, load_data, two_gaussians
-from .errors import BackendUnavailableError, MixedArraysError, NnbinError, UnknownBackendError
+from .errors import (
+    BackendUnavailableError,
+    MixedArraysError,
+    NnbinError,
+    TrainingDivergedError,
+    UnknownBackendError,
+)
 from .loss import loss
 from .model import Params, forward, init_params, predict_proba
 from .modelfile import Model, ModelFileError, load
 from .modelfile import save_result as save
 from .training import TrainResult, accuracy, train
+from .validate import InvalidInputError
 
 __version__ = "0.1.0"
 
@@ -35,12 +42,14 @@ __all__ = [
     "BackendUnavailableError",
     "BinaryMLPClassifier",
     "DataFileError",
+    "InvalidInputError",
     "MixedArraysError",
     "Model",
     "ModelFileError",
     "NnbinError",
     "Params",
     "TrainResult",
+    "TrainingDivergedError",
     "UnknownBackendError",
     "__version__",
     "accuracy",

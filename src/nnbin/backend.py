@@ -41,6 +41,7 @@ _BUILTIN = {
     "strict": "nnbin_backends.strict:StrictBackend",
     "jax": "nnbin_backends.jax:JaxBackend",
     "torch": "nnbin_backends.torch:TorchBackend",
+    "dask": "nnbin_backends.dask:DaskBackend",
 }
 
 
@@ -60,6 +61,9 @@ class Backend:
     dtypes: ClassVar[tuple[str, ...]] = ("float32", "float64")
     #: how training runs many steps, as shown in logs and the benchmark
     loop: ClassVar[str] = "python loop"
+    #: working memory of one step in (N, H) arrays (measured by ``nnbin bench``); used to
+    #: skip benchmark sizes that cannot fit
+    memory_nh: ClassVar[float] = 4.0
 
     xp: Any
 

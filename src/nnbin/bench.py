@@ -89,9 +89,9 @@ def _time_backend(name: str, n: int, dtype: str, steps: int, repeats: int) -> Ce
     if dtype not in be.dtypes:
         cell.skipped = f"no {dtype}"
         return cell
-    # Working memory without blocks is a few (N, H) arrays; skip what cannot fit.
-    need = (2 if be.block_rows(n, HIDDEN) else 8) * _nh_bytes(n, dtype)
-    if be.name != "numpy" and need > 0.8 * _available_bytes():
+    # The data, and the backend's working memory in (N, H) arrays; skip what cannot fit.
+    need = (be.memory_nh + 1) * _nh_bytes(n, dtype) + 2 * n * np.dtype(dtype).itemsize
+    if need > 0.8 * _available_bytes():
         cell.skipped = f"needs ~{need / 2**30:.1f} GiB, more than is free"
         return cell
     X, y = two_gaussians(n // 2, seed=0)

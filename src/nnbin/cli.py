@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from . import __version__
 from .backend import ENV_VAR, available_names, backend_class, get_backend, is_installed
@@ -45,8 +46,15 @@ def _positive_float(text: str) -> float:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad usage is one line on stderr and exit status 2 (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="nnbin",
         description="A small neural-network binary classifier, written once against the "
         "Python array API, with a hand-written backward pass. "
@@ -399,8 +407,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (NnbinError, ValueError, FloatingPointError, OSError) as exc:
         if args.debug:
             raise
-        print(f"nnbin: error: {exc}", file=sys.stderr)
+        print(f"nnbin: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("nnbin: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}"
+    return text
 
 
 if __name__ == "__main__":

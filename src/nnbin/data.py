@@ -93,11 +93,8 @@ def _read_csv(path: str, label: str | None, require_labels: bool
     if len(header) < 2 and (require_labels or label):
         raise DataFileError(f"{path}: found one column {header[0]!r}; expected comma-separated "
                             "feature columns and a label column")
-    try:
-        float(header[0])
+    if _is_number(header[0]):
         raise DataFileError(f"{path}: the first line must be a header of column names")
-    except ValueError:
-        pass
     if label is not None and label not in header:
         raise DataFileError(f"{path}: no column {label!r}; columns are {', '.join(header)}")
     if label is None:
@@ -137,3 +134,11 @@ def _checked(path: str, X: np.ndarray, y: np.ndarray | None, names: list[str]
         if bad:
             raise DataFileError(f"{path}: labels must be 0 or 1; found {sorted(bad)[:5]}")
     return X, y, names
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

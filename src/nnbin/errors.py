@@ -15,5 +15,16 @@ class BackendUnavailableError(NnbinError, RuntimeError):
     """A registered backend cannot run here: its package is missing or it has no device."""
 
 
+class TrainingDivergedError(NnbinError, FloatingPointError):
+    """The loss became NaN or infinite. ``params`` holds the last parameters whose loss was
+    finite (recorded at ``last_finite_step``); they are never written to a model file."""
+
+    def __init__(self, message: str, *, step: int, lr: float, params: object,
+                 last_finite_step: int) -> None:
+        super().__init__(message)
+        self.step, self.lr, self.params = step, lr, params
+        self.last_finite_step = last_finite_step
+
+
 class MixedArraysError(NnbinError, TypeError):
     """Arrays from two libraries (or devices) were passed together; nnbin never copies silently."""

@@ -12,7 +12,7 @@ import numpy as np
 
 from .backend import Backend, backend_of, get_backend
 from .backprop import apply_update, loss_and_grads, value_and_grads
-from .errors import MixedArraysError
+from .errors import MixedArraysError, TrainingDivergedError
 from .model import Array, Params, init_params, namespace
 
 
@@ -21,10 +21,12 @@ class RunResult:
     """What a backend's run of many steps returns."""
 
     params: Params
-    #: (step, loss) pairs; the loss is a 0-d array of the backend, evaluated before that step
-    history: list[tuple[int, Any]]
+    #: (step, loss) pairs, the loss (a Python float) evaluated before that step's update
+    history: list[tuple[int, float]]
     #: seconds spent compiling (0 for eager backends)
     compile_seconds: float = 0.0
+    #: the last parameters whose loss was recorded and finite, and the step of that record
+    last_finite: tuple[int, Params] | None = None
 
 
 @dataclass
@@ -45,6 +47,18 @@ class TrainResult:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
+def diverged(step: int, lr: float, last_finite: tuple[int, Params] | None,
+             initial: Params) -> TrainingDivergedError:
+    """The error for a loss that stopped being finite at ``step``."""
+    good_step, good = last_finite if last_finite is not None else (0, initial)
+    return TrainingDivergedError(
+        f"training diverged: the loss is not finite at step {step} with lr={lr:g}; try a "
+        f"smaller learning rate (the last finite parameters, from step {good_step}, are on "
+        "this exception's .params)",
+        step=step, lr=lr, params=good, last_finite_step=good_step,
+    )
+
+
 def python_loop(
     params: Params,
     X: Array,
@@ -55,22 +69,32 @@ def python_loop(
     log_every: int,
     block_rows: int | None = None,
     on_log: Callable[[int, float], None] | None = None,
+    persist: Callable[[Params], Params] | None = None,
 ) -> RunResult:
     """The default way to run many steps: one Python iteration per step.
 
-    The loss is computed only on logging steps; it stays on the device unless ``on_log``
-    asks for it, so nothing forces a host synchronisation in between.
+    The loss is computed only on logging steps, and only then brought to the host (to
+    check that it is finite and to report it): one synchronisation per ``log_every`` steps.
+    ``persist`` (Dask) materialises the new parameters after every step.
     """
-    history: list[tuple[int, Any]] = []
+    initial = params
+    history: list[tuple[int, float]] = []
+    last_finite: tuple[int, Params] | None = None
     for s in range(steps):
         logging = log_every > 0 and s % log_every == 0
         loss, grads = value_and_grads(params, X, y, with_loss=logging, block_rows=block_rows)
         if loss is not None:
-            history.append((s, loss))
+            value = float(loss)
+            if not math.isfinite(value):
+                raise diverged(s, lr, last_finite, initial)
+            last_finite = (s, params)
+            history.append((s, value))
             if on_log is not None:
-                on_log(s, float(loss))
+                on_log(s, value)
         params = apply_update(params, grads, lr)
-    return RunResult(params, history)
+        if persist is not None:
+            params = persist(params)
+    return RunResult(params, history, last_finite=last_finite)
 
 
 def _prepare(
@@ -133,7 +157,11 @@ def train(
     devices with the parameters replicated, where the backend supports it (jax: a ``Mesh``
     over the devices; XLA inserts the cross-device sums of the gradients).
     """
-    lr = float(lr)
+    from . import validate
+
+    hidden, lr, steps, log_every = validate.hyperparameters(
+        hidden=hidden, lr=lr, steps=steps, log_every=log_every)
+    X, y = validate.training_data(X, y)
     be, X, y, dtype = _prepare(X, y, backend, dtype)
     params = init_params(X.shape[1], hidden, seed, dtype=dtype, backend=be.name,
                          device=_device(X))
@@ -141,18 +169,16 @@ def train(
         n_dev = None if data_parallel is True else int(data_parallel)
         params, X, y = be.distribute(params, X, y, n_dev)
     t0 = time.perf_counter()
-    run = be.run(params, X, y, lr=lr, steps=int(steps), log_every=int(log_every), on_log=on_log)
+    initial = params
+    run = be.run(params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log)
     final_loss, _ = loss_and_grads(run.params, X, y,
                                    block_rows=be.block_rows(X.shape[0], hidden))
     final = float(final_loss)  # also waits for the device: the run time below is honest
     elapsed = time.perf_counter() - t0 - run.compile_seconds
     history = [(int(s), float(v)) for s, v in run.history]
-    if not all(math.isfinite(v) for _, v in history) or not math.isfinite(final):
-        bad = next((s for s, v in history if not math.isfinite(v)), steps)
-        raise FloatingPointError(
-            f"training diverged: the loss is not finite at step {bad} with lr={lr}; "
-            "try a smaller learning rate"
-        )
+    bad = next((s for s, v in history if not math.isfinite(v)), None)
+    if bad is not None or not math.isfinite(final):
+        raise diverged(steps if bad is None else bad, lr, run.last_finite, initial)
     return TrainResult(
         params=run.params, history=history, final_loss=final, backend=be.name, dtype=dtype,
         loop=be.loop, compile_seconds=run.compile_seconds, run_seconds=elapsed,

@@ -1,0 +1,82 @@
+"""Dask: the core on Dask arrays chunked along the samples, out of core or on a cluster.
+
+Each step's gradients are sums over chunks, so Dask evaluates them chunk by chunk (no
+chunk's (rows, H) temporaries need to live at once) and reduces the partial sums. The
+parameters are persisted after every step, so the task graph never grows from one step to
+the next; the loss is computed only on logging steps. With a ``dask.distributed.Client``
+active, the work runs on its cluster.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from nnbin.backend import Backend
+from nnbin.model import Params
+from nnbin.training import RunResult, python_loop
+
+
+class DaskBackend(Backend):
+    name = "dask"
+    package = "dask"
+    extra = "dask"
+    memory_nh = 1.0
+    default_dtype = "float64"
+    loop = "python loop, parameters persisted every step"
+
+    def __init__(self) -> None:
+        import dask
+        import dask.array as da
+
+        self._dask = dask
+        self._da = da
+        self.xp = array_api_compat.array_namespace(da.zeros(1))
+
+    @staticmethod
+    def owns(x: object) -> bool:
+        return bool(array_api_compat.is_dask_array(x))
+
+    def version(self) -> str:
+        return str(self._dask.__version__)
+
+    def devices(self) -> list[str]:
+        try:
+            from distributed import get_client
+
+            client = get_client()
+            return [f"cluster {client.scheduler_info().get('address', '?')} "
+                    f"({len(client.nthreads())} workers)"]
+        except (ImportError, ValueError):
+            return ["cpu (local scheduler)"]
+
+    @staticmethod
+    def chunk_rows(n: int) -> int:
+        """Rows per chunk: about 8 chunks, each between 4,096 and 500,000 rows."""
+        return int(max(4096, min(500_000, math.ceil(n / 8))))
+
+    def asarray(self, a: Any, dtype: str, device: Any = None) -> Any:
+        a = np.asarray(a, dtype=dtype)
+        if a.ndim == 2 and a.shape[0] > 1:
+            return self._da.from_array(a, chunks=(self.chunk_rows(a.shape[0]), -1))
+        return self._da.from_array(a)
+
+    def to_host(self, x: Any) -> np.ndarray:
+        return np.asarray(x.compute() if hasattr(x, "compute") else x)
+
+    def synchronize(self, x: Any) -> None:
+        self._dask.compute(x)
+
+    def run(self, params: Params, X: Any, y: Any, *, lr: float, steps: int, log_every: int,
+            on_log: Callable[[int, float], None] | None = None) -> RunResult:
+        dask = self._dask
+
+        def persist(p: Params) -> Params:
+            return Params(*dask.persist(*p))
+
+        return python_loop(persist(params), X, y, lr=lr, steps=steps, log_every=log_every,
+                           on_log=on_log, persist=persist)

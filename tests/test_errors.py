@@ -1,0 +1,284 @@
+"""Every bad input gets one clear error: the message, the exception type or exit status,
+and no file changed. The README's "Bad input" table lists these cases."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import nnbin
+from nnbin.cli import main
+from nnbin.validate import InvalidInputError
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A folder with good data and a saved model; snapshot() proves nothing changed."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NNBIN_BACKEND", raising=False)
+    X, y = nnbin.two_gaussians(n_per_class=50, seed=0)
+    np.savetxt("good.csv", np.column_stack([X, y]), delimiter=",", header="x,label",
+               comments="")
+    nnbin.save("keep.safetensors", nnbin.train(X, y, hidden=3, steps=5))
+
+    def snapshot():
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(tmp_path.iterdir())}
+
+    return tmp_path, snapshot
+
+
+X0, Y0 = nnbin.two_gaussians(n_per_class=20, seed=0)
+
+API_CASES = {
+    "X is 1-D": (lambda: nnbin.train(X0[:, 0], Y0), InvalidInputError, "reshape(-1, 1)"),
+    "X is 3-D": (lambda: nnbin.train(X0[:, :, None], Y0), InvalidInputError, "must be 2-D"),
+    "X is a list": (lambda: nnbin.train(X0.tolist(), Y0), InvalidInputError, "numpy.asarray"),
+    "X has no rows": (lambda: nnbin.train(X0[:0], Y0[:0]), InvalidInputError,
+                      "at least one sample"),
+    "y has the wrong number of rows": (lambda: nnbin.train(X0, Y0[:-1]), InvalidInputError,
+                                       "40 rows but y has 39"),
+    "y has two columns": (lambda: nnbin.train(X0, np.hstack([Y0, Y0])), InvalidInputError,
+                          "shape (N,) or (N, 1)"),
+    "y holds labels other than 0/1": (lambda: nnbin.train(X0, Y0 * 2), InvalidInputError,
+                                      "only the labels 0 and 1"),
+    "y has one class only": (lambda: nnbin.train(X0, np.zeros_like(Y0)), InvalidInputError,
+                             "both classes"),
+    "X contains NaN": (lambda: nnbin.train(np.where(Y0 > 0, np.nan, X0), Y0),
+                       InvalidInputError, "NaN or infinite"),
+    "X contains infinity": (lambda: nnbin.train(np.where(Y0 > 0, np.inf, X0), Y0),
+                            InvalidInputError, "NaN or infinite"),
+    "X is complex": (lambda: nnbin.train(X0.astype(complex), Y0), InvalidInputError,
+                     "real numbers"),
+    "hidden is 0": (lambda: nnbin.train(X0, Y0, hidden=0), InvalidInputError,
+                    "hidden must be >= 1"),
+    "hidden is not whole": (lambda: nnbin.train(X0, Y0, hidden=2.5), InvalidInputError,
+                            "whole number"),
+    "lr is 0": (lambda: nnbin.train(X0, Y0, lr=0), InvalidInputError, "finite number > 0"),
+    "lr is NaN": (lambda: nnbin.train(X0, Y0, lr=float("nan")), InvalidInputError,
+                  "finite number > 0"),
+    "steps is negative": (lambda: nnbin.train(X0, Y0, steps=-1), InvalidInputError,
+                          "steps must be >= 0"),
+    "dtype unsupported": (lambda: nnbin.train(X0, Y0, dtype="float16"), ValueError,
+                          "supports float32, float64"),
+    "unknown backend": (lambda: nnbin.train(X0, Y0, backend="nope"),
+                        nnbin.UnknownBackendError, "choose one of"),
+    "data-parallel on numpy": (lambda: nnbin.train(X0, Y0, data_parallel=2),
+                               nnbin.BackendUnavailableError, "no data-parallel"),
+    "diverging learning rate": (lambda: nnbin.train(X0, Y0, steps=3, log_every=1, lr=1e308),
+                                nnbin.TrainingDivergedError, "not finite at step 1"),
+}
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("case", list(API_CASES))
+def test_api_bad_input(case, workdir):
+    _, snapshot = workdir
+    before = snapshot()
+    call, exc_type, needle = API_CASES[case]
+    with pytest.raises(exc_type) as info:
+        call()
+    assert needle in str(info.value)
+    assert "\n" not in str(info.value)
+    assert snapshot() == before
+
+
+def test_mixed_libraries_name_both():
+    xp = pytest.importorskip("array_api_strict")
+    with pytest.raises(nnbin.MixedArraysError, match=r"X is a numpy.ndarray but y is a "
+                       r"array_api_strict"):
+        nnbin.train(X0, xp.asarray(Y0))
+
+
+def test_integer_data_is_converted_with_a_note():
+    with pytest.warns(UserWarning, match="converting it to float64"):
+        result = nnbin.train(np.round(X0).astype(np.int64), Y0.astype(np.int64), steps=2)
+    assert result.dtype == "float64"
+
+
+def test_divergence_keeps_the_last_finite_parameters():
+    with pytest.raises(nnbin.TrainingDivergedError) as info, np.errstate(all="ignore"):
+        nnbin.train(X0, Y0, steps=5, log_every=1, lr=1e308)
+    err = info.value
+    assert err.step == 1 and err.lr == 1e308 and err.last_finite_step == 0
+    assert all(np.all(np.isfinite(p)) for p in err.params)
+    np.testing.assert_array_equal(err.params.W1, nnbin.init_params(1, 32, 0).W1)
+
+
+def test_divergence_on_jax_keeps_the_last_finite_parameters():
+    jax = pytest.importorskip("jax")
+    Xj, yj = jax.numpy.asarray(X0, "float32"), jax.numpy.asarray(Y0, "float32")
+    with pytest.raises(nnbin.TrainingDivergedError) as info:
+        nnbin.train(Xj, yj, steps=6, log_every=2, lr=1e38)
+    err = info.value
+    assert err.step == 2 and err.last_finite_step == 0
+    assert all(bool(jax.numpy.all(jax.numpy.isfinite(p))) for p in err.params)
+
+
+# --- model files ------------------------------------------------------------------------
+
+def _rewrite_header(raw: bytes, change) -> bytes:
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    change(header)
+    text = json.dumps(header).encode()
+    return struct.pack("<Q", len(text)) + text + raw[8 + n:]
+
+
+def _meta(key, value):
+    return lambda h: h["__metadata__"].__setitem__(key, value)
+
+
+def _shape(name, shape):
+    return lambda h: h[name].__setitem__("shape", shape)
+
+
+def _resave(raw: bytes, change) -> bytes:
+    from safetensors.numpy import load, save
+
+    n = struct.unpack("<Q", raw[:8])[0]
+    meta = json.loads(raw[8:8 + n])["__metadata__"]
+    arrays = load(raw)
+    change(arrays)
+    return save(arrays, metadata=meta)
+
+
+def _without_b2(raw):
+    return _resave(raw, lambda a: a.pop("b2"))
+
+
+def _with_nan(raw):
+    return _resave(raw, lambda a: a.__setitem__("W1", a["W1"] * np.nan))
+
+
+FILE_CASES = {
+    "missing file": (None, "cannot read model file"),
+    "empty file": (lambda raw: b"", "not an nnbin model file"),
+    "truncated file": (lambda raw: raw[: len(raw) // 2], "truncated"),
+    "corrupted header": (lambda raw: raw[:8] + b"{not json" + raw[17:], "corrupted"),
+    "a text file": (lambda raw: b"W1,b1\n1,2\n" * 20, "not a safetensors file"),
+    "a pickle": (lambda raw: pickle.dumps({"W1": [1.0]}), "never unpickles"),
+    "safetensors, not nnbin": (lambda raw: _rewrite_header(
+        raw, lambda h: h.pop("__metadata__")), "not an nnbin model"),
+    "newer format version": (lambda raw: _rewrite_header(raw, _meta("format_version", "99")),
+                             "newer nnbin"),
+    "wrong-shaped parameter": (lambda raw: _rewrite_header(raw, _meta("hidden", "4")),
+                               "expected"),
+    "wrong dtype": (lambda raw: _rewrite_header(raw, _meta("dtype", "float32")),
+                    "metadata says float32"),
+    "unsupported dtype": (lambda raw: _rewrite_header(raw, _meta("dtype", "int8")),
+                          "unsupported dtype"),
+    "array missing": (lambda raw: _without_b2(raw), "expected ['W1', 'b1', 'W2', 'b2']"),
+    "NaN in a parameter": (lambda raw: _with_nan(raw), "NaN or infinite"),
+}
+
+
+@pytest.mark.parametrize("case", list(FILE_CASES))
+def test_bad_model_file(case, workdir):
+    folder, snapshot = workdir
+    make, needle = FILE_CASES[case]
+    path = folder / "bad.safetensors"
+    if make is not None:
+        path.write_bytes(make((folder / "keep.safetensors").read_bytes()))
+    before = snapshot()
+    with pytest.raises(nnbin.ModelFileError) as info:
+        nnbin.load(path)
+    assert needle in str(info.value), str(info.value)
+    assert snapshot() == before
+    # and from the command line: one line, exit status 2
+    assert main(["predict", "--model", str(path), "--data", "good.csv"]) == 2
+    assert snapshot() == before
+
+
+def test_loading_never_executes_a_pickle(tmp_path):
+    marker = tmp_path / "pwned"
+    code = f"import os; os.system('touch {marker}')"
+
+    class Evil:
+        def __reduce__(self):
+            return (exec, (code,))
+
+    path = tmp_path / "evil.safetensors"
+    path.write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(nnbin.ModelFileError):
+        nnbin.load(path)
+    assert not marker.exists()
+
+
+# --- the command line -----------------------------------------------------------------
+
+CLI_CASES = {
+    "negative --steps": (["train", "--steps", "-1"], "must be >= 0"),
+    "zero --lr": (["train", "--lr", "0"], "finite number > 0"),
+    "NaN --lr": (["train", "--lr", "nan"], "finite number > 0"),
+    "non-numeric --hidden": (["train", "--hidden", "many"], "whole number"),
+    "unknown --dtype": (["train", "--dtype", "float16"], "invalid choice"),
+    "unknown --backend": (["train", "--backend", "nope"], "unknown backend 'nope'"),
+    "unknown flag": (["train", "--fast"], "unrecognized arguments"),
+    "--data missing": (["train", "--data", "missing.csv"], "does not exist"),
+    "--data empty": (["train", "--data", "empty.csv"], "is empty"),
+    "--data wrong delimiter": (["train", "--data", "semicolon.csv"], "found one column"),
+    "--data non-numeric cell": (["train", "--data", "words.csv"], "is not a number"),
+    "--data ragged row": (["train", "--data", "ragged.csv"], "the header has 2 columns"),
+    "--data no header": (["train", "--data", "noheader.csv"], "must be a header"),
+    "--label missing column": (["train", "--data", "good.csv", "--label", "cls"],
+                               "no column 'cls'"),
+    "--data labels not 0/1": (["train", "--data", "labels3.csv"], "labels must be 0 or 1"),
+    "--data with NaN": (["train", "--data", "nan.csv"], "is not a number"),
+    ".npy of the wrong shape": (["train", "--data", "flat.npy"], "expected a 2-D array"),
+    "--save into a missing folder": (["train", "--steps", "2", "--n-per-class", "10",
+                                      "--no-plot", "--save", "no/such/dir/m.safetensors"],
+                                     "No such file or directory"),
+    "predict: feature count mismatch": (["predict", "--model", "keep.safetensors", "--data",
+                                         "two.csv"], "takes 1 feature(s) but two.csv has 2"),
+}
+
+
+def _write_bad_files():
+    open("empty.csv", "w").close()
+    with open("semicolon.csv", "w") as f:
+        f.write("x;label\n1;0\n2;1\n")
+    with open("words.csv", "w") as f:
+        f.write("x,label\n1,0\ntwo,1\n")
+    with open("ragged.csv", "w") as f:
+        f.write("x,label\n1,0\n2,1,3\n")
+    with open("noheader.csv", "w") as f:
+        f.write("1,0\n2,1\n")
+    with open("labels3.csv", "w") as f:
+        f.write("x,label\n1,0\n2,3\n")
+    with open("nan.csv", "w") as f:
+        f.write("x,label\n1,0\n,1\n")
+    with open("two.csv", "w") as f:
+        f.write("a,b\n1,2\n3,4\n")
+    np.save("flat.npy", np.arange(4.0))
+
+
+@pytest.mark.parametrize("case", list(CLI_CASES))
+def test_cli_bad_input_is_one_line_and_exit_2(case, workdir, capsys):
+    _, snapshot = workdir
+    _write_bad_files()
+    before = snapshot()
+    argv, needle = CLI_CASES[case]
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert needle in lines[0], lines[0]
+    assert snapshot() == before
+
+
+def test_debug_shows_the_traceback(workdir):
+    out = subprocess.run([sys.executable, "-m", "nnbin", "--debug", "train", "--data",
+                          "missing.csv"], capture_output=True, text=True)
+    assert out.returncode != 0 and "Traceback" in out.stderr
