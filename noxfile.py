@@ -74,3 +74,11 @@ def bench(session: nox.Session) -> None:
     for example `nox -s bench -- --sizes 20000 --steps 200 --json bench.json`."""
     _install(session, "strict,jax,torch,plot")
     session.run("nnbin", "bench", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def gpu(session: nox.Session) -> None:
+    """The GPU check, with this interpreter and no installs (a GPU machine has no network):
+    conformance on every GPU backend found, the seed job, the benchmark. `nox -s gpu -- OUT`."""
+    out = session.posargs[0] if session.posargs else "gpu-report"
+    session.run("python3", "-m", "nnbin.gpucheck", out, env={"PYTHONPATH": "src"})

@@ -23,6 +23,11 @@ def configure_for_conformance(be: nnbin.Backend) -> None:
 
         jax.config.update("jax_enable_x64", True)
         jax.config.update("jax_default_matmul_precision", "highest")
+    if be.name == "cupy":
+        import os
+
+        # CuPy reads CUPY_TF32 at import; the suite must not run with TF32 matmuls.
+        assert os.environ.get("CUPY_TF32", "0") != "1", "unset CUPY_TF32 for the suite"
     if be.name == "torch":
         import torch
 

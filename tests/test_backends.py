@@ -95,3 +95,97 @@ def test_backend_of_recognises_arrays():
     assert nnbin.backend_of(np.zeros(2)).name == "numpy"
     with pytest.raises(TypeError, match="does not know arrays"):
         nnbin.backend_of([1.0, 2.0])
+
+
+def _python(code: str, **env_extra: str) -> subprocess.CompletedProcess[str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "NNBIN_BACKEND"}
+    env.update(env_extra)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_cupy_missing_or_without_a_gpu_is_one_clear_line(tmp_path):
+    """Without cupy: the extra to install. With cupy but no CUDA device (a stand-in cupy
+    whose runtime finds none): 'no CUDA device was found'. Both exit 2 from the CLI."""
+    import importlib.util
+    import os
+
+    cli = "import sys, nnbin.cli; sys.exit(nnbin.cli.main(['train', '--no-plot']))"
+    if importlib.util.find_spec("cupy") is None:
+        out = _python(cli, NNBIN_BACKEND="cupy")
+        assert out.returncode == 2
+        assert out.stderr.strip() == ("nnbin: error: the 'cupy' backend needs the 'cupy' "
+                                      "package: pip install 'nnbin[cupy]'")
+    fake = tmp_path / "cupy"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "class _Runtime:\n"
+        "    @staticmethod\n"
+        "    def getDeviceCount():\n"
+        "        raise RuntimeError('cudaErrorNoDevice: no CUDA-capable device is detected')\n"
+        "class cuda:\n"
+        "    runtime = _Runtime\n")
+    out = _python(cli, NNBIN_BACKEND="cupy",
+                  PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no CUDA device was found" in lines[0]
+
+
+def test_training_loop_synchronises_only_on_logging_steps(monkeypatch):
+    """Host transfers (float()/bool() of a device array) happen once up front (validation),
+    once at the end (final loss) and once per logged step, never per step."""
+    xp = pytest.importorskip("array_api_strict")
+    array_type = type(xp.asarray(0.0))
+    calls = []
+    for dunder in ("__float__", "__bool__", "__int__", "__array__", "__dlpack__"):
+        if hasattr(array_type, dunder):
+            real = getattr(array_type, dunder)
+
+            def counting(self, *a, _real=real, _name=dunder, **k):
+                calls.append(_name)
+                return _real(self, *a, **k)
+
+            monkeypatch.setattr(array_type, dunder, counting)
+    X, y = nnbin.two_gaussians(n_per_class=50, seed=0)
+    Xs, ys = xp.asarray(X), xp.asarray(y)
+
+    def transfers(steps, log_every):
+        calls.clear()
+        nnbin.train(Xs, ys, hidden=4, steps=steps, log_every=log_every)
+        return len(calls)
+
+    assert transfers(5, 0) == transfers(60, 0)             # independent of the step count
+    assert transfers(60, 20) == transfers(60, 0) + 3       # one per logged step (0, 20, 40)
+
+
+def test_source_tree_without_install_finds_the_builtin_backends():
+    """PYTHONPATH=src (the GPU machine's way): no entry points, backends/ still found."""
+    src = str(ROOT / "src")
+    code = (
+        "import sys, importlib.metadata as md\n"
+        "sys.meta_path = [f for f in sys.meta_path if 'editable' not in repr(f)]\n"
+        "sys.path[:0] = [" + repr(src) + "]\n"
+        "for m in [m for m in sys.modules if m.startswith(('nnbin', '__editable'))]:\n"
+        "    del sys.modules[m]\n"
+        "md.entry_points = lambda group=None: []\n"
+        "import nnbin\n"
+        "be = nnbin.get_backend('numpy')\n"
+        "print(type(be).__module__, nnbin.backend.__file__)\n"
+    )
+    out = _python(code)
+    assert out.returncode == 0, out.stderr
+    module, path = out.stdout.split()
+    assert module == "nnbin_backends.numpy" and path.startswith(src)
+
+
+def test_gpucheck_without_a_gpu_says_so(tmp_path):
+    from nnbin import gpucheck
+
+    if gpucheck.gpu_backends():
+        pytest.skip("a GPU is present: the real check runs instead (nox -s gpu)")
+    assert gpucheck.main([str(tmp_path)]) == 1
+    report = (tmp_path / "report.md").read_text()
+    assert "GPU-capable backends found: none" in report

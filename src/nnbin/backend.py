@@ -42,6 +42,7 @@ _BUILTIN = {
     "jax": "nnbin_backends.jax:JaxBackend",
     "torch": "nnbin_backends.torch:TorchBackend",
     "dask": "nnbin_backends.dask:DaskBackend",
+    "cupy": "nnbin_backends.cupy:CupyBackend",
 }
 
 
@@ -125,13 +126,41 @@ class Backend:
         )
 
 
+def cache_block_rows(hidden: int, itemsize: int = 8) -> int:
+    """Rows per block for eager CPU libraries: each (rows, H) temporary stays under glibc's
+    default 128 KiB mmap threshold, so it is reused from the heap instead of mapped and
+    page-faulted in anew each time (measured 1.7x on the seed job), and it stays in L2."""
+    return max(16, (124 * 1024) // (itemsize * max(hidden, 1)))
+
+
 @functools.cache
 def _registered() -> dict[str, str]:
     """Backend name -> ``module:Class`` for every registered backend."""
     found = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
     if "numpy" not in found:  # running from a source tree: no metadata, use the built-in table
+        _source_tree_backends()
         found = {**_BUILTIN, **found}
     return found
+
+
+def _source_tree_backends() -> None:
+    """Make ``backends/`` of a source checkout importable as ``nnbin_backends`` (what an
+    install does through pyproject's package-dir), for ``PYTHONPATH=src`` runs."""
+    import sys
+
+    if "nnbin_backends" in sys.modules or importlib.util.find_spec("nnbin_backends"):
+        return
+    folder = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "backends")
+    init = os.path.join(folder, "__init__.py")
+    if not os.path.exists(init):
+        return
+    spec = importlib.util.spec_from_file_location(
+        "nnbin_backends", init, submodule_search_locations=[os.path.abspath(folder)])
+    if spec is None or spec.loader is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["nnbin_backends"] = module
+    spec.loader.exec_module(module)
 
 
 def available_names() -> list[str]:

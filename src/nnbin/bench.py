@@ -185,19 +185,23 @@ def _torch_autograd(n: int, dtype: str, steps: int) -> Callable[[], None]:
 
     X, y = two_gaussians(n // 2, seed=0)
     tdt = getattr(torch, dtype)
-    Xt, yt = torch.as_tensor(X, dtype=tdt), torch.as_tensor(y, dtype=tdt)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    Xt = torch.as_tensor(X, dtype=tdt, device=dev)
+    yt = torch.as_tensor(y, dtype=tdt, device=dev)
     rng = np.random.default_rng(0)
     init = [rng.standard_normal((1, HIDDEN)), np.zeros(HIDDEN),
             rng.standard_normal((HIDDEN, 1)), np.zeros(1)]
 
     def run() -> None:
-        p = [torch.tensor(a, dtype=tdt, requires_grad=True) for a in init]
+        p = [torch.tensor(a, dtype=tdt, device=dev, requires_grad=True) for a in init]
         for _ in range(steps):
             z = torch.sigmoid(Xt @ p[0] + p[1]) @ p[2] + p[3]
             loss = torch.nn.functional.binary_cross_entropy_with_logits(z, yt)
             grads = torch.autograd.grad(loss, p)
             with torch.no_grad():
                 p = [(a - g).requires_grad_() for a, g in zip(p, grads)]
+        if dev == "cuda":
+            torch.cuda.synchronize()
 
     return run
 
