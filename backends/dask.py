@@ -26,6 +26,9 @@ class DaskBackend(Backend):
     package = "dask"
     extra = "dask"
     memory_nh = 1.0
+    # ~60 ms of graph scheduling a step would make the default benchmark minutes long;
+    # measure it by name: nnbin bench --backends numpy,dask --sizes 2000000
+    in_default_bench = False
     default_dtype = "float64"
     loop = "python loop, parameters persisted every step"
 

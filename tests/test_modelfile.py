@@ -114,3 +114,16 @@ def test_non_finite_parameters_are_not_saved(tmp_path, trained):
     with pytest.raises(nnbin.ModelFileError, match="finite"):
         nnbin.save(tmp_path / "bad.safetensors", bad)
     assert not list(tmp_path.iterdir())
+
+
+def test_written_files_get_ordinary_permissions(tmp_path, trained):
+    """Atomic writes go through a private temporary file; the result must not stay 0600."""
+    import os
+
+    _, _, result = trained
+    umask = os.umask(0o022)
+    try:
+        nnbin.save(tmp_path / "m.safetensors", result)
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "m.safetensors").stat().st_mode & 0o777 == 0o644

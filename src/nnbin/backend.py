@@ -65,6 +65,8 @@ class Backend:
     #: working memory of one step in (N, H) arrays (measured by ``nnbin bench``); used to
     #: skip benchmark sizes that cannot fit
     memory_nh: ClassVar[float] = 4.0
+    #: whether ``nnbin bench`` includes it when no --backends are named
+    in_default_bench: ClassVar[bool] = True
 
     xp: Any
 

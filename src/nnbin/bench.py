@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import available_names, get_backend, is_installed
+from .backend import available_names, backend_class, get_backend, is_installed
 from .data import two_gaussians
 from .errors import NnbinError
 from .model import init_params
@@ -370,9 +370,10 @@ def plot(report: dict[str, Any], path: str) -> None:
 
 
 def runnable_backends() -> list[str]:
+    """Every backend that runs here and belongs in the default benchmark."""
     names = []
     for name in available_names():
-        if is_installed(name):
+        if is_installed(name) and backend_class(name).in_default_bench:
             try:
                 get_backend(name)
                 names.append(name)
@@ -382,7 +383,7 @@ def runnable_backends() -> list[str]:
 
 
 def write_json(report: dict[str, Any], path: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as fh:
-        json.dump(report, fh, indent=1, default=float)
-    os.replace(tmp, path)
+    from .files import atomic_write
+
+    text = json.dumps(report, indent=1, default=float).encode()
+    atomic_write(path, lambda fh: fh.write(text))

@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(float64), jax.grad + fori_loop and PyTorch autograd where installed. Every nnbin "
         "figure is also a ratio to the seed loop and to the fastest baseline.",
     )
-    bench.add_argument("--backends", help="comma-separated (default: every runnable one)")
+    bench.add_argument("--backends", help="comma-separated (default: every runnable one but "
+                       "dask, whose per-step scheduling is measured by name)")
     bench.add_argument("--sizes", default="20000,2000000,20000000",
                        help="comma-separated N (20000,2000000,20000000)")
     bench.add_argument("--dtypes", default="float32,float64", help="(float32,float64)")
@@ -265,25 +266,14 @@ def _predict(args: argparse.Namespace) -> int:
     for v in p.astype(np.float64):
         buf.write(f"{v:.17g},{int(v >= 0.5)}\n")
     if args.out:
-        _atomic_write_text(args.out, buf.getvalue())
+        from .files import atomic_write
+
+        text = buf.getvalue().encode()
+        atomic_write(args.out, lambda fh: fh.write(text))
         print(f"{len(p)} predictions written to {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(buf.getvalue())
     return 0
-
-
-def _atomic_write_text(path: str, text: str) -> None:
-    import tempfile
-
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".nnbin-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _plot(args: argparse.Namespace) -> int:

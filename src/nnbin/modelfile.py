@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .errors import NnbinError
+from .files import atomic_write
 from .model import Params
 
 FORMAT = "nnbin-model"
@@ -69,19 +69,7 @@ def save(path: str | os.PathLike[str], model: Model, *, to_host: Any = np.asarra
         "history": json.dumps(model.history),
     }
     data = st_save(arrays, metadata=meta)
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".nnbin-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda fh: fh.write(data), durable=True)
 
 
 def load(path: str | os.PathLike[str], backend: str | None = None) -> Model:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
 
 from .backend import Backend
+from .files import atomic_write
 from .model import Params, predict_proba
 
 
@@ -141,15 +141,6 @@ def boundary_figure(
 
 
 def atomic_savefig(fig: Any, path: str | os.PathLike[str]) -> None:
-    """Save ``fig`` to ``path`` through a temporary file in the same folder, then rename."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    suffix = os.path.splitext(path)[1] or ".png"
-    fd, tmp = tempfile.mkstemp(prefix=".nnbin-", suffix=suffix, dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format=suffix.lstrip(".") or "png", dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Save ``fig`` to ``path`` atomically (see :func:`nnbin.files.atomic_write`)."""
+    fmt = os.path.splitext(os.fspath(path))[1].lstrip(".") or "png"
+    atomic_write(path, lambda fh: fig.savefig(fh, format=fmt, dpi=120))
