@@ -32,6 +32,11 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> object:
     # The estimator needs scikit-learn, an optional dependency: import it on first use.
     if name == "BinaryMLPClassifier":
+        import importlib.util
+
+        if importlib.util.find_spec("sklearn") is None:
+            raise ImportError("nnbin.BinaryMLPClassifier needs scikit-learn: "
+                              "pip install 'nnbin[sklearn]'")
         from .estimator import BinaryMLPClassifier
 
         return BinaryMLPClassifier
