@@ -318,7 +318,7 @@ def table(report: dict[str, Any], markdown: bool = False) -> str:
         if c["skipped"]:
             why = c["skipped"].split(":")[0][:40]
             rows.append([c["name"], f"{c['n']:.0e}".replace("e+0", "e"), c["dtype"],
-                         str(c["steps"]), f"skipped ({why})", "", "", "", "", "", "", ""])
+                         str(c["steps"]), "-", "", "", "", "", "", "", f"skipped: {why}"])
             continue
         secs = c["seconds"]
 
