@@ -241,22 +241,22 @@ CLI_CASES = {
 }
 
 
+BAD_FILES = {
+    "empty.csv": "",
+    "semicolon.csv": "x;label\n1;0\n2;1\n",
+    "words.csv": "x,label\n1,0\ntwo,1\n",
+    "ragged.csv": "x,label\n1,0\n2,1,3\n",
+    "noheader.csv": "1,0\n2,1\n",
+    "labels3.csv": "x,label\n1,0\n2,3\n",
+    "nan.csv": "x,label\n1,0\n,1\n",
+    "two.csv": "a,b\n1,2\n3,4\n",
+}
+
+
 def _write_bad_files():
-    open("empty.csv", "w").close()
-    with open("semicolon.csv", "w") as f:
-        f.write("x;label\n1;0\n2;1\n")
-    with open("words.csv", "w") as f:
-        f.write("x,label\n1,0\ntwo,1\n")
-    with open("ragged.csv", "w") as f:
-        f.write("x,label\n1,0\n2,1,3\n")
-    with open("noheader.csv", "w") as f:
-        f.write("1,0\n2,1\n")
-    with open("labels3.csv", "w") as f:
-        f.write("x,label\n1,0\n2,3\n")
-    with open("nan.csv", "w") as f:
-        f.write("x,label\n1,0\n,1\n")
-    with open("two.csv", "w") as f:
-        f.write("a,b\n1,2\n3,4\n")
+    for name, text in BAD_FILES.items():
+        with open(name, "w") as f:
+            f.write(text)
     np.save("flat.npy", np.arange(4.0))
 
 
