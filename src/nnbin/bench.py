@@ -113,7 +113,9 @@ def _time_backend(name: str, n: int, dtype: str, steps: int, repeats: int) -> Ce
 
 def _peak_nh(be: Any, params: Any, X: Any, y: Any, n: int, dtype: str) -> float | None:
     """Peak temporary memory of one step, in (N, H) arrays: NumPy-based backends through
-    tracemalloc (NumPy reports its buffers to it), JAX from XLA's memory analysis."""
+    tracemalloc (NumPy reports its buffers to it), JAX from XLA's memory analysis, torch on
+    CUDA from its allocator's peak, CuPy from its memory pool; None where not measurable
+    (torch on the CPU, Dask)."""
     if be.name in ("numpy", "strict"):
         import tracemalloc
 
@@ -124,6 +126,25 @@ def _peak_nh(be: Any, params: Any, X: Any, y: Any, n: int, dtype: str) -> float 
         peak = tracemalloc.get_traced_memory()[1] - base
         tracemalloc.stop()
         return peak / _nh_bytes(n, dtype)
+    if be.name == "torch" and getattr(X, "is_cuda", False):
+        import torch
+
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        be.run(params, X, y, lr=1.0, steps=1, log_every=0)
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / _nh_bytes(n, dtype)
+    if be.name == "cupy":
+        import cupy
+
+        pool = cupy.get_default_memory_pool()
+        cupy.cuda.Device().synchronize()
+        pool.free_all_blocks()
+        base = pool.total_bytes()
+        be.run(params, X, y, lr=1.0, steps=1, log_every=0)
+        cupy.cuda.Device().synchronize()
+        return (pool.total_bytes() - base) / _nh_bytes(n, dtype)  # blocks the step kept
     temp = getattr(be, "last_temp_bytes", None)
     return None if temp is None else temp / _nh_bytes(n, dtype)
 
@@ -258,6 +279,15 @@ def machine() -> dict[str, Any]:
         info["blas"] = f"{blas.get('name')} {blas.get('version')}"
     except Exception:
         info["blas"] = "unknown"
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi"):  # the GPU's name without importing a GPU library
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total",
+                                  "--format=csv,noheader"], capture_output=True, text=True,
+                                 timeout=30)
+            info["gpu"] = "; ".join(out.stdout.strip().splitlines()) or "none"
     from importlib.metadata import PackageNotFoundError, version
 
     for dist in ("jax", "jaxlib", "torch", "array-api-strict", "array-api-compat",
