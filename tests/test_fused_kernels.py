@@ -15,10 +15,10 @@ import subprocess
 
 import numpy as np
 import pytest
+from nnbin_backends import cuda_fused
 
 from conformance import reference as ref
 from conformance.tolerances import relative_error, rtol
-from nnbin_backends import cuda_fused
 
 HARNESS = """
 extern "C" void run_partials(long long threads, const real* X, const real* y, const real* W1,
