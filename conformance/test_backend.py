@@ -71,6 +71,17 @@ def test_gradients(backend, dtype, shape, blocks):
     check_gradients(case, nnbin.loss_and_grads, block_rows=rows)
 
 
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "N{}-D{}-H{}".format(*s))
+def test_fused_gradients(backend, dtype, shape):
+    """A backend's fused step (cupy): its loss and four gradients, like the core's."""
+    if not getattr(backend, "has_fused", False):
+        pytest.skip(f"{backend.name} has no fused step")
+    case = _case(backend, dtype, shape)
+    if not backend.fused_applies(case.params, case.Xd):
+        pytest.skip("outside the fused step's limits")
+    check_gradients(case, lambda p, X, y: backend.fused_loss_and_grads(p, X, y))
+
+
 @pytest.mark.parametrize("shape", SHAPES[:3], ids=lambda s: "N{}-D{}-H{}".format(*s))
 def test_one_step(backend, dtype, shape):
     case = _case(backend, dtype, shape)
@@ -80,13 +91,20 @@ def test_one_step(backend, dtype, shape):
         assert_close(backend, p, expected[name], dtype=dtype, what="op", label=name)
 
 
-def test_seed_run(backend, dtype):
+@pytest.mark.parametrize("path", ["default", "core"])
+def test_seed_run(backend, dtype, path):
     """The backend's own training loop (the path nnbin.train takes): 1,000 steps of the
     seed job, the loss every 100 steps and the final parameters (fewer steps where a full
-    run is slow: see SEED_RUN_STEPS)."""
+    run is slow: see SEED_RUN_STEPS). Backends with a fused step run both paths."""
+    kwargs = {}
+    if path == "core":
+        if not getattr(backend, "has_fused", False):
+            pytest.skip(f"{backend.name} has one path, run as 'default'")
+        kwargs["fused"] = False
     steps = SEED_RUN_STEPS.get(backend.name, 1000)
     case = seed_case(backend, dtype)
-    run = backend.run(case.params, case.Xd, case.yd, lr=1.0, steps=steps, log_every=100)
+    run = backend.run(case.params, case.Xd, case.yd, lr=1.0, steps=steps, log_every=100,
+                      **kwargs)
     expected = reference_seed_run(dtype, steps, 100)
     assert [s for s, _ in run.history] == [s for s, _ in expected.losses]
     got = np.array([float(v) for _, v in run.history])

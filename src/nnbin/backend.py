@@ -67,6 +67,8 @@ class Backend:
     memory_nh: ClassVar[float] = 4.0
     #: whether ``nnbin bench`` includes it when no --backends are named
     in_default_bench: ClassVar[bool] = True
+    #: whether ``run`` takes ``fused=`` (a native fused step besides the array-API core)
+    has_fused: ClassVar[bool] = False
 
     xp: Any
 

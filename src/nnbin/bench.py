@@ -82,10 +82,13 @@ def _nh_bytes(n: int, dtype: str) -> int:
 
 # --- nnbin's backends ---------------------------------------------------------------
 
-def _time_backend(name: str, n: int, dtype: str, steps: int, repeats: int) -> Cell:
-    cell = Cell(f"nnbin:{name}", n, dtype, steps)
+def _time_backend(name: str, n: int, dtype: str, steps: int, repeats: int,
+                  fused: bool | None = None) -> Cell:
+    """One cell; ``fused=False`` times the array-API core of a backend with a fused step."""
+    cell = Cell(f"nnbin:{name}" + ("-core" if fused is False else ""), n, dtype, steps)
     be = get_backend(name)
     cell.loop = be.loop
+    kw: dict[str, Any] = {"fused": fused} if be.has_fused else {}
     if dtype not in be.dtypes:
         cell.skipped = f"no {dtype}"
         return cell
@@ -99,19 +102,21 @@ def _time_backend(name: str, n: int, dtype: str, steps: int, repeats: int) -> Ce
     del X, y
     params = init_params(1, HIDDEN, 0, dtype=dtype, backend=name)
     t0 = time.perf_counter()
-    run = be.run(params, Xd, yd, lr=1.0, steps=steps, log_every=0)
+    run = be.run(params, Xd, yd, lr=1.0, steps=steps, log_every=0, **kw)
     be.synchronize(run.params)
     cell.first_call_seconds = time.perf_counter() - t0
+    cell.loop = run.loop or be.loop
     for _ in range(repeats):
         t0 = time.perf_counter()
-        run = be.run(params, Xd, yd, lr=1.0, steps=steps, log_every=0)
+        run = be.run(params, Xd, yd, lr=1.0, steps=steps, log_every=0, **kw)
         be.synchronize(run.params)
         cell.seconds.append(time.perf_counter() - t0)
-    cell.peak_nh = _peak_nh(be, params, Xd, yd, n, dtype)
+    cell.peak_nh = _peak_nh(be, params, Xd, yd, n, dtype, kw)
     return cell
 
 
-def _peak_nh(be: Any, params: Any, X: Any, y: Any, n: int, dtype: str) -> float | None:
+def _peak_nh(be: Any, params: Any, X: Any, y: Any, n: int, dtype: str,
+             kw: dict[str, Any]) -> float | None:
     """Peak temporary memory of one step, in (N, H) arrays: NumPy-based backends through
     tracemalloc (NumPy reports its buffers to it), JAX from XLA's memory analysis, torch on
     CUDA from its allocator's peak, CuPy from its memory pool; None where not measurable
@@ -142,7 +147,7 @@ def _peak_nh(be: Any, params: Any, X: Any, y: Any, n: int, dtype: str) -> float 
         cupy.cuda.Device().synchronize()
         pool.free_all_blocks()
         base = pool.total_bytes()
-        be.run(params, X, y, lr=1.0, steps=1, log_every=0)
+        be.run(params, X, y, lr=1.0, steps=1, log_every=0, **kw)
         cupy.cuda.Device().synchronize()
         return (pool.total_bytes() - base) / _nh_bytes(n, dtype)  # blocks the step kept
     temp = getattr(be, "last_temp_bytes", None)
@@ -309,12 +314,15 @@ def run_bench(backends: Sequence[str], sizes: Sequence[int], dtypes: Sequence[st
                 if progress:
                     progress(_line(cells[-1]))
             for name in backends:
-                try:
-                    cells.append(_time_backend(name, n, dtype, s, repeats))
-                except NnbinError as exc:
-                    cells.append(Cell(f"nnbin:{name}", n, dtype, s, skipped=str(exc)))
-                if progress:
-                    progress(_line(cells[-1]))
+                paths: list[bool | None] = [None, False] if backend_class(name).has_fused \
+                    else [None]
+                for fused in paths:
+                    try:
+                        cells.append(_time_backend(name, n, dtype, s, repeats, fused))
+                    except NnbinError as exc:
+                        cells.append(Cell(f"nnbin:{name}", n, dtype, s, skipped=str(exc)))
+                    if progress:
+                        progress(_line(cells[-1]))
     return {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(),
             "repeats": repeats, "cells": [asdict(c) | _derived(c, cells) for c in cells]}
 

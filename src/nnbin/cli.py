@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-plot", action="store_true", help="do not draw the figure")
     t.add_argument("--data-parallel", type=_positive_int, metavar="K", default=None,
                    help="split the samples over K devices, parameters replicated (jax only)")
+    t.add_argument("--no-fused", action="store_true",
+                   help="run the array-API core even where the backend has a fused step "
+                   "(cupy)")
     t.add_argument("--quiet", action="store_true",
                    help="print only the summary (no loss lines, no progress bar)")
 
@@ -204,7 +207,7 @@ def _train(args: argparse.Namespace) -> int:
         result = train(X, y, hidden=args.hidden, lr=args.lr, steps=args.steps,
                        log_every=args.log_every, seed=args.seed, backend=be.name,
                        dtype=args.dtype, data_parallel=args.data_parallel or False,
-                       on_log=progress)
+                       fused=False if args.no_fused else None, on_log=progress)
     finally:
         progress.close()
     Xd, yd = be.asarray(X, result.dtype), be.asarray(y, result.dtype)

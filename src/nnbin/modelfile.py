@@ -102,13 +102,14 @@ def load(path: str | os.PathLike[str], backend: str | None = None) -> Model:
 
 def _parse(raw: bytes, path: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """The arrays and metadata of a safetensors file, every field checked."""
-    if raw[:2] == b"\x80\x04" or raw[:1] == b"\x80" or raw[:2] == b"PK":
-        raise ModelFileError(f"{path} looks like a pickle or zip file, not a safetensors "
-                             "model; nnbin never unpickles files")
-    if len(raw) < 8:
-        raise ModelFileError(f"{path} is not an nnbin model file (only {len(raw)} bytes)")
-    header_len = int.from_bytes(raw[:8], "little")
-    if header_len <= 1 or 8 + header_len > len(raw):
+    header_len = int.from_bytes(raw[:8], "little") if len(raw) >= 8 else 0
+    if not (1 < header_len and 8 + header_len <= len(raw) and raw[8:9] == b"{"):
+        # not a safetensors frame: say what it looks like instead
+        if raw[:1] == b"\x80" or raw[:2] == b"PK":
+            raise ModelFileError(f"{path} looks like a pickle or zip file, not a safetensors "
+                                 "model; nnbin never unpickles files")
+        if len(raw) < 8:
+            raise ModelFileError(f"{path} is not an nnbin model file (only {len(raw)} bytes)")
         raise ModelFileError(f"{path} is not a safetensors file, or it is truncated")
     try:
         header = json.loads(raw[8:8 + header_len])

@@ -12,7 +12,7 @@ import numpy as np
 
 from .backend import Backend, backend_of, get_backend
 from .backprop import apply_update, loss_and_grads, value_and_grads
-from .errors import MixedArraysError, TrainingDivergedError
+from .errors import BackendUnavailableError, MixedArraysError, TrainingDivergedError
 from .model import Array, Params, init_params, namespace
 
 
@@ -27,6 +27,8 @@ class RunResult:
     compile_seconds: float = 0.0
     #: the last parameters whose loss was recorded and finite, and the step of that record
     last_finite: tuple[int, Params] | None = None
+    #: how the steps ran, when a backend has more than one way (else the backend's ``loop``)
+    loop: str = ""
 
 
 @dataclass
@@ -142,6 +144,7 @@ def train(
     dtype: str | None = None,
     backend: str | None = None,
     data_parallel: bool | int = False,
+    fused: bool | None = None,
     on_log: Callable[[int, float], None] | None = None,
 ) -> TrainResult:
     """Train the network on (X, y) by full-batch gradient descent on mean BCE.
@@ -156,6 +159,9 @@ def train(
     ``data_parallel=True`` (all devices) or ``=k`` (the first k) splits the samples across
     devices with the parameters replicated, where the backend supports it (jax: a ``Mesh``
     over the devices; XLA inserts the cross-device sums of the gradients).
+
+    ``fused``: on backends with a fused step (cupy), None uses it where it applies,
+    False always runs the array-API core, True requires the fused step.
     """
     from . import validate
 
@@ -170,7 +176,11 @@ def train(
         params, X, y = be.distribute(params, X, y, n_dev)
     t0 = time.perf_counter()
     initial = params
-    run = be.run(params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log)
+    extra: dict[str, Any] = {"fused": fused} if be.has_fused else {}
+    if fused and not extra:
+        raise BackendUnavailableError(f"the {be.name} backend has no fused step")
+    run = be.run(params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log,
+                 **extra)
     final_loss, _ = loss_and_grads(run.params, X, y,
                                    block_rows=be.block_rows(X.shape[0], hidden))
     final = float(final_loss)  # also waits for the device: the run time below is honest
@@ -181,9 +191,9 @@ def train(
         raise diverged(steps if bad is None else bad, lr, run.last_finite, initial)
     return TrainResult(
         params=run.params, history=history, final_loss=final, backend=be.name, dtype=dtype,
-        loop=be.loop, compile_seconds=run.compile_seconds, run_seconds=elapsed,
+        loop=run.loop or be.loop, compile_seconds=run.compile_seconds, run_seconds=elapsed,
         settings={"hidden": hidden, "lr": lr, "steps": steps, "log_every": log_every,
-                  "seed": seed, "data_parallel": data_parallel},
+                  "seed": seed, "data_parallel": data_parallel, "fused": fused},
     )
 
 
