@@ -103,7 +103,7 @@ def load(path: str | os.PathLike[str], backend: str | None = None) -> Model:
 def _parse(raw: bytes, path: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """The arrays and metadata of a safetensors file, every field checked."""
     header_len = int.from_bytes(raw[:8], "little") if len(raw) >= 8 else 0
-    if not (1 < header_len and 8 + header_len <= len(raw) and raw[8:9] == b"{"):
+    if not (header_len > 1 and 8 + header_len <= len(raw) and raw[8:9] == b"{"):
         # not a safetensors frame: say what it looks like instead
         if raw[:1] == b"\x80" or raw[:2] == b"PK":
             raise ModelFileError(f"{path} looks like a pickle or zip file, not a safetensors "
