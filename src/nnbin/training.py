@@ -127,8 +127,8 @@ def _prepare(
         y = be.asarray(y, dtype)
     else:
         xp = namespace(X, y)
-        X = xp.astype(X, getattr(xp, dtype))
-        y = xp.astype(y, getattr(xp, dtype))
+        X = xp.astype(X, getattr(xp, dtype), copy=False)  # no copy when already right
+        y = xp.astype(y, getattr(xp, dtype), copy=False)
     return be, X, y, dtype
 
 
