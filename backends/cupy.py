@@ -70,6 +70,19 @@ class CupyBackend(Backend):
             out.append(f"cuda:{i} ({name.decode() if isinstance(name, bytes) else name})")
         return out
 
+    def gpu_devices(self) -> list[str]:
+        return self.devices()
+
+    def step_peak_bytes(self, run_one_step: Callable[[], object]) -> int | None:
+        """Growth of CuPy's memory pool over one step (the blocks the step kept)."""
+        pool = self._cupy.get_default_memory_pool()
+        self._cupy.cuda.Device().synchronize()
+        pool.free_all_blocks()
+        base = pool.total_bytes()
+        run_one_step()
+        self._cupy.cuda.Device().synchronize()
+        return int(pool.total_bytes() - base)
+
     def asarray(self, a: Any, dtype: str, device: Any = None) -> Any:
         host = np.asarray(a, dtype=dtype)
         index = getattr(device, "id", device)

@@ -50,6 +50,13 @@ class JaxBackend(Backend):
     def devices(self) -> list[str]:
         return [str(d) for d in self._jax.devices()]
 
+    def enable_dtype(self, dtype: str) -> None:
+        if dtype == "float64":
+            self._jax.config.update("jax_enable_x64", True)
+
+    def gpu_devices(self) -> list[str]:
+        return [str(d) for d in self._jax.devices() if d.platform == "gpu"]
+
     def x64_enabled(self) -> bool:
         return bool(self._jax.config.read("jax_enable_x64"))
 

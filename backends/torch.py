@@ -38,6 +38,20 @@ class TorchBackend(Backend):
         n = cuda.device_count() if cuda.is_available() else 0
         return ["cpu", *(f"cuda:{i}" for i in range(n))]
 
+    def gpu_devices(self) -> list[str]:
+        return self.devices()[1:]
+
+    def step_peak_bytes(self, run_one_step: Callable[[], object]) -> int | None:
+        cuda = self._torch.cuda
+        if not cuda.is_available():
+            return None
+        cuda.synchronize()
+        base = cuda.memory_allocated()
+        cuda.reset_peak_memory_stats()
+        run_one_step()
+        cuda.synchronize()
+        return int(cuda.max_memory_allocated() - base)
+
     def asarray(self, a: Any, dtype: str, device: Any = None) -> Any:
         """Host data go to the first CUDA device when there is one, else stay on the CPU."""
         if device is None:

@@ -102,6 +102,20 @@ class Backend:
             f"the {self.name!r} backend has no data-parallel training; use the jax backend"
         )
 
+    def enable_dtype(self, dtype: str) -> None:
+        """Make ``dtype`` usable in this process, for programs that own their process (the
+        command line, the benchmark). The API never calls it: JAX's 64-bit switch, for one,
+        changes the whole process, so library users flip it themselves."""
+
+    def gpu_devices(self) -> list[str]:
+        """The GPUs this backend can run on here (empty on CPU-only machines)."""
+        return []
+
+    def step_peak_bytes(self, run_one_step: Callable[[], object]) -> int | None:
+        """Peak device memory of ``run_one_step()`` beyond what was allocated before it, where
+        the library can tell (GPU allocators); None otherwise."""
+        return None
+
     def block_rows(self, n_samples: int, hidden: int) -> int | None:
         """Samples per block in a gradient pass, or None for the whole batch at once.
 

@@ -7,7 +7,8 @@ read; the median and the spread (min-max) are reported. Every nnbin figure is al
 as a ratio to the seed-style NumPy loop and to the fastest baseline of the same size and
 dtype, all measured in this run.
 
-The baselines are written here, sharing no code with nnbin's core:
+The baselines share no code with nnbin's core (the JAX and PyTorch ones are in
+``backends/baselines.py``, the only place besides the backends that imports those libraries):
 - ``seed-numpy``: the notebook's structure (``np.dot``, in-place updates, float64) with the
   correct gradient of the cross-entropy;
 - ``jax-grad``: ``jax.grad`` of the loss, the whole loop in one ``jax.jit`` (``fori_loop``);
@@ -131,25 +132,10 @@ def _peak_nh(be: Any, params: Any, X: Any, y: Any, n: int, dtype: str,
         peak = tracemalloc.get_traced_memory()[1] - base
         tracemalloc.stop()
         return peak / _nh_bytes(n, dtype)
-    if be.name == "torch" and getattr(X, "is_cuda", False):
-        import torch
-
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        be.run(params, X, y, lr=1.0, steps=1, log_every=0)
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - base) / _nh_bytes(n, dtype)
-    if be.name == "cupy":
-        import cupy
-
-        pool = cupy.get_default_memory_pool()
-        cupy.cuda.Device().synchronize()
-        pool.free_all_blocks()
-        base = pool.total_bytes()
-        be.run(params, X, y, lr=1.0, steps=1, log_every=0, **kw)
-        cupy.cuda.Device().synchronize()
-        return (pool.total_bytes() - base) / _nh_bytes(n, dtype)  # blocks the step kept
+    peak = be.step_peak_bytes(lambda: be.run(params, X, y, lr=1.0, steps=1, log_every=0,
+                                             **kw))
+    if peak is not None:
+        return peak / _nh_bytes(n, dtype)
     temp = getattr(be, "last_temp_bytes", None)
     return None if temp is None else temp / _nh_bytes(n, dtype)
 
@@ -178,69 +164,23 @@ def _seed_numpy(n: int, dtype: str, steps: int) -> Callable[[], None]:
     return run
 
 
-def _jax_grad(n: int, dtype: str, steps: int) -> Callable[[], None]:
-    import jax
-    import jax.numpy as jnp
+def _baseline_maker(name: str) -> Callable[[int, str, int], Callable[[], None]]:
+    if name == "seed-numpy":
+        return _seed_numpy
+    # The JAX and PyTorch baselines import their libraries, so they live in backends/ (the
+    # only place that may); like this one, they share no code with nnbin's core.
+    from nnbin_backends import baselines
 
-    if dtype == "float64" and not jax.config.read("jax_enable_x64"):
-        raise NnbinError("float64 needs JAX's x64 mode")
-    X, y = two_gaussians(n // 2, seed=0)
-    Xj, yj = jnp.asarray(X, dtype), jnp.asarray(y, dtype)
-    rng = np.random.default_rng(0)
-    p0 = (jnp.asarray(rng.standard_normal((1, HIDDEN)), dtype), jnp.zeros(HIDDEN, dtype),
-          jnp.asarray(rng.standard_normal((HIDDEN, 1)), dtype), jnp.zeros(1, dtype))
-
-    def loss(p: Any, X: Any, y: Any) -> Any:
-        z = jax.nn.sigmoid(X @ p[0] + p[1]) @ p[2] + p[3]
-        return jnp.mean(jnp.logaddexp(0, z) - y * z)
-
-    @jax.jit
-    def train(p: Any, X: Any, y: Any) -> Any:
-        g = jax.grad(loss)
-        return jax.lax.fori_loop(
-            0, steps, lambda _, q: jax.tree.map(lambda a, b: a - b, q, g(q, X, y)), p)
-
-    def run() -> None:
-        jax.block_until_ready(train(p0, Xj, yj))
-
-    return run
+    maker: Callable[[int, str, int], Callable[[], None]] = getattr(
+        baselines, name.replace("-", "_"))
+    return maker
 
 
-def _torch_autograd(n: int, dtype: str, steps: int) -> Callable[[], None]:
-    import torch
-
-    X, y = two_gaussians(n // 2, seed=0)
-    tdt = getattr(torch, dtype)
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
-    Xt = torch.as_tensor(X, dtype=tdt, device=dev)
-    yt = torch.as_tensor(y, dtype=tdt, device=dev)
-    rng = np.random.default_rng(0)
-    init = [rng.standard_normal((1, HIDDEN)), np.zeros(HIDDEN),
-            rng.standard_normal((HIDDEN, 1)), np.zeros(1)]
-
-    def run() -> None:
-        p = [torch.tensor(a, dtype=tdt, device=dev, requires_grad=True) for a in init]
-        for _ in range(steps):
-            z = torch.sigmoid(Xt @ p[0] + p[1]) @ p[2] + p[3]
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(z, yt)
-            grads = torch.autograd.grad(loss, p)
-            with torch.no_grad():
-                p = [(a - g).requires_grad_() for a, g in zip(p, grads)]
-        if dev == "cuda":
-            torch.cuda.synchronize()
-
-    return run
-
-
-_BASELINE_MAKERS: dict[str, tuple[str, Callable[[int, str, int], Callable[[], None]]]] = {
-    "seed-numpy": ("numpy", _seed_numpy),
-    "jax-grad": ("jax", _jax_grad),
-    "torch-autograd": ("torch", _torch_autograd),
-}
+_BASELINE_PACKAGES = {"seed-numpy": "numpy", "jax-grad": "jax", "torch-autograd": "torch"}
 
 
 def _time_baseline(name: str, n: int, dtype: str, steps: int, repeats: int) -> Cell:
-    package, make = _BASELINE_MAKERS[name]
+    package = _BASELINE_PACKAGES[name]
     cell = Cell(f"baseline:{name}", n, dtype, steps, loop="baseline")
     if name == "seed-numpy" and dtype != "float64":
         cell.skipped = "the seed loop is float64"
@@ -254,7 +194,7 @@ def _time_baseline(name: str, n: int, dtype: str, steps: int, repeats: int) -> C
         cell.skipped = "does not fit in free memory"
         return cell
     try:
-        run = make(n, dtype, steps)
+        run = _baseline_maker(name)(n, dtype, steps)
     except NnbinError as exc:
         cell.skipped = str(exc)
         return cell

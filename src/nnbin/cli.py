@@ -195,8 +195,8 @@ def _train(args: argparse.Namespace) -> int:
     from .training import accuracy, train
 
     be = get_backend(args.backend)
-    if args.dtype == "float64":
-        _jax_x64(be.name)
+    if args.dtype:
+        be.enable_dtype(args.dtype)  # the command line owns its process
     if args.data:
         X, y, _ = load_data(args.data, args.label)
         assert y is not None
@@ -236,15 +236,6 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _jax_x64(backend: str) -> None:
-    """The command line owns its process, so it may switch JAX to 64-bit mode (needed for
-    float64; float32 arrays stay float32)."""
-    if backend == "jax":
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
-
-
 def _predict(args: argparse.Namespace) -> int:
     import io
 
@@ -255,7 +246,7 @@ def _predict(args: argparse.Namespace) -> int:
     from .modelfile import load
 
     be = get_backend(args.backend)
-    _jax_x64(be.name)
+    be.enable_dtype("float64")  # a float64 model must load as float64 (JAX: 64-bit mode)
     model = load(args.model, backend=be.name)
     X, y, _ = load_data(args.data, args.label, require_labels=False)
     if X.shape[1] != model.n_features:
@@ -285,7 +276,7 @@ def _plot(args: argparse.Namespace) -> int:
     from .plot import boundary_figure
 
     be = get_backend(args.backend)
-    _jax_x64(be.name)
+    be.enable_dtype("float64")  # a float64 model must load as float64 (JAX: 64-bit mode)
     model = load(args.model, backend=be.name)
     if args.data:
         X, y, _ = load_data(args.data, args.label, require_labels=False)
@@ -331,18 +322,16 @@ def _bench(args: argparse.Namespace) -> int:
     if unknown:
         raise ValueError(f"--baselines: unknown {', '.join(unknown)}; choose from "
                          f"{', '.join(BASELINES)} or none")
-    if "jax" in backends or "jax-grad" in baselines:
-        import importlib.util
-
-        if importlib.util.find_spec("jax") is not None and "float64" in args.dtypes:
-            # The benchmark owns its process: 64-bit JAX for the float64 cells.
-            import jax
-
-            jax.config.update("jax_enable_x64", True)
+    dtypes = _csv(args.dtypes, "dtypes")
+    for name in backends:  # the benchmark owns its process (JAX: 64-bit mode for float64)
+        for dtype in dtypes:
+            get_backend(name).enable_dtype(dtype)
+    if "jax-grad" in baselines and "float64" in dtypes and is_installed("jax"):
+        get_backend("jax").enable_dtype("float64")
     sizes = _csv(args.sizes, "sizes", int)
     if any(n < 2 for n in sizes):
         raise ValueError("--sizes: every N must be >= 2")
-    report = bench.run_bench(backends, sizes, _csv(args.dtypes, "dtypes"), args.steps,
+    report = bench.run_bench(backends, sizes, dtypes, args.steps,
                              args.repeats, baselines,
                              progress=lambda line: print(line, file=sys.stderr, flush=True))
     print(bench.table(report, markdown=args.markdown))

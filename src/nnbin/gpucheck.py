@@ -14,35 +14,22 @@ import subprocess
 import sys
 import time
 
+from .backend import get_backend
+
 
 def gpu_backends() -> list[str]:
-    """Backends with a GPU here, found without importing a library that is absent."""
-    import importlib.util
+    """Backends with a GPU here; a backend whose package is missing is passed over."""
+    from .backend import is_installed
+    from .errors import NnbinError
 
     found = []
-    if importlib.util.find_spec("cupy"):
+    for name in ("cupy", "jax", "torch"):
+        if not is_installed(name):
+            continue
         try:
-            import cupy
-
-            if cupy.cuda.runtime.getDeviceCount() > 0:
-                found.append("cupy")
-        except Exception:
-            pass
-    if importlib.util.find_spec("jax"):
-        try:
-            import jax
-
-            if any(d.platform == "gpu" for d in jax.devices()):
-                found.append("jax")
-        except Exception:
-            pass
-    if importlib.util.find_spec("torch"):
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                found.append("torch")
-        except Exception:
+            if get_backend(name).gpu_devices():
+                found.append(name)
+        except NnbinError:  # cupy without a CUDA device, for one
             pass
     return found
 
