@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="nnbin",
         description="A small neural-network binary classifier, written once against the "
         "Python array API, with a hand-written backward pass. "
-        f"The backend comes from --backend, else ${ENV_VAR}, else numpy.",
+        f"Each command's backend comes from its --backend, else ${ENV_VAR}, else numpy.",
     )
     parser.add_argument("--version", action="version", version=f"nnbin {__version__}")
     parser.add_argument("--debug", action="store_true",
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     t = sub.add_parser(
-        "train", help="train the seed job and draw the decision boundary",
+        "train", help="train (the seed job, or --data) and draw the decision boundary",
         description="Train on the seed job's data (10,000 samples of N(-6,1) labelled 0 and "
         "10,000 of N(6,1) labelled 1): 1 input -> HIDDEN sigmoid units -> 1 sigmoid output, "
         "full-batch gradient descent on mean binary cross-entropy. Prints the loss every "
