@@ -282,3 +282,15 @@ def test_debug_shows_the_traceback(workdir):
     out = subprocess.run([sys.executable, "-m", "nnbin", "--debug", "train", "--data",
                           "missing.csv"], capture_output=True, text=True)
     assert out.returncode != 0 and "Traceback" in out.stderr
+
+
+def test_a_truncated_model_is_not_mistaken_for_a_pickle(workdir):
+    """A safetensors header length whose low byte is 0x80 (a pickle's first byte) is still
+    reported as a truncated safetensors file."""
+    import struct as st
+
+    folder, _ = workdir
+    path = folder / "odd.safetensors"
+    path.write_bytes(st.pack("<Q", 0x0280) + b"{" + b" " * 20)
+    with pytest.raises(nnbin.ModelFileError, match="truncated"):
+        nnbin.load(path)

@@ -105,7 +105,7 @@ def _parse(raw: bytes, path: str) -> tuple[dict[str, np.ndarray], dict[str, str]
     header_len = int.from_bytes(raw[:8], "little") if len(raw) >= 8 else 0
     if not (header_len > 1 and 8 + header_len <= len(raw) and raw[8:9] == b"{"):
         # not a safetensors frame: say what it looks like instead
-        if raw[:1] == b"\x80" or raw[:2] == b"PK":
+        if _looks_like_pickle(raw) or raw[:2] == b"PK":
             raise ModelFileError(f"{path} looks like a pickle or zip file, not a safetensors "
                                  "model; nnbin never unpickles files")
         if len(raw) < 8:
@@ -169,3 +169,10 @@ def save_result(path: str | os.PathLike[str], result: Any) -> None:
     model = result if isinstance(result, Model) else from_result(result)
     be = backend_of(model.params.W1)
     save(path, model, to_host=be.to_host)
+
+
+def _looks_like_pickle(raw: bytes) -> bool:
+    """A pickle of protocol 2-5 starts with 0x80 and its protocol number, then opcodes;
+    a safetensors file starts with its header length, whose upper bytes are zero."""
+    return (len(raw) >= 3 and raw[0] == 0x80 and 2 <= raw[1] <= 5
+            and raw[2:8] != bytes(len(raw[2:8])))
