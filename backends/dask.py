@@ -76,10 +76,6 @@ class DaskBackend(Backend):
 
     def run(self, params: Params, X: Any, y: Any, *, lr: float, steps: int, log_every: int,
             on_log: Callable[[int, float], None] | None = None) -> RunResult:
-        dask = self._dask
-
-        def persist(p: Params) -> Params:
-            return Params(*dask.persist(*p))
-
-        return python_loop(persist(params), X, y, lr=lr, steps=steps, log_every=log_every,
-                           on_log=on_log, persist=persist)
+        persist = self._dask.persist
+        return python_loop(Params(*persist(*params)), X, y, lr=lr, steps=steps,
+                           log_every=log_every, on_log=on_log, persist=persist)

@@ -98,14 +98,13 @@ class JaxBackend(Backend):
         key = (steps, log_every, X.shape, str(X.dtype), params.W1.shape,
                str(getattr(X, "sharding", "")))
         compile_seconds = 0.0
+        lr_arr = self.xp.asarray(lr, dtype=X.dtype)
         if key not in self._compiled:
             t0 = time.perf_counter()
             fn = self._jax.jit(_compiled_run, static_argnames=("steps", "log_every"))
-            lr_arr = self.xp.asarray(lr, dtype=X.dtype)
             self._compiled[key] = fn.lower(params, X, y, lr_arr, steps=steps,
                                            log_every=log_every).compile()
             compile_seconds = time.perf_counter() - t0
-        lr_arr = self.xp.asarray(lr, dtype=X.dtype)
         compiled = self._compiled[key]
         try:
             self.last_temp_bytes = int(compiled.memory_analysis().temp_size_in_bytes)

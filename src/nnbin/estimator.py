@@ -124,8 +124,11 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
 
     def decision_function(self, X: Any) -> Any:
         """The output logit z for each sample, shape (N,); z > 0 predicts ``classes_[1]``."""
+        return self._logits(X, "decision_function")
+
+    def _logits(self, X: Any, method: str) -> Any:
         check_is_fitted(self)
-        X = self._as_params_dtype(self._validate(X, "decision_function"))
+        X = self._as_params_dtype(self._validate(X, method))
         xp = namespace(X)
         return xp.reshape(forward(self.params_, X), (-1,))
 
@@ -139,9 +142,7 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> Any:
         """The predicted label, from ``classes_``."""
-        check_is_fitted(self)
-        self._validate(X, "predict")
-        z = self.decision_function(X)
+        z = self._logits(X, "predict")
         xp = namespace(z)
         classes = self.classes_
         if isinstance(z, np.ndarray):

@@ -71,13 +71,14 @@ def python_loop(
     log_every: int,
     block_rows: int | None = None,
     on_log: Callable[[int, float], None] | None = None,
-    persist: Callable[[Params], Params] | None = None,
+    persist: Callable[..., tuple[Any, ...]] | None = None,
 ) -> RunResult:
     """The default way to run many steps: one Python iteration per step.
 
     The loss is computed only on logging steps, and only then brought to the host (to
     check that it is finite and to report it): one synchronisation per ``log_every`` steps.
-    ``persist`` (Dask) materialises the new parameters after every step.
+    ``persist`` (Dask) materialises the new parameters after every step, together with the
+    loss on logging steps, so one evaluation of the graph gives both.
     """
     initial = params
     history: list[tuple[int, float]] = []
@@ -85,6 +86,10 @@ def python_loop(
     for s in range(steps):
         logging = log_every > 0 and s % log_every == 0
         loss, grads = value_and_grads(params, X, y, with_loss=logging, block_rows=block_rows)
+        new = apply_update(params, grads, lr)
+        if persist is not None:
+            *kept, loss = persist(*new, loss) if loss is not None else (*persist(*new), None)
+            new = Params(*kept)
         if loss is not None:
             value = float(loss)
             if not math.isfinite(value):
@@ -93,9 +98,7 @@ def python_loop(
             history.append((s, value))
             if on_log is not None:
                 on_log(s, value)
-        params = apply_update(params, grads, lr)
-        if persist is not None:
-            params = persist(params)
+        params = new
     return RunResult(params, history, last_finite=last_finite)
 
 
