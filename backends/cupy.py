@@ -5,15 +5,23 @@ registration, its skips; the fused kernels' source is run as C++ on the CPU and 
 nvcc); see BENCHMARKS.md and the project's issues for what a GPU run must still show.
 Host data are moved to the GPU once; the loss reaches the host only on logging steps.
 
-Training uses the fused step (backends/cuda_fused.py: three kernels a step, no (N, H)
-array) where it applies — float32/float64, D <= 64, H <= 256, C-contiguous data — unless
-``fused=False`` is asked for (``nnbin.train(..., fused=False)``, ``nnbin train
---no-fused``); otherwise the array-API core runs. ``TrainResult.loop`` says which ran.
+Training uses the fused step (backends/cuda_fused.py: two kernels a step, no (N, H)
+array) where it applies — float32/float64, D <= 64, H <= 256, C-contiguous data, and the
+kernel's local memory (large D x H) fits the GPU — unless ``fused=False`` is asked for
+(``nnbin.train(..., fused=False)``, ``nnbin train --no-fused``); otherwise the array-API
+core runs. ``TrainResult.loop`` says which ran.
+
+The fused steps run on a stream of their own. Logging steps are launched one by one (their
+loss goes to the host); the steps between them are captured once as a CUDA graph (at most
+``graph_steps`` steps; no cuBLAS inside, so capture is allowed) and replayed, so a small
+problem is not bound by kernel-launch latency. ``NNBIN_CUDA_GRAPHS=0`` launches every step
+instead.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +35,7 @@ from nnbin.training import RunResult, diverged
 
 from . import cuda_fused
 
-FUSED_LOOP = "fused CUDA step (3 kernels, no (N, H) arrays)"
+FUSED_LOOP = "fused CUDA step (2 kernels, no (N, H) arrays)"
 
 
 class CupyBackend(Backend):
@@ -53,7 +61,13 @@ class CupyBackend(Backend):
             )
         self._cupy = cupy
         self.xp = array_api_compat.array_namespace(cupy.empty(0))
-        self._modules: dict[tuple[int, int, str], Any] = {}
+        self._modules: dict[tuple[Any, ...], Any] = {}
+        #: threads per block of both fused kernels
+        self.block = cuda_fused.BLOCK
+        #: replay the steps between logging steps as CUDA graphs (NNBIN_CUDA_GRAPHS=0: off)
+        self.cuda_graphs = os.environ.get("NNBIN_CUDA_GRAPHS", "1") != "0"
+        #: the most steps one captured graph holds (longer runs replay it again)
+        self.graph_steps = 500
 
     @staticmethod
     def owns(x: object) -> bool:
@@ -99,19 +113,43 @@ class CupyBackend(Backend):
     # --- the fused step -------------------------------------------------------------------
 
     def fused_applies(self, params: Params, X: Any) -> bool:
-        d, h = params.W1.shape
-        return bool(cuda_fused.supported(int(d), int(h), str(X.dtype))
-                    and X.flags.c_contiguous and X.shape[0] > 0)
+        d, h = (int(v) for v in params.W1.shape)
+        dtype = str(X.dtype)
+        if not (cuda_fused.supported(d, h, dtype) and X.flags.c_contiguous and X.shape[0] > 0):
+            return False
+        return self._local_memory_fits(self._kernels(d, h, dtype)[0])
 
-    def _kernels(self, d: int, h: int, dtype: str) -> tuple[Any, Any, Any]:
-        key = (d, h, dtype)
+    def _local_memory_fits(self, kernel: Any) -> bool:
+        """Past registers, a thread's sums live in local memory, which CUDA reserves for
+        every thread the GPU can hold (D = 64, H = 256, float64: 135 KiB a thread, ~37 GB
+        on an H100): use the core unless that fits in half the free device memory."""
+        local = int(getattr(kernel, "local_size_bytes", 0) or 0)
+        if local == 0:
+            return True
+        attrs = self._cupy.cuda.Device().attributes
+        need = local * attrs["MaxThreadsPerMultiProcessor"] * attrs["MultiProcessorCount"]
+        free = self._cupy.cuda.runtime.memGetInfo()[0]
+        return bool(need <= free // 2)
+
+    def _kernels(self, d: int, h: int, dtype: str) -> tuple[Any, Any]:
+        key = (d, h, dtype, self.block, self._cupy.cuda.runtime.getDevice())
         if key not in self._modules:
-            module = self._cupy.RawModule(code=cuda_fused.kernel_source(d, h, dtype),
-                                          options=("--std=c++14",))
+            source = cuda_fused.kernel_source(d, h, dtype, block=self.block)
+            module = self._cupy.RawModule(code=source, options=("--std=c++14",))
             self._modules[key] = tuple(module.get_function(f"nnbin_{k}")
-                                       for k in ("partials", "reduce", "update"))
-        kernels: tuple[Any, Any, Any] = self._modules[key]
+                                       for k in ("partials", "update"))
+        kernels: tuple[Any, Any] = self._modules[key]
         return kernels
+
+    def _max_blocks(self, kernel: Any) -> int:
+        """Blocks of nnbin_partials the GPU holds at once (one wave): its SM count times
+        the blocks an SM fits by registers (2 where the kernel does not say)."""
+        attrs = self._cupy.cuda.Device().attributes
+        regs = int(getattr(kernel, "num_regs", 0) or 0)
+        per_sm = 2 if regs == 0 else max(1, min(
+            attrs["MaxThreadsPerMultiProcessor"] // self.block,
+            attrs["MaxRegistersPerMultiprocessor"] // (regs * self.block)))
+        return int(attrs["MultiProcessorCount"]) * per_sm
 
     def _fused_steps(self, params: Params, X: Any, y: Any, lr: float, steps: int,
                      log_every: int, on_log: Callable[[int, float], None] | None,
@@ -121,50 +159,81 @@ class CupyBackend(Backend):
         h = int(params.W1.shape[1])
         dtype = str(X.dtype)
         real = np.dtype(dtype).type
-        partials, reduce, update = self._kernels(d, h, dtype)
+        partials, update = self._kernels(d, h, dtype)
         P = cuda_fused.n_partials(d, h)
-        block = 256
-        threads = min(max(block, math.ceil(n / 4)), 65536)
-        threads = block * math.ceil(threads / block)
-        chunk = 256
-        n_chunks = math.ceil(threads / chunk)
-        scratch = cp.empty((P, threads), dtype=dtype)
-        sums = cp.empty((P, n_chunks), dtype=dtype)
+        blocks = cuda_fused.partials_blocks(n, self._max_blocks(partials), self.block)
+        partial = cp.empty((P, blocks), dtype=dtype)
         grad = cp.empty((P - 1,), dtype=dtype)
         loss = cp.empty((1,), dtype=dtype)
         y = cp.ascontiguousarray(y.reshape(-1))
-        # Two buffers used in turn (no thread reads what another writes); copies, so the
-        # caller's parameters are never written.
-        cur = Params(*(cp.array(p, copy=True, order="C") for p in params))
-        nxt = Params(*(cp.empty_like(p) for p in cur))
-        initial, last_finite = cur, None
+        # Two parameter buffers used in turn (no thread reads what another writes); copies,
+        # so the caller's parameters are never written.
+        bufs = (Params(*(cp.array(p, copy=True, order="C") for p in params)),
+                Params(*(cp.empty_like(p) for p in params)))
+        block, n64, blocks64, lr_ = (self.block,), np.int64(n), np.int64(blocks), real(lr)
+
+        def step(src: Params, dst: Params, with_loss: bool) -> None:
+            partials((blocks,), block, (X, y, *src, n64, np.int32(with_loss), partial))
+            update((P,), block, (partial, blocks64, n64, lr_, *src, *dst, grad, loss))
+
+        # Everything runs on a stream of its own, ordered after the caller's work (the
+        # copies above) by an event rather than a host synchronisation; the caller's stream
+        # waits for it at the end the same way.
+        caller = cp.cuda.get_current_stream()
+        stream = cp.cuda.Stream(non_blocking=True)
+        stream.wait_event(caller.record())
+        graphs: dict[tuple[int, int], Any] = {}
+
+        def replay(first: int, length: int) -> None:
+            """``length`` steps without logging from bufs[first], as CUDA graph replays."""
+            while length > 0:
+                k = min(length, self.graph_steps)
+                key = (k, first)
+                if key not in graphs:
+                    stream.begin_capture()
+                    try:
+                        for i in range(k):
+                            step(bufs[(first + i) % 2], bufs[(first + i + 1) % 2], False)
+                    finally:
+                        graphs[key] = stream.end_capture()
+                graphs[key].launch(stream)
+                first, length = (first + k) % 2, length - k
+
+        cur = 0  # index of the buffer holding the current parameters
+        last_finite: tuple[int, Params] | None = None
         history: list[tuple[int, float]] = []
-        grid_p = (threads // block,)
-        grid_r = (math.ceil(P * n_chunks / block),)
-        grid_u = (math.ceil(P / block),)
-        for s in range(steps):
-            logging = log_every > 0 and s % log_every == 0
-            partials(grid_p, (block,), (X, y, *cur, np.int64(n), np.int32(logging), scratch))
-            reduce(grid_r, (block,), (scratch, np.int64(threads), np.int64(chunk),
-                                      np.int64(n_chunks), sums))
-            update(grid_u, (block,), (sums, np.int64(n_chunks), np.int64(n), real(lr), *cur,
-                                      *nxt, grad, loss))
-            if logging:
-                value = float(loss[0])  # the one host transfer, on logging steps only
-                if not math.isfinite(value):
-                    raise diverged(s, lr, last_finite, initial)
-                last_finite = (s, Params(*(p.copy() for p in cur)))  # cur is reused
-                history.append((s, value))
-                if on_log is not None:
-                    on_log(s, value)
-            cur, nxt = nxt, cur
-        result = RunResult(cur, history, last_finite=last_finite)
+        use_graphs = self.cuda_graphs and hasattr(stream, "begin_capture")
+        with stream:
+            s = 0
+            while s < steps:
+                if log_every > 0 and s % log_every == 0:
+                    step(bufs[cur], bufs[1 - cur], True)
+                    value = float(loss[0])  # the one host transfer, on logging steps only
+                    if not math.isfinite(value):
+                        raise diverged(s, lr, last_finite, params)
+                    last_finite = (s, Params(*(p.copy() for p in bufs[cur])))  # reused
+                    history.append((s, value))
+                    if on_log is not None:
+                        on_log(s, value)
+                    cur, s = 1 - cur, s + 1
+                    continue
+                run = (min(steps, s + log_every - s % log_every) if log_every > 0
+                       else steps) - s
+                if use_graphs and run >= 2:
+                    replay(cur, run)
+                    cur = (cur + run) % 2
+                    s += run
+                else:
+                    step(bufs[cur], bufs[1 - cur], False)
+                    cur, s = 1 - cur, s + 1
+            caller.wait_event(stream.record())
+        result = RunResult(bufs[cur], history, last_finite=last_finite)
         if not want_grads:
             return result, None
         dh = d * h
         g = Params(grad[:dh].reshape(d, h), grad[dh:dh + h], grad[dh + h:dh + 2 * h]
                    .reshape(h, 1), grad[dh + 2 * h:dh + 2 * h + 1])
-        return result, (loss[0], g)
+        return result, (loss.reshape(()), g)
 
     def fused_loss_and_grads(self, params: Params, X: Any, y: Any) -> tuple[Any, Params]:
         """Loss and gradients as the fused step computes them (for the conformance suite)."""
@@ -177,13 +246,14 @@ class CupyBackend(Backend):
             fused: bool | None = None) -> RunResult:
         if fused is not False and self.fused_applies(params, X):
             result, _ = self._fused_steps(params, X, y, lr, steps, log_every, on_log)
-            result.loop = FUSED_LOOP
+            result.loop = FUSED_LOOP + ("; CUDA-graph replay between logging steps"
+                                        if self.cuda_graphs else "")
             return result
         if fused:
             raise BackendUnavailableError(
                 f"no fused step for D={params.W1.shape[0]}, H={params.W1.shape[1]}, "
                 f"{X.dtype}: it covers float32/float64, D <= {cuda_fused.MAX_D}, "
-                f"H <= {cuda_fused.MAX_H}")
+                f"H <= {cuda_fused.MAX_H}, with local memory that fits the GPU")
         result = super().run(params, X, y, lr=lr, steps=steps, log_every=log_every,
                              on_log=on_log)
         result.loop = "python loop (array-API core)"

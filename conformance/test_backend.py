@@ -82,6 +82,52 @@ def test_fused_gradients(backend, dtype, shape):
     check_gradients(case, lambda p, X, y: backend.fused_loss_and_grads(p, X, y))
 
 
+def _fused_case(backend, dtype, shape):
+    if not getattr(backend, "has_fused", False):
+        pytest.skip(f"{backend.name} has no fused step")
+    case = _case(backend, dtype, shape)
+    if not backend.fused_applies(case.params, case.Xd):
+        pytest.skip("outside the fused step's limits")
+    return case
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "N{}-D{}-H{}".format(*s))
+def test_fused_steps(backend, dtype, shape):
+    """The fused path's updates: one step, and five without logging (on cupy, one CUDA
+    graph replay), against the reference's."""
+    case = _fused_case(backend, dtype, shape)
+    one = backend.run(case.params, case.Xd, case.yd, lr=0.5, steps=1, log_every=0,
+                      fused=True)
+    expected = ref.step(case.w, case.X, case.y, lr=0.5)
+    for name, p in zip(NAMES, one.params):
+        assert_close(backend, p, expected[name], dtype=dtype, what="op", label=name)
+    five = backend.run(case.params, case.Xd, case.yd, lr=0.5, steps=5, log_every=0,
+                       fused=True)
+    expected = ref.train(case.w, case.X, case.y, lr=0.5, steps=5, log_every=5).final
+    for name, p in zip(NAMES, five.params):
+        assert_close(backend, p, expected[name], dtype=dtype, what="run", label=name)
+
+
+def test_fused_runs_are_bit_identical(backend, dtype):
+    """Fixed-order sums: the same run twice gives the same bits; on cupy, so does launching
+    every step instead of replaying CUDA graphs."""
+    case = _fused_case(backend, dtype, SHAPES[0])
+
+    def bits(**kw):
+        run = backend.run(case.params, case.Xd, case.yd, lr=1.0, steps=60, log_every=25,
+                          fused=True, **kw)
+        return [backend.to_host(p).tobytes() for p in run.params], run.history
+
+    first = bits()
+    assert bits() == first
+    if hasattr(backend, "cuda_graphs"):
+        backend.cuda_graphs = False
+        try:
+            assert bits() == first
+        finally:
+            backend.cuda_graphs = True
+
+
 @pytest.mark.parametrize("shape", SHAPES[:3], ids=lambda s: "N{}-D{}-H{}".format(*s))
 def test_one_step(backend, dtype, shape):
     case = _case(backend, dtype, shape)
@@ -142,8 +188,14 @@ def rounded_host(X, dtype):
 
 # exp(-a) overflowing to inf is how sigmoid reaches its exact value 0; NumPy says so.
 @pytest.mark.filterwarnings("ignore:overflow encountered in exp:RuntimeWarning")
-def test_extreme_logits_are_finite(backend, dtype):
+@pytest.mark.parametrize("path", ["core", "fused"])
+def test_extreme_logits_are_finite(backend, dtype, path):
     """|z| up to 1e4: the loss is |z| per misclassified sample, gradients stay bounded."""
+    loss_and_grads = nnbin.loss_and_grads
+    if path == "fused":
+        if not getattr(backend, "has_fused", False):
+            pytest.skip(f"{backend.name} has no fused step")
+        loss_and_grads = backend.fused_loss_and_grads
     rng = np.random.default_rng(7)
     n, h = 64, 8
     X = rng.normal(0, 1, (n, 1))
@@ -153,8 +205,8 @@ def test_extreme_logits_are_finite(backend, dtype):
         w = {"W1": rng.normal(0, 1, (1, h)), "b1": np.zeros(h),
              "W2": rng.normal(0, 1, (h, 1)), "b2": np.array([b2])}
         params = nnbin.Params(*(backend.asarray(w[k], dtype) for k in NAMES))
-        loss, grads = nnbin.loss_and_grads(params, backend.asarray(X, dtype),
-                                           backend.asarray(y, dtype))
+        loss, grads = loss_and_grads(params, backend.asarray(X, dtype),
+                                     backend.asarray(y, dtype))
         _, z = ref.forward(w, X)
         # exact in this regime: softplus(z) - y z = max(z, 0) - y z (+ e^-|z| < 1e-400)
         want_loss = float(np.mean(np.maximum(z, 0.0) - y * z))

@@ -53,3 +53,39 @@ def test_planted_bug_is_caught(backend, name):
     old, new = MUTANTS[name]
     with pytest.raises(AssertionError):
         check_gradients(_case(backend), mutant(old, new).loss_and_grads)
+
+
+# Bugs planted in the fused step's kernel source (backends with one: cupy), compiled and run
+# on the device; the same sites are checked on the CPU by tests/test_fused_kernels.py.
+KERNEL_MUTANTS = {
+    "drop the sigmoid's derivative": ("((real)1 - h[j])", "((real)1)"),
+    "drop the W2 scale of dW1": ("g *= W2[k % H_];", ""),
+    "a shuffle tree one level short": ("offset > 0; offset /= 2", "offset > 1; offset /= 2"),
+    "only the first warp's sums": ("w < WARPS_; ++w) s +=", "w < 1; ++w) s +="),
+}
+
+
+@pytest.mark.parametrize("name", [None, *KERNEL_MUTANTS])
+def test_planted_kernel_bug_is_caught(backend, name, monkeypatch):
+    if not getattr(backend, "has_fused", False):
+        pytest.skip(f"{backend.name} has no fused step")
+    from nnbin_backends import cuda_fused
+
+    original = cuda_fused.kernel_source
+
+    def mutated(*args, **kwargs):
+        source = original(*args, **kwargs)
+        if name is None:
+            return source
+        old, new = KERNEL_MUTANTS[name]
+        assert source.count(old) == 1, f"the mutation site {old!r} is not in the kernels"
+        return source.replace(old, new)
+
+    monkeypatch.setattr(cuda_fused, "kernel_source", mutated)
+    monkeypatch.setattr(backend, "_modules", {})  # compiled afresh, restored afterwards
+    case = random_case(backend, "float64", n=3000, d=4, h=4, seed=3)
+    if name is None:  # the machinery is sound: the unedited source passes
+        check_gradients(case, backend.fused_loss_and_grads)
+        return
+    with pytest.raises(AssertionError):
+        check_gradients(case, backend.fused_loss_and_grads)

@@ -1,52 +1,116 @@
-"""The cupy backend's fused-step driver (buffers, launch shapes, scalar types, logging,
-divergence), run on the CPU: a stand-in for cupy whose RawModule compiles the same kernel
-text as C++ and runs each launch thread by thread (see test_fused_kernels.py), with NumPy
-arrays as device memory. What only a GPU can show (CUDA semantics, speed) is not shown."""
+"""The cupy backend's fused-step driver (buffers, launch shapes, scalar types, streams,
+CUDA-graph capture and replay, logging, divergence), run on the CPU: a stand-in for cupy
+whose RawModule compiles the same kernel text as C++ and runs each launch under the SIMT
+emulator (tests/cuda_emulation.py), with NumPy arrays as device memory, and whose streams
+record what a capture would put in a graph. What only a GPU can show (CUDA semantics,
+speed) is not shown."""
 
 from __future__ import annotations
 
-import ctypes
 import types
 
 import numpy as np
 import pytest
-from test_fused_kernels import _compile_cpu
+from cuda_emulation import Kernel, compile_kernels
 
 import nnbin
 from nnbin.training import python_loop
 
 
-class _Kernel:
-    def __init__(self, fn):
-        self.fn = fn
+class FakeCuda:
+    """cupy.cuda as far as the driver uses it: streams, events, capture, graphs, devices."""
+
+    def __init__(self) -> None:
+        self.null = FakeStream(self, "null")
+        self.current = self.null
+        self.capturing: FakeStream | None = None
+        self.log: list[tuple[str, str]] = []  # (event, stream) in the order they happen
+        self.runtime = types.SimpleNamespace(getDevice=lambda: 0,
+                                             memGetInfo=lambda: (80 << 30, 80 << 30))
+
+    def Stream(self, non_blocking=False):  # noqa: N802 - cupy's spelling
+        assert non_blocking, "a blocking stream would serialise with the null stream"
+        return FakeStream(self, f"stream{len(self.log)}")
+
+    def get_current_stream(self):
+        return self.current
+
+    def Device(self):  # noqa: N802
+        return types.SimpleNamespace(attributes={
+            "MultiProcessorCount": 2, "MaxThreadsPerMultiProcessor": 2048,
+            "MaxRegistersPerMultiprocessor": 65536})
+
+
+class FakeStream:
+    def __init__(self, cuda: FakeCuda, name: str) -> None:
+        self.cuda, self.name, self.recorded = cuda, name, None
+
+    def __enter__(self):
+        self.previous, self.cuda.current = self.cuda.current, self
+        return self
+
+    def __exit__(self, *exc):
+        self.cuda.current = self.previous
+
+    def record(self):
+        self.cuda.log.append(("record", self.name))
+        return ("event", self.name)
+
+    def wait_event(self, event):
+        self.cuda.log.append((f"wait for {event[1]}", self.name))
+
+    def begin_capture(self):
+        assert self.cuda.capturing is None and self.name != "null"
+        self.cuda.capturing, self.recorded = self, []
+        self.cuda.log.append(("begin capture", self.name))
+
+    def end_capture(self):
+        assert self.cuda.capturing is self
+        self.cuda.capturing = None
+        self.cuda.log.append(("end capture", self.name))
+        return FakeGraph(self.cuda, self.recorded)
+
+
+class FakeGraph:
+    def __init__(self, cuda: FakeCuda, launches) -> None:
+        self.cuda, self.launches = cuda, launches
+
+    def launch(self, stream):
+        assert self.cuda.capturing is None
+        self.cuda.log.append((f"graph of {len(self.launches)} launches", stream.name))
+        for kernel, args in self.launches:
+            kernel.run(*args)
+
+
+class FakeKernel:
+    """Runs at once on the current stream, or is recorded while that stream captures."""
+
+    def __init__(self, cuda: FakeCuda, kernel: Kernel) -> None:
+        self.cuda, self.kernel = cuda, kernel
 
     def __call__(self, grid, block, args):
-        converted = []
-        for a in args:
-            if isinstance(a, np.ndarray):
-                assert a.flags.c_contiguous
-                converted.append(ctypes.c_void_p(a.ctypes.data))
-            elif isinstance(a, np.int64):
-                converted.append(ctypes.c_longlong(int(a)))
-            elif isinstance(a, np.int32):
-                converted.append(ctypes.c_int(int(a)))
-            elif isinstance(a, np.float32):
-                converted.append(ctypes.c_float(float(a)))
-            elif isinstance(a, np.float64):
-                converted.append(ctypes.c_double(float(a)))
-            else:
-                raise TypeError(f"a CUDA kernel cannot take {type(a)}")
-        self.fn(ctypes.c_longlong(grid[0] * block[0]), *converted)
+        stream = self.cuda.current
+        assert stream.name != "null", "fused kernels run on the backend's own stream"
+        if self.cuda.capturing is stream:
+            stream.recorded.append((self, (grid, block, args)))
+        else:
+            self.cuda.log.append((self.kernel.name, stream.name))
+            self.run(grid, block, args)
+
+    def run(self, grid, block, args):
+        self.kernel(grid, block, args)
 
 
 def fake_cupy(tmp_path):
+    cuda = FakeCuda()
+
     def raw_module(code, options=()):
-        lib = _compile_cpu(code, tmp_path)
+        lib = compile_kernels(code, tmp_path / str(abs(hash(code))))
         return types.SimpleNamespace(
-            get_function=lambda name: _Kernel(getattr(lib, name.replace("nnbin_", "run_"))))
+            get_function=lambda name: FakeKernel(cuda, Kernel(lib, name)))
 
     return types.SimpleNamespace(
-        RawModule=raw_module, empty=np.empty, empty_like=np.empty_like,
+        cuda=cuda, RawModule=raw_module, empty=np.empty, empty_like=np.empty_like,
         ascontiguousarray=np.ascontiguousarray,
         array=lambda a, copy=True, order="C": np.array(a, copy=copy, order=order))
 
@@ -59,6 +123,7 @@ def backend(tmp_path):
     be._cupy = fake_cupy(tmp_path)
     be._modules = {}
     be.xp = nnbin.get_backend("numpy").xp
+    be.block, be.cuda_graphs, be.graph_steps = 64, True, 500  # 64 threads: quick to emulate
     return be
 
 
@@ -115,3 +180,99 @@ def test_fused_loss_and_grads_match_the_core(backend):
     for a, b in zip(grads, want):
         assert a.shape == b.shape
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("steps,log_every,graph_steps", [
+    (25, 10, 500),  # the seed job's shape: a logging step, then a 9-step graph, ...
+    (11, 0, 4),     # no logging: graphs of at most 4 steps, replayed
+    (11, 0, 3),     # odd graphs back to back: 3, 3, 3, 2 steps
+    (10, 4, 500),   # odd-length graphs (parity of the two buffers), a 1-step tail
+    (3, 1, 500),    # every step logged: no graph at all
+])
+def test_graph_replay_gives_the_same_bits_as_launching_every_step(backend, steps, log_every,
+                                                                   graph_steps):
+    X, y = nnbin.two_gaussians(n_per_class=150, seed=3)
+    p0 = nnbin.init_params(1, 4, seed=3)
+    backend.graph_steps = graph_steps
+    cuda = backend._cupy.cuda
+    graphed = backend.run(p0, X, y, lr=1.0, steps=steps, log_every=log_every)
+    log = list(cuda.log)
+    backend.cuda_graphs = False
+    cuda.log.clear()
+    eager = backend.run(p0, X, y, lr=1.0, steps=steps, log_every=log_every)
+    assert "CUDA-graph" in graphed.loop and "CUDA-graph" not in eager.loop
+    assert graphed.history == eager.history
+    for a, b in zip(graphed.params, eager.params):
+        assert a.tobytes() == b.tobytes()
+    # every step ran exactly once: two kernels a step, launched or inside a graph replay
+    ran = sum(2 for what, _ in log if what == "nnbin_partials") + sum(
+        int(what.split()[2]) for what, _ in log if what.startswith("graph of"))
+    assert ran == 2 * steps
+    replays = [what for what, _ in log if what.startswith("graph of")]
+    if log_every == 1:
+        assert replays == []
+    assert all(int(r.split()[2]) <= 2 * graph_steps for r in replays)
+    # ordered after the caller's work, and the caller after it, by events, not host waits
+    stream = log[1][1]
+    assert log[:2] == [("record", "null"), ("wait for null", stream)] and stream != "null"
+    assert log[-2:] == [("record", stream), (f"wait for {stream}", "null")]
+    captures = [e for e in log if e[0] == "begin capture"]
+    assert len(captures) <= 2 * 2  # at most one graph per length and parity
+
+
+def test_a_graph_is_captured_once_and_replayed(backend):
+    X, y = nnbin.two_gaussians(n_per_class=100, seed=0)
+    p0 = nnbin.init_params(1, 4, seed=0)
+    backend.run(p0, X, y, lr=1.0, steps=41, log_every=10)
+    log = backend._cupy.cuda.log
+    assert [e[0] for e in log].count("begin capture") == 1  # steps 1-9, 11-19, ... alike
+    assert [e[0] for e in log].count("graph of 18 launches") == 4
+    assert [e[0] for e in log].count("nnbin_partials") == 5  # the logging steps
+
+
+def test_local_memory_too_big_for_the_gpu_falls_back_to_the_core(backend, monkeypatch):
+    X, y = nnbin.two_gaussians(n_per_class=50, seed=0)
+    p0 = nnbin.init_params(1, 4, seed=0)
+    big = types.SimpleNamespace(local_size_bytes=200_000)  # x 2048 threads x 2 SMs: 819 MB
+    monkeypatch.setattr(backend, "_kernels", lambda d, h, dtype: (big, big))
+    assert backend.fused_applies(p0, X)  # half of 80 GiB free: fits
+    backend._cupy.cuda.runtime.memGetInfo = lambda: (1 << 30, 80 << 30)
+    assert not backend.fused_applies(p0, X)
+    assert backend.run(p0, X, y, lr=1.0, steps=1, log_every=1).loop.startswith("python")
+
+
+# The conformance suite's fused-path checks, run against this stand-in: they pass on the
+# emulated kernels, and a bug planted in the kernel text fails them (what the GPU run will
+# do with the real device; the seed-sized cases are left to it, being slow to emulate).
+@pytest.fixture
+def emulated(backend):
+    backend.owns = lambda x: isinstance(x, np.ndarray)
+    backend.to_host = np.asarray
+    backend.asarray = lambda a, dtype, device=None: np.array(a, dtype=dtype)
+    backend.dtypes = ("float32", "float64")
+    return backend
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(37, 1, 1), (101, 3, 5), (250, 2, 64)])
+def test_conformance_fused_checks_pass_on_the_stand_in(emulated, dtype, shape):
+    from conformance import test_backend as conf
+
+    conf.test_fused_gradients(emulated, dtype, shape)
+    conf.test_fused_steps(emulated, dtype, shape)
+
+
+def test_conformance_extreme_logits_on_the_stand_in(emulated):
+    from conformance import test_backend as conf
+
+    with np.errstate(over="ignore"):
+        conf.test_extreme_logits_are_finite(emulated, "float32", "fused")
+
+
+@pytest.mark.parametrize("name", [None, "drop the W2 scale of dW1",
+                                  "a shuffle tree one level short",
+                                  "only the first warp's sums"])
+def test_conformance_kernel_mutants_on_the_stand_in(emulated, name, monkeypatch):
+    from conformance import test_mutations
+
+    test_mutations.test_planted_kernel_bug_is_caught(emulated, name, monkeypatch)
