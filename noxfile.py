@@ -79,6 +79,7 @@ def bench(session: nox.Session) -> None:
 @nox.session(venv_backend="none")
 def gpu(session: nox.Session) -> None:
     """The GPU check, with this interpreter and no installs (a GPU machine has no network):
-    conformance on every GPU backend found, the seed job, the benchmark. `nox -s gpu -- OUT`."""
-    out = session.posargs[0] if session.posargs else "gpu-report"
-    session.run("python3", "-m", "nnbin.gpucheck", out, env={"PYTHONPATH": "src"})
+    conformance on every GPU backend found, the seed job, the benchmark, within a time budget.
+    `nox -s gpu -- OUT [--budget SECONDS] [--plan]`."""
+    args = session.posargs or ["gpu-report"]
+    session.run("python3", "-m", "nnbin.gpucheck", *args, env={"PYTHONPATH": "src"})

@@ -189,3 +189,41 @@ def test_gpucheck_without_a_gpu_says_so(tmp_path):
     assert gpucheck.main([str(tmp_path)]) == 1
     report = (tmp_path / "report.md").read_text()
     assert "GPU-capable backends found: none" in report
+
+
+def test_gpucheck_plan_puts_what_the_issues_ask_first_within_the_budget():
+    from nnbin import gpucheck
+
+    jobs = gpucheck.plan(["cupy", "jax", "torch"], "OUT", py="python3")
+    titles = [j.title for j in jobs]
+    essential = titles.index("benchmark, 2e7 float32") + 1
+    assert titles[:essential] == [
+        "the GPU", "conformance, cupy", "seed job on cupy", "benchmark, 2e4 float32",
+        "benchmark, 2e6 float32", "benchmark, 2e7 float32"]
+    assert sum(j.cap for j in jobs[:essential]) <= gpucheck.DEFAULT_BUDGET
+    assert {"conformance, jax", "conformance, torch"} <= set(titles[essential:])
+    bench = jobs[3].cmd
+    assert bench[bench.index("--baselines") + 1] == "jax-grad,torch-autograd"
+    assert bench[bench.index("--steps") + 1] == "1000"
+    no_graphs = jobs[-1]
+    assert no_graphs.env == {"NNBIN_CUDA_GRAPHS": "0"} and "none" in no_graphs.cmd
+    assert gpucheck.plan([], "OUT")[0].title == "the GPU" and len(gpucheck.plan([], "O")) == 1
+
+
+def test_gpucheck_keeps_to_its_budget_and_reports_as_it_goes(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from nnbin import gpucheck
+
+    jobs = [gpucheck.Job("quick", [sys.executable, "-c", "print('hello')"], 30),
+            gpucheck.Job("slow", [sys.executable, "-c", "import time; time.sleep(30)"], 60),
+            gpucheck.Job("never", [sys.executable, "-c", "print('no')"], 30)]
+    monkeypatch.setattr(gpucheck, "gpu_backends", lambda: ["cupy"])
+    monkeypatch.setattr(gpucheck, "plan", lambda found, out: jobs)
+    assert gpucheck.main([str(tmp_path), "--budget", "24"]) == 1
+    report = (tmp_path / "report.md").read_text()
+    assert "## quick" in report and "hello" in report
+    assert "## slow" in report and "exit 124" in report and "Failed: slow." in report
+    assert "Not run (out of time): never." in report
+    assert gpucheck.main([str(tmp_path), "--plan"]) == 0
+    assert "[  30 s] quick:" in capsys.readouterr().out
