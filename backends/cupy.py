@@ -20,16 +20,17 @@ instead.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import array_api_compat
 import numpy as np
 
 from nnbin.backend import Backend
-from nnbin.errors import BackendUnavailableError
+from nnbin.errors import BackendUnavailableError, TrainingDivergedError
 from nnbin.model import Params
 from nnbin.training import RunResult, diverged
 
@@ -235,15 +236,27 @@ class CupyBackend(Backend):
                    .reshape(h, 1), grad[dh + 2 * h:dh + 2 * h + 1])
         return result, (loss.reshape(()), g)
 
+    def on_device(self, x: Any) -> Any:
+        """A context that makes ``x``'s GPU the current one (kernels launch there)."""
+        index = getattr(getattr(x, "device", None), "id", None)
+        return contextlib.nullcontext() if index is None else self._cupy.cuda.Device(index)
+
     def fused_loss_and_grads(self, params: Params, X: Any, y: Any) -> tuple[Any, Params]:
         """Loss and gradients as the fused step computes them (for the conformance suite)."""
-        _, out = self._fused_steps(params, X, y, 0.0, 1, 1, None, want_grads=True)
+        with self.on_device(X):
+            _, out = self._fused_steps(params, X, y, 0.0, 1, 1, None, want_grads=True)
         loss_and_grads: tuple[Any, Params] = out
         return loss_and_grads
 
     def run(self, params: Params, X: Any, y: Any, *, lr: float, steps: int, log_every: int,
             on_log: Callable[[int, float], None] | None = None,
             fused: bool | None = None) -> RunResult:
+        with self.on_device(X):
+            return self._run(params, X, y, lr=lr, steps=steps, log_every=log_every,
+                             on_log=on_log, fused=fused)
+
+    def _run(self, params: Params, X: Any, y: Any, *, lr: float, steps: int, log_every: int,
+             on_log: Callable[[int, float], None] | None, fused: bool | None) -> RunResult:
         if fused is not False and self.fused_applies(params, X):
             result, _ = self._fused_steps(params, X, y, lr, steps, log_every, on_log)
             result.loop = FUSED_LOOP + ("; CUDA-graph replay between logging steps"
@@ -257,4 +270,77 @@ class CupyBackend(Backend):
         result = super().run(params, X, y, lr=lr, steps=steps, log_every=log_every,
                              on_log=on_log)
         result.loop = "python loop (array-API core)"
+        return result
+
+
+class DlpackFused:
+    """The fused step for another library's CUDA arrays (PyTorch, JAX): the arrays reach
+    the cupy kernels through DLPack with no copy, and the parameters come back the same way
+    as arrays of that library on the same device. Used by those backends' ``run`` where
+    cupy is installed and the fused step applies; elsewhere they run their own path."""
+
+    def __init__(self, to_native: Callable[[Any], Any]) -> None:
+        self.to_native = to_native
+
+    @staticmethod
+    def cupy_backend() -> CupyBackend | None:
+        from nnbin.backend import get_backend, is_installed
+        from nnbin.errors import NnbinError
+
+        if not is_installed("cupy"):
+            return None
+        try:
+            be = get_backend("cupy")
+        except NnbinError:
+            return None
+        return be if isinstance(be, CupyBackend) else None
+
+    def _wrap(self, be: CupyBackend, params: Params, X: Any, y: Any
+              ) -> tuple[Params, Any, Any]:
+        view = be._cupy.from_dlpack
+        return Params(*(view(p) for p in params)), view(X), view(y)
+
+    def applies(self, params: Params, X: Any) -> bool:
+        be = self.cupy_backend()
+        if be is None:
+            return False
+        pc, Xc, _ = self._wrap(be, params, X, X)
+        with be.on_device(Xc):
+            return be.fused_applies(pc, Xc)
+
+    def loss_and_grads(self, params: Params, X: Any, y: Any) -> tuple[Any, Params]:
+        be = self.cupy_backend()
+        assert be is not None
+        loss, grads = be.fused_loss_and_grads(*self._wrap(be, params, X, y))
+        return self.to_native(loss), Params(*(self.to_native(g) for g in grads))
+
+    def run(self, params: Params, X: Any, y: Any, *, lr: float, steps: int, log_every: int,
+            on_log: Callable[[int, float], None] | None, fused: bool | None
+            ) -> RunResult | None:
+        """The fused run, or None where it does not apply (``fused=True``: an error)."""
+        be = self.cupy_backend() if fused is not False else None
+        if be is None:
+            if fused:
+                raise BackendUnavailableError(
+                    "the fused step needs CUDA arrays and cupy: pip install 'nnbin[cupy]'")
+            return None
+        pc, Xc, yc = self._wrap(be, params, X, y)
+        with be.on_device(Xc):
+            if not be.fused_applies(pc, Xc):
+                if fused:
+                    return be._run(pc, Xc, yc, lr=lr, steps=steps, log_every=log_every,
+                                   on_log=on_log, fused=True)  # raises, saying why
+                return None
+            try:
+                result = be._run(pc, Xc, yc, lr=lr, steps=steps, log_every=log_every,
+                                 on_log=on_log, fused=True)
+            except TrainingDivergedError as exc:
+                exc.params = Params(*(self.to_native(p) for p in cast(Params, exc.params)))
+                raise
+        native = self.to_native
+        result.params = Params(*(native(p) for p in result.params))
+        if result.last_finite is not None:
+            step, good = result.last_finite
+            result.last_finite = (step, Params(*(native(p) for p in good)))
+        result.loop += " (through DLPack, no copies)"
         return result

@@ -1,4 +1,7 @@
-"""JAX: the whole training run compiled once (``lax.scan`` under ``jax.jit``), CPU or GPU."""
+"""JAX: the whole training run compiled once (``lax.scan`` under ``jax.jit``), CPU or GPU.
+Arrays on one CUDA GPU, where cupy is installed, train with the cupy backend's fused step
+instead, reached through DLPack with no copies (``fused=False``: the compiled core);
+unverified on a GPU so far."""
 
 from __future__ import annotations
 
@@ -39,6 +42,15 @@ class JaxBackend(Backend):
         self._compiled: dict[tuple[Any, ...], Any] = {}
         #: XLA's temporary buffer size of the last compiled run (for the benchmark)
         self.last_temp_bytes: int | None = None
+        # arrays on one CUDA GPU can reach the cupy backend's fused step through DLPack
+        from nnbin.backend import is_installed
+
+        self._dlpack: Any = None
+        if is_installed("cupy") and self.gpu_devices():
+            from .cupy import DlpackFused
+
+            self._dlpack = DlpackFused(jnp.from_dlpack)
+        self.has_fused = self._dlpack is not None
 
     @staticmethod
     def owns(x: object) -> bool:
@@ -93,8 +105,32 @@ class JaxBackend(Backend):
     def synchronize(self, x: Any) -> None:
         self._jax.block_until_ready(x)
 
+    def _one_gpu(self, X: Any) -> bool:
+        devices = X.devices()
+        return len(devices) == 1 and next(iter(devices)).platform == "gpu"
+
+    def fused_applies(self, params: Params, X: Any) -> bool:
+        return bool(self._dlpack is not None and self._one_gpu(X)
+                    and self._dlpack.applies(params, X))
+
+    def fused_loss_and_grads(self, params: Params, X: Any, y: Any) -> tuple[Any, Params]:
+        """The fused step's loss and gradients (cupy's kernels, through DLPack)."""
+        out: tuple[Any, Params] = self._dlpack.loss_and_grads(params, X, y)
+        return out
+
     def run(self, params: Params, X: Any, y: Any, *, lr: float, steps: int, log_every: int,
-            on_log: Callable[[int, float], None] | None = None) -> RunResult:
+            on_log: Callable[[int, float], None] | None = None,
+            fused: bool | None = None) -> RunResult:
+        if fused is not False and self._dlpack is not None and self._one_gpu(X):
+            result: RunResult | None = self._dlpack.run(
+                params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log,
+                fused=fused)
+            if result is not None:
+                return result
+        elif fused:
+            raise BackendUnavailableError(
+                "jax's fused step (cupy's kernels through DLPack) needs arrays on one CUDA "
+                "GPU and cupy: pip install 'nnbin[cupy]'")
         key = (steps, log_every, X.shape, str(X.dtype), params.W1.shape,
                str(getattr(X, "sharding", "")))
         compile_seconds = 0.0

@@ -1,4 +1,6 @@
-"""PyTorch: the core on torch tensors, CPU or CUDA, eager."""
+"""PyTorch: the core on torch tensors, CPU or CUDA, eager. CUDA tensors, where cupy is
+installed, train with the cupy backend's fused step instead, reached through DLPack with no
+copies (``fused=False``: the core); unverified on a GPU so far."""
 
 from __future__ import annotations
 
@@ -23,8 +25,17 @@ class TorchBackend(Backend):
     def __init__(self) -> None:
         import torch
 
+        from nnbin.backend import is_installed
+
         self._torch = torch
         self.xp = array_api_compat.array_namespace(torch.empty(0))
+        # CUDA tensors can reach the cupy backend's fused step through DLPack, no copies
+        self.has_fused = bool(torch.cuda.is_available() and is_installed("cupy"))
+        self._dlpack: Any = None
+        if self.has_fused:
+            from .cupy import DlpackFused
+
+            self._dlpack = DlpackFused(torch.from_dlpack)
 
     @staticmethod
     def owns(x: object) -> bool:
@@ -74,10 +85,35 @@ class TorchBackend(Backend):
         # 2.3 ms unblocked.
         return 16 * cache_block_rows(hidden)
 
+    @staticmethod
+    def _on_cuda(X: Any) -> bool:
+        return bool(X.is_cuda)
+
+    def fused_applies(self, params: Params, X: Any) -> bool:
+        return bool(self._dlpack is not None and self._on_cuda(X)
+                    and self._dlpack.applies(params, X))
+
+    def fused_loss_and_grads(self, params: Params, X: Any, y: Any) -> tuple[Any, Params]:
+        """The fused step's loss and gradients (cupy's kernels, through DLPack)."""
+        out: tuple[Any, Params] = self._dlpack.loss_and_grads(params, X, y)
+        return out
+
     def run(self, params: Params, X: Any, y: Any, *, lr: float, steps: int, log_every: int,
-            on_log: Callable[[int, float], None] | None = None) -> RunResult:
+            on_log: Callable[[int, float], None] | None = None,
+            fused: bool | None = None) -> RunResult:
+        from nnbin.errors import BackendUnavailableError
         from nnbin.training import python_loop
 
+        if fused is not False and self._dlpack is not None and self._on_cuda(X):
+            result: RunResult | None = self._dlpack.run(
+                params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log,
+                fused=fused)
+            if result is not None:
+                return result
+        elif fused:
+            raise BackendUnavailableError(
+                "torch's fused step (cupy's kernels through DLPack) needs CUDA tensors and "
+                "cupy: pip install 'nnbin[cupy]'")
         rows = None if X.is_cuda else self.block_rows(X.shape[0], params.W1.shape[1])
         with self._torch.no_grad():  # the backward pass is ours: no autograd graph
             return python_loop(params, X, y, lr=lr, steps=steps, log_every=log_every,

@@ -69,6 +69,9 @@ KERNEL_MUTANTS = {
 def test_planted_kernel_bug_is_caught(backend, name, monkeypatch):
     if not getattr(backend, "has_fused", False):
         pytest.skip(f"{backend.name} has no fused step")
+    if not hasattr(backend, "_modules"):
+        pytest.skip("the kernels are mutated on the cupy backend (torch and jax reach the "
+                    "same kernels through DLPack)")
     from nnbin_backends import cuda_fused
 
     original = cuda_fused.kernel_source

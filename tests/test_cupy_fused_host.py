@@ -276,3 +276,81 @@ def test_conformance_kernel_mutants_on_the_stand_in(emulated, name, monkeypatch)
     from conformance import test_mutations
 
     test_mutations.test_planted_kernel_bug_is_caught(emulated, name, monkeypatch)
+
+
+@pytest.fixture
+def bridged(backend, monkeypatch):
+    """The stand-in as the cupy backend that torch/jax arrays reach through DLPack;
+    ``shared`` records, for every array handed over, whether no copy was made."""
+    from nnbin_backends import cupy as cupy_module
+
+    shared = []
+
+    def from_dlpack(x):
+        view = np.from_dlpack(x)
+        source = x.data_ptr() if hasattr(x, "data_ptr") else x.unsafe_buffer_pointer()
+        shared.append(view.ctypes.data == source)
+        return view
+
+    backend._cupy.from_dlpack = from_dlpack
+    monkeypatch.setattr(cupy_module.DlpackFused, "cupy_backend", staticmethod(lambda: backend))
+    return backend, shared
+
+
+def test_torch_tensors_reach_the_fused_kernels_through_dlpack(bridged):
+    torch = pytest.importorskip("torch")
+    from nnbin_backends import cupy as cupy_module
+    from nnbin_backends.torch import TorchBackend
+
+    _, shared = bridged
+    tb = TorchBackend()
+    tb._on_cuda = lambda X: True  # CPU tensors stand in for CUDA ones
+    tb._dlpack, tb.has_fused = cupy_module.DlpackFused(torch.from_dlpack), True
+    Xn, yn = nnbin.two_gaussians(n_per_class=100, seed=4)
+    X, y = torch.from_numpy(Xn), torch.from_numpy(yn)
+    p0 = nnbin.init_params(1, 4, seed=4, backend="torch", dtype="float64")
+    fused = tb.run(p0, X, y, lr=1.0, steps=12, log_every=5)
+    assert fused.loop.endswith("(through DLPack, no copies)")
+    assert shared and all(shared)  # X, y and the parameters: views, never copies
+    assert all(isinstance(p, torch.Tensor) and p.dtype == torch.float64 for p in fused.params)
+    core = tb.run(p0, X, y, lr=1.0, steps=12, log_every=5, fused=False)
+    assert "DLPack" not in (core.loop or "")
+    for a, b in zip(fused.params, core.params):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12, atol=1e-14)
+    assert [s for s, _ in fused.history] == [0, 5, 10]
+    np.testing.assert_allclose([v for _, v in fused.history], [v for _, v in core.history],
+                               rtol=1e-12)
+    assert tb.fused_applies(p0, X)
+    loss, grads = tb.fused_loss_and_grads(p0, X, y)
+    want_loss, want = nnbin.loss_and_grads(p0, X, y)
+    assert isinstance(loss, torch.Tensor) and float(loss) == pytest.approx(float(want_loss))
+    for a, b in zip(grads, want):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-14)
+
+
+def test_jax_arrays_reach_the_fused_kernels_through_dlpack(bridged):
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+    from nnbin_backends import cupy as cupy_module
+    from nnbin_backends.jax import JaxBackend
+
+    _, shared = bridged
+    jb = JaxBackend()
+    jb._one_gpu = lambda X: True  # CPU arrays stand in for GPU ones
+    jb._dlpack, jb.has_fused = cupy_module.DlpackFused(jnp.from_dlpack), True
+    Xn, yn = nnbin.two_gaussians(n_per_class=100, seed=5)
+    X, y = jnp.asarray(Xn, jnp.float32), jnp.asarray(yn, jnp.float32)
+    p0 = nnbin.init_params(1, 4, seed=5, backend="jax", dtype="float32")
+    fused = jb.run(p0, X, y, lr=1.0, steps=12, log_every=5)
+    assert fused.loop.endswith("(through DLPack, no copies)") and all(shared)
+    assert all(isinstance(p, jax.Array) and p.dtype == jnp.float32 for p in fused.params)
+    core = jb.run(p0, X, y, lr=1.0, steps=12, log_every=5, fused=False)
+    for a, b in zip(fused.params, core.params):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=1e-5)
+
+
+def test_fused_true_without_cuda_says_what_to_install():
+    pytest.importorskip("torch")
+    X, y = nnbin.two_gaussians(n_per_class=10, seed=0)
+    with pytest.raises(nnbin.BackendUnavailableError, match="has no fused step"):
+        nnbin.train(X, y, steps=1, backend="torch", fused=True)

@@ -67,8 +67,9 @@ class Backend:
     memory_nh: ClassVar[float] = 4.0
     #: whether ``nnbin bench`` includes it when no --backends are named
     in_default_bench: ClassVar[bool] = True
-    #: whether ``run`` takes ``fused=`` (a native fused step besides the array-API core)
-    has_fused: ClassVar[bool] = False
+    #: whether ``run`` takes ``fused=`` (a native fused step besides the array-API core):
+    #: cupy always; torch and jax where a CUDA GPU and cupy are there (through DLPack)
+    has_fused: bool = False
 
     xp: Any
 

@@ -254,8 +254,11 @@ def run_bench(backends: Sequence[str], sizes: Sequence[int], dtypes: Sequence[st
                 if progress:
                     progress(_line(cells[-1]))
             for name in backends:
-                paths: list[bool | None] = [None, False] if backend_class(name).has_fused \
-                    else [None]
+                try:  # has_fused depends on the machine (torch, jax: CUDA and cupy)
+                    fusable = get_backend(name).has_fused
+                except NnbinError:
+                    fusable = False
+                paths: list[bool | None] = [None, False] if fusable else [None]
                 for fused in paths:
                     try:
                         cells.append(_time_backend(name, n, dtype, s, repeats, fused))

@@ -96,8 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data-parallel", type=_positive_int, metavar="K", default=None,
                    help="split the samples over K devices, parameters replicated (jax only)")
     t.add_argument("--no-fused", action="store_true",
-                   help="run the array-API core even where the backend has a fused step "
-                   "(cupy)")
+                   help="run the array-API core even where a fused GPU step applies (cupy; "
+                   "torch/jax on CUDA with cupy installed)")
     t.add_argument("--quiet", action="store_true",
                    help="print only the summary (no loss lines, no progress bar)")
 
@@ -349,17 +349,19 @@ def _backends(args: argparse.Namespace) -> int:
     rows = [("backend", "status", "version", "devices", "default dtype", "loop")]
     for name in available_names():
         cls = backend_class(name)
-        status, version, devices = "not installed", "-", "-"
+        status, version, devices, loop = "not installed", "-", "-", cls.loop
         if is_installed(name):
             try:
                 be = get_backend(name)
                 status, version, devices = "ok", be.version(), ", ".join(be.devices())
+                if be.has_fused and "fused" not in loop:  # torch, jax with CUDA and cupy
+                    loop += "; the fused CUDA step (cupy's, through DLPack) where it applies"
             except NnbinError as exc:
                 status = f"unavailable: {exc}"
         else:
             status = f"not installed: pip install 'nnbin[{cls.extra}]'"
         mark = "*" if name == selected else " "
-        rows.append((f"{mark}{name}", status, version, devices, cls.default_dtype, cls.loop))
+        rows.append((f"{mark}{name}", status, version, devices, cls.default_dtype, loop))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())

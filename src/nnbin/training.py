@@ -163,8 +163,9 @@ def train(
     devices with the parameters replicated, where the backend supports it (jax: a ``Mesh``
     over the devices; XLA inserts the cross-device sums of the gradients).
 
-    ``fused``: on backends with a fused step (cupy), None uses it where it applies,
-    False always runs the array-API core, True requires the fused step.
+    ``fused``: on backends with a fused step (cupy; torch and jax arrays on a CUDA GPU with
+    cupy installed, which reach cupy's kernels through DLPack), None uses it where it
+    applies, False always runs the array-API core, True requires the fused step.
     """
     from . import validate
 
