@@ -15,7 +15,8 @@ The fused steps run on a stream of their own. Logging steps are launched one by 
 loss goes to the host); the steps between them are captured once as a CUDA graph (at most
 ``graph_steps`` steps; no cuBLAS inside, so capture is allowed) and replayed, so a small
 problem is not bound by kernel-launch latency. ``NNBIN_CUDA_GRAPHS=0`` launches every step
-instead.
+instead. ``NNBIN_CUDA_FAST_MATH=1`` compiles the float32 kernels with ``--use_fast_math``
+(approximate exp and division: faster where those bound the step, less exact).
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ class CupyBackend(Backend):
         self.cuda_graphs = os.environ.get("NNBIN_CUDA_GRAPHS", "1") != "0"
         #: the most steps one captured graph holds (longer runs replay it again)
         self.graph_steps = 500
+        #: float32 kernels compiled with --use_fast_math (NNBIN_CUDA_FAST_MATH=1): approximate
+        #: exp and division, denormals flushed to zero; off unless asked for
+        self.fast_math = os.environ.get("NNBIN_CUDA_FAST_MATH", "0") == "1"
 
     @staticmethod
     def owns(x: object) -> bool:
@@ -132,11 +136,16 @@ class CupyBackend(Backend):
         free = self._cupy.cuda.runtime.memGetInfo()[0]
         return bool(need <= free // 2)
 
+    def _compile_options(self, dtype: str) -> tuple[str, ...]:
+        fast = self.fast_math and dtype == "float32"
+        return ("--std=c++14", *(("--use_fast_math",) if fast else ()))
+
     def _kernels(self, d: int, h: int, dtype: str) -> tuple[Any, Any]:
-        key = (d, h, dtype, self.block, self._cupy.cuda.runtime.getDevice())
+        options = self._compile_options(dtype)
+        key = (d, h, dtype, self.block, options, self._cupy.cuda.runtime.getDevice())
         if key not in self._modules:
             source = cuda_fused.kernel_source(d, h, dtype, block=self.block)
-            module = self._cupy.RawModule(code=source, options=("--std=c++14",))
+            module = self._cupy.RawModule(code=source, options=options)
             self._modules[key] = tuple(module.get_function(f"nnbin_{k}")
                                        for k in ("partials", "update"))
         kernels: tuple[Any, Any] = self._modules[key]
@@ -259,8 +268,10 @@ class CupyBackend(Backend):
              on_log: Callable[[int, float], None] | None, fused: bool | None) -> RunResult:
         if fused is not False and self.fused_applies(params, X):
             result, _ = self._fused_steps(params, X, y, lr, steps, log_every, on_log)
-            result.loop = FUSED_LOOP + ("; CUDA-graph replay between logging steps"
-                                        if self.cuda_graphs else "")
+            result.loop = FUSED_LOOP + (
+                "; CUDA-graph replay between logging steps" if self.cuda_graphs else "") + (
+                "; --use_fast_math" if "--use_fast_math" in self._compile_options(
+                    str(X.dtype)) else "")
             return result
         if fused:
             raise BackendUnavailableError(

@@ -205,8 +205,9 @@ def test_gpucheck_plan_puts_what_the_issues_ask_first_within_the_budget():
     bench = jobs[3].cmd
     assert bench[bench.index("--baselines") + 1] == "jax-grad,torch-autograd"
     assert bench[bench.index("--steps") + 1] == "1000"
-    no_graphs = jobs[-1]
+    no_graphs = next(j for j in jobs if j.title.endswith("no graphs"))
     assert no_graphs.env == {"NNBIN_CUDA_GRAPHS": "0"} and "none" in no_graphs.cmd
+    assert jobs[-1].env["NNBIN_CUDA_FAST_MATH"] == "1" and jobs[-1].cmd[-2:] == ["-k", "float32"]
     assert gpucheck.plan([], "OUT")[0].title == "the GPU" and len(gpucheck.plan([], "O")) == 1
 
 

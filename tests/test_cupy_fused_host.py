@@ -105,6 +105,7 @@ def fake_cupy(tmp_path):
     cuda = FakeCuda()
 
     def raw_module(code, options=()):
+        cuda.log.append((f"compile {' '.join(options)}", "host"))
         lib = compile_kernels(code, tmp_path / str(abs(hash(code))))
         return types.SimpleNamespace(
             get_function=lambda name: FakeKernel(cuda, Kernel(lib, name)))
@@ -124,6 +125,7 @@ def backend(tmp_path):
     be._modules = {}
     be.xp = nnbin.get_backend("numpy").xp
     be.block, be.cuda_graphs, be.graph_steps = 64, True, 500  # 64 threads: quick to emulate
+    be.fast_math = False
     return be
 
 
@@ -213,6 +215,7 @@ def test_graph_replay_gives_the_same_bits_as_launching_every_step(backend, steps
         assert replays == []
     assert all(int(r.split()[2]) <= 2 * graph_steps for r in replays)
     # ordered after the caller's work, and the caller after it, by events, not host waits
+    log = [e for e in log if e[1] != "host"]  # compilations
     stream = log[1][1]
     assert log[:2] == [("record", "null"), ("wait for null", stream)] and stream != "null"
     assert log[-2:] == [("record", stream), (f"wait for {stream}", "null")]
@@ -354,3 +357,20 @@ def test_fused_true_without_cuda_says_what_to_install():
     X, y = nnbin.two_gaussians(n_per_class=10, seed=0)
     with pytest.raises(nnbin.BackendUnavailableError, match="has no fused step"):
         nnbin.train(X, y, steps=1, backend="torch", fused=True)
+
+
+def test_fast_math_is_asked_for_float32_only(backend):
+    X, y = nnbin.two_gaussians(n_per_class=50, seed=0)
+    p0 = nnbin.init_params(1, 4, seed=0)
+    log = backend._cupy.cuda.log
+    plain = backend.run(p0, X, y, lr=1.0, steps=2, log_every=1)
+    assert ("compile --std=c++14", "host") in log and "fast_math" not in plain.loop
+    backend.fast_math = True
+    log.clear()
+    backend.run(p0, X, y, lr=1.0, steps=2, log_every=1)  # float64: never approximate
+    assert not [e for e in log if "compile" in e[0]]  # the same kernels, cached
+    X32, y32, p32 = X.astype("float32"), y.astype("float32"), nnbin.init_params(
+        1, 4, seed=0, dtype="float32")
+    fast = backend.run(p32, X32, y32, lr=1.0, steps=2, log_every=1)
+    assert ("compile --std=c++14 --use_fast_math", "host") in log
+    assert fast.loop.endswith("; --use_fast_math")

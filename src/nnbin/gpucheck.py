@@ -6,7 +6,8 @@ seconds, 480 by default, so one 10-minute device call holds it). For every GPU-c
 backend it finds (cupy; jax with a GPU device; torch with CUDA) it runs, most important
 first and each under the time left: the conformance suite, the seed job trained on the GPU,
 the benchmark at N = 2e4 (1,000 steps), 2e6 (200) and 2e7 (50) in float32 beside the JAX
-and PyTorch baselines, then float64 and the fused step without CUDA graphs. What the budget
+and PyTorch baselines, then float64, the fused step without CUDA graphs, and with
+``--use_fast_math`` (timed, and the float32 conformance cases run with it). What the budget
 cuts is listed as not run. ``OUT/report.md`` (every command and its output) is rewritten
 after each command, so a run that is killed still leaves what it did; ``OUT/bench-*.json``
 hold the raw timings. ``--plan`` prints the commands and runs nothing.
@@ -88,8 +89,13 @@ def plan(found: list[str], out: str, py: str = sys.executable) -> list[Job]:
     jobs += [bench("2e4 float64", 20_000, 1000, "float64", 3, 90, ["seed-numpy", *baselines]),
              bench("2e6 float64", 2_000_000, 200, "float64", 3, 90, baselines)]
     if "cupy" in found:
-        jobs.append(bench("2e4 float32 no graphs", 20_000, 1000, "float32", 5, 60, [],
-                          ["cupy"], {"NNBIN_CUDA_GRAPHS": "0"}))
+        fast = {"NNBIN_CUDA_FAST_MATH": "1", "NNBIN_BACKEND": "cupy"}
+        jobs += [bench("2e4 float32 no graphs", 20_000, 1000, "float32", 5, 60, [],
+                       ["cupy"], {"NNBIN_CUDA_GRAPHS": "0"}),
+                 # what --use_fast_math would give, and whether it still conforms
+                 bench("2e7 float32 fast math", 20_000_000, 50, "float32", 3, 60, [],
+                       ["cupy"], fast),
+                 Job("conformance, cupy fast math", [*pytest, "-k", "float32"], 120, fast)]
     return jobs
 
 
