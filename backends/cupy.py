@@ -175,11 +175,11 @@ class CupyBackend(Backend):
         partial = cp.empty((P, blocks), dtype=dtype)
         grad = cp.empty((P - 1,), dtype=dtype)
         loss = cp.empty((1,), dtype=dtype)
-        y = cp.ascontiguousarray(y.reshape(-1))
+        y = cp.ascontiguousarray(y.reshape(-1), dtype=dtype)  # the kernels read X's type
         # Two parameter buffers used in turn (no thread reads what another writes); copies,
         # so the caller's parameters are never written.
-        bufs = (Params(*(cp.array(p, copy=True, order="C") for p in params)),
-                Params(*(cp.empty_like(p) for p in params)))
+        first = Params(*(cp.array(p, dtype=dtype, copy=True, order="C") for p in params))
+        bufs = (first, Params(*(cp.empty_like(p) for p in first)))
         block, n64, blocks64, lr_ = (self.block,), np.int64(n), np.int64(blocks), real(lr)
 
         def step(src: Params, dst: Params, with_loss: bool) -> None:

@@ -113,7 +113,8 @@ def fake_cupy(tmp_path):
     return types.SimpleNamespace(
         cuda=cuda, RawModule=raw_module, empty=np.empty, empty_like=np.empty_like,
         ascontiguousarray=np.ascontiguousarray,
-        array=lambda a, copy=True, order="C": np.array(a, copy=copy, order=order))
+        array=lambda a, dtype=None, copy=True, order="C": np.array(a, dtype=dtype, copy=copy,
+                                                                  order=order))
 
 
 @pytest.fixture
@@ -374,3 +375,14 @@ def test_fast_math_is_asked_for_float32_only(backend):
     fast = backend.run(p32, X32, y32, lr=1.0, steps=2, log_every=1)
     assert ("compile --std=c++14 --use_fast_math", "host") in log
     assert fast.loop.endswith("; --use_fast_math")
+
+
+def test_labels_and_parameters_of_another_float_type_are_read_as_x_s(backend):
+    X, y = nnbin.two_gaussians(n_per_class=60, seed=6)
+    p32 = nnbin.init_params(1, 4, seed=6, dtype="float32")
+    run = backend.run(p32, X.astype("float32"), y, lr=1.0, steps=3, log_every=1)  # y float64
+    want = backend.run(p32, X.astype("float32"), y.astype("float32"), lr=1.0, steps=3,
+                       log_every=1)
+    assert run.history == want.history
+    assert all(a.dtype == np.float32 and a.tobytes() == b.tobytes()
+               for a, b in zip(run.params, want.params))
