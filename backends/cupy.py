@@ -63,6 +63,8 @@ class CupyBackend(Backend):
             )
         self._cupy = cupy
         self.xp = array_api_compat.array_namespace(cupy.empty(0))
+        # the kernels assume NVIDIA's 32-thread warps: none on a ROCm build of cupy
+        self.has_fused = not getattr(cupy.cuda.runtime, "is_hip", False)
         self._modules: dict[tuple[Any, ...], Any] = {}
         #: threads per block of both fused kernels
         self.block = cuda_fused.BLOCK
@@ -120,7 +122,8 @@ class CupyBackend(Backend):
     def fused_applies(self, params: Params, X: Any) -> bool:
         d, h = (int(v) for v in params.W1.shape)
         dtype = str(X.dtype)
-        if not (cuda_fused.supported(d, h, dtype) and X.flags.c_contiguous and X.shape[0] > 0):
+        if not (self.has_fused and cuda_fused.supported(d, h, dtype)
+                and X.flags.c_contiguous and X.shape[0] > 0):
             return False
         return self._local_memory_fits(self._kernels(d, h, dtype)[0])
 

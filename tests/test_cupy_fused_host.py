@@ -126,7 +126,7 @@ def backend(tmp_path):
     be._modules = {}
     be.xp = nnbin.get_backend("numpy").xp
     be.block, be.cuda_graphs, be.graph_steps = 64, True, 500  # 64 threads: quick to emulate
-    be.fast_math = False
+    be.fast_math, be.has_fused = False, True
     return be
 
 
