@@ -104,6 +104,11 @@ class CupyBackend(Backend):
         self._cupy.cuda.Device().synchronize()
         return int(pool.total_bytes() - base)
 
+    def forbid_host_sync(self, x: Any) -> Any:
+        import cupyx
+
+        return cupyx.allow_synchronize(False)  # raises cupyx.DeviceSynchronized
+
     def asarray(self, a: Any, dtype: str, device: Any = None) -> Any:
         host = np.asarray(a, dtype=dtype)
         index = getattr(device, "id", device)

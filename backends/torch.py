@@ -4,7 +4,8 @@ copies (``fused=False``: the core); unverified on a GPU so far."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import array_api_compat
@@ -62,6 +63,22 @@ class TorchBackend(Backend):
         run_one_step()
         cuda.synchronize()
         return int(cuda.max_memory_allocated() - base)
+
+    def forbid_host_sync(self, x: Any) -> Any:
+        if not self._on_cuda(x):
+            return None
+        torch = self._torch
+
+        @contextlib.contextmanager
+        def guard() -> Iterator[None]:
+            previous = torch.cuda.get_sync_debug_mode()
+            torch.cuda.set_sync_debug_mode("error")  # a synchronising call raises
+            try:
+                yield
+            finally:
+                torch.cuda.set_sync_debug_mode(previous)
+
+        return guard()
 
     def asarray(self, a: Any, dtype: str, device: Any = None) -> Any:
         """Host data go to the first CUDA device when there is one, else stay on the CPU."""

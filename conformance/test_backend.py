@@ -164,6 +164,30 @@ def test_seed_run(backend, dtype, path):
         assert_close(backend, p, expected.final[name], dtype=dtype, what="run", label=name)
 
 
+@pytest.mark.parametrize("path", ["default", "core"])
+def test_no_host_synchronisation_between_logging_steps(backend, dtype, path):
+    """Steps without logging never wait for the device: 30 of them run inside the backend's
+    synchronisation detector (cupy: cupyx.allow_synchronize(False); torch on CUDA: sync
+    debug mode "error"), and the detector does catch the loss read of a logging step."""
+    case = seed_case(backend, dtype)
+    if backend.forbid_host_sync(case.Xd) is None:
+        pytest.skip(f"{backend.name} cannot detect host synchronisation here")
+    kwargs = {}
+    if path == "core":
+        if not getattr(backend, "has_fused", False):
+            pytest.skip(f"{backend.name} has one path, run as 'default'")
+        kwargs["fused"] = False
+    run = backend.run(case.params, case.Xd, case.yd, lr=1.0, steps=3, log_every=0, **kwargs)
+    backend.synchronize(run.params)  # compilation, first-call work: outside the detector
+    with backend.forbid_host_sync(case.Xd):
+        run = backend.run(case.params, case.Xd, case.yd, lr=1.0, steps=30, log_every=0,
+                          **kwargs)
+    backend.synchronize(run.params)
+    guard = backend.forbid_host_sync(case.Xd)  # cupyx.DeviceSynchronized, RuntimeError
+    with pytest.raises(Exception, match=r"(?i)synchroniz"), guard:
+        backend.run(case.params, case.Xd, case.yd, lr=1.0, steps=30, log_every=10, **kwargs)
+
+
 def test_train_matches_reference(backend, dtype):
     """nnbin.train end to end from a seed: its own initialisation and data transfer too."""
     X, y = seed_data()

@@ -101,8 +101,24 @@ class FakeKernel:
         self.kernel(grid, block, args)
 
 
+class DeviceArray(np.ndarray):
+    """Device memory in the stand-in: reading an element to the host is a synchronisation,
+    which raises while ``forbidden`` is set (as cupyx.allow_synchronize(False) does)."""
+
+    forbidden = False
+
+    def __getitem__(self, index):
+        out = super().__getitem__(index)
+        if DeviceArray.forbidden and not isinstance(out, np.ndarray):
+            raise RuntimeError("device synchronization was detected while disallowed")
+        return out
+
+
 def fake_cupy(tmp_path):
     cuda = FakeCuda()
+
+    def empty(shape, dtype=float):
+        return np.empty(shape, dtype).view(DeviceArray)
 
     def raw_module(code, options=()):
         cuda.log.append((f"compile {' '.join(options)}", "host"))
@@ -111,7 +127,7 @@ def fake_cupy(tmp_path):
             get_function=lambda name: FakeKernel(cuda, Kernel(lib, name)))
 
     return types.SimpleNamespace(
-        cuda=cuda, RawModule=raw_module, empty=np.empty, empty_like=np.empty_like,
+        cuda=cuda, RawModule=raw_module, empty=empty, empty_like=np.empty_like,
         ascontiguousarray=np.ascontiguousarray,
         array=lambda a, dtype=None, copy=True, order="C": np.array(a, dtype=dtype, copy=copy,
                                                                   order=order))
@@ -250,10 +266,22 @@ def test_local_memory_too_big_for_the_gpu_falls_back_to_the_core(backend, monkey
 # do with the real device; the seed-sized cases are left to it, being slow to emulate).
 @pytest.fixture
 def emulated(backend):
+    import contextlib
+
+    @contextlib.contextmanager
+    def forbid(x):
+        DeviceArray.forbidden = True
+        try:
+            yield
+        finally:
+            DeviceArray.forbidden = False
+
     backend.owns = lambda x: isinstance(x, np.ndarray)
     backend.to_host = np.asarray
     backend.asarray = lambda a, dtype, device=None: np.array(a, dtype=dtype)
     backend.dtypes = ("float32", "float64")
+    backend.forbid_host_sync = forbid
+    backend.synchronize = lambda x: None
     return backend
 
 
@@ -386,3 +414,23 @@ def test_labels_and_parameters_of_another_float_type_are_read_as_x_s(backend):
     assert run.history == want.history
     assert all(a.dtype == np.float32 and a.tobytes() == b.tobytes()
                for a, b in zip(run.params, want.params))
+
+
+def test_conformance_synchronisation_check_on_the_stand_in(emulated, monkeypatch):
+    """The suite's no-synchronisation check passes on the fused driver (the loss is read
+    on logging steps only), and fails on a driver that reads it on every step."""
+    from conformance import helpers
+    from conformance import test_backend as conf
+
+    small = helpers.random_case(emulated, "float32", 300, 1, 4, seed=0)
+    monkeypatch.setattr(conf, "seed_case", lambda be, dtype: small)
+    conf.test_no_host_synchronisation_between_logging_steps(emulated, "float32", "default")
+    steps = type(emulated)._fused_steps
+
+    def eager_reader(self, params, X, y, lr, steps_, log_every, on_log, want_grads=False):
+        return steps(self, params, X, y, lr, steps_, 1, None, want_grads)  # logs every step
+
+    monkeypatch.setattr(type(emulated), "_fused_steps", eager_reader)
+    with pytest.raises(RuntimeError, match="synchronization"):
+        conf.test_no_host_synchronisation_between_logging_steps(emulated, "float32",
+                                                                "default")

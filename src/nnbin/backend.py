@@ -117,6 +117,13 @@ class Backend:
         the library can tell (GPU allocators); None otherwise."""
         return None
 
+    def forbid_host_sync(self, x: Any) -> Any:
+        """A context manager in which a host synchronisation on ``x``'s device raises, where
+        the library can detect one (cupy, torch on CUDA); None where it cannot. The
+        conformance suite trains inside it to show that steps without logging never wait
+        for the device."""
+        return None
+
     def block_rows(self, n_samples: int, hidden: int) -> int | None:
         """Samples per block in a gradient pass, or None for the whole batch at once.
 
