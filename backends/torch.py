@@ -65,8 +65,15 @@ class TorchBackend(Backend):
         return int(cuda.max_memory_allocated() - base)
 
     def forbid_host_sync(self, x: Any) -> Any:
+        """torch's sync debug mode "error" for CUDA tensors, together with cupy's detector
+        where training goes through cupy's fused step (None if cupy has none)."""
         if not self._on_cuda(x):
             return None
+        cupy_guard = None
+        if self._dlpack is not None and self._dlpack.cupy_backend() is not None:
+            cupy_guard = self._dlpack.cupy_backend().forbid_host_sync(x)
+            if cupy_guard is None:
+                return None
         torch = self._torch
 
         @contextlib.contextmanager
@@ -74,7 +81,8 @@ class TorchBackend(Backend):
             previous = torch.cuda.get_sync_debug_mode()
             torch.cuda.set_sync_debug_mode("error")  # a synchronising call raises
             try:
-                yield
+                with cupy_guard or contextlib.nullcontext():
+                    yield
             finally:
                 torch.cuda.set_sync_debug_mode(previous)
 
