@@ -122,6 +122,7 @@ class JaxBackend(Backend):
             on_log: Callable[[int, float], None] | None = None,
             fused: bool | None = None) -> RunResult:
         if fused is not False and self._dlpack is not None and self._one_gpu(X):
+            self.last_temp_bytes = None  # no XLA buffers: the peak is cupy's, not measured
             result: RunResult | None = self._dlpack.run(
                 params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log,
                 fused=fused)
