@@ -26,7 +26,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import array_api_compat
 import numpy as np
@@ -377,3 +377,38 @@ class DlpackFused:
             result.last_finite = (step, Params(*(native(p) for p in good)))
         result.loop += " (through DLPack, no copies)"
         return result
+
+
+class FusedThroughDlpack:
+    """What the torch and jax backends share to reach cupy's fused step: ``_dlpack`` (a
+    DlpackFused, or None where there is no CUDA GPU or no cupy) and ``_on_gpu(X)``."""
+
+    name: ClassVar[str]
+    _dlpack: DlpackFused | None
+
+    def _on_gpu(self, X: Any) -> bool:
+        raise NotImplementedError
+
+    def fused_applies(self, params: Params, X: Any) -> bool:
+        return bool(self._dlpack is not None and self._on_gpu(X)
+                    and self._dlpack.applies(params, X))
+
+    def fused_loss_and_grads(self, params: Params, X: Any, y: Any) -> tuple[Any, Params]:
+        """The fused step's loss and gradients (cupy's kernels, through DLPack)."""
+        assert self._dlpack is not None
+        return self._dlpack.loss_and_grads(params, X, y)
+
+    def _fused_run(self, params: Params, X: Any, y: Any, *, lr: float, steps: int,
+                   log_every: int, on_log: Callable[[int, float], None] | None,
+                   fused: bool | None) -> RunResult | None:
+        """The fused run, or None where the backend's own path runs instead."""
+        if fused is False:
+            return None
+        if self._dlpack is None or not self._on_gpu(X):
+            if fused:
+                raise BackendUnavailableError(
+                    f"{self.name}'s fused step (cupy's kernels through DLPack) needs arrays "
+                    "on one CUDA GPU and cupy: pip install 'nnbin[cupy]'")
+            return None
+        return self._dlpack.run(params, X, y, lr=lr, steps=steps, log_every=log_every,
+                                on_log=on_log, fused=fused)

@@ -18,6 +18,8 @@ from nnbin.errors import BackendUnavailableError
 from nnbin.model import Params
 from nnbin.training import RunResult
 
+from .cupy import DlpackFused, FusedThroughDlpack
+
 X64_HINT = (
     "float64 on JAX needs 64-bit mode: set JAX_ENABLE_X64=1 before starting Python, or call "
     "jax.config.update('jax_enable_x64', True) first (new JAX arrays in this process then "
@@ -25,7 +27,7 @@ X64_HINT = (
 )
 
 
-class JaxBackend(Backend):
+class JaxBackend(FusedThroughDlpack, Backend):
     name = "jax"
     package = "jax"
     extra = "jax"
@@ -45,11 +47,8 @@ class JaxBackend(Backend):
         # arrays on one CUDA GPU can reach the cupy backend's fused step through DLPack
         from nnbin.backend import is_installed
 
-        self._dlpack: Any = None
-        if is_installed("cupy") and self.gpu_devices():
-            from .cupy import DlpackFused
-
-            self._dlpack = DlpackFused(jnp.from_dlpack)
+        self._dlpack = (DlpackFused(jnp.from_dlpack)
+                        if is_installed("cupy") and self.gpu_devices() else None)
         self.has_fused = self._dlpack is not None
 
     @staticmethod
@@ -105,33 +104,19 @@ class JaxBackend(Backend):
     def synchronize(self, x: Any) -> None:
         self._jax.block_until_ready(x)
 
-    def _one_gpu(self, X: Any) -> bool:
+    def _on_gpu(self, X: Any) -> bool:
         devices = X.devices()
         return len(devices) == 1 and next(iter(devices)).platform == "gpu"
-
-    def fused_applies(self, params: Params, X: Any) -> bool:
-        return bool(self._dlpack is not None and self._one_gpu(X)
-                    and self._dlpack.applies(params, X))
-
-    def fused_loss_and_grads(self, params: Params, X: Any, y: Any) -> tuple[Any, Params]:
-        """The fused step's loss and gradients (cupy's kernels, through DLPack)."""
-        out: tuple[Any, Params] = self._dlpack.loss_and_grads(params, X, y)
-        return out
 
     def run(self, params: Params, X: Any, y: Any, *, lr: float, steps: int, log_every: int,
             on_log: Callable[[int, float], None] | None = None,
             fused: bool | None = None) -> RunResult:
-        if fused is not False and self._dlpack is not None and self._one_gpu(X):
-            self.last_temp_bytes = None  # no XLA buffers: the peak is cupy's, not measured
-            result: RunResult | None = self._dlpack.run(
-                params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log,
-                fused=fused)
-            if result is not None:
-                return result
-        elif fused:
-            raise BackendUnavailableError(
-                "jax's fused step (cupy's kernels through DLPack) needs arrays on one CUDA "
-                "GPU and cupy: pip install 'nnbin[cupy]'")
+        if fused is not False:
+            self.last_temp_bytes = None  # through cupy: no XLA buffers to report
+        result = self._fused_run(params, X, y, lr=lr, steps=steps, log_every=log_every,
+                                 on_log=on_log, fused=fused)
+        if result is not None:
+            return result
         key = (steps, log_every, X.shape, str(X.dtype), params.W1.shape,
                str(getattr(X, "sharding", "")))
         compile_seconds = 0.0

@@ -15,8 +15,10 @@ from nnbin.backend import Backend, cache_block_rows
 from nnbin.model import Params
 from nnbin.training import RunResult
 
+from .cupy import DlpackFused, FusedThroughDlpack
 
-class TorchBackend(Backend):
+
+class TorchBackend(FusedThroughDlpack, Backend):
     name = "torch"
     package = "torch"
     extra = "torch"
@@ -32,11 +34,7 @@ class TorchBackend(Backend):
         self.xp = array_api_compat.array_namespace(torch.empty(0))
         # CUDA tensors can reach the cupy backend's fused step through DLPack, no copies
         self.has_fused = bool(torch.cuda.is_available() and is_installed("cupy"))
-        self._dlpack: Any = None
-        if self.has_fused:
-            from .cupy import DlpackFused
-
-            self._dlpack = DlpackFused(torch.from_dlpack)
+        self._dlpack = DlpackFused(torch.from_dlpack) if self.has_fused else None
 
     @staticmethod
     def owns(x: object) -> bool:
@@ -67,11 +65,12 @@ class TorchBackend(Backend):
     def forbid_host_sync(self, x: Any) -> Any:
         """torch's sync debug mode "error" for CUDA tensors, together with cupy's detector
         where training goes through cupy's fused step (None if cupy has none)."""
-        if not self._on_cuda(x):
+        if not self._on_gpu(x):
             return None
         cupy_guard = None
-        if self._dlpack is not None and self._dlpack.cupy_backend() is not None:
-            cupy_guard = self._dlpack.cupy_backend().forbid_host_sync(x)
+        cupy_backend = self._dlpack.cupy_backend() if self._dlpack is not None else None
+        if cupy_backend is not None:
+            cupy_guard = cupy_backend.forbid_host_sync(x)
             if cupy_guard is None:
                 return None
         torch = self._torch
@@ -111,34 +110,18 @@ class TorchBackend(Backend):
         return 16 * cache_block_rows(hidden)
 
     @staticmethod
-    def _on_cuda(X: Any) -> bool:
+    def _on_gpu(X: Any) -> bool:
         return bool(X.is_cuda)
-
-    def fused_applies(self, params: Params, X: Any) -> bool:
-        return bool(self._dlpack is not None and self._on_cuda(X)
-                    and self._dlpack.applies(params, X))
-
-    def fused_loss_and_grads(self, params: Params, X: Any, y: Any) -> tuple[Any, Params]:
-        """The fused step's loss and gradients (cupy's kernels, through DLPack)."""
-        out: tuple[Any, Params] = self._dlpack.loss_and_grads(params, X, y)
-        return out
 
     def run(self, params: Params, X: Any, y: Any, *, lr: float, steps: int, log_every: int,
             on_log: Callable[[int, float], None] | None = None,
             fused: bool | None = None) -> RunResult:
-        from nnbin.errors import BackendUnavailableError
         from nnbin.training import python_loop
 
-        if fused is not False and self._dlpack is not None and self._on_cuda(X):
-            result: RunResult | None = self._dlpack.run(
-                params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log,
-                fused=fused)
-            if result is not None:
-                return result
-        elif fused:
-            raise BackendUnavailableError(
-                "torch's fused step (cupy's kernels through DLPack) needs CUDA tensors and "
-                "cupy: pip install 'nnbin[cupy]'")
+        result = self._fused_run(params, X, y, lr=lr, steps=steps, log_every=log_every,
+                                 on_log=on_log, fused=fused)
+        if result is not None:
+            return result
         rows = None if X.is_cuda else self.block_rows(X.shape[0], params.W1.shape[1])
         with self._torch.no_grad():  # the backward pass is ours: no autograd graph
             return python_loop(params, X, y, lr=lr, steps=steps, log_every=log_every,

@@ -336,7 +336,7 @@ def test_torch_tensors_reach_the_fused_kernels_through_dlpack(bridged):
 
     _, shared = bridged
     tb = TorchBackend()
-    tb._on_cuda = lambda X: True  # CPU tensors stand in for CUDA ones
+    tb._on_gpu = lambda X: True  # CPU tensors stand in for CUDA ones
     tb._dlpack, tb.has_fused = cupy_module.DlpackFused(torch.from_dlpack), True
     Xn, yn = nnbin.two_gaussians(n_per_class=100, seed=4)
     X, y = torch.from_numpy(Xn), torch.from_numpy(yn)
@@ -368,7 +368,7 @@ def test_jax_arrays_reach_the_fused_kernels_through_dlpack(bridged):
 
     _, shared = bridged
     jb = JaxBackend()
-    jb._one_gpu = lambda X: True  # CPU arrays stand in for GPU ones
+    jb._on_gpu = lambda X: True  # CPU arrays stand in for GPU ones
     jb._dlpack, jb.has_fused = cupy_module.DlpackFused(jnp.from_dlpack), True
     Xn, yn = nnbin.two_gaussians(n_per_class=100, seed=5)
     X, y = jnp.asarray(Xn, jnp.float32), jnp.asarray(yn, jnp.float32)
