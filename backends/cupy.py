@@ -17,6 +17,9 @@ loss goes to the host); the steps between them are captured once as a CUDA graph
 problem is not bound by kernel-launch latency. ``NNBIN_CUDA_GRAPHS=0`` launches every step
 instead. ``NNBIN_CUDA_FAST_MATH=1`` compiles the float32 kernels with ``--use_fast_math``
 (approximate exp and division: faster where those bound the step, less exact).
+
+``DlpackFused`` and ``FusedThroughDlpack`` (at the end) let the torch and jax backends hand
+their CUDA arrays to the same fused step through DLPack, with no copies either way.
 """
 
 from __future__ import annotations
