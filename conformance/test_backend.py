@@ -71,24 +71,31 @@ def test_gradients(backend, dtype, shape, blocks):
     check_gradients(case, nnbin.loss_and_grads, block_rows=rows)
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "N{}-D{}-H{}".format(*s))
-def test_fused_gradients(backend, dtype, shape):
-    """A backend's fused step (cupy): its loss and four gradients, like the core's."""
-    if not getattr(backend, "has_fused", False):
-        pytest.skip(f"{backend.name} has no fused step")
-    case = _case(backend, dtype, shape)
-    if not backend.fused_applies(case.params, case.Xd):
-        pytest.skip("outside the fused step's limits")
-    check_gradients(case, lambda p, X, y: backend.fused_loss_and_grads(p, X, y))
-
-
 def _fused_case(backend, dtype, shape):
+    """The case of ``shape``, or a skip where the backend has no fused step for it."""
     if not getattr(backend, "has_fused", False):
         pytest.skip(f"{backend.name} has no fused step")
     case = _case(backend, dtype, shape)
     if not backend.fused_applies(case.params, case.Xd):
         pytest.skip("outside the fused step's limits")
     return case
+
+
+def _path_kwargs(backend, path):
+    """``run``'s arguments for the "default" path, or the array-API "core" where a backend
+    also has a fused step (a skip where it has only one path)."""
+    if path == "default":
+        return {}
+    if not getattr(backend, "has_fused", False):
+        pytest.skip(f"{backend.name} has one path, run as 'default'")
+    return {"fused": False}
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "N{}-D{}-H{}".format(*s))
+def test_fused_gradients(backend, dtype, shape):
+    """A backend's fused step (cupy): its loss and four gradients, like the core's."""
+    case = _fused_case(backend, dtype, shape)
+    check_gradients(case, lambda p, X, y: backend.fused_loss_and_grads(p, X, y))
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "N{}-D{}-H{}".format(*s))
@@ -142,11 +149,7 @@ def test_seed_run(backend, dtype, path):
     """The backend's own training loop (the path nnbin.train takes): 1,000 steps of the
     seed job, the loss every 100 steps and the final parameters (fewer steps where a full
     run is slow: see SEED_RUN_STEPS). Backends with a fused step run both paths."""
-    kwargs = {}
-    if path == "core":
-        if not getattr(backend, "has_fused", False):
-            pytest.skip(f"{backend.name} has one path, run as 'default'")
-        kwargs["fused"] = False
+    kwargs = _path_kwargs(backend, path)
     steps = SEED_RUN_STEPS.get(backend.name, 1000)
     case = seed_case(backend, dtype)
     run = backend.run(case.params, case.Xd, case.yd, lr=1.0, steps=steps, log_every=100,
@@ -172,11 +175,7 @@ def test_no_host_synchronisation_between_logging_steps(backend, dtype, path):
     case = seed_case(backend, dtype)
     if backend.forbid_host_sync(case.Xd) is None:
         pytest.skip(f"{backend.name} cannot detect host synchronisation here")
-    kwargs = {}
-    if path == "core":
-        if not getattr(backend, "has_fused", False):
-            pytest.skip(f"{backend.name} has one path, run as 'default'")
-        kwargs["fused"] = False
+    kwargs = _path_kwargs(backend, path)
     run = backend.run(case.params, case.Xd, case.yd, lr=1.0, steps=3, log_every=0, **kwargs)
     backend.synchronize(run.params)  # compilation, first-call work: outside the detector
     with backend.forbid_host_sync(case.Xd):
