@@ -228,3 +228,9 @@ def test_gpucheck_keeps_to_its_budget_and_reports_as_it_goes(tmp_path, monkeypat
     assert "Not run (out of time): never." in report
     assert gpucheck.main([str(tmp_path), "--plan"]) == 0
     assert "[  30 s] quick:" in capsys.readouterr().out
+    # the rerun of what failed: --only keeps the jobs it names
+    assert gpucheck.main([str(tmp_path), "--only", "quick", "--budget", "24"]) == 0
+    report = (tmp_path / "report.md").read_text()
+    assert "## quick" in report and "## slow" not in report and "Failed: nothing." in report
+    with pytest.raises(SystemExit):
+        gpucheck.main([str(tmp_path), "--only", "no such job"])

@@ -10,7 +10,9 @@ and PyTorch baselines, then float64, the fused step without CUDA graphs, and wit
 ``--use_fast_math`` (timed, and the float32 conformance cases run with it). What the budget
 cuts is listed as not run. ``OUT/report.md`` (every command and its output) is rewritten
 after each command, so a run that is killed still leaves what it did; ``OUT/bench-*.json``
-hold the raw timings. ``--plan`` prints the commands and runs nothing.
+hold the raw timings. ``--plan`` prints the commands and runs nothing. ``--only TEXT``
+(repeatable) keeps the jobs whose title contains TEXT, besides "the GPU": the rerun of what
+failed, for example ``--only "conformance, cupy" --only "2e7 float32"``.
 """
 
 from __future__ import annotations
@@ -121,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET,
                         help=f"seconds for everything ({DEFAULT_BUDGET:.0f})")
     parser.add_argument("--plan", action="store_true", help="print the commands, run none")
+    parser.add_argument("--only", action="append", default=[], metavar="TEXT",
+                        help="run only the jobs whose title contains TEXT (repeatable); "
+                             "'the GPU' always runs")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     start = time.perf_counter()
     env = dict(os.environ)
@@ -131,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
          if p])
     found = gpu_backends()
     jobs = plan(found, args.out)
+    if args.only:
+        jobs = [j for j in jobs if j.title == "the GPU" or any(t in j.title for t in args.only)]
+        if found and all(j.title == "the GPU" for j in jobs):
+            parser.error(f"--only {args.only} matches no job; --plan lists their titles")
     if args.plan:
         for job in jobs:
             extra = " ".join(f"{k}={v}" for k, v in job.env.items())
