@@ -80,6 +80,8 @@ def bench(session: nox.Session) -> None:
 def gpu(session: nox.Session) -> None:
     """The GPU check, with this interpreter and no installs (a GPU machine has no network):
     conformance on every GPU backend found, the seed job, the benchmark, within a time budget.
-    `nox -s gpu -- OUT [--budget SECONDS] [--plan]`."""
+    `nox -s gpu -- OUT [--budget SECONDS] [--plan] [--only TEXT]`. Without a GPU it says so
+    in one line and exits 3 (nothing checked), which this session does not count as failed."""
     args = session.posargs or ["gpu-report"]
-    session.run("python3", "-m", "nnbin.gpucheck", *args, env={"PYTHONPATH": "src"})
+    session.run("python3", "-m", "nnbin.gpucheck", *args, env={"PYTHONPATH": "src"},
+                success_codes=[0, 3])

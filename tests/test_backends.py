@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -181,34 +182,73 @@ def test_source_tree_without_install_finds_the_builtin_backends():
     assert module == "nnbin_backends.numpy" and path.startswith(src)
 
 
-def test_gpucheck_without_a_gpu_says_so(tmp_path):
+def test_gpucheck_without_a_gpu_says_so_and_nox_does_not_fail(tmp_path, capsys):
     from nnbin import gpucheck
 
     if gpucheck.gpu_backends():
         pytest.skip("a GPU is present: the real check runs instead (nox -s gpu)")
-    assert gpucheck.main([str(tmp_path)]) == 1
-    report = (tmp_path / "report.md").read_text()
-    assert "GPU-capable backends found: none" in report
+    assert gpucheck.main([str(tmp_path / "out")]) == gpucheck.NO_GPU == 3
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "nothing was checked" in out
+    assert not (tmp_path / "out").exists()
+    noxfile = (Path(__file__).parent.parent / "noxfile.py").read_text()
+    assert "success_codes=[0, 3]" in noxfile
 
 
-def test_gpucheck_plan_puts_what_the_issues_ask_first_within_the_budget():
+def _titles(steps):
     from nnbin import gpucheck
 
-    jobs = gpucheck.plan(["cupy", "jax", "torch"], "OUT", py="python3")
-    titles = [j.title for j in jobs]
-    essential = titles.index("benchmark, 2e7 float32") + 1
-    assert titles[:essential] == [
-        "the GPU", "conformance, cupy", "seed job on cupy", "benchmark, 2e4 float32",
-        "benchmark, 2e6 float32", "benchmark, 2e7 float32"]
-    assert sum(j.cap for j in jobs[:essential]) <= gpucheck.DEFAULT_BUDGET
-    assert {"conformance, jax", "conformance, torch"} <= set(titles[essential:])
-    bench = jobs[3].cmd
+    out = []
+    for s in steps:
+        out += [j.title for j in s.jobs] if isinstance(s, gpucheck.Group) else [s.title]
+    return out
+
+
+def test_gpucheck_plan_fits_the_budget_most_important_first():
+    from nnbin import gpucheck
+
+    steps = gpucheck.plan(["cupy", "jax", "torch"], "OUT", py="python3")
+    assert sum(s.cap for s in steps) <= gpucheck.DEFAULT_BUDGET
+    assert steps[0].title == "the GPU"
+    group = steps[1]
+    assert isinstance(group, gpucheck.Group)
+    assert [j.title for j in group.jobs][:3] == [
+        "conformance, cupy", "conformance, jax", "conformance, torch"]
+    assert {"seed job on cupy", "conformance, cupy fast math"} <= {j.title for j in group.jobs}
+    # timings run alone, after the correctness checks, float32 at the three sizes first
+    assert [s.title for s in steps[2:5]] == [
+        "benchmark, 2e4 float32", "benchmark, 2e6 float32", "benchmark, 2e7 float32"]
+    assert not any(isinstance(s, gpucheck.Group) for s in steps[2:])
+    bench = steps[2].cmd
     assert bench[bench.index("--baselines") + 1] == "jax-grad,torch-autograd"
     assert bench[bench.index("--steps") + 1] == "1000"
-    no_graphs = next(j for j in jobs if j.title.endswith("no graphs"))
+    no_graphs = next(s for s in steps if s.title.endswith("no graphs"))
     assert no_graphs.env == {"NNBIN_CUDA_GRAPHS": "0"} and "none" in no_graphs.cmd
-    assert jobs[-1].env["NNBIN_CUDA_FAST_MATH"] == "1" and jobs[-1].cmd[-2:] == ["-k", "float32"]
+    fast = next(j for j in group.jobs if j.title.endswith("fast math"))
+    assert fast.env["NNBIN_CUDA_FAST_MATH"] == "1" and fast.cmd[-2:] == ["-k", "float32"]
+    assert "fused step profile" in _titles(steps)
+    # without cupy: no fused-step jobs, no baselines of a missing library
+    only_jax = gpucheck.plan(["jax"], "OUT")
+    assert not any("cupy" in t or "profile" in t for t in _titles(only_jax))
+    cmd = only_jax[2].cmd
+    assert cmd[cmd.index("--baselines") + 1] == "jax-grad"
     assert gpucheck.plan([], "OUT")[0].title == "the GPU" and len(gpucheck.plan([], "O")) == 1
+
+
+def test_gpucheck_parent_never_imports_a_gpu_library(tmp_path):
+    """Discovery runs in a child: the check's own process imports no GPU library (JAX would
+    reserve 75% of the GPU for the whole run), and the children get the allocator settings."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from nnbin import gpucheck; gpucheck.gpu_backends(); "
+            "gpucheck.main([sys.argv[1], '--plan']); "
+            "bad = {'jax', 'torch', 'cupy'} & set(sys.modules); assert not bad, bad; "
+            "env = gpucheck.child_env({'CUPY_TF32': '1'}); "
+            "assert env['XLA_PYTHON_CLIENT_PREALLOCATE'] == 'false' and 'CUPY_TF32' not in env")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
 
 
 def test_gpucheck_keeps_to_its_budget_and_reports_as_it_goes(tmp_path, monkeypatch, capsys):
@@ -216,21 +256,38 @@ def test_gpucheck_keeps_to_its_budget_and_reports_as_it_goes(tmp_path, monkeypat
 
     from nnbin import gpucheck
 
-    jobs = [gpucheck.Job("quick", [sys.executable, "-c", "print('hello')"], 30),
-            gpucheck.Job("slow", [sys.executable, "-c", "import time; time.sleep(30)"], 60),
-            gpucheck.Job("never", [sys.executable, "-c", "print('no')"], 30)]
+    py = sys.executable
+    steps = [gpucheck.Job("quick", [py, "-c", "print('hello')"], 10),
+             gpucheck.Group("together", [
+                 gpucheck.Job("slow", [py, "-c", "import time; time.sleep(30)"], 3),
+                 gpucheck.Job("fails", [py, "-c", "import sys; print('boom'); sys.exit(4)"], 3),
+                 gpucheck.Job("lacks", [py, "-c", "pass"], 3, needs=("no_such_package_x",))]),
+             gpucheck.Job("too long for what is left", [py, "-c", "print('no')"], 30)]
     monkeypatch.setattr(gpucheck, "gpu_backends", lambda: ["cupy"])
-    monkeypatch.setattr(gpucheck, "plan", lambda found, out: jobs)
-    assert gpucheck.main([str(tmp_path), "--budget", "24"]) == 1
+    monkeypatch.setattr(gpucheck, "plan", lambda found, out: steps)
+    t0 = time.perf_counter()
+    assert gpucheck.main([str(tmp_path), "--budget", "25"]) == 1
+    assert time.perf_counter() - t0 < 15  # the group ran at once, and "slow" was stopped
     report = (tmp_path / "report.md").read_text()
     assert "## quick" in report and "hello" in report
-    assert "## slow" in report and "exit 124" in report and "Failed: slow." in report
-    assert "Not run (out of time): never." in report
+    assert "## slow" in report and "exit 124" in report and "(stopped after 3 s)" in report
+    assert "## fails" in report and "exit 4" in report and "boom" in report
+    assert "Failed: slow, fails." in report
+    assert "Not run (a package is missing): lacks (needs no_such_package_x)." in report
+    # a job whose cap does not fit what is left is not started (not killed half-way)
+    assert "Not run (out of time): too long for what is left." in report
+    assert "## too long" not in report
     assert gpucheck.main([str(tmp_path), "--plan"]) == 0
-    assert "[  30 s] quick:" in capsys.readouterr().out
-    # the rerun of what failed: --only keeps the jobs it names
+    printed = capsys.readouterr().out
+    assert "[cap  10 s] quick" in printed and "(in parallel)" in printed
+    # the rerun of what failed: --only keeps the jobs it names, inside groups too
     assert gpucheck.main([str(tmp_path), "--only", "quick", "--budget", "24"]) == 0
     report = (tmp_path / "report.md").read_text()
     assert "## quick" in report and "## slow" not in report and "Failed: nothing." in report
+    assert gpucheck.main([str(tmp_path), "--only", "fails", "--budget", "24"]) == 1
+    report = (tmp_path / "report.md").read_text()
+    assert "## fails" in report and "## slow" not in report and "## quick" not in report
     with pytest.raises(SystemExit):
         gpucheck.main([str(tmp_path), "--only", "no such job"])
+
+
