@@ -5,7 +5,8 @@ bit-identical; 30 / 199 / 1,946 µs a step at N = 2e4 / 2e6 / 2e7 in float32 (BE
 ``backends/cuda_profile.py`` says where the time goes: the exact ``expf`` and division of the
 sigmoid). On CPU machines the exact source text is compiled as C++ and run by a SIMT
 emulator (tests/cuda_emulation.py: every CUDA thread a coroutine, ``__syncthreads`` a
-barrier, warp shuffles emulated through shared memory) against the independent reference,
+barrier, warp shuffles emulated through shared memory, all in the emulator's own prelude:
+the text below has no branch for it) against the independent reference,
 and compiled by nvcc for sm_90 where nvcc is present.
 
 One step is two kernels, neither of which allocates an (N, H) array:
@@ -74,26 +75,8 @@ def kernel_source(n_features: int, hidden: int, dtype: str, block: int = BLOCK) 
 typedef {t} real;
 #define EXP(v) exp{suffix}(v)
 #define LOG1P(v) log1p{suffix}(v)
-#ifdef __CUDACC__
 #define KERNEL extern "C" __global__ void __launch_bounds__(BLOCK_)
 #define SHFL_DOWN(v, offset) __shfl_down_sync(0xffffffffu, (v), (offset))
-#else  // the CPU emulator (tests/cuda_emulation.py) runs each CUDA thread as a coroutine
-#include <math.h>
-#define KERNEL extern "C" void
-#define __restrict__
-#define __shared__ static
-struct nnbin_dim3 {{ unsigned x; }};
-static nnbin_dim3 threadIdx, blockIdx, blockDim, gridDim;
-static void __syncthreads(void);
-static real nnbin_lanes[BLOCK_];
-static real SHFL_DOWN(real v, int offset) {{                 // __shfl_down_sync, emulated
-    nnbin_lanes[threadIdx.x] = v;
-    __syncthreads();
-    const real r = threadIdx.x % 32 + offset < 32 ? nnbin_lanes[threadIdx.x + offset] : v;
-    __syncthreads();
-    return r;
-}}
-#endif
 
 // v summed over the warp in a fixed order (a shuffle tree); lane 0 gets the sum. Every
 // thread of the block calls it with the same control flow.

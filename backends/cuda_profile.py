@@ -45,7 +45,7 @@ def _event_time(cp: Any, launch: Any, reps: int) -> float:
 
 def profile(sizes: tuple[int, ...] = (20_000, 2_000_000, 20_000_000), hidden: int = 32,
             dtype: str = "float32") -> list[dict[str, Any]]:
-    be = get_backend("cupy")
+    be: Any = get_backend("cupy")  # a CupyBackend: its kernels' helpers are used
     cp = be._cupy
     attrs = cp.cuda.Device().attributes
     rng = np.random.default_rng(0)

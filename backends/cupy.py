@@ -7,17 +7,20 @@ CuPy stand-in.
 Host data are moved to the GPU once; the loss reaches the host only on logging steps.
 
 Training uses the fused step (backends/cuda_fused.py: two kernels a step, no (N, H)
-array) where it applies — float32/float64, D <= 64, H <= 256, C-contiguous data, and the
-kernel's local memory (large D x H) fits the GPU — unless ``fused=False`` is asked for
-(``nnbin.train(..., fused=False)``, ``nnbin train --no-fused``); otherwise the array-API
-core runs. ``TrainResult.loop`` says which ran.
+array) where it applies — float32/float64, D <= 64, H <= 256, C-contiguous data, a kernel
+whose sums stay in registers (at most LOCAL_LIMIT bytes of local memory a thread, and that
+for every resident thread within a quarter of the free memory) — unless ``fused=False`` is
+asked for (``nnbin.train(..., fused=False)``, ``nnbin train --no-fused``); otherwise the
+array-API core runs. ``TrainResult.loop`` says which ran and, for the core, why.
 
-The fused steps run on a stream of their own. Logging steps are launched one by one (their
-loss goes to the host); the steps between them are captured once as a CUDA graph (at most
-``graph_steps`` steps; no cuBLAS inside, so capture is allowed) and replayed, so a small
-problem is not bound by kernel-launch latency. ``NNBIN_CUDA_GRAPHS=0`` launches every step
-instead. ``NNBIN_CUDA_FAST_MATH=1`` compiles the float32 kernels with ``--use_fast_math``
-(approximate exp and division: faster where those bound the step, less exact).
+The driver (backends/cuda_driver.py) runs the fused steps on a stream of their own, ordered
+by events. Logging steps are launched one by one (their loss goes to the host); the steps
+between them are replayed as CUDA graphs (at most ``graph_steps`` steps; no cuBLAS inside,
+so capture is allowed), kept with the run's buffers in a workspace that later runs on the
+same data reuse, so a small problem is bound neither by launch latency nor by capturing.
+``NNBIN_CUDA_GRAPHS=0`` launches every step instead. ``NNBIN_CUDA_FAST_MATH=1`` compiles the
+float32 kernels with ``--use_fast_math`` (approximate exp and division: 3.1x faster kernels
+on an H100, where those bound the step; less exact).
 
 ``DlpackFused`` and ``FusedThroughDlpack`` (at the end) let the torch and jax backends hand
 their CUDA arrays to the same fused step through DLPack, with no copies either way.
@@ -26,7 +29,6 @@ their CUDA arrays to the same fused step through DLPack, with no copies either w
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import warnings
 from collections.abc import Callable, Iterator
@@ -38,11 +40,13 @@ import numpy as np
 from nnbin.backend import Backend
 from nnbin.errors import BackendUnavailableError, TrainingDivergedError
 from nnbin.model import Params
-from nnbin.training import RunResult, diverged
+from nnbin.training import RunResult
 
-from . import cuda_fused
+from . import cuda_driver, cuda_fused
 
 FUSED_LOOP = "fused CUDA step (2 kernels, no (N, H) arrays)"
+#: the most local memory a thread of the fused kernel may use (beyond it: the core runs)
+LOCAL_LIMIT = 4096
 
 
 class CupyBackend(Backend):
@@ -71,6 +75,8 @@ class CupyBackend(Backend):
         # the kernels assume NVIDIA's 32-thread warps: none on a ROCm build of cupy
         self.has_fused = not getattr(cupy.cuda.runtime, "is_hip", False)
         self._modules: dict[tuple[Any, ...], Any] = {}
+        #: buffers and instantiated CUDA graphs reused by later runs on the same data
+        self._workspaces = cuda_driver.WorkspaceCache()
         #: threads per block of both fused kernels
         self.block = cuda_fused.BLOCK
         #: replay the steps between logging steps as CUDA graphs (NNBIN_CUDA_GRAPHS=0: off)
@@ -98,6 +104,17 @@ class CupyBackend(Backend):
 
     def gpu_devices(self) -> list[str]:
         return self.devices()
+
+    # the benchmark's optional hooks (nnbin/bench.py looks them up)
+    def out_of_memory(self, exc: BaseException) -> bool:
+        return isinstance(exc, self._cupy.cuda.memory.OutOfMemoryError)
+
+    def release_memory(self) -> None:
+        """Give the memory pool's free blocks back to the device (between benchmark cells),
+        and drop the fused step's workspaces."""
+        self._workspaces.clear()
+        self._cupy.get_default_memory_pool().free_all_blocks()
+        self._cupy.get_default_pinned_memory_pool().free_all_blocks()
 
     def step_peak_bytes(self, run_one_step: Callable[[], object]) -> int | None:
         """Growth of CuPy's memory pool over one step (the blocks the step kept)."""
@@ -143,24 +160,40 @@ class CupyBackend(Backend):
     # --- the fused step -------------------------------------------------------------------
 
     def fused_applies(self, params: Params, X: Any) -> bool:
+        return self.fused_refusal(params, X) is None
+
+    def fused_refusal(self, params: Params, X: Any) -> str | None:
+        """Why the fused step does not apply to these parameters and data (None: it does)."""
         d, h = (int(v) for v in params.W1.shape)
         dtype = str(X.dtype)
-        if not (self.has_fused and cuda_fused.supported(d, h, dtype)
-                and X.flags.c_contiguous and X.shape[0] > 0):
-            return False
-        return self._local_memory_fits(self._kernels(d, h, dtype)[0])
+        if not self.has_fused:
+            return "this GPU is not an NVIDIA one (the kernels assume 32-thread warps)"
+        if not cuda_fused.supported(d, h, dtype):
+            return (f"it covers float32/float64, D <= {cuda_fused.MAX_D}, "
+                    f"H <= {cuda_fused.MAX_H}, not D={d}, H={h}, {dtype}")
+        if not X.flags.c_contiguous or X.shape[0] == 0:
+            return "X must be C-contiguous with at least one row"
+        return self._local_memory_refusal(self._kernels(d, h, dtype)[0])
 
-    def _local_memory_fits(self, kernel: Any) -> bool:
-        """Past registers, a thread's sums live in local memory, which CUDA reserves for
-        every thread the GPU can hold (D = 64, H = 256, float64: 135 KiB a thread, ~37 GB
-        on an H100): use the core unless that fits in half the free device memory."""
+    def _local_memory_refusal(self, kernel: Any) -> str | None:
+        """Past 255 registers a thread's sums spill to local memory: off-chip, and reserved
+        by CUDA for every thread the GPU holds (D = 64, H = 256, float64: ~135 KiB a thread,
+        ~37 GB on an H100). The fused step runs only with at most LOCAL_LIMIT bytes of it a
+        thread (the seed network uses none: 242 registers on an H100) and when that, for
+        every resident thread, takes at most a quarter of the free device memory."""
         local = int(getattr(kernel, "local_size_bytes", 0) or 0)
         if local == 0:
-            return True
+            return None
+        if local > LOCAL_LIMIT:
+            return (f"its kernel would keep {local:,} bytes a thread in local memory (more "
+                    f"than {LOCAL_LIMIT:,}: the sums no longer fit in registers)")
         attrs = self._cupy.cuda.Device().attributes
         need = local * attrs["MaxThreadsPerMultiProcessor"] * attrs["MultiProcessorCount"]
         free = self._cupy.cuda.runtime.memGetInfo()[0]
-        return bool(need <= free // 2)
+        if need > free // 4:
+            return (f"its local memory for every resident thread ({need / 2**30:.1f} GiB) "
+                    f"exceeds a quarter of the free device memory ({free / 2**30:.1f} GiB)")
+        return None
 
     def _compile_options(self, dtype: str) -> tuple[str, ...]:
         fast = self.fast_math and dtype == "float32"
@@ -190,86 +223,8 @@ class CupyBackend(Backend):
     def _fused_steps(self, params: Params, X: Any, y: Any, lr: float, steps: int,
                      log_every: int, on_log: Callable[[int, float], None] | None,
                      want_grads: bool = False) -> tuple[RunResult, Any]:
-        cp = self._cupy
-        n, d = (int(v) for v in X.shape)
-        h = int(params.W1.shape[1])
-        dtype = str(X.dtype)
-        real = np.dtype(dtype).type
-        partials, update = self._kernels(d, h, dtype)
-        P = cuda_fused.n_partials(d, h)
-        blocks = cuda_fused.partials_blocks(n, self._max_blocks(partials), self.block)
-        partial = cp.empty((P, blocks), dtype=dtype)
-        grad = cp.empty((P - 1,), dtype=dtype)
-        loss = cp.empty((1,), dtype=dtype)
-        y = cp.ascontiguousarray(y.reshape(-1), dtype=dtype)  # the kernels read X's type
-        # Two parameter buffers used in turn (no thread reads what another writes); copies,
-        # so the caller's parameters are never written.
-        first = Params(*(cp.array(p, dtype=dtype, copy=True, order="C") for p in params))
-        bufs = (first, Params(*(cp.empty_like(p) for p in first)))
-        block, n64, blocks64, lr_ = (self.block,), np.int64(n), np.int64(blocks), real(lr)
-
-        def step(src: Params, dst: Params, with_loss: bool) -> None:
-            partials((blocks,), block, (X, y, *src, n64, np.int32(with_loss), partial))
-            update((P,), block, (partial, blocks64, n64, lr_, *src, *dst, grad, loss))
-
-        # Everything runs on a stream of its own, ordered after the caller's work (the
-        # copies above) by an event rather than a host synchronisation; the caller's stream
-        # waits for it at the end the same way.
-        caller = cp.cuda.get_current_stream()
-        stream = cp.cuda.Stream(non_blocking=True)
-        stream.wait_event(caller.record())
-        graphs: dict[tuple[int, int], Any] = {}
-
-        def replay(first: int, length: int) -> None:
-            """``length`` steps without logging from bufs[first], as CUDA graph replays."""
-            while length > 0:
-                k = min(length, self.graph_steps)
-                key = (k, first)
-                if key not in graphs:
-                    stream.begin_capture()
-                    try:
-                        for i in range(k):
-                            step(bufs[(first + i) % 2], bufs[(first + i + 1) % 2], False)
-                    finally:
-                        graphs[key] = stream.end_capture()
-                graphs[key].launch(stream)
-                first, length = (first + k) % 2, length - k
-
-        cur = 0  # index of the buffer holding the current parameters
-        last_finite: tuple[int, Params] | None = None
-        history: list[tuple[int, float]] = []
-        use_graphs = self.cuda_graphs and hasattr(stream, "begin_capture")
-        with stream:
-            s = 0
-            while s < steps:
-                if log_every > 0 and s % log_every == 0:
-                    step(bufs[cur], bufs[1 - cur], True)
-                    value = float(loss[0])  # the one host transfer, on logging steps only
-                    if not math.isfinite(value):
-                        raise diverged(s, lr, last_finite, params)
-                    last_finite = (s, Params(*(p.copy() for p in bufs[cur])))  # reused
-                    history.append((s, value))
-                    if on_log is not None:
-                        on_log(s, value)
-                    cur, s = 1 - cur, s + 1
-                    continue
-                run = (min(steps, s + log_every - s % log_every) if log_every > 0
-                       else steps) - s
-                if use_graphs and run >= 2:
-                    replay(cur, run)
-                    cur = (cur + run) % 2
-                    s += run
-                else:
-                    step(bufs[cur], bufs[1 - cur], False)
-                    cur, s = 1 - cur, s + 1
-            caller.wait_event(stream.record())
-        result = RunResult(bufs[cur], history, last_finite=last_finite)
-        if not want_grads:
-            return result, None
-        dh = d * h
-        g = Params(grad[:dh].reshape(d, h), grad[dh:dh + h], grad[dh + h:dh + 2 * h]
-                   .reshape(h, 1), grad[dh + 2 * h:dh + 2 * h + 1])
-        return result, (loss.reshape(()), g)
+        return cuda_driver.fused_steps(self, params, X, y, lr, steps, log_every, on_log,
+                                       want_grads)
 
     def on_device(self, x: Any) -> Any:
         """A context that makes ``x``'s GPU the current one (kernels launch there)."""
@@ -302,11 +257,12 @@ class CupyBackend(Backend):
         if fused:
             raise BackendUnavailableError(
                 f"no fused step for D={params.W1.shape[0]}, H={params.W1.shape[1]}, "
-                f"{X.dtype}: it covers float32/float64, D <= {cuda_fused.MAX_D}, "
-                f"H <= {cuda_fused.MAX_H}, with local memory that fits the GPU")
+                f"{X.dtype}: {self.fused_refusal(params, X)}; fused=None (the default) runs "
+                "the array-API core instead")
         result = super().run(params, X, y, lr=lr, steps=steps, log_every=log_every,
                              on_log=on_log)
-        result.loop = "python loop (array-API core)"
+        result.loop = "python loop (array-API core)" + (
+            "" if fused is False else f"; no fused step: {self.fused_refusal(params, X)}")
         return result
 
 

@@ -1,8 +1,11 @@
 """Run the fused step's CUDA kernels on the CPU, from their exact source text.
 
-The kernel source (backends/cuda_fused.py) has a CPU branch that spells ``threadIdx``,
-``blockIdx``, ``__shared__`` and ``__syncthreads`` for this emulator, and emulates a warp
-shuffle through shared memory. Here every CUDA thread of a block is a coroutine (ucontext):
+The kernel source (backends/cuda_fused.py) is the text NVRTC compiles, with no branch for
+this emulator: a prelude put before it here spells what CUDA provides — ``threadIdx``,
+``blockIdx``, ``__global__``, ``__launch_bounds__``, ``__shared__``, ``__syncthreads`` and
+``__shfl_down_sync`` (emulated through a shared buffer between two barriers; the kernels
+call it with the same control flow in every thread). Every CUDA thread of a block is a
+coroutine (ucontext):
 the threads of a block run one after another up to their next ``__syncthreads``, then all
 go on — the barrier's meaning, with no data race possible. A barrier that some threads of a
 block never reach (divergent ``__syncthreads``) is reported as an error, not hidden. Blocks
@@ -22,6 +25,25 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+PRELUDE = r"""// CUDA's built-ins, for the CPU (tests/cuda_emulation.py)
+#include <math.h>
+#define __global__
+#define __launch_bounds__(...)
+#define __shared__ static
+struct nnbin_dim3 { unsigned x; };
+static nnbin_dim3 threadIdx, blockIdx, blockDim, gridDim;
+static void __syncthreads(void);
+static double nnbin_lanes[1024];  // float and double values both round-trip exactly
+template <typename T> static T __shfl_down_sync(unsigned mask, T v, int offset) {
+    (void)mask;
+    nnbin_lanes[threadIdx.x] = (double)v;
+    __syncthreads();
+    const T r = threadIdx.x % 32 + offset < 32 ? (T)nnbin_lanes[threadIdx.x + offset] : v;
+    __syncthreads();
+    return r;
+}
+"""
 
 SCHEDULER = r"""
 #include <ucontext.h>
@@ -107,7 +129,7 @@ def compile_kernels(source: str, folder: Path) -> ctypes.CDLL:
         pytest.skip("g++ not installed: cannot emulate the kernels on the CPU")
     folder.mkdir(parents=True, exist_ok=True)
     src = folder / "fused.cpp"
-    src.write_text(source + SCHEDULER)
+    src.write_text(PRELUDE + source + SCHEDULER)
     lib = folder / f"fused{abs(hash(source)) % 10**8}.so"
     out = subprocess.run(["g++", "-std=c++17", "-O1", "-shared", "-fPIC", "-o", str(lib),
                           str(src)], capture_output=True, text=True)

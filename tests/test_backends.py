@@ -291,3 +291,57 @@ def test_gpucheck_keeps_to_its_budget_and_reports_as_it_goes(tmp_path, monkeypat
         gpucheck.main([str(tmp_path), "--only", "no such job"])
 
 
+
+
+# What the GPU test machine lacks (../shared/GPU.md): importing any of them there fails.
+NOT_ON_THE_GPU_MACHINE = ("array_api_strict", "dask", "distributed", "nox", "ndonnx")
+
+
+def test_gpucheck_flow_runs_with_only_what_the_gpu_machine_has(tmp_path):
+    """The whole check, on the CPU, in a subprocess whose every process (the check and its
+    jobs) fails to import what the GPU machine does not have: torch stands in for a GPU
+    backend (--assume); its seed job and the 2e4 benchmark run, the report is rewritten
+    as it goes, and a second run with a small budget lists what it cut."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("torch")
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(
+        "import sys\n"
+        f"BLOCKED = {NOT_ON_THE_GPU_MACHINE!r}\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in BLOCKED:\n"
+        "            raise ModuleNotFoundError(f'{name} is not on the GPU machine')\n"
+        "sys.meta_path.insert(0, Block())\n")
+    root = Path(__file__).parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker), str(root / "src"),
+                                                        str(root)]),
+           "NNBIN_BACKEND": "", "MPLBACKEND": "Agg"}
+    out = tmp_path / "out"
+
+    def check(*args):
+        return subprocess.run([sys.executable, "-m", "nnbin.gpucheck", str(out), "--assume",
+                               "torch", *args], capture_output=True, text=True, env=env,
+                              cwd=root, timeout=300)
+
+    probe = subprocess.run([sys.executable, "-c", "import array_api_strict"], env=env,
+                           capture_output=True, text=True)
+    assert "is not on the GPU machine" in probe.stderr  # the blocker works
+    run = check("--only", "seed job", "--only", "2e4 float32", "--budget", "200")
+    report = (out / "report.md").read_text()
+    assert "## seed job on torch" in report and "training accuracy 1.0000" in report
+    assert "## benchmark, 2e4 float32" in report
+    assert "not on the GPU machine" not in report + run.stdout + run.stderr
+    cells = json.loads((out / "bench-2e4-float32.json").read_text())["cells"]
+    assert {c["name"] for c in cells} == {"nnbin:torch", "baseline:torch-autograd"}
+    assert "Failed: nothing." in report and run.returncode == 0, report
+    cut = check("--budget", "15")
+    report = (out / "report.md").read_text()
+    assert cut.returncode == 1
+    assert "Not run (out of time): conformance, torch, seed job on torch, benchmark, 2e4" \
+        in report

@@ -56,3 +56,63 @@ def test_default_steps_keep_work_near_2e7_sample_steps():
     assert bench.default_steps(20_000) == 1000
     assert bench.default_steps(2_000_000) == 10
     assert bench.default_steps(20_000_000) == 2
+
+
+def test_an_out_of_memory_cell_is_skipped_and_the_json_kept_after_every_cell(
+        tmp_path, monkeypatch, capsys, clean_backend_env):
+    """A device OOM in one cell (any library's) loses that cell only: it is recorded as
+    skipped with the memory it asked for, caches are released, the other cells run, and
+    the JSON is rewritten after every cell."""
+    real = bench._time_backend
+    released, written = [], []
+
+    def flaky(name, n, dtype, steps, repeats, fused=None):
+        if n == 400:
+            raise MemoryError("failed to allocate 1.2 GiB on the device")
+        return real(name, n, dtype, steps, repeats, fused)
+
+    monkeypatch.setattr(bench, "_time_backend", flaky)
+    monkeypatch.setattr(bench, "_release_memory", lambda libs: released.append(1))
+    real_write = bench.write_json
+
+    def spy(report, path):
+        written.append(len(report["cells"]))
+        real_write(report, path)
+
+    monkeypatch.setattr(bench, "write_json", spy)
+    out = tmp_path / "b.json"
+    assert main(["bench", "--backends", "numpy", "--sizes", "200,400,600", "--steps", "2",
+                 "--repeats", "1", "--dtypes", "float64", "--baselines", "none",
+                 "--json", str(out)]) == 0
+    cells = json.loads(out.read_text())["cells"]
+    assert [c["n"] for c in cells] == [200, 400, 600]
+    assert cells[0]["seconds"] and cells[2]["seconds"] and not cells[1]["seconds"]
+    why = cells[1]["skipped"]
+    assert why.startswith("out of device memory (~") and "GiB asked for" in why
+    assert "MemoryError: failed to allocate 1.2 GiB" in why
+    assert written[:3] == [1, 2, 3] and len(released) == 3
+    assert "skipped: out of device memory" in capsys.readouterr().err
+
+
+def test_other_errors_in_a_cell_are_not_swallowed(monkeypatch, clean_backend_env):
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug, not a lack of memory")
+
+    monkeypatch.setattr(bench, "_time_backend", broken)
+    with pytest.raises(ZeroDivisionError):
+        bench.run_bench(["numpy"], [200], ["float64"], 2, 1, [])
+
+
+def test_each_library_recognises_its_out_of_memory_error():
+    from nnbin_backends.jax import JaxBackend
+
+    assert JaxBackend.out_of_memory(RuntimeError(
+        "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 2.50GiB."))
+    assert not JaxBackend.out_of_memory(RuntimeError("INVALID_ARGUMENT: shapes"))
+    torch = pytest.importorskip("torch")
+    from nnbin_backends.torch import TorchBackend
+
+    tb = TorchBackend()
+    assert tb.out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory"))
+    assert tb.out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert not tb.out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))

@@ -1,9 +1,18 @@
 """The cupy backend's fused-step driver (buffers, launch shapes, scalar types, streams,
-CUDA-graph capture and replay, logging, divergence), run on the CPU: a stand-in for cupy
-whose RawModule compiles the same kernel text as C++ and runs each launch under the SIMT
-emulator (tests/cuda_emulation.py), with NumPy arrays as device memory, and whose streams
-record what a capture would put in a graph. What only a GPU can show (CUDA semantics,
-speed) is not shown."""
+CUDA-graph capture and replay, workspaces reused across runs, logging, divergence), run on
+the CPU: a stand-in for cupy whose RawModule compiles the same kernel text as C++ and runs
+each launch under the SIMT emulator (tests/cuda_emulation.py), with NumPy arrays as device
+memory.
+
+The stand-in is asynchronous where ordering matters, as a GPU is: a kernel launch, a graph
+replay, a copy into a device array and ``.copy()`` are queued on the current stream and
+run only when that stream is synchronised — by a host read of a device scalar, by
+``synchronize()``, or by another stream that waits for one of its events while it runs its
+own queue. So a driver that hands back results without ordering the caller's stream after
+its own leaves them unfilled (NaN) for a caller that synchronises its own stream, and
+these tests fail. Kernels are launched with the real block size (256 threads)
+and report ``num_regs`` and ``local_size_bytes`` as CuPy's do. What only a GPU can show
+(CUDA semantics beyond this model, speed) is not shown."""
 
 from __future__ import annotations
 
@@ -24,26 +33,38 @@ class FakeCuda:
         self.null = FakeStream(self, "null")
         self.current = self.null
         self.capturing: FakeStream | None = None
+        self.streams: list[FakeStream] = [self.null]
         self.log: list[tuple[str, str]] = []  # (event, stream) in the order they happen
         self.runtime = types.SimpleNamespace(getDevice=lambda: 0,
                                              memGetInfo=lambda: (80 << 30, 80 << 30))
+        self.attributes = {"MultiProcessorCount": 2, "MaxThreadsPerMultiProcessor": 2048,
+                           "MaxRegistersPerMultiprocessor": 65536}
 
     def Stream(self, non_blocking=False):  # noqa: N802 - cupy's spelling
         assert non_blocking, "a blocking stream would serialise with the null stream"
-        return FakeStream(self, f"stream{len(self.log)}")
+        stream = FakeStream(self, f"stream{len(self.streams)}")
+        self.streams.append(stream)
+        return stream
 
     def get_current_stream(self):
         return self.current
 
     def Device(self):  # noqa: N802
-        return types.SimpleNamespace(attributes={
-            "MultiProcessorCount": 2, "MaxThreadsPerMultiProcessor": 2048,
-            "MaxRegistersPerMultiprocessor": 65536})
+        return types.SimpleNamespace(attributes=self.attributes, synchronize=self.synchronize)
+
+    def synchronize(self):
+        for stream in self.streams:
+            stream.synchronize()
+
+    def pending(self) -> int:
+        return sum(len(s.queue) for s in self.streams)
 
 
 class FakeStream:
     def __init__(self, cuda: FakeCuda, name: str) -> None:
         self.cuda, self.name, self.recorded = cuda, name, None
+        self.queue: list = []  # operations not yet run, in order
+        self.ran = 0  # operations run so far
 
     def __enter__(self):
         self.previous, self.cuda.current = self.cuda.current, self
@@ -52,12 +73,25 @@ class FakeStream:
     def __exit__(self, *exc):
         self.cuda.current = self.previous
 
+    def enqueue(self, op):
+        self.queue.append(op)
+
+    def run_to(self, mark: int) -> None:
+        while self.ran < mark and self.queue:
+            self.queue.pop(0)()
+            self.ran += 1
+
+    def synchronize(self):
+        self.run_to(self.ran + len(self.queue))
+
     def record(self):
         self.cuda.log.append(("record", self.name))
-        return ("event", self.name)
+        return (self, self.ran + len(self.queue))
 
     def wait_event(self, event):
-        self.cuda.log.append((f"wait for {event[1]}", self.name))
+        other, mark = event
+        self.cuda.log.append((f"wait for {other.name}", self.name))
+        self.queue.append(lambda: other.run_to(mark))  # later work here waits behind it
 
     def begin_capture(self):
         assert self.cuda.capturing is None and self.name != "null"
@@ -79,14 +113,16 @@ class FakeGraph:
         assert self.cuda.capturing is None
         self.cuda.log.append((f"graph of {len(self.launches)} launches", stream.name))
         for kernel, args in self.launches:
-            kernel.run(*args)
+            stream.enqueue(lambda k=kernel, a=args: k.run(*a))
 
 
 class FakeKernel:
-    """Runs at once on the current stream, or is recorded while that stream captures."""
+    """Queued on the current stream, or recorded while that stream captures; with the
+    attributes CuPy's kernels have."""
 
-    def __init__(self, cuda: FakeCuda, kernel: Kernel) -> None:
+    def __init__(self, cuda: FakeCuda, kernel: Kernel, num_regs=128, local_size_bytes=0):
         self.cuda, self.kernel = cuda, kernel
+        self.num_regs, self.local_size_bytes = num_regs, local_size_bytes
 
     def __call__(self, grid, block, args):
         stream = self.cuda.current
@@ -95,55 +131,95 @@ class FakeKernel:
             stream.recorded.append((self, (grid, block, args)))
         else:
             self.cuda.log.append((self.kernel.name, stream.name))
-            self.run(grid, block, args)
+            stream.enqueue(lambda: self.run(grid, block, args))
 
     def run(self, grid, block, args):
         self.kernel(grid, block, args)
 
 
 class DeviceArray(np.ndarray):
-    """Device memory in the stand-in: reading an element to the host is a synchronisation,
-    which raises while ``forbidden`` is set (as cupyx.allow_synchronize(False) does)."""
+    """Device memory in the stand-in. Reading an element to the host synchronises the
+    current stream (and raises while ``forbidden`` is set, as cupyx.allow_synchronize(False)
+    does); writing into it and ``copy()`` are queued on the current stream."""
 
     forbidden = False
+    cuda: FakeCuda | None = None
 
     def __getitem__(self, index):
         out = super().__getitem__(index)
-        if DeviceArray.forbidden and not isinstance(out, np.ndarray):
-            raise RuntimeError("device synchronization was detected while disallowed")
+        if not isinstance(out, np.ndarray):
+            if DeviceArray.forbidden:
+                raise RuntimeError("device synchronization was detected while disallowed")
+            if DeviceArray.cuda is not None:
+                DeviceArray.cuda.current.synchronize()
+                out = super().__getitem__(index)
+        return out
+
+    def __setitem__(self, index, value):
+        value = np.array(value, copy=True)
+        base = super().__setitem__
+        if DeviceArray.cuda is None:
+            base(index, value)
+        else:
+            DeviceArray.cuda.current.enqueue(lambda: base(index, value))
+
+    def __dlpack__(self, *args, **kwargs):
+        # DLPack's stream handshake: the consumer waits for the producer's current stream
+        if DeviceArray.cuda is not None:
+            DeviceArray.cuda.current.synchronize()
+        return super().__dlpack__(*args, **kwargs)
+
+    def copy(self, order="C"):
+        out = np.full(self.shape, np.nan, self.dtype).view(DeviceArray)
+        src = self
+        if DeviceArray.cuda is None:
+            np.copyto(out, src)
+        else:
+            DeviceArray.cuda.current.enqueue(lambda: np.copyto(out, src))
         return out
 
 
 def fake_cupy(tmp_path):
     cuda = FakeCuda()
+    DeviceArray.cuda = cuda
+    kernels = {"num_regs": 128, "local_size_bytes": 0}  # what the stand-in's kernels report
 
-    def empty(shape, dtype=float):
-        return np.empty(shape, dtype).view(DeviceArray)
+    def empty(shape, dtype=float):  # unfilled memory reads as NaN
+        return np.full(shape, np.nan, dtype).view(DeviceArray)
 
     def raw_module(code, options=()):
         cuda.log.append((f"compile {' '.join(options)}", "host"))
         lib = compile_kernels(code, tmp_path / str(abs(hash(code))))
         return types.SimpleNamespace(
-            get_function=lambda name: FakeKernel(cuda, Kernel(lib, name)))
+            get_function=lambda name: FakeKernel(cuda, Kernel(lib, name), **kernels))
 
     return types.SimpleNamespace(
-        cuda=cuda, RawModule=raw_module, empty=empty, empty_like=np.empty_like,
-        ascontiguousarray=np.ascontiguousarray,
-        array=lambda a, dtype=None, copy=True, order="C": np.array(a, dtype=dtype, copy=copy,
-                                                                  order=order))
+        cuda=cuda, RawModule=raw_module, empty=empty, kernels=kernels,
+        empty_like=lambda a: empty(a.shape, a.dtype),
+        asarray=lambda a, dtype=None: np.asarray(a, dtype=dtype),
+        ascontiguousarray=np.ascontiguousarray)
+
+
+def done(backend):
+    """What a caller does before reading results: synchronise its own (the null) stream.
+    Work on the run's stream is done only if the driver ordered the caller after it."""
+    backend._cupy.cuda.null.synchronize()
 
 
 @pytest.fixture
 def backend(tmp_path):
+    from nnbin_backends import cuda_driver, cuda_fused
     from nnbin_backends.cupy import CupyBackend
 
     be = object.__new__(CupyBackend)  # no GPU here: skip __init__'s device check
     be._cupy = fake_cupy(tmp_path)
     be._modules = {}
+    be._workspaces = cuda_driver.WorkspaceCache()
     be.xp = nnbin.get_backend("numpy").xp
-    be.block, be.cuda_graphs, be.graph_steps = 64, True, 500  # 64 threads: quick to emulate
+    be.block, be.cuda_graphs, be.graph_steps = cuda_fused.BLOCK, True, 500
     be.fast_math, be.has_fused = False, True
-    return be
+    yield be
+    DeviceArray.cuda = None
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -153,6 +229,7 @@ def test_fused_training_matches_the_core(backend, dtype):
     p0 = nnbin.init_params(1, 8, seed=2, dtype=dtype)
     before = [p.copy() for p in p0]
     fused = backend.run(p0, X, y, lr=1.0, steps=25, log_every=10)
+    done(backend)
     core = python_loop(p0, X, y, lr=1.0, steps=25, log_every=10)
     assert fused.loop.startswith("fused CUDA step")
     assert [s for s, _ in fused.history] == [0, 10, 20]
@@ -164,6 +241,7 @@ def test_fused_training_matches_the_core(backend, dtype):
     for a, b in zip(p0, before):  # the caller's parameters are never written
         np.testing.assert_array_equal(a, b)
     again = backend.run(p0, X, y, lr=1.0, steps=25, log_every=10)
+    done(backend)
     for a, b in zip(fused.params, again.params):
         assert a.tobytes() == b.tobytes()
 
@@ -194,8 +272,15 @@ def test_fused_loss_and_grads_match_the_core(backend):
     X, y = nnbin.two_gaussians(n_per_class=40, seed=1, n_features=3)
     p0 = nnbin.init_params(3, 5, seed=1)
     loss, grads = backend.fused_loss_and_grads(p0, X, y)
+    done(backend)
     want_loss, want = nnbin.loss_and_grads(p0, X, y)
     assert float(loss) == pytest.approx(float(want_loss), rel=1e-12)
+    # each gradient an allocation of its own (XLA wants aligned buffers, and the workspace's
+    # gradient buffer is reused by the next run), never a slice of one buffer
+    (ws,) = backend._workspaces._items.values()
+    for i, a in enumerate(grads):
+        assert not np.shares_memory(a, ws.grad) and not np.shares_memory(loss, ws.loss)
+        assert not any(np.shares_memory(a, b) for b in grads[i + 1:])
     for a, b in zip(grads, want):
         assert a.shape == b.shape
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
@@ -215,10 +300,12 @@ def test_graph_replay_gives_the_same_bits_as_launching_every_step(backend, steps
     backend.graph_steps = graph_steps
     cuda = backend._cupy.cuda
     graphed = backend.run(p0, X, y, lr=1.0, steps=steps, log_every=log_every)
+    done(backend)
     log = list(cuda.log)
     backend.cuda_graphs = False
     cuda.log.clear()
     eager = backend.run(p0, X, y, lr=1.0, steps=steps, log_every=log_every)
+    done(backend)
     assert "CUDA-graph" in graphed.loop and "CUDA-graph" not in eager.loop
     assert graphed.history == eager.history
     for a, b in zip(graphed.params, eager.params):
@@ -233,8 +320,10 @@ def test_graph_replay_gives_the_same_bits_as_launching_every_step(backend, steps
     assert all(int(r.split()[2]) <= 2 * graph_steps for r in replays)
     # ordered after the caller's work, and the caller after it, by events, not host waits
     log = [e for e in log if e[1] != "host"]  # compilations
-    stream = log[1][1]
-    assert log[:2] == [("record", "null"), ("wait for null", stream)] and stream != "null"
+    stream = log[0][1]
+    assert stream != "null" and log[:4] == [
+        ("record", stream), (f"wait for {stream}", "null"),  # the workspace's last run
+        ("record", "null"), ("wait for null", stream)]       # the caller's work, copies
     assert log[-2:] == [("record", stream), (f"wait for {stream}", "null")]
     captures = [e for e in log if e[0] == "begin capture"]
     assert len(captures) <= 2 * 2  # at most one graph per length and parity
@@ -244,21 +333,104 @@ def test_a_graph_is_captured_once_and_replayed(backend):
     X, y = nnbin.two_gaussians(n_per_class=100, seed=0)
     p0 = nnbin.init_params(1, 4, seed=0)
     backend.run(p0, X, y, lr=1.0, steps=41, log_every=10)
+    done(backend)
     log = backend._cupy.cuda.log
     assert [e[0] for e in log].count("begin capture") == 1  # steps 1-9, 11-19, ... alike
     assert [e[0] for e in log].count("graph of 18 launches") == 4
     assert [e[0] for e in log].count("nnbin_partials") == 5  # the logging steps
 
 
-def test_local_memory_too_big_for_the_gpu_falls_back_to_the_core(backend, monkeypatch):
+def test_local_memory_refuses_the_fused_step_with_the_reason(backend, monkeypatch):
+    from nnbin_backends.cupy import LOCAL_LIMIT
+
     X, y = nnbin.two_gaussians(n_per_class=50, seed=0)
     p0 = nnbin.init_params(1, 4, seed=0)
-    big = types.SimpleNamespace(local_size_bytes=200_000)  # x 2048 threads x 2 SMs: 819 MB
-    monkeypatch.setattr(backend, "_kernels", lambda d, h, dtype: (big, big))
-    assert backend.fused_applies(p0, X)  # half of 80 GiB free: fits
-    backend._cupy.cuda.runtime.memGetInfo = lambda: (1 << 30, 80 << 30)
-    assert not backend.fused_applies(p0, X)
-    assert backend.run(p0, X, y, lr=1.0, steps=1, log_every=1).loop.startswith("python")
+    kernel = types.SimpleNamespace(local_size_bytes=0)
+    monkeypatch.setattr(backend, "_kernels", lambda d, h, dtype: (kernel, kernel))
+    assert backend.fused_applies(p0, X)  # registers only: the fast case
+    # D = 64, H = 256, float64 spills ~135 KiB a thread: never, whatever memory is free
+    kernel.local_size_bytes = 137_744
+    assert backend.fused_refusal(p0, X).startswith("its kernel would keep 137,744 bytes")
+    run = backend.run(p0, X, y, lr=1.0, steps=1, log_every=1)
+    assert run.loop.startswith("python loop") and "137,744 bytes a thread" in run.loop
+    with pytest.raises(nnbin.BackendUnavailableError, match="137,744 bytes a thread"):
+        backend.run(p0, X, y, lr=1.0, steps=1, log_every=1, fused=True)
+    # a small spill: allowed while, for every resident thread, it takes <= 1/4 of free memory
+    kernel.local_size_bytes = LOCAL_LIMIT  # x 2048 threads x 2 SMs = 16 MiB
+    assert backend.fused_applies(p0, X)
+    backend._cupy.cuda.runtime.memGetInfo = lambda: (60 << 20, 80 << 30)  # 60 MiB free
+    assert "a quarter of the free device memory" in backend.fused_refusal(p0, X)
+    assert backend.run(p0, X, y, lr=1.0, steps=1, log_every=1, fused=False).loop == \
+        "python loop (array-API core)"  # asked for the core: no reason to give
+
+
+def test_the_registers_a_kernel_uses_set_the_grid(backend):
+    from nnbin_backends import cuda_fused
+
+    kernel = types.SimpleNamespace(num_regs=242)  # the seed network's, on an H100
+    assert backend._max_blocks(kernel) == 2 * 1  # 2 SMs x one 256-thread block each
+    kernel.num_regs = 64
+    assert backend._max_blocks(kernel) == 2 * 4
+    assert cuda_fused.partials_blocks(20_000, backend._max_blocks(kernel)) == 8
+
+
+def test_work_is_queued_and_the_caller_is_ordered_after_it(backend):
+    """Right after run() the device work is still queued (the stand-in is asynchronous, as
+    a GPU is); synchronising only the caller's stream runs all of it, because the run
+    ordered the caller's stream after its own."""
+    X, y = nnbin.two_gaussians(n_per_class=100, seed=0)
+    p0 = nnbin.init_params(1, 4, seed=0)
+    cuda = backend._cupy.cuda
+    run = backend.run(p0, X, y, lr=1.0, steps=25, log_every=10)
+    assert cuda.pending() > 0 and np.isnan(np.asarray(run.params.W1)).all()
+    done(backend)
+    assert cuda.pending() == 0 and np.isfinite(np.asarray(run.params.W1)).all()
+
+
+def test_a_workspace_and_its_graphs_are_reused_across_runs(backend):
+    from nnbin_backends.cuda_driver import MAX_WORKSPACES
+
+    X, y = nnbin.two_gaussians(n_per_class=100, seed=0)
+    p0 = nnbin.init_params(1, 4, seed=0)
+    p1 = nnbin.init_params(1, 4, seed=1)
+    cuda = backend._cupy.cuda
+
+    def captures():
+        return [e[0] for e in cuda.log].count("begin capture")
+
+    first = backend.run(p0, X, y, lr=1.0, steps=25, log_every=10)
+    done(backend)
+    kept = [np.array(p) for p in first.params]
+    assert captures() == 2  # 9 steps (twice replayed) and a 4-step tail
+    other = backend.run(p1, X, y, lr=1.0, steps=25, log_every=10)  # new start, same data
+    done(backend)
+    assert captures() == 2 and len(backend._workspaces) == 1  # nothing captured anew
+    # what run 1 handed back is its own: run 2 reused the buffers, not those arrays
+    for a, b in zip(first.params, kept):
+        assert a.tobytes() == b.tobytes()
+    fresh = python_loop(p1, X, y, lr=1.0, steps=25, log_every=10)
+    for a, b in zip(other.params, fresh.params):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    again = backend.run(p0, X, y, lr=1.0, steps=25, log_every=10)
+    done(backend)
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(again.params, kept))
+    # another step size is another graph (lr is captured in it): a new workspace
+    backend.run(p0, X, y, lr=0.5, steps=25, log_every=10)
+    done(backend)
+    assert captures() == 4 and len(backend._workspaces) == 2
+    # a workspace in use (another thread's run) is not shared: a fresh one, not cached
+    (busy,) = [w for k, w in backend._workspaces._items.items() if k[8] == 1.0]
+    busy.lock.acquire()
+    try:
+        backend.run(p0, X, y, lr=1.0, steps=25, log_every=10)
+        done(backend)
+    finally:
+        busy.lock.release()
+    assert captures() == 6 and len(backend._workspaces) == 2
+    for lr in (0.1, 0.2, 0.3, 0.4):
+        backend.run(p0, X, y, lr=lr, steps=3, log_every=1)
+    done(backend)
+    assert len(backend._workspaces) == MAX_WORKSPACES
 
 
 # The conformance suite's fused-path checks, run against this stand-in: they pass on the
@@ -277,11 +449,11 @@ def emulated(backend):
             DeviceArray.forbidden = False
 
     backend.owns = lambda x: isinstance(x, np.ndarray)
-    backend.to_host = np.asarray
+    backend.to_host = lambda x: (done(backend), np.asarray(x))[1]  # asnumpy synchronises
     backend.asarray = lambda a, dtype, device=None: np.array(a, dtype=dtype)
     backend.dtypes = ("float32", "float64")
     backend.forbid_host_sync = forbid
-    backend.synchronize = lambda x: None
+    backend.synchronize = lambda x: done(backend)
     return backend
 
 
@@ -342,6 +514,7 @@ def test_torch_tensors_reach_the_fused_kernels_through_dlpack(bridged):
     X, y = torch.from_numpy(Xn), torch.from_numpy(yn)
     p0 = nnbin.init_params(1, 4, seed=4, backend="torch", dtype="float64")
     fused = tb.run(p0, X, y, lr=1.0, steps=12, log_every=5)
+    done(bridged[0])
     assert fused.loop.endswith("(through DLPack, no copies)")
     assert shared and all(shared)  # X, y and the parameters: views, never copies
     assert all(isinstance(p, torch.Tensor) and p.dtype == torch.float64 for p in fused.params)
@@ -354,6 +527,7 @@ def test_torch_tensors_reach_the_fused_kernels_through_dlpack(bridged):
                                rtol=1e-12)
     assert tb.fused_applies(p0, X)
     loss, grads = tb.fused_loss_and_grads(p0, X, y)
+    done(bridged[0])
     want_loss, want = nnbin.loss_and_grads(p0, X, y)
     assert isinstance(loss, torch.Tensor) and float(loss) == pytest.approx(float(want_loss))
     for a, b in zip(grads, want):
@@ -374,6 +548,7 @@ def test_jax_arrays_reach_the_fused_kernels_through_dlpack(bridged):
     X, y = jnp.asarray(Xn, jnp.float32), jnp.asarray(yn, jnp.float32)
     p0 = nnbin.init_params(1, 4, seed=5, backend="jax", dtype="float32")
     fused = jb.run(p0, X, y, lr=1.0, steps=12, log_every=5)
+    done(bridged[0])
     assert fused.loop.endswith("(through DLPack, no copies)") and all(shared)
     assert all(isinstance(p, jax.Array) and p.dtype == jnp.float32 for p in fused.params)
     core = jb.run(p0, X, y, lr=1.0, steps=12, log_every=5, fused=False)
@@ -411,6 +586,7 @@ def test_labels_and_parameters_of_another_float_type_are_read_as_x_s(backend):
     run = backend.run(p32, X.astype("float32"), y, lr=1.0, steps=3, log_every=1)  # y float64
     want = backend.run(p32, X.astype("float32"), y.astype("float32"), lr=1.0, steps=3,
                        log_every=1)
+    done(backend)
     assert run.history == want.history
     assert all(a.dtype == np.float32 and a.tobytes() == b.tobytes()
                for a, b in zip(run.params, want.params))

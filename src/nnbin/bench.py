@@ -25,6 +25,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -242,32 +243,105 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def _loaded_backends(names: Sequence[str]) -> list[Any]:
+    """The backends among ``names`` that are already loaded (nothing is imported here)."""
+    from .backend import _cache
+
+    return [_cache[n] for n in names if n in _cache]
+
+
+def _out_of_memory(exc: BaseException, libraries: list[Any]) -> bool:
+    """Whether ``exc`` is a failed allocation, as any loaded library reports one (the
+    backends' optional ``out_of_memory`` hook: CuPy's OutOfMemoryError, PyTorch's, XLA's
+    RESOURCE_EXHAUSTED)."""
+    if isinstance(exc, MemoryError):
+        return True
+    return any(getattr(be, "out_of_memory", lambda e: False)(exc) for be in libraries)
+
+
+def _release_memory(libraries: list[Any]) -> None:
+    """Free each library's cached device memory between cells (the optional
+    ``release_memory`` hook), so one cell's pool does not starve the next."""
+    import gc
+
+    gc.collect()
+    for be in libraries:
+        release = getattr(be, "release_memory", None)
+        if release is not None:
+            with contextlib.suppress(Exception):
+                release()
+
+
+def _guarded(make: Callable[[], Cell], name: str, n: int, dtype: str, steps: int,
+             need_nh: float, libraries: Callable[[], list[Any]]) -> Cell:
+    """One cell; a device out-of-memory error of any library becomes a skipped cell that
+    says how much memory the cell asked for, and nnbin's own errors a skipped cell too."""
+    oom = ""
+    try:
+        return make()
+    except NnbinError as exc:
+        return Cell(name, n, dtype, steps, skipped=str(exc))
+    except Exception as exc:
+        if not _out_of_memory(exc, libraries()):
+            raise
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        oom = (f"out of device memory (~{need_nh * _nh_bytes(n, dtype) / 2**30:.1f} GiB "
+               f"asked for: data and {need_nh - 1:g} (N, H) arrays): "
+               f"{type(exc).__name__}: {first}")
+    finally:
+        _release_memory(libraries())
+    return Cell(name, n, dtype, steps, skipped=oom)
+
+
 def run_bench(backends: Sequence[str], sizes: Sequence[int], dtypes: Sequence[str],
               steps: int | None, repeats: int, baselines: Sequence[str],
-              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+              progress: Callable[[str], None] | None = None,
+              on_cell: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Time every cell. ``on_cell(report)`` gets the report so far after each cell (the
+    command line rewrites its JSON then, so a run cut short keeps what it measured)."""
     cells: list[Cell] = []
+    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    info = machine()
+    everything = [*backends, *(_BASELINE_PACKAGES[b] for b in baselines)]
+
+    def report() -> dict[str, Any]:
+        return {"date": started, "machine": info, "repeats": repeats,
+                "cells": [asdict(c) | _derived(c, cells) for c in cells]}
+
+    def add(cell: Cell) -> None:
+        cells.append(cell)
+        if progress:
+            progress(_line(cell))
+        if on_cell:
+            on_cell(report())
+
+    def loaded() -> list[Any]:
+        return _loaded_backends(everything)
+
+    for name in baselines:  # their libraries' hooks recognise their out-of-memory errors
+        package = _BASELINE_PACKAGES[name]
+        if package != "numpy" and is_installed(package):
+            with contextlib.suppress(NnbinError):
+                get_backend(package)
+
     for n in sizes:
         s = steps or default_steps(n)
         for dtype in dtypes:
             for name in baselines:
-                cells.append(_time_baseline(name, n, dtype, s, repeats))
-                if progress:
-                    progress(_line(cells[-1]))
+                add(_guarded(partial(_time_baseline, name, n, dtype, s, repeats),
+                             f"baseline:{name}", n, dtype, s, 7.0, loaded))
             for name in backends:
                 try:  # has_fused depends on the machine (torch, jax: CUDA and cupy)
-                    fusable = get_backend(name).has_fused
+                    be = get_backend(name)
+                    fusable, need = be.has_fused, be.memory_nh + 1
                 except NnbinError:
-                    fusable = False
+                    fusable, need = False, 5.0
                 paths: list[bool | None] = [None, False] if fusable else [None]
                 for fused in paths:
-                    try:
-                        cells.append(_time_backend(name, n, dtype, s, repeats, fused))
-                    except NnbinError as exc:
-                        cells.append(Cell(f"nnbin:{name}", n, dtype, s, skipped=str(exc)))
-                    if progress:
-                        progress(_line(cells[-1]))
-    return {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(),
-            "repeats": repeats, "cells": [asdict(c) | _derived(c, cells) for c in cells]}
+                    label = f"nnbin:{name}" + ("-core" if fused is False else "")
+                    add(_guarded(partial(_time_backend, name, n, dtype, s, repeats, fused),
+                                 label, n, dtype, s, need, loaded))
+    return report()
 
 
 def _derived(c: Cell, cells: list[Cell]) -> dict[str, Any]:

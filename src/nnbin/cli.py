@@ -331,13 +331,16 @@ def _bench(args: argparse.Namespace) -> int:
     sizes = _csv(args.sizes, "sizes", int)
     if any(n < 2 for n in sizes):
         raise ValueError("--sizes: every N must be >= 2")
-    report = bench.run_bench(backends, sizes, dtypes, args.steps,
-                             args.repeats, baselines,
-                             progress=lambda line: print(line, file=sys.stderr, flush=True))
+    json_path = args.json
+    report = bench.run_bench(
+        backends, sizes, dtypes, args.steps, args.repeats, baselines,
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+        # rewritten after every cell: a run cut short keeps what it measured
+        on_cell=(lambda r: bench.write_json(r, json_path)) if json_path else None)
     print(bench.table(report, markdown=args.markdown))
-    if args.json:
-        bench.write_json(report, args.json)
-        print(f"raw timings written to {args.json}")
+    if json_path:
+        bench.write_json(report, json_path)
+        print(f"raw timings written to {json_path}")
     if args.plot:
         bench.plot(report, args.plot)
         print(f"figure written to {args.plot}")

@@ -195,15 +195,15 @@ def _run_together(jobs: list[Job], env: dict[str, str], cap: float
         for job in jobs:
             log = stack.enter_context(tempfile.TemporaryFile())
             try:
-                proc = subprocess.Popen(job.cmd, stdout=log, stderr=subprocess.STDOUT,
-                                        env={**env, **job.env})
-                started.append((proc, log, ""))
+                started.append((subprocess.Popen(job.cmd, stdout=log, stderr=subprocess.STDOUT,
+                                                 env={**env, **job.env}), log, ""))
             except OSError as exc:  # the program is not there (nvidia-smi without a driver)
                 started.append((None, log, str(exc)))
-        for proc, log, error in started:
-            if proc is None:
+        for maybe, log, error in started:
+            if maybe is None:
                 results.append((127, error, 0.0))
                 continue
+            proc = maybe
             note = ""
             try:
                 proc.wait(timeout=max(0.0, cap - (time.perf_counter() - t0)))
@@ -241,8 +241,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only the jobs whose title contains TEXT (repeatable); "
                              "'the GPU' always runs")
     parser.add_argument("--assume", default=None, metavar="BACKENDS",
-                        help="with --plan: plan for these GPU backends (comma-separated) "
-                             "instead of looking for GPUs")
+                        help="take these backends (comma-separated) as the GPU ones instead "
+                             "of looking: to see the plan of another machine, or to try the "
+                             "check's flow on a machine without a GPU")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     start = time.perf_counter()
     env = child_env()
