@@ -294,3 +294,20 @@ def test_a_truncated_model_is_not_mistaken_for_a_pickle(workdir):
     path.write_bytes(st.pack("<Q", 0x0280) + b"{" + b" " * 20)
     with pytest.raises(nnbin.ModelFileError, match="truncated"):
         nnbin.load(path)
+
+
+def test_every_exception_nnbin_exports_lives_in_errors_under_nnbinerror():
+    import inspect
+
+    from nnbin import errors
+
+    exported = [getattr(nnbin, n) for n in nnbin.__all__]
+    classes = [c for c in exported if inspect.isclass(c) and issubclass(c, BaseException)]
+    assert {c.__name__ for c in classes} >= {
+        "NnbinError", "DataFileError", "ModelFileError", "InvalidInputError",
+        "UnknownBackendError", "BackendUnavailableError", "TrainingDivergedError",
+        "MixedArraysError"}
+    for cls in classes:
+        assert cls.__module__ == errors.__name__ and issubclass(cls, errors.NnbinError), cls
+    for cls in (nnbin.DataFileError, nnbin.ModelFileError, nnbin.InvalidInputError):
+        assert issubclass(cls, ValueError)

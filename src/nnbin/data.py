@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import DataFileError, NnbinError
+
 
 def two_gaussians(
     n_per_class: int = 10_000,
@@ -29,10 +31,6 @@ def two_gaussians(
     return X[order], y[order]
 
 
-class DataFileError(ValueError):
-    """A data file nnbin cannot read; the message says why and what to do."""
-
-
 LABEL_NAMES = ("label", "y", "target", "class")
 
 
@@ -47,7 +45,6 @@ def load_data(path: str, label: str | None = None, *, require_labels: bool = Tru
     """
     import os
 
-    from .errors import NnbinError
 
     if not os.path.exists(path):
         raise DataFileError(f"data file {path} does not exist")
@@ -75,7 +72,7 @@ def load_data(path: str, label: str | None = None, *, require_labels: bool = Tru
                 raise DataFileError(f"{path}: no array 'y' with the labels")
             return _checked(path, X, y, [f"x{i}" for i in range(X.shape[1])])
         return _read_csv(path, label, require_labels)
-    except (NnbinError, DataFileError):
+    except NnbinError:
         raise
     except (OSError, ValueError, EOFError) as exc:
         raise DataFileError(f"cannot read {path}: {exc}") from None

@@ -1,4 +1,5 @@
-"""The exceptions nnbin raises. Each carries one line that says what to do."""
+"""The exceptions nnbin raises, all here, all under NnbinError (each also the built-in
+exception that says what kind of problem it is). Each carries one line that says what to do."""
 
 from __future__ import annotations
 
@@ -28,3 +29,15 @@ class TrainingDivergedError(NnbinError, FloatingPointError):
 
 class MixedArraysError(NnbinError, TypeError):
     """Arrays from two libraries (or devices) were passed together; nnbin never copies silently."""
+
+
+class InvalidInputError(NnbinError, ValueError):
+    """An argument nnbin cannot train or predict on; the message says what to do."""
+
+
+class DataFileError(NnbinError, ValueError):
+    """A data file nnbin cannot read; the message says why and what to do."""
+
+
+class ModelFileError(NnbinError, ValueError):
+    """A model file that cannot be read as an nnbin model; the message says why."""

@@ -16,17 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from .errors import NnbinError
+from .errors import ModelFileError
 from .files import atomic_write
 from .model import Params
 
 FORMAT = "nnbin-model"
 FORMAT_VERSION = 1
 NAMES = ("W1", "b1", "W2", "b2")
-
-
-class ModelFileError(NnbinError, ValueError):
-    """A model file that cannot be read as an nnbin model; the message says why."""
 
 
 @dataclass

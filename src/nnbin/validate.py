@@ -13,11 +13,7 @@ from typing import Any
 
 import array_api_compat
 
-from .errors import MixedArraysError, NnbinError
-
-
-class InvalidInputError(NnbinError, ValueError):
-    """An argument nnbin cannot train or predict on; the message says what to do."""
+from .errors import InvalidInputError, MixedArraysError
 
 
 def _kind(a: Any) -> str:
