@@ -1,8 +1,14 @@
 """The suite must fail on a broken backprop: bugs planted in a copy of nnbin's own backward
-pass (its source, edited and executed as a new module) must each fail the gradient check."""
+pass must each fail the gradient check.
+
+A bug is planted in the module's syntax tree, not its text: the value assigned to one named
+variable in one named function is replaced (``ast``), so reformatting or re-commenting
+nnbin/backprop.py leaves every mutation site where it was. A site that is no longer there
+(renamed, removed) fails with a message saying which."""
 
 from __future__ import annotations
 
+import ast
 import inspect
 import types
 
@@ -12,27 +18,49 @@ import nnbin.backprop
 
 from .helpers import check_gradients, random_case
 
+# name -> (function, variable assigned there, the buggy expression assigned instead)
 MUTANTS = {
-    "drop the sigmoid-derivative factor": ("s = h * (1.0 - h)", "s = xp.ones_like(h)"),
-    "transpose the wrong operand": (
-        "dW1 = ((X * dz).T @ s) * w2_row", "dW1 = (s.T @ (X * dz)) * w2_row"),
-    "forget the 1/N": ("inv_n = 1.0 / n", "inv_n = 1.0"),
-    "flip the sign of dL/dz": ("dz = sigmoid(xp, z) - y", "dz = y - sigmoid(xp, z)"),
-    "drop W2 from the bias gradient": (
-        "db1 = ((dz.T @ s) * w2_row)[0, ...]", "db1 = (dz.T @ s)[0, ...]"),
+    "drop the sigmoid-derivative factor": ("_block_grads", "s", "xp.ones_like(h)"),
+    "transpose the wrong operand": ("_block_grads", "dW1", "(s.T @ (X * dz)) * w2_row"),
+    "forget the 1/N": ("value_and_grads", "inv_n", "1.0"),
+    "flip the sign of dL/dz": ("_block_grads", "dz", "y - sigmoid(xp, z)"),
+    "drop W2 from the bias gradient": ("_block_grads", "db1", "(dz.T @ s)[0, ...]"),
 }
 
 
-def mutant(old: str | None, new: str = "") -> types.ModuleType:
-    """A fresh module from nnbin/backprop.py's source with ``old`` replaced by ``new``."""
-    source = inspect.getsource(nnbin.backprop)
-    if old is not None:
-        assert source.count(old) == 1, f"the mutation site {old!r} is not in nnbin/backprop.py"
-        source = source.replace(old, new)
+class _Plant(ast.NodeTransformer):
+    """Replaces the value of ``variable = ...`` inside ``function``; counts the sites."""
+
+    def __init__(self, function: str, variable: str, expression: str) -> None:
+        self.function, self.variable = function, variable
+        self.value = ast.parse(expression, mode="eval").body
+        self.inside, self.sites = False, 0
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        outer, self.inside = self.inside, node.name == self.function
+        self.generic_visit(node)
+        self.inside = outer
+        return node
+
+    def visit_Assign(self, node: ast.Assign) -> ast.AST:
+        names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+        if self.inside and names == [self.variable]:
+            self.sites += 1
+            node.value = self.value
+        return node
+
+
+def mutant(site: tuple[str, str, str] | None = None) -> types.ModuleType:
+    """A fresh module from nnbin/backprop.py's syntax tree, with the bug ``site`` planted."""
+    tree = ast.parse(inspect.getsource(nnbin.backprop))
+    if site is not None:
+        plant = _Plant(*site)
+        tree = ast.fix_missing_locations(plant.visit(tree))
+        assert plant.sites == 1, (f"the mutation site {site[1]} = ... in {site[0]}() is "
+                                  f"not in nnbin/backprop.py once ({plant.sites} found)")
     module = types.ModuleType("nnbin._mutant", nnbin.backprop.__doc__)
     module.__dict__["__package__"] = "nnbin"
-    exec(compile(source, "<mutant of nnbin/backprop.py>", "exec"),
-         module.__dict__)
+    exec(compile(tree, "<mutant of nnbin/backprop.py>", "exec"), module.__dict__)
     return module
 
 
@@ -45,14 +73,26 @@ def _case(backend):
 
 def test_unmutated_copy_passes(backend):
     """The machinery itself is sound: an unedited copy passes the same check."""
-    check_gradients(_case(backend), mutant(None).loss_and_grads)
+    check_gradients(_case(backend), mutant().loss_and_grads)
 
 
 @pytest.mark.parametrize("name", list(MUTANTS))
 def test_planted_bug_is_caught(backend, name):
-    old, new = MUTANTS[name]
     with pytest.raises(AssertionError):
-        check_gradients(_case(backend), mutant(old, new).loss_and_grads)
+        check_gradients(_case(backend), mutant(MUTANTS[name]).loss_and_grads)
+
+
+def test_mutation_sites_survive_reformatting(monkeypatch):
+    """The same sites are found in a reformatted copy of the source (other line breaks,
+    spacing and comments): what a formatter does cannot disable a mutant."""
+    source = inspect.getsource(nnbin.backprop)
+    reformatted = ast.unparse(ast.parse(source))  # no comments, other spacing and breaks
+    assert reformatted != source
+    monkeypatch.setattr(inspect, "getsource", lambda module: reformatted)
+    for site in MUTANTS.values():
+        mutant(site)  # each found exactly once
+    with pytest.raises(AssertionError, match=r"not in nnbin/backprop\.py once"):
+        mutant(("_block_grads", "no_such_variable", "0"))
 
 
 # Bugs planted in the fused step's kernel source (backends with one: cupy), compiled and run
