@@ -9,8 +9,8 @@ The math (:mod:`nnbin.model`, :mod:`nnbin.loss`, :mod:`nnbin.backprop`) takes it
 namespace from its inputs; backends (``NNBIN_BACKEND``) only move data and run loops.
 """
 
+from .api import accuracy, forward, loss, loss_and_grads, predict_proba, step
 from .backend import Backend, available_names, backend_of, get_backend
-from .backprop import loss_and_grads, step
 from .data import DataFileError, load_data, two_gaussians
 from .errors import (
     BackendUnavailableError,
@@ -19,11 +19,10 @@ from .errors import (
     TrainingDivergedError,
     UnknownBackendError,
 )
-from .loss import loss
-from .model import Params, forward, init_params, predict_proba
+from .model import Params, init_params
 from .modelfile import Model, ModelFileError, load
 from .modelfile import save_result as save
-from .training import TrainResult, accuracy, train
+from .training import TrainResult, train
 from .validate import InvalidInputError
 
 __version__ = "0.1.0"

@@ -35,13 +35,97 @@ def hyperparameters(*, hidden: Any, lr: Any, steps: Any, log_every: Any) -> tupl
     hidden = whole("hidden", hidden, 1)
     steps = whole("steps", steps, 0)
     log_every = whole("log_every", log_every, 0)
+    return hidden, step_size(lr), steps, log_every
+
+
+def step_size(lr: Any, *, traced: bool = False) -> Any:
+    """A step size: a real, finite number > 0 (not a bool), as a Python float. With
+    ``traced``, a 0-d array of an array library (a tracer under ``jax.jit``) is passed on
+    as it is: reading its value would synchronise a device or break tracing."""
+    if traced and getattr(lr, "shape", None) == () and not isinstance(
+            lr, (int, float)) and type(lr).__module__.split(".")[0] != "numpy":
+        return lr
+    if isinstance(lr, (bool, str, bytes)) or getattr(lr, "shape", ()) != ():
+        raise InvalidInputError(f"lr must be a number, got {lr!r}")
     try:
-        lr = float(lr)
+        rate = float(lr)
     except (TypeError, ValueError):
         raise InvalidInputError(f"lr must be a number, got {lr!r}") from None
-    if not (math.isfinite(lr) and lr > 0):
-        raise InvalidInputError(f"lr must be a finite number > 0, got {lr}")
-    return hidden, lr, steps, log_every
+    if not (math.isfinite(rate) and rate > 0):
+        raise InvalidInputError(f"lr must be a finite number > 0, got {rate}")
+    return rate
+
+
+PARAM_SHAPES = ("(D, H)", "(H,)", "(H, 1)", "(1,)")
+
+
+def model_inputs(params: Any, X: Any, y: Any = None, *, block_rows: Any = None
+                 ) -> tuple[Any, Any, Any]:
+    """Check parameters, X and (if given) y for the public functions, by their shapes and
+    types only (nothing reads the values: no device synchronisation). Returns the
+    parameters as :class:`~nnbin.model.Params`, X, and y as (N, 1)."""
+    from .model import Params
+
+    if not isinstance(params, tuple) or len(params) != 4 or not all(
+            hasattr(p, "shape") and hasattr(p, "dtype") for p in params):
+        raise InvalidInputError(
+            "params must be nnbin.Params(W1, b1, W2, b2) (four arrays), as nnbin.init_params "
+            f"or a TrainResult's .params give; got {type(params).__name__}")
+    params = Params(*params)
+    for name, p in zip(Params._fields, params, strict=True):
+        _not_masked(p, name)
+    W1, b1, W2, b2 = params
+    if W1.ndim != 2:
+        raise InvalidInputError(f"W1 must have shape (D, H), got {tuple(W1.shape)}")
+    d, h = W1.shape
+    want = {"b1": (h,), "W2": (h, 1), "b2": (1,)}
+    for name, p in zip(("b1", "W2", "b2"), (b1, W2, b2), strict=True):
+        if tuple(p.shape) != want[name]:
+            raise InvalidInputError(
+                f"{name} must have shape {want[name]} for W1 of shape {tuple(W1.shape)}, got "
+                f"{tuple(p.shape)}: the parameters do not belong together")
+    if not hasattr(X, "shape") or not hasattr(X, "dtype"):
+        raise InvalidInputError(f"X must be an array, got {type(X).__name__}; "
+                                "use numpy.asarray(X)")
+    _not_masked(X, "X")
+    if X.ndim != 2:
+        hint = "; for one feature use X.reshape(-1, 1)" if X.ndim == 1 else ""
+        raise InvalidInputError(f"X must be 2-D (samples, features), got shape "
+                                f"{tuple(X.shape)}{hint}")
+    if X.shape[1] != d:
+        raise InvalidInputError(f"X has {X.shape[1]} features but the parameters take {d} "
+                                f"(W1 has shape {tuple(W1.shape)})")
+    if block_rows is not None and (isinstance(block_rows, bool) or not isinstance(
+            block_rows, int) or block_rows < 1):
+        raise InvalidInputError(f"block_rows must be None or a whole number >= 1, got "
+                                f"{block_rows!r}")
+    if y is not None:
+        if not hasattr(y, "shape") or not hasattr(y, "dtype"):
+            raise InvalidInputError(f"y must be an array, got {type(y).__name__}; "
+                                    "use numpy.asarray(y)")
+        _not_masked(y, "y")
+        same_library(X, y)
+        if y.ndim == 1:
+            y = array_api_compat.array_namespace(y).reshape(y, (-1, 1))
+        if y.ndim != 2 or y.shape[1] != 1:
+            raise InvalidInputError(f"y must have shape (N,) or (N, 1), got {tuple(y.shape)}")
+        if y.shape[0] != X.shape[0]:
+            raise InvalidInputError(f"X has {X.shape[0]} rows but y has {y.shape[0]}: one "
+                                    "label per sample")
+    for a, name in ((X, "X"), (y, "y")):
+        if a is not None:
+            xp = array_api_compat.array_namespace(a)
+            if not xp.isdtype(a.dtype, ("real floating", "integral", "bool")):
+                raise InvalidInputError(f"{name} has dtype {a.dtype}; nnbin needs real numbers "
+                                        "(float32 or float64)")
+    return params, X, y
+
+
+def _not_masked(a: Any, name: str) -> None:
+    if type(a).__module__.startswith("numpy.ma"):
+        raise InvalidInputError(
+            f"{name} is a masked array; nnbin would ignore its mask: drop the masked samples "
+            f"or fill them ({name}.filled(value)) first")
 
 
 def same_library(X: Any, y: Any) -> None:

@@ -1,0 +1,63 @@
+"""The public functions on parameters and data, each checking its arguments first.
+
+``nnbin.loss``, ``loss_and_grads``, ``step``, ``forward``, ``predict_proba`` and
+``accuracy`` validate what a user hands them — the parameters' shapes, X 2-D with the
+parameters' number of features, y of shape (N, 1) or (N,) (taken as (N, 1)) with one label
+per row, one library, no masked arrays, a finite step size — and then call the math
+(:mod:`nnbin.model`, :mod:`nnbin.loss`, :mod:`nnbin.backprop`), which checks nothing and is
+what the training loops call. No check reads the data's values, so none synchronises a GPU.
+A wrong shape is one :class:`~nnbin.InvalidInputError`, never a broadcast: y of shape (N,)
+against logits of shape (N, 1) would otherwise become an (N, N) array and a wrong number.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import backprop
+from . import loss as _loss
+from . import model as _model
+from .model import Array, Params
+from .validate import model_inputs, step_size
+
+
+def forward(params: Params, X: Array) -> Array:
+    """Output logits z = sigmoid(X W1 + b1) W2 + b2, shape (N, 1)."""
+    params, X, _ = model_inputs(params, X)
+    return _model.forward(params, X)
+
+
+def predict_proba(params: Params, X: Array) -> Array:
+    """P(y = 1 | x) = sigmoid(z), shape (N, 1)."""
+    params, X, _ = model_inputs(params, X)
+    return _model.predict_proba(params, X)
+
+
+def loss(params: Params, X: Array, y: Array) -> Array:
+    """Mean binary cross-entropy of the network on (X, y), a 0-d array."""
+    params, X, y = model_inputs(params, X, y)
+    return _loss.loss(params, X, y)
+
+
+def loss_and_grads(params: Params, X: Array, y: Array, *, block_rows: int | None = None
+                   ) -> tuple[Array, Params]:
+    """Mean binary cross-entropy (a 0-d array) and its gradient w.r.t. each parameter, a
+    :class:`~nnbin.model.Params` with the parameters' shapes."""
+    params, X, y = model_inputs(params, X, y, block_rows=block_rows)
+    return backprop.loss_and_grads(params, X, y, block_rows=block_rows)
+
+
+def step(params: Params, X: Array, y: Array, lr: Any = 1.0, *,
+         block_rows: int | None = None) -> Params:
+    """One full-batch gradient-descent step; returns new parameters."""
+    rate = step_size(lr, traced=True)
+    params, X, y = model_inputs(params, X, y, block_rows=block_rows)
+    return backprop.step(params, X, y, rate, block_rows=block_rows)
+
+
+def accuracy(params: Params, X: Array, y: Array) -> float:
+    """Fraction of samples whose predicted class (probability >= 0.5) equals the label."""
+    params, X, y = model_inputs(params, X, y)
+    xp = _model.namespace(X, y, *params)
+    pred = xp.astype(_model.forward(params, X) >= 0.0, y.dtype)
+    return float(xp.mean(xp.astype(pred == y, y.dtype)))
