@@ -235,7 +235,7 @@ CLI_CASES = {
     ".npy of the wrong shape": (["train", "--data", "flat.npy"], "expected a 2-D array"),
     "--save into a missing folder": (["train", "--steps", "2", "--n-per-class", "10",
                                       "--no-plot", "--save", "no/such/dir/m.safetensors"],
-                                     "No such file or directory"),
+                                     "the folder no/such/dir does not exist"),
     "predict: feature count mismatch": (["predict", "--model", "keep.safetensors", "--data",
                                          "two.csv"], "takes 1 feature(s) but two.csv has 2"),
 }
@@ -399,3 +399,209 @@ def test_step_refuses_a_bad_step_size_as_train_does(lr):
         nnbin.step(P0, X0, Y0, lr)
     with pytest.raises(nnbin.InvalidInputError, match="lr must be"):
         nnbin.train(X0, Y0, lr=lr, steps=1)
+
+
+# --- files nnbin writes: only regular files, never an input or another output, nothing
+# changed by a command that fails ------------------------------------------------------
+
+def _cli(argv, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err
+    return code, err
+
+
+def _tree(folder):
+    """Every entry under ``folder``: name -> (kind, bytes or link target, permission bits)."""
+    import os
+    import stat
+
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        st = os.lstat(p)
+        if stat.S_ISLNK(st.st_mode):
+            out[str(p)] = ("link", os.readlink(p), None)
+        elif stat.S_ISREG(st.st_mode):
+            out[str(p)] = ("file", p.read_bytes(), stat.S_IMODE(st.st_mode))
+        else:
+            out[str(p)] = ("other", stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode))
+    return out
+
+
+TRAIN = ["train", "--steps", "2", "--n-per-class", "10", "--hidden", "3"]
+
+
+@pytest.mark.parametrize("device", [(1, 3), (1, 5)], ids=["null", "zero"])
+@pytest.mark.parametrize("option", [["--save"], ["--plot"]])
+def test_train_never_replaces_a_device(device, option, workdir, capsys):
+    """As root, a write through os.replace would turn /dev/null into a regular file. The
+    test makes its own device node (the same as /dev/null or /dev/zero), so that a
+    regression replaces that one, not the machine's."""
+    import os
+    import stat
+
+    folder, _ = workdir
+    node = folder / "null"
+    try:
+        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(*device))
+    except PermissionError:
+        pytest.skip("making a device node needs root (and without root none can be replaced)")
+    before = os.stat(node)
+    argv = [*TRAIN, *option, str(node)] + (["--no-plot"] if option == ["--save"] else [])
+    code, err = _cli(argv, capsys)
+    assert code == 2 and f"{node} is a device: nnbin writes only regular files" in err
+    after = os.stat(node)
+    assert stat.S_ISCHR(after.st_mode) and after.st_ino == before.st_ino
+    assert not list(folder.glob(".nnbin-*"))
+
+
+def test_outputs_that_are_not_regular_files_are_refused(workdir, capsys):
+    import os
+
+    folder, _ = workdir
+    os.mkfifo("fifo")
+    os.mkdir("adir")
+    os.symlink("/dev/null", "to-null")
+    os.symlink("nowhere/at-all", "dangling")
+    before = _tree(folder)
+    cases = {
+        ("predict", "--out", "fifo"): "fifo is a FIFO",
+        ("predict", "--out", "adir"): "adir is a folder",
+        ("predict", "--out", "to-null"): "to-null (-> /dev/null) is a device",
+        ("predict", "--out", "dangling"): "dangling is a symbolic link to",
+        ("plot", "--out", "fifo"): "fifo is a FIFO",
+        ("plot", "--out", ""): "an output path is empty",
+    }
+    for (cmd, option, path), needle in cases.items():
+        extra = ["--model", "keep.safetensors"] + (
+            ["--data", "good.csv"] if cmd == "predict" else [])
+        code, err = _cli([cmd, *extra, option, path], capsys)
+        assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+    for option in ("--save", "--plot"):
+        code, err = _cli([*TRAIN, option, "fifo"], capsys)
+        assert code == 2 and "fifo is a FIFO" in err
+    code, err = _cli(["bench", "--backends", "numpy", "--sizes", "100", "--steps", "1",
+                      "--repeats", "1", "--baselines", "none", "--json", "adir"], capsys)
+    assert code == 2 and "adir is a folder" in err
+    assert _tree(folder) == before
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["train", "--data", "d.npz", "--save", "d.npz", "--no-plot"],
+     "--save d.npz would overwrite the input --data d.npz"),
+    (["train", "--data", "good.csv", "--plot", "./sub/../good.csv"],
+     "would overwrite the input --data good.csv"),
+    (["train", "--save", "m.safetensors", "--plot", "m.safetensors"],
+     "--plot m.safetensors and --save m.safetensors are the same file"),
+    (["train", "--save", "m.safetensors", "--plot", "link-to-m"],
+     "are the same file"),
+    (["predict", "--model", "keep.safetensors", "--data", "good.csv", "--out", "good.csv"],
+     "--out good.csv would overwrite the input --data good.csv"),
+    (["predict", "--model", "keep.safetensors", "--data", "good.csv", "--out",
+      "keep.safetensors"], "would overwrite the input --model keep.safetensors"),
+    (["plot", "--model", "keep.safetensors", "--out", "keep.safetensors"],
+     "would overwrite the input --model keep.safetensors"),
+    (["plot", "--model", "keep.safetensors", "--data", "good.csv", "--out", "link-to-good"],
+     "would overwrite the input --data good.csv"),
+])
+def test_no_command_overwrites_its_input_or_another_output(argv, needle, workdir, capsys):
+    import os
+
+    folder, _ = workdir
+    np.savez("d.npz", X=X0, y=Y0)
+    (folder / "m.safetensors").write_bytes(b"old model")
+    (folder / "sub").mkdir()
+    os.symlink("m.safetensors", "link-to-m")
+    os.symlink("good.csv", "link-to-good")
+    before = _tree(folder)
+    code, err = _cli(argv, capsys)
+    assert code == 2 and needle in err, err
+    assert _tree(folder) == before
+
+
+def test_a_failing_command_changes_nothing(workdir, capsys):
+    folder, _ = workdir
+    before = _tree(folder)
+    code, err = _cli([*TRAIN, "--save", "keep.safetensors", "--plot", "missing_dir/b.png"],
+                     capsys)
+    assert code == 2 and "the folder missing_dir does not exist" in err
+    assert _tree(folder) == before  # the model was not replaced before the plot failed
+
+
+def test_saving_over_a_file_keeps_its_permission_bits_and_writes_through_links(workdir,
+                                                                               capsys):
+    import os
+    import stat
+
+    folder, _ = workdir
+    os.chmod("keep.safetensors", 0o600)
+    old = (folder / "keep.safetensors").read_bytes()
+    code, _ = _cli([*TRAIN, "--seed", "5", "--no-plot", "--save", "keep.safetensors"], capsys)
+    assert code == 0 and (folder / "keep.safetensors").read_bytes() != old
+    assert stat.S_IMODE(os.stat("keep.safetensors").st_mode) == 0o600
+    os.symlink("keep.safetensors", "link.safetensors")
+    code, _ = _cli([*TRAIN, "--seed", "6", "--no-plot", "--save", "link.safetensors"], capsys)
+    assert code == 0 and os.path.islink("link.safetensors")  # the link stays a link
+    assert nnbin.load("keep.safetensors").hidden == 3
+    assert stat.S_IMODE(os.stat("keep.safetensors").st_mode) == 0o600
+    assert not list(folder.glob(".nnbin-*"))
+
+
+def test_predict_out_dash_is_standard_output(workdir, capsys):
+    folder, _ = workdir
+    before = _tree(folder)
+    code = main(["predict", "--model", "keep.safetensors", "--data", "good.csv", "--out", "-"])
+    out = capsys.readouterr().out
+    assert code == 0 and out.startswith("probability,label\n") and out.count("\n") == 101
+    assert _tree(folder) == before
+
+
+def test_sigterm_during_a_save_leaves_the_old_file_and_no_temporary(tmp_path):
+    """A save killed by SIGTERM part-way: the old file is intact, no .nnbin-*.tmp is left."""
+    import signal
+
+    target = tmp_path / "model.bin"
+    target.write_bytes(b"the old model")
+    code = (
+        "import os, signal, sys\n"
+        "from nnbin.files import atomic_write\n"
+        "def write(fh):\n"
+        "    fh.write(b'half of a new ')\n"
+        "    fh.flush()\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    fh.write(b'model')\n"
+        f"atomic_write({str(target)!r}, write)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode != 0 and "KeyboardInterrupt" in out.stderr
+    assert target.read_bytes() == b"the old model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.bin"]
+    before = signal.getsignal(signal.SIGTERM)  # and in this process the handler comes back
+    from nnbin.files import atomic_write
+
+    atomic_write(target, lambda fh: fh.write(b"new"))
+    assert signal.getsignal(signal.SIGTERM) is before and target.read_bytes() == b"new"
+
+
+def test_write_errors_name_the_path_given_not_a_temporary(tmp_path):
+    import os
+
+    from nnbin.files import atomic_write
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    os.chmod(ro, 0o500)
+    try:
+        if os.access(ro, os.W_OK):  # root ignores the bits: fail the write itself instead
+            def write(fh):
+                raise OSError(28, "No space left on device")
+        else:
+            def write(fh):
+                fh.write(b"x")
+        with pytest.raises(OSError) as info:
+            atomic_write(ro / "out.csv", write)
+        assert f"cannot write {ro / 'out.csv'}" in str(info.value)
+        assert ".nnbin-" not in str(info.value) and not list(ro.iterdir())
+    finally:
+        os.chmod(ro, 0o700)

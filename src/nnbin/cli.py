@@ -89,9 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--label", metavar="NAME",
                    help="the CSV label column (default: label/y/target/class, else the last)")
     t.add_argument("--save", metavar="MODEL", help="save the model (safetensors) to MODEL")
-    t.add_argument("--plot", default="boundary.png", metavar="FIGURE",
+    t.add_argument("--plot", default=None, metavar="FIGURE",
                    help="where to write the decision-boundary figure (boundary.png; "
-                   "drawn for one or two features)")
+                   "drawn for one or two features; needs nnbin[plot])")
     t.add_argument("--no-plot", action="store_true", help="do not draw the figure")
     t.add_argument("--data-parallel", type=_positive_int, metavar="K", default=None,
                    help="split the samples over K devices, parameters replicated (jax only)")
@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--data", required=True, metavar="FILE",
                     help="CSV with a header, .npy or .npz; a label column, if any, is ignored")
     pr.add_argument("--label", metavar="NAME", help="the CSV label column to leave out")
-    pr.add_argument("--out", metavar="FILE", help="CSV to write (default: standard output)")
+    pr.add_argument("--out", metavar="FILE",
+                    help="CSV to write (default, or '-': standard output)")
     pr.add_argument("--backend", help="backend to predict on (default: $NNBIN_BACKEND, numpy)")
 
     pl = sub.add_parser("plot", help="draw a saved model: boundary and loss curve",
@@ -192,8 +193,17 @@ class _Progress:
 
 def _train(args: argparse.Namespace) -> int:
     from .data import load_data, two_gaussians
+    from .files import check_outputs
     from .training import accuracy, train
 
+    plot_asked = args.plot is not None
+    figure = None if args.no_plot else (args.plot or "boundary.png")
+    if figure is not None and not _can_plot():
+        if plot_asked:
+            raise ValueError("--plot needs matplotlib and seaborn: pip install 'nnbin[plot]' "
+                             "(or leave out --plot)")
+        figure = None  # the default figure, without the plotting extra: a note at the end
+    check_outputs({"--save": args.save, "--plot": figure}, {"--data": args.data})
     be = get_backend(args.backend)
     if args.dtype:
         be.enable_dtype(args.dtype)  # the command line owns its process
@@ -220,20 +230,29 @@ def _train(args: argparse.Namespace) -> int:
 
         save_result(args.save, result)
         print(f"model saved to {args.save}")
-    if not args.no_plot and X.shape[1] <= 2:
+    if figure is None and not args.no_plot:
+        print("no figure: drawing it needs matplotlib and seaborn: pip install 'nnbin[plot]'",
+              file=sys.stderr)
+    if figure is not None and X.shape[1] <= 2:
         from .plot import boundary_figure
 
         cross = boundary_figure(
-            result.params, X, y, args.plot, backend=be,
+            result.params, X, y, figure, backend=be,
             title=f"nnbin: {args.steps} steps on {result.backend} ({result.dtype}), "
             f"final loss {result.final_loss:.3g}",
         )
         if X.shape[1] == 1:
             where = ", ".join(f"{c:.3f}" for c in cross) or "none in [-10, 10]"
-            print(f"decision boundary (p = 0.5) at x = {where}; figure written to {args.plot}")
+            print(f"decision boundary (p = 0.5) at x = {where}; figure written to {figure}")
         else:
-            print(f"figure written to {args.plot}")
+            print(f"figure written to {figure}")
     return 0
+
+
+def _can_plot() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("matplotlib", "seaborn"))
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -242,9 +261,13 @@ def _predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .data import load_data
+    from .files import check_outputs
     from .model import predict_proba
     from .modelfile import load
 
+    to_stdout = args.out in (None, "-")
+    check_outputs({"--out": None if to_stdout else args.out},
+                  {"--model": args.model, "--data": args.data})
     be = get_backend(args.backend)
     be.enable_dtype("float64")  # a float64 model must load as float64 (JAX: 64-bit mode)
     model = load(args.model, backend=be.name)
@@ -259,7 +282,7 @@ def _predict(args: argparse.Namespace) -> int:
     buf.write("probability,label\n")
     for v in p.astype(np.float64):
         buf.write(f"{v:.17g},{int(v >= 0.5)}\n")
-    if args.out:
+    if not to_stdout:
         from .files import atomic_write
 
         text = buf.getvalue().encode()
@@ -272,9 +295,13 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _plot(args: argparse.Namespace) -> int:
     from .data import load_data
+    from .files import check_outputs
     from .modelfile import load
     from .plot import boundary_figure
 
+    if not _can_plot():
+        raise ValueError("plot needs matplotlib and seaborn: pip install 'nnbin[plot]'")
+    check_outputs({"--out": args.out}, {"--model": args.model, "--data": args.data})
     be = get_backend(args.backend)
     be.enable_dtype("float64")  # a float64 model must load as float64 (JAX: 64-bit mode)
     model = load(args.model, backend=be.name)
@@ -332,6 +359,9 @@ def _bench(args: argparse.Namespace) -> int:
     if any(n < 2 for n in sizes):
         raise ValueError("--sizes: every N must be >= 2")
     json_path = args.json
+    from .files import check_outputs
+
+    check_outputs({"--json": json_path, "--plot": args.plot}, {})
     report = bench.run_bench(
         backends, sizes, dtypes, args.steps, args.repeats, baselines,
         progress=lambda line: print(line, file=sys.stderr, flush=True),
