@@ -605,3 +605,108 @@ def test_write_errors_name_the_path_given_not_a_temporary(tmp_path):
         assert ".nnbin-" not in str(info.value) and not list(ro.iterdir())
     finally:
         os.chmod(ro, 0o700)
+
+
+# --- files nnbin reads: regular files only, sizes checked before anything large is read ---
+
+def _model_bytes(meta_changes=None, header_changes=None, drop_meta=()):
+    """A valid nnbin model file's bytes, with its header edited."""
+    import io
+
+    buf = io.BytesIO()
+    path = "m.safetensors"
+    nnbin.save(path, nnbin.train(X0, Y0, hidden=3, steps=2))
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    for k in drop_meta:
+        header["__metadata__"].pop(k)
+    header["__metadata__"].update(meta_changes or {})
+    header.update(header_changes or {})
+    text = json.dumps(header).encode()
+    buf.write(len(text).to_bytes(8, "little") + text + raw[8 + n:])
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("case, edit, needle", [
+    ("metadata a list", dict(header_changes={"__metadata__": ["a"]}), "metadata must map"),
+    ("metadata with a number", dict(meta_changes={"hidden": 3}), "metadata must map"),
+    ("format version 1e400", dict(meta_changes={"format_version": "1e400"}),
+     "unreadable format version"),
+    ("hidden 0", dict(meta_changes={"hidden": "0"}), "impossible shapes"),
+    ("hidden missing", dict(drop_meta=("hidden",)), "n_features/hidden missing"),
+    ("dtype BF16 in metadata", dict(meta_changes={"dtype": "bfloat16"}), "unsupported dtype"),
+    ("settings a list", dict(meta_changes={"settings": "[1, 2]"}), "unreadable training"),
+    ("final loss 1e400 text", dict(meta_changes={"final_loss": '"big"'}),
+     "unreadable training"),
+    ("history of strings", dict(meta_changes={"history": '[["a", "b"]]'}),
+     "unreadable training"),
+    ("deeply nested settings", dict(meta_changes={"settings": "[" * 100_000 + "]" * 100_000}),
+     "unreadable training"),
+    ("a tensor beyond the file", dict(header_changes={
+        "W1": {"dtype": "F64", "shape": [1, 3], "data_offsets": [0, 10**12]}}),
+     "declares 1,000,000,000,000 bytes of tensors"),
+    ("a tensor without offsets", dict(header_changes={"W1": {"dtype": "F64"}}),
+     "no valid data_offsets"),
+])
+def test_malformed_model_metadata_is_one_model_file_error(case, edit, needle, tmp_path,
+                                                           monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(_model_bytes(**edit))
+    with pytest.raises(nnbin.ModelFileError, match=needle):
+        nnbin.load(bad)
+
+
+def test_inputs_that_are_not_regular_files_are_refused_at_once(workdir, capsys):
+    """A FIFO would hang, /dev/zero never ends: refused before reading, with one line."""
+    import os
+
+    folder, _ = workdir
+    os.mkfifo("fifo.csv")
+    os.symlink("/dev/zero", "zero.safetensors")
+    os.symlink("/dev/zero", "zero.npy")
+    code = ("import sys; from nnbin.cli import main; sys.exit(main(sys.argv[1:]))")
+    cases = {
+        ("train", "--data", "fifo.csv", "--no-plot"): "fifo.csv is a FIFO",
+        ("train", "--data", "zero.npy", "--no-plot"): "zero.npy is a device",
+        ("predict", "--model", "fifo.csv", "--data", "good.csv"): "fifo.csv is a FIFO",
+        ("predict", "--model", "zero.safetensors", "--data", "good.csv"): "is a device",
+        ("predict", "--model", "keep.safetensors", "--data", "fifo.csv"): "is a FIFO",
+        ("plot", "--model", "zero.safetensors", "--out", "x.png"): "is a device",
+    }
+    for argv, needle in cases.items():
+        out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True,
+                             text=True, timeout=60, cwd=folder,
+                             env={**os.environ, "NNBIN_BACKEND": ""})
+        assert out.returncode == 2 and needle in out.stderr, (argv, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    with pytest.raises(nnbin.ModelFileError, match="a folder"):
+        nnbin.load(folder)
+
+
+def test_declared_sizes_are_checked_before_allocating(tmp_path):
+    import tracemalloc
+
+    big = tmp_path / "big.npy"
+    with open(big, "wb") as fh:
+        np.lib.format.write_array_header_1_0(
+            fh, {"descr": "<f8", "fortran_order": False, "shape": (10**11, 2)})
+        fh.write(b"\0" * 64)
+    with pytest.raises(nnbin.DataFileError, match=r"declares shape \(100000000000, 2\)"):
+        nnbin.load_data(str(big))
+    zeros = tmp_path / "zeros.safetensors"  # 64 MiB of zeros: a header length of 0
+    with open(zeros, "wb") as fh:
+        fh.truncate(64 << 20)
+    huge = tmp_path / "huge.safetensors"  # a header length of 2**40
+    huge.write_bytes((1 << 40).to_bytes(8, "little") + b"{" + b" " * 1000)
+    tracemalloc.start()
+    try:
+        for path in (zeros, huge):
+            with pytest.raises(nnbin.ModelFileError):
+                nnbin.load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20  # neither file was read whole

@@ -45,12 +45,19 @@ def load_data(path: str, label: str | None = None, *, require_labels: bool = Tru
     """
     import os
 
+    from .files import input_size
 
-    if not os.path.exists(path):
-        raise DataFileError(f"data file {path} does not exist")
+    try:
+        size = input_size(path)
+    except FileNotFoundError:
+        raise DataFileError(f"data file {path} does not exist") from None
+    except OSError as exc:
+        raise DataFileError(str(exc) if exc.errno is None else
+                            f"cannot read {path}: {exc.strerror}") from None
     ext = os.path.splitext(path)[1].lower()
     try:
         if ext == ".npy":
+            _check_npy_size(path, size)
             arr = np.load(path, allow_pickle=False)
             if arr.ndim != 2 or arr.shape[1] < (2 if require_labels else 1):
                 raise DataFileError(f"{path}: expected a 2-D array with features and a last "
@@ -76,6 +83,26 @@ def load_data(path: str, label: str | None = None, *, require_labels: bool = Tru
         raise
     except (OSError, ValueError, EOFError) as exc:
         raise DataFileError(f"cannot read {path}: {exc}") from None
+
+
+def _check_npy_size(path: str, size: int) -> None:
+    """Refuse a .npy whose header declares more data than the file holds, before NumPy
+    allocates it (a 193-byte file can declare 1e11 rows)."""
+    with open(path, "rb") as fh:
+        try:
+            version = np.lib.format.read_magic(fh)
+            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read(fh, max_header_size=10_000)
+        except (ValueError, OSError, EOFError, SyntaxError) as exc:
+            raise DataFileError(f"{path} is not a readable .npy file ({exc})") from None
+        header = fh.tell()
+    if dtype.hasobject:
+        raise DataFileError(f"{path} holds Python objects; nnbin reads numbers only")
+    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if declared > size - header:
+        raise DataFileError(f"{path} declares shape {shape} of {dtype} ({declared:,} bytes) but "
+                            f"holds {size - header:,} bytes of data: truncated or corrupt")
 
 
 def _read_csv(path: str, label: str | None, require_labels: bool

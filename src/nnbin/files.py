@@ -10,6 +10,9 @@ Rules, for a tool that may run as root:
   SIGTERM) leaves the old file as it was and no temporary file behind;
 - an existing file keeps its permission bits; a new one gets 0666 less the umask;
 - errors name the path the user gave, never the temporary file.
+
+And every file nnbin reads is checked first to be a regular file (:func:`input_size`): a
+FIFO or a device given as an input would otherwise hang or never end.
 """
 
 from __future__ import annotations
@@ -79,6 +82,28 @@ def check_outputs(outputs: dict[str, str | None], inputs: dict[str, str | None])
             raise UnsafeOutputError(f"{here} and {taken[target]} are the same file: give "
                                     "each output its own name")
         taken[target] = here
+
+
+class UnsafeInputError(OSError):
+    """An input path nnbin will not read (not a regular file); the message says why."""
+
+
+def input_size(path: str | os.PathLike[str]) -> int:
+    """The size of the regular file ``path`` (through links), checked without blocking: a
+    FIFO, a device (``/dev/zero``), a socket or a folder is refused at once (reading one
+    would hang or never end). Raises UnsafeInputError, or FileNotFoundError."""
+    name = os.fspath(path)
+    fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK)  # opening a FIFO does not wait
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a folder" if stat.S_ISDIR(st.st_mode) else
+                "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else
+                "a FIFO" if stat.S_ISFIFO(st.st_mode) else "not a regular file")
+        raise UnsafeInputError(f"{name} is {kind}: nnbin reads only regular files")
+    return int(st.st_size)
 
 
 @contextlib.contextmanager

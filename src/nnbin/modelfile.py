@@ -74,11 +74,7 @@ def load(path: str | os.PathLike[str], backend: str | None = None) -> Model:
     from .backend import get_backend
 
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except OSError as exc:
-        raise ModelFileError(f"cannot read model file {path}: {exc.strerror or exc}") from None
+    raw = _read_checked(path)
     arrays, meta = _parse(raw, path)
     be = get_backend(backend)
     dtype = meta["dtype"]
@@ -90,10 +86,61 @@ def load(path: str | os.PathLike[str], backend: str | None = None) -> Model:
         history = [(int(s), float(v)) for s, v in json.loads(meta.get("history", "[]"))]
         settings = json.loads(meta.get("settings", "{}"))
         final = json.loads(meta.get("final_loss", "null"))
-    except (ValueError, TypeError) as exc:
+        if not isinstance(settings, dict) or not (
+                final is None or (isinstance(final, (int, float)) and not isinstance(final, bool))):
+            raise TypeError("settings must be an object and final_loss a number")
+        final = None if final is None else float(final)
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise ModelFileError(f"{path}: unreadable training metadata ({exc})") from None
-    return Model(params, dtype, meta.get("backend", ""), settings,
-                 None if final is None else float(final), history, meta.get("nnbin_version", ""))
+    return Model(params, dtype, meta.get("backend", ""), settings, final, history,
+                 meta.get("nnbin_version", ""))
+
+
+MAX_HEADER = 1 << 20  # bytes of JSON header a model file may have (an nnbin model: ~2 KB)
+
+
+def _read_checked(path: str) -> bytes:
+    """The bytes of a model file, read only after its header has been checked: a regular
+    file (never a FIFO or a device), a header of at most MAX_HEADER bytes within the file,
+    tensors that fit in the file as declared. A file of zeros or one that declares more
+    than it holds is refused before anything large is read."""
+    from .files import input_size
+
+    try:
+        size = input_size(path)
+        with open(path, "rb") as fh:
+            first = fh.read(8)
+            header_len = int.from_bytes(first, "little") if len(first) == 8 else 0
+            if not (1 < header_len <= min(MAX_HEADER, size - 8)):
+                return first + fh.read(64)  # enough for _parse to say what it is
+            header = fh.read(header_len)
+            _declared_fits(header, size - 8 - header_len, path)
+            return first + header + fh.read()
+    except OSError as exc:
+        raise ModelFileError(f"cannot read model file {path}: "
+                             f"{exc.strerror or exc}") from None
+
+
+def _declared_fits(header: bytes, data_bytes: int, path: str) -> None:
+    """The header's tensors end within the file's data (checked before reading it)."""
+    try:
+        parsed = json.loads(header)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return  # _parse reports a corrupted header
+    if not isinstance(parsed, dict):
+        return
+    end = 0
+    for name, entry in parsed.items():
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(
+                isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets)):
+            raise ModelFileError(f"{path}: tensor {name!r} has no valid data_offsets")
+        end = max(end, offsets[1])
+    if end > data_bytes:
+        raise ModelFileError(f"{path} declares {end:,} bytes of tensors but holds "
+                             f"{data_bytes:,}: truncated or corrupt")
 
 
 def _parse(raw: bytes, path: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -109,16 +156,18 @@ def _parse(raw: bytes, path: str) -> tuple[dict[str, np.ndarray], dict[str, str]
         raise ModelFileError(f"{path} is not a safetensors file, or it is truncated")
     try:
         header = json.loads(raw[8:8 + header_len])
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ModelFileError(f"{path} has a corrupted safetensors header") from None
     if not isinstance(header, dict):
         raise ModelFileError(f"{path} has a corrupted safetensors header")
     meta = header.get("__metadata__") or {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise ModelFileError(f"{path}: its metadata must map names to strings")
     if meta.get("format") != FORMAT:
         raise ModelFileError(f"{path} is a safetensors file but not an nnbin model")
     try:
         version = int(meta.get("format_version", ""))
-    except ValueError:
+    except (ValueError, OverflowError):
         raise ModelFileError(f"{path}: unreadable format version") from None
     if version > FORMAT_VERSION:
         raise ModelFileError(f"{path} was written by a newer nnbin (model format {version}; "
@@ -137,8 +186,11 @@ def _parse(raw: bytes, path: str) -> tuple[dict[str, np.ndarray], dict[str, str]
         raise ModelFileError(f"{path}: unsupported dtype {dtype!r} in metadata")
     try:
         d, h = int(meta["n_features"]), int(meta["hidden"])
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, OverflowError):
         raise ModelFileError(f"{path}: n_features/hidden missing from metadata") from None
+    if d < 1 or h < 1:
+        raise ModelFileError(f"{path}: impossible shapes in metadata (n_features={d}, "
+                             f"hidden={h}; both must be >= 1)")
     want = {"W1": (d, h), "b1": (h,), "W2": (h, 1), "b2": (1,)}
     for n in NAMES:
         a = arrays[n]
