@@ -710,3 +710,21 @@ def test_declared_sizes_are_checked_before_allocating(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 4 << 20  # neither file was read whole
+
+
+def test_hyperparameters_take_numpy_integers_and_refuse_bools_alike(tmp_path):
+    result = nnbin.train(X0, Y0, hidden=np.int64(3), steps=np.int32(5), seed=np.int64(3),
+                         log_every=np.uint8(2), lr=np.float32(0.5))
+    assert result.params.W1.shape == (1, 3) and result.settings["seed"] == 3
+    assert type(result.settings["seed"]) is int
+    nnbin.save(tmp_path / "m.safetensors", result)  # saveable: plain Python numbers
+    assert nnbin.load(tmp_path / "m.safetensors").settings["seed"] == 3
+    for name in ("hidden", "steps", "log_every", "seed"):
+        for bad in (True, np.bool_(True), 2.0, "3", None, np.float64(2.0)):
+            with pytest.raises(nnbin.InvalidInputError, match=f"{name} must be a whole"):
+                nnbin.train(X0, Y0, **{name: bad})
+    with pytest.raises(nnbin.InvalidInputError, match="seed must be >= 0"):
+        nnbin.train(X0, Y0, seed=-1)
+    for bad in (True, np.bool_(True), "0.5"):
+        with pytest.raises(nnbin.InvalidInputError, match="lr must be"):
+            nnbin.train(X0, Y0, lr=bad)

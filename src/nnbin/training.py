@@ -169,8 +169,8 @@ def train(
     """
     from . import validate
 
-    hidden, lr, steps, log_every = validate.hyperparameters(
-        hidden=hidden, lr=lr, steps=steps, log_every=log_every)
+    hidden, lr, steps, log_every, seed = validate.hyperparameters(
+        hidden=hidden, lr=lr, steps=steps, log_every=log_every, seed=seed)
     X, y = validate.training_data(X, y)
     be, X, y, dtype = _prepare(X, y, backend, dtype)
     params = init_params(X.shape[1], hidden, seed, dtype=dtype, backend=be.name,

@@ -20,22 +20,26 @@ def _kind(a: Any) -> str:
     return f"{type(a).__module__.split('.')[0]}.{type(a).__qualname__}"
 
 
-def hyperparameters(*, hidden: Any, lr: Any, steps: Any, log_every: Any) -> tuple[int, float,
-                                                                                 int, int]:
-    """hidden >= 1, lr > 0 and finite, steps >= 0, log_every >= 0, as Python numbers."""
-    def whole(name: str, v: Any, least: int) -> int:
-        if isinstance(v, bool) or (not isinstance(v, int) and not (
-                hasattr(v, "__index__") and not hasattr(v, "shape"))):
-            raise InvalidInputError(f"{name} must be a whole number >= {least}, got {v!r}")
-        v = int(v)
-        if v < least:
-            raise InvalidInputError(f"{name} must be >= {least}, got {v}")
-        return v
+def whole_number(name: str, v: Any, least: int) -> int:
+    """``v`` as a Python int >= ``least``: a Python or NumPy integer (np.int64(4) works),
+    never a bool, a float or a string."""
+    import numbers
 
-    hidden = whole("hidden", hidden, 1)
-    steps = whole("steps", steps, 0)
-    log_every = whole("log_every", log_every, 0)
-    return hidden, step_size(lr), steps, log_every
+    if isinstance(v, bool) or type(v).__name__ in ("bool_", "bool") or not isinstance(
+            v, numbers.Integral):
+        raise InvalidInputError(f"{name} must be a whole number >= {least}, got {v!r}")
+    v = int(v)
+    if v < least:
+        raise InvalidInputError(f"{name} must be >= {least}, got {v}")
+    return v
+
+
+def hyperparameters(*, hidden: Any, lr: Any, steps: Any, log_every: Any, seed: Any = 0
+                    ) -> tuple[int, float, int, int, int]:
+    """hidden >= 1, lr > 0 and finite, steps >= 0, log_every >= 0, seed >= 0, as Python
+    numbers (so that they can be saved with a model)."""
+    return (whole_number("hidden", hidden, 1), step_size(lr), whole_number("steps", steps, 0),
+            whole_number("log_every", log_every, 0), whole_number("seed", seed, 0))
 
 
 def step_size(lr: Any, *, traced: bool = False) -> Any:
@@ -45,7 +49,8 @@ def step_size(lr: Any, *, traced: bool = False) -> Any:
     if traced and getattr(lr, "shape", None) == () and not isinstance(
             lr, (int, float)) and type(lr).__module__.split(".")[0] != "numpy":
         return lr
-    if isinstance(lr, (bool, str, bytes)) or getattr(lr, "shape", ()) != ():
+    if isinstance(lr, (bool, str, bytes)) or type(lr).__name__ in ("bool_", "bool") or \
+            getattr(lr, "shape", ()) != ():
         raise InvalidInputError(f"lr must be a number, got {lr!r}")
     try:
         rate = float(lr)
