@@ -31,6 +31,13 @@ class UnsafeOutputError(OSError):
     """An output path nnbin will not write (not a regular file); the message says why."""
 
 
+def _kind(mode: int) -> str:
+    """What a path that is not a regular file is, for an error message."""
+    return ("a folder" if stat.S_ISDIR(mode) else
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else
+            "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file")
+
+
 def output_target(path: str | os.PathLike[str]) -> str:
     """The regular file that writing ``path`` replaces (``path`` itself, or where its
     symbolic links lead), checked: its folder exists, and it is a regular file or absent.
@@ -47,9 +54,7 @@ def output_target(path: str | os.PathLike[str]) -> str:
     except FileNotFoundError:
         st = None
     if st is not None and not stat.S_ISREG(st.st_mode):
-        kind = ("a folder" if stat.S_ISDIR(st.st_mode) else
-                "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else
-                "a FIFO" if stat.S_ISFIFO(st.st_mode) else "not a regular file")
+        kind = _kind(st.st_mode)
         where = name if target == os.path.abspath(name) else f"{name} (-> {target})"
         raise UnsafeOutputError(f"{where} is {kind}: nnbin writes only regular files; "
                                 "give a file name")
@@ -99,10 +104,7 @@ def input_size(path: str | os.PathLike[str]) -> int:
     finally:
         os.close(fd)
     if not stat.S_ISREG(st.st_mode):
-        kind = ("a folder" if stat.S_ISDIR(st.st_mode) else
-                "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else
-                "a FIFO" if stat.S_ISFIFO(st.st_mode) else "not a regular file")
-        raise UnsafeInputError(f"{name} is {kind}: nnbin reads only regular files")
+        raise UnsafeInputError(f"{name} is {_kind(st.st_mode)}: nnbin reads only regular files")
     return int(st.st_size)
 
 
