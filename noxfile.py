@@ -50,7 +50,9 @@ def conformance(session: nox.Session, backend: str) -> None:
 
 @nox.session
 def slow(session: nox.Session) -> None:
-    """The long checks left out of the default run (a 100,000-step seed job)."""
+    """The long checks left out of the default run (today one: the 100,000-step seed job on
+    numpy). A slow test that needs another library adds its extra here, so none is
+    skipped for a missing package."""
     _install(session, "test")
     session.run("pytest", "-m", "slow", "tests", *session.posargs, env={"NNBIN_BACKEND": ""})
 

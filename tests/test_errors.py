@@ -728,3 +728,44 @@ def test_hyperparameters_take_numpy_integers_and_refuse_bools_alike(tmp_path):
     for bad in (True, np.bool_(True), "0.5"):
         with pytest.raises(nnbin.InvalidInputError, match="lr must be"):
             nnbin.train(X0, Y0, lr=bad)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["bench", "--sizes", "inf"], "--sizes: expected comma-separated whole numbers, got 'inf'"),
+    (["bench", "--sizes", "2.7"], "got '2.7'"),
+    (["bench", "--sizes", "nan,100"], "got 'nan,100'"),
+    (["bench", "--steps", str(2**32)], "must be <= 2,147,483,647"),
+    (["train", "--steps", str(2**31)], "must be <= 2,147,483,647"),
+    (["train", "--log-every", str(2**40)], "must be <= 2,147,483,647"),
+    (["train", "--save", ""], "an output path is empty"),
+    (["train", "--label", "y"], "--label names a column of --data"),
+    (["plot", "--model", "keep.safetensors", "--out", "p.png", "--label", "y"],
+     "--label names a column of --data"),
+])
+def test_more_bad_arguments_are_one_line_and_exit_2(argv, needle, workdir, capsys):
+    _, snapshot = workdir
+    before = snapshot()
+    code, err = _cli(argv, capsys)
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+    assert snapshot() == before
+
+
+def test_steps_beyond_32_bit_counters_are_refused_by_the_api():
+    with pytest.raises(nnbin.InvalidInputError, match=r"<= 2,147,483,647"):
+        nnbin.train(X0, Y0, steps=2**32)
+
+
+def test_a_dollar_in_a_file_name_does_not_break_the_figure_title(workdir, capsys):
+    import shutil
+
+    folder, _ = workdir
+    shutil.copy("keep.safetensors", "a$b_c$$d.safetensors")
+    code = main(["plot", "--model", "a$b_c$$d.safetensors", "--out", "fig_$1.png"])
+    assert code == 0 and (folder / "fig_$1.png").stat().st_size > 1000
+
+
+def test_backends_marks_the_selected_backend_whatever_its_case(monkeypatch, capsys):
+    monkeypatch.setenv("NNBIN_BACKEND", "NumPy")
+    assert main(["backends"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert any(r.startswith("*numpy") for r in rows), rows

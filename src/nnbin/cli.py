@@ -12,9 +12,10 @@ from . import __version__
 from .backend import ENV_VAR, available_names, backend_class, get_backend, is_installed
 from .bench import BASELINES
 from .errors import NnbinError
+from .validate import MAX_STEPS
 
 
-def _int_at_least(least: int) -> Callable[[str], int]:
+def _int_at_least(least: int, most: int | None = None) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -22,6 +23,8 @@ def _int_at_least(least: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
         if value < least:
             raise argparse.ArgumentTypeError(f"must be >= {least}, got {value}")
+        if most is not None and value > most:
+            raise argparse.ArgumentTypeError(f"must be <= {most:,}, got {value:,}")
         return value
 
     return parse
@@ -29,6 +32,7 @@ def _int_at_least(least: int) -> Callable[[str], int]:
 
 _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
+_step_count = _int_at_least(0, MAX_STEPS)
 
 
 def _positive_float(text: str) -> float:
@@ -75,9 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="working dtype (default: the backend's, float64 for numpy)")
     t.add_argument("--hidden", type=_positive_int, default=32, help="hidden units (32)")
     t.add_argument("--lr", type=_positive_float, default=1.0, help="step size (1.0)")
-    t.add_argument("--steps", type=_non_negative_int, default=1000,
+    t.add_argument("--steps", type=_step_count, default=1000,
                    help="full-batch steps (1000)")
-    t.add_argument("--log-every", type=_non_negative_int, default=100,
+    t.add_argument("--log-every", type=_step_count, default=100,
                    help="print the loss every this many steps; 0: never (100)")
     t.add_argument("--seed", type=_non_negative_int, default=0,
                    help="seed of the data and the initial weights (0)")
@@ -106,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "FILE as CSV (columns: probability,label), to --out or stdout.")
     pr.add_argument("--model", required=True, help="a model file saved by nnbin train --save")
     pr.add_argument("--data", required=True, metavar="FILE",
-                    help="CSV with a header, .npy or .npz; a label column, if any, is ignored")
+                    help="CSV with a header, .npy or .npz; a label column (--label, else one "
+                    "named label/y/target/class) is left out; every column must be numeric")
     pr.add_argument("--label", metavar="NAME", help="the CSV label column to leave out")
     pr.add_argument("--out", metavar="FILE",
                     help="CSV to write (default, or '-': standard output)")
@@ -137,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--sizes", default="20000,2000000,20000000",
                        help="comma-separated N (20000,2000000,20000000)")
     bench.add_argument("--dtypes", default="float32,float64", help="(float32,float64)")
-    bench.add_argument("--steps", type=_positive_int, default=None,
+    bench.add_argument("--steps", type=_int_at_least(1, MAX_STEPS), default=None,
                        help="steps per timing (default: about 2e7 / N, 2 to 1000)")
     bench.add_argument("--repeats", type=_positive_int, default=5, help="timed runs (5)")
     bench.add_argument("--baselines", default=",".join(BASELINES),
@@ -196,6 +201,8 @@ def _train(args: argparse.Namespace) -> int:
     from .files import check_outputs
     from .training import accuracy, train
 
+    if args.label is not None and not args.data:
+        raise ValueError("--label names a column of --data: give --data FILE as well")
     plot_asked = args.plot is not None
     figure = None if args.no_plot else (args.plot or "boundary.png")
     if figure is not None and not _can_plot():
@@ -299,6 +306,8 @@ def _plot(args: argparse.Namespace) -> int:
     from .modelfile import load
     from .plot import boundary_figure
 
+    if args.label is not None and not args.data:
+        raise ValueError("--label names a column of --data: give --data FILE as well")
     if not _can_plot():
         raise ValueError("plot needs matplotlib and seaborn: pip install 'nnbin[plot]'")
     check_outputs({"--out": args.out}, {"--model": args.model, "--data": args.data})
@@ -325,12 +334,21 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _whole(text: str) -> int:
+    """A whole number, also written as 2e6; never 2.7 or inf."""
+    value = float(text)
+    if not (value == value and abs(value) != float("inf") and value == int(value)):
+        raise ValueError(text)
+    return int(value)
+
+
 def _csv(text: str, what: str, parse: type = str) -> list:
     try:
-        items = [parse(float(v)) if parse is int else parse(v)
+        items = [_whole(v) if parse is int else parse(v)
                  for v in text.split(",") if v.strip()]
     except ValueError:
-        raise ValueError(f"--{what}: expected a comma-separated list, got {text!r}") from None
+        kind = "whole numbers" if parse is int else "names"
+        raise ValueError(f"--{what}: expected comma-separated {kind}, got {text!r}") from None
     if not items:
         raise ValueError(f"--{what} is empty")
     return items
@@ -378,7 +396,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _backends(args: argparse.Namespace) -> int:
-    selected = os.environ.get(ENV_VAR, "").strip() or "numpy"
+    selected = os.environ.get(ENV_VAR, "").strip().lower() or "numpy"  # as get_backend reads it
     rows = [("backend", "status", "version", "devices", "default dtype", "loop")]
     for name in available_names():
         cls = backend_class(name)

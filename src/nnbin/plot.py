@@ -134,7 +134,9 @@ def boundary_figure(
         _draw_heatmap(axes[0, 0], params, X, y, backend, max_points)
     if history:
         _draw_loss(axes[0, -1], history)
-    fig.suptitle(title or "nnbin: class densities and the decision boundary")
+    # a "$" (in a file name, say) would start matplotlib's mathtext: shown as itself instead
+    fig.suptitle((title or "nnbin: class densities and the decision boundary")
+                 .replace("$", r"\$"))
     atomic_savefig(fig, path)
     plt.close(fig)
     return cross

@@ -34,12 +34,19 @@ def whole_number(name: str, v: Any, least: int) -> int:
     return v
 
 
+#: the most steps one run takes (JAX counts steps in 32-bit integers)
+MAX_STEPS = 2**31 - 1
+
+
 def hyperparameters(*, hidden: Any, lr: Any, steps: Any, log_every: Any, seed: Any = 0
                     ) -> tuple[int, float, int, int, int]:
     """hidden >= 1, lr > 0 and finite, steps >= 0, log_every >= 0, seed >= 0, as Python
     numbers (so that they can be saved with a model)."""
-    return (whole_number("hidden", hidden, 1), step_size(lr), whole_number("steps", steps, 0),
-            whole_number("log_every", log_every, 0), whole_number("seed", seed, 0))
+    steps_, every = whole_number("steps", steps, 0), whole_number("log_every", log_every, 0)
+    if steps_ > MAX_STEPS or every > MAX_STEPS:
+        raise InvalidInputError(f"steps and log_every must be <= {MAX_STEPS:,} (2**31 - 1)")
+    return (whole_number("hidden", hidden, 1), step_size(lr), steps_, every,
+            whole_number("seed", seed, 0))
 
 
 def step_size(lr: Any, *, traced: bool = False) -> Any:
