@@ -25,6 +25,32 @@ def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
 
+def _installed(*names):
+    import importlib.util
+
+    return [n for n in names if importlib.util.find_spec(
+        {"strict": "array_api_strict"}.get(n, n)) is not None]
+
+
+# Fitted on host (NumPy) data with any backend, the estimator predicts on host data: the
+# same checks, with each other CPU backend doing the work.
+# JAX without 64-bit mode (process-wide, never switched on by the API) trains float64 host
+# data in float32: results then differ from a float64 fit by more than these checks allow.
+JAX_FLOAT32 = {
+    "check_array_api_input": "float64 host data train in float32 on JAX without x64",
+    "check_array_api_mixed_inputs": "float64 host data train in float32 on JAX without x64",
+    "check_methods_sample_order_invariance": "float32 sums in another order differ by ~1 ulp",
+}
+
+
+@parametrize_with_checks([BinaryMLPClassifier(steps=20, backend=b)
+                          for b in _installed("strict", "jax", "torch", "dask")],
+                         expected_failed_checks=lambda est: JAX_FLOAT32 if est.backend == "jax"
+                         else EXPECTED_FAILED)
+def test_sklearn_estimator_checks_on_every_backend(estimator, check):
+    check(estimator)
+
+
 def test_any_two_labels_and_scores():
     X, y01 = nnbin.two_gaussians(n_per_class=200, seed=0)
     y = np.where(y01[:, 0] == 1, "cat", "dog")
@@ -72,3 +98,14 @@ def test_array_api_inputs_give_outputs_of_the_same_library(library):
     assert nnbin.backend_of(labels) is owner and nnbin.backend_of(clf.params_.W1) is owner
     ref = BinaryMLPClassifier(steps=200).fit(X, y[:, 0]).predict_proba(X)
     np.testing.assert_allclose(owner.to_host(proba), ref, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("backend", _installed("strict", "jax", "torch", "dask"))
+def test_fitted_on_host_data_with_any_backend_it_predicts_on_host_data(backend):
+    X, y = nnbin.two_gaussians(n_per_class=100, seed=1)
+    clf = BinaryMLPClassifier(steps=200, backend=backend).fit(X, y[:, 0])
+    for out in (clf.predict(X), clf.predict_proba(X), clf.decision_function(X)):
+        assert isinstance(out, np.ndarray)
+    assert clf.score(X, y[:, 0]) == 1.0
+    assert isinstance(clf.weights_in_, np.ndarray)
+    assert nnbin.backend_of(clf.params_.W1).name == backend  # it trained there

@@ -113,14 +113,33 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
             Xf = X
         result = train(Xf, yf, hidden=int(self.hidden), lr=float(self.lr),
                        steps=int(self.steps), log_every=max(1, int(self.steps) // 10),
-                       seed=int(self.seed), dtype=self.dtype,
+                       seed=int(self.seed), dtype=self._working_dtype(X),
                        backend=self.backend if isinstance(X, np.ndarray) else None)
         self.params_: Params = result.params
-        self.weights_in_ = result.params.W1
+        # of the fit data's library and device (scikit-learn checks predict's input by it):
+        # NumPy for host data, whichever backend trained
+        self.weights_in_ = (np.asarray(backend_of(result.params.W1).to_host(result.params.W1))
+                            if isinstance(X, np.ndarray) else result.params.W1)
         self.loss_curve_ = result.history
         self.final_loss_ = result.final_loss
         self.n_iter_ = int(self.steps)
         return self
+
+    def _working_dtype(self, X: Any) -> str | None:
+        """``dtype``, else host data's own float type where the backend can work in it
+        (JAX without 64-bit mode cannot: float64 host data then train in float32), else
+        None (the backend's default, or a library array's own type)."""
+        if self.dtype is not None or not isinstance(X, np.ndarray):
+            return self.dtype
+        from .errors import NnbinError
+
+        own = str(X.dtype)
+        be = get_backend(self.backend)
+        try:
+            be.asarray(np.zeros(1, own), own)
+        except NnbinError:
+            return None
+        return own if own in be.dtypes else None
 
     def decision_function(self, X: Any) -> Any:
         """The output logit z for each sample, shape (N,); z > 0 predicts ``classes_[1]``."""
@@ -128,17 +147,29 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
 
     def _logits(self, X: Any, method: str) -> Any:
         check_is_fitted(self)
-        X = self._as_params_dtype(self._validate(X, method))
+        X, back = self._placed(self._validate(X, method))
         xp = namespace(X)
-        return xp.reshape(forward(self.params_, X), (-1,))
+        return back(xp.reshape(forward(self.params_, X), (-1,)))
 
     def predict_proba(self, X: Any) -> Any:
         """Shape (N, 2): the probabilities of ``classes_[0]`` and ``classes_[1]``."""
         check_is_fitted(self)
-        X = self._as_params_dtype(self._validate(X, "predict_proba"))
+        X, back = self._placed(self._validate(X, "predict_proba"))
         xp = namespace(X)
         p1 = predict_proba(self.params_, X)
-        return xp.concat([1.0 - p1, p1], axis=1)
+        return back(xp.concat([1.0 - p1, p1], axis=1))
+
+    def _placed(self, X: Any) -> tuple[Any, Any]:
+        """X where the parameters are, and how to bring a result back to X's library. Host
+        (NumPy) data on a model fitted with another backend (``backend="jax"``, say) go to
+        that backend and the results come back to the host; arrays of a library stay in it
+        (they were fitted there: scikit-learn's namespace check says so otherwise)."""
+        W1 = self.params_.W1
+        if isinstance(X, np.ndarray) and not isinstance(W1, np.ndarray):
+            be = backend_of(W1)
+            dtype = str(be.to_host(self.params_.b2).dtype)
+            return be.asarray(X, dtype), be.to_host
+        return self._as_params_dtype(X), _same
 
     def predict(self, X: Any) -> Any:
         """The predicted label, from ``classes_``."""
@@ -160,6 +191,10 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         if X.dtype != want:
             X = xp.astype(X, want)
         return X
+
+
+def _same(a: Any) -> Any:
+    return a
 
 
 def _to_host(a: Any) -> Any:
