@@ -68,13 +68,31 @@ def load_data(path: str, label: str | None = None, *, require_labels: bool = Tru
                 return _checked(path, X, y, names[:-1])
             return _checked(path, arr, None, names)
         if ext == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                if "X" not in z:
-                    raise DataFileError(f"{path}: expected arrays 'X' and 'y', found {list(z)}")
-                X = z["X"]
-                y = z["y"].reshape(-1, 1) if "y" in z else None
+            import zipfile
+
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    if "X" not in z:
+                        raise DataFileError(f"{path}: expected arrays 'X' and 'y', found "
+                                            f"{list(z)}")
+                    X = z["X"]
+                    y = z.get("y")
+            except (zipfile.BadZipFile, EOFError, KeyError) as exc:
+                raise DataFileError(f"{path} is not a readable .npz file (truncated or "
+                                    f"corrupt: {exc})") from None
+            if X.ndim == 0 or (y is not None and y.ndim == 0):
+                raise DataFileError(f"{path}: X and y must be arrays of samples, not single "
+                                    "values (0-d arrays)")
             if X.ndim == 1:
                 X = X[:, None]
+            if X.ndim != 2:
+                raise DataFileError(f"{path}: X must be 2-D (samples, features), got shape "
+                                    f"{X.shape}")
+            if y is not None:
+                if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1) or y.shape[0] != X.shape[0]:
+                    raise DataFileError(f"{path}: y must hold one label per row of X "
+                                        f"(X {X.shape}, y {y.shape})")
+                y = y.reshape(-1, 1)
             if y is None and require_labels:
                 raise DataFileError(f"{path}: no array 'y' with the labels")
             return _checked(path, X, y, [f"x{i}" for i in range(X.shape[1])])
@@ -107,37 +125,63 @@ def _check_npy_size(path: str, size: int) -> None:
 
 def _read_csv(path: str, label: str | None, require_labels: bool
               ) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    """A CSV with a header line. Errors name the physical line (blank lines count) and the
+    column; nothing ambiguous is resolved silently: duplicated column names, two columns
+    that could each be the label, a --label that matches a column only in another case."""
     import csv
 
-    with open(path, newline="") as fh:
-        rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+    rows: list[tuple[int, list[str]]] = []  # (physical line, cells), blank lines left out
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: a BOM is dropped
+            reader = csv.reader(fh)
+            for r in reader:
+                if r and any(c.strip() for c in r):
+                    rows.append((reader.line_num, r))
+    except csv.Error as exc:
+        raise DataFileError(f"{path} line {reader.line_num}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise DataFileError(f"{path} is not UTF-8 text ({exc.reason} at byte "
+                            f"{exc.start}): save it as UTF-8 CSV") from None
     if not rows:
         raise DataFileError(f"{path} is empty: expected a header line and rows of numbers")
-    header = [h.strip() for h in rows[0]]
+    header_line, cells = rows[0]
+    header = [h.strip() for h in cells]
     if len(header) < 2 and (require_labels or label):
         raise DataFileError(f"{path}: found one column {header[0]!r}; expected comma-separated "
                             "feature columns and a label column")
     if _is_number(header[0]):
         raise DataFileError(f"{path}: the first line must be a header of column names")
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        raise DataFileError(f"{path} line {header_line}: the column name(s) "
+                            f"{', '.join(map(repr, twice))} appear more than once")
     if label is not None and label not in header:
-        raise DataFileError(f"{path}: no column {label!r}; columns are {', '.join(header)}")
+        near = [h for h in header if h.lower() == label.lower()]
+        hint = f" (did you mean {near[0]!r}? names are case-sensitive)" if near else ""
+        raise DataFileError(f"{path}: no column {label!r}{hint}; columns are "
+                            f"{', '.join(header)}")
     if label is None:
-        label = next((n for n in LABEL_NAMES if n in header), None)
-        if label is None and require_labels:
-            label = header[-1]
-    values = np.empty((len(rows) - 1, len(header)))
-    for i, r in enumerate(rows[1:], start=2):
+        candidates = [h for h in header if h.lower() in LABEL_NAMES]
+        if len(candidates) > 1:
+            raise DataFileError(f"{path}: columns {', '.join(map(repr, candidates))} could "
+                                "each be the label: name it with --label (label=)")
+        label = candidates[0] if candidates else (header[-1] if require_labels else None)
+    for line, r in rows[1:]:  # every row's length first: nothing is allocated for a bad file
         if len(r) != len(header):
-            raise DataFileError(f"{path} line {i}: {len(r)} values, the header has "
+            raise DataFileError(f"{path} line {line}: {len(r)} values, the header has "
                                 f"{len(header)} columns")
+    if len(rows) == 1:
+        raise DataFileError(f"{path} has a header but no rows")
+    values = np.empty((len(rows) - 1, len(header)))
+    for i, (line, r) in enumerate(rows[1:]):
         for j, cell in enumerate(r):
             try:
-                values[i - 2, j] = float(cell)
+                if "_" in cell:  # Python's float() takes 1_000; a CSV number does not
+                    raise ValueError(cell)
+                values[i, j] = float(cell)
             except ValueError:
-                raise DataFileError(f"{path} line {i}, column {header[j]!r}: {cell!r} is not "
-                                    "a number") from None
-    if values.shape[0] == 0:
-        raise DataFileError(f"{path} has a header but no rows")
+                raise DataFileError(f"{path} line {line}, column {header[j]!r}: {cell!r} is "
+                                    "not a number") from None
     if label is None:
         return _checked(path, values, None, header)
     k = header.index(label)
@@ -147,6 +191,10 @@ def _read_csv(path: str, label: str | None, require_labels: bool
 
 def _checked(path: str, X: np.ndarray, y: np.ndarray | None, names: list[str]
              ) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    for a, what in ((X, "features"), (y, "labels")):
+        if a is not None and np.asarray(a).dtype.kind not in "fiub":
+            raise DataFileError(f"{path}: the {what} have dtype {np.asarray(a).dtype}; nnbin "
+                                "reads real numbers only (no complex, text or objects)")
     X = np.asarray(X, dtype=np.float64)
     if X.shape[1] == 0:
         raise DataFileError(f"{path}: no feature columns")

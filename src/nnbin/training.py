@@ -125,14 +125,27 @@ def _prepare(
         raise ValueError(
             f"the {be.name} backend supports {', '.join(be.dtypes)}, not {dtype!r}"
         )
+    narrowed = dtype == "float32" and "float64" in str(getattr(X, "dtype", ""))
     if isinstance(X, np.ndarray):
+        if narrowed and np.max(np.abs(X), initial=0.0) > np.finfo(np.float32).max:
+            raise _too_big_for_float32()
         X = be.asarray(X, dtype)
         y = be.asarray(y, dtype)
     else:
         xp = namespace(X, y)
         X = xp.astype(X, getattr(xp, dtype), copy=False)  # no copy when already right
         y = xp.astype(y, getattr(xp, dtype), copy=False)
+        if narrowed and not bool(xp.all(xp.isfinite(X))):  # one check, only when narrowing
+            raise _too_big_for_float32()
     return be, X, y, dtype
+
+
+def _too_big_for_float32() -> Exception:
+    from .errors import InvalidInputError
+
+    return InvalidInputError(
+        "X holds values beyond float32's range (about ±3.4e38): they would become infinite "
+        "in float32; train in float64 (dtype='float64') or rescale the features")
 
 
 def train(
