@@ -840,3 +840,27 @@ def test_finite_data_beyond_float32_is_reported_as_such(where):
         y = Y0
     with pytest.raises(nnbin.InvalidInputError, match="beyond float32's range"):
         nnbin.train(X, y, dtype="float32", steps=2)
+
+
+def test_a_successful_run_prints_no_runtime_warning(workdir, capsys):
+    """exp(-a) overflows to inf for very negative a and gives sigmoid = 0 exactly: neither
+    the API nor the command line warns about it."""
+    import warnings
+
+    X, y = X0 * 200, Y0  # hidden pre-activations in the thousands
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = nnbin.train(X, y, hidden=4, steps=30)
+        nnbin.predict_proba(result.params, X)
+        nnbin.loss(result.params, X, y)
+        assert nnbin.accuracy(result.params, X, y) == 1.0
+    np.savetxt("big.csv", np.column_stack([X, y]), delimiter=",", header="x,label",
+               comments="")
+    code = subprocess.run([sys.executable, "-m", "nnbin", "train", "--data", "big.csv",
+                           "--steps", "30", "--hidden", "4", "--save", "big.safetensors",
+                           "--plot", "big.png"], capture_output=True, text=True)
+    assert code.returncode == 0 and "Warning" not in code.stderr, code.stderr
+    out = subprocess.run([sys.executable, "-m", "nnbin", "predict", "--model",
+                          "big.safetensors", "--data", "big.csv"], capture_output=True,
+                         text=True)
+    assert out.returncode == 0 and "Warning" not in out.stderr, out.stderr

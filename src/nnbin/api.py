@@ -17,28 +17,32 @@ from typing import Any
 from . import backprop
 from . import loss as _loss
 from . import model as _model
-from .model import Array, Params
+from .model import Array, Params, quiet_overflow
 from .validate import model_inputs, step_size
 
 
+@quiet_overflow
 def forward(params: Params, X: Array) -> Array:
     """Output logits z = sigmoid(X W1 + b1) W2 + b2, shape (N, 1)."""
     params, X, _ = model_inputs(params, X)
     return _model.forward(params, X)
 
 
+@quiet_overflow
 def predict_proba(params: Params, X: Array) -> Array:
     """P(y = 1 | x) = sigmoid(z), shape (N, 1)."""
     params, X, _ = model_inputs(params, X)
     return _model.predict_proba(params, X)
 
 
+@quiet_overflow
 def loss(params: Params, X: Array, y: Array) -> Array:
     """Mean binary cross-entropy of the network on (X, y), a 0-d array."""
     params, X, y = model_inputs(params, X, y)
     return _loss.loss(params, X, y)
 
 
+@quiet_overflow
 def loss_and_grads(params: Params, X: Array, y: Array, *, block_rows: int | None = None
                    ) -> tuple[Array, Params]:
     """Mean binary cross-entropy (a 0-d array) and its gradient w.r.t. each parameter, a
@@ -47,6 +51,7 @@ def loss_and_grads(params: Params, X: Array, y: Array, *, block_rows: int | None
     return backprop.loss_and_grads(params, X, y, block_rows=block_rows)
 
 
+@quiet_overflow
 def step(params: Params, X: Array, y: Array, lr: Any = 1.0, *,
          block_rows: int | None = None) -> Params:
     """One full-batch gradient-descent step; returns new parameters."""
@@ -55,6 +60,7 @@ def step(params: Params, X: Array, y: Array, lr: Any = 1.0, *,
     return backprop.step(params, X, y, rate, block_rows=block_rows)
 
 
+@quiet_overflow
 def accuracy(params: Params, X: Array, y: Array) -> float:
     """Fraction of samples whose predicted class (probability >= 0.5) equals the label."""
     params, X, y = model_inputs(params, X, y)

@@ -267,9 +267,9 @@ def _predict(args: argparse.Namespace) -> int:
 
     import numpy as np
 
+    from .api import predict_proba
     from .data import load_data
     from .files import check_outputs
-    from .model import predict_proba
     from .modelfile import load
 
     to_stdout = args.out in (None, "-")

@@ -19,7 +19,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .backend import backend_of, get_backend
-from .model import Params, forward, namespace, predict_proba
+from .model import Params, forward, namespace, predict_proba, quiet_overflow
 from .training import train
 
 
@@ -82,6 +82,7 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
             check_same_namespace(X, self, attribute="weights_in_", method=method)
         return validate_data(self, X, reset=False, dtype=self._dtypes(X))
 
+    @quiet_overflow
     def fit(self, X: Any, y: Any) -> BinaryMLPClassifier:
         if not (isinstance(self.hidden, int | np.integer) and self.hidden >= 1):
             raise ValueError(f"hidden must be an integer >= 1, got {self.hidden!r}")
@@ -145,12 +146,14 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         """The output logit z for each sample, shape (N,); z > 0 predicts ``classes_[1]``."""
         return self._logits(X, "decision_function")
 
+    @quiet_overflow
     def _logits(self, X: Any, method: str) -> Any:
         check_is_fitted(self)
         X, back = self._placed(self._validate(X, method))
         xp = namespace(X)
         return back(xp.reshape(forward(self.params_, X), (-1,)))
 
+    @quiet_overflow
     def predict_proba(self, X: Any) -> Any:
         """Shape (N, 2): the probabilities of ``classes_[0]`` and ``classes_[1]``."""
         check_is_fitted(self)

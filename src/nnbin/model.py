@@ -14,12 +14,15 @@ give JAX arrays, CuPy arrays stay on their GPU. Nothing is updated in place.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeVar, cast
 
 import array_api_compat
 import numpy as np
 
 from .errors import MixedArraysError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 Array = Any  # an array of any array-API library
 
@@ -75,6 +78,21 @@ def init_params(
         np.zeros((1,)),
     )
     return Params(*(be.asarray(a, dtype, device) for a in host))
+
+
+def quiet_overflow(fn: F) -> F:
+    """Run ``fn`` with NumPy's overflow warning off. ``sigmoid`` computes exp(-a), which
+    overflows to inf for a < -709 (float64) and gives 1 / (1 + inf) = 0, the exact limit:
+    not a problem worth a RuntimeWarning on a successful run. Used at the entry points
+    (train, the public functions, the estimator, the figure), never inside a step."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with np.errstate(over="ignore"):
+            return fn(*args, **kwargs)
+
+    return cast(F, wrapper)
 
 
 def sigmoid(xp: Any, a: Array) -> Array:

@@ -9,7 +9,7 @@ import numpy as np
 
 from .backend import Backend
 from .files import atomic_write
-from .model import Params, predict_proba
+from .model import Params, predict_proba, quiet_overflow
 
 
 def crossings(x: np.ndarray, p: np.ndarray, level: float = 0.5) -> list[float]:
@@ -93,6 +93,7 @@ def _draw_loss(ax: Any, history: list[tuple[int, float]]) -> None:
     ax.grid(True, which="both", alpha=0.3)
 
 
+@quiet_overflow
 def boundary_figure(
     params: Params,
     X: np.ndarray,

@@ -13,7 +13,7 @@ import numpy as np
 from .backend import Backend, backend_of, get_backend
 from .backprop import apply_update, loss_and_grads, value_and_grads
 from .errors import BackendUnavailableError, MixedArraysError, TrainingDivergedError
-from .model import Array, Params, init_params, namespace
+from .model import Array, Params, init_params, namespace, quiet_overflow
 
 
 @dataclass
@@ -148,6 +148,7 @@ def _too_big_for_float32() -> Exception:
         "in float32; train in float64 (dtype='float64') or rescale the features")
 
 
+@quiet_overflow
 def train(
     X: Any,
     y: Any,
@@ -220,6 +221,7 @@ def _device(x: Array) -> Any:
     return array_api_compat.device(x)
 
 
+@quiet_overflow
 def accuracy(params: Params, X: Array, y: Array) -> float:
     """Fraction of samples whose predicted class (probability >= 0.5) equals the label."""
     from .model import forward
