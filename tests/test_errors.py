@@ -864,3 +864,32 @@ def test_a_successful_run_prints_no_runtime_warning(workdir, capsys):
                           "big.safetensors", "--data", "big.csv"], capture_output=True,
                          text=True)
     assert out.returncode == 0 and "Warning" not in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("backend", ["numpy", "strict", "torch"])
+def test_a_network_that_cannot_fit_is_refused_before_allocating(backend):
+    pytest.importorskip({"strict": "array_api_strict"}.get(backend, backend))
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(nnbin.InvalidInputError, match=r"would need about [\d.]+ GiB"):
+            nnbin.train(X0, Y0, hidden=10**10, steps=1, backend=backend)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20
+
+
+def test_accuracy_works_through_blocks_not_a_whole_n_by_h_array():
+    import tracemalloc
+
+    X, y = nnbin.two_gaussians(n_per_class=100_000, seed=0)
+    result = nnbin.train(X[:2000], y[:2000], hidden=32, steps=100)
+    tracemalloc.start()
+    try:
+        assert nnbin.accuracy(result.params, X, y) == 1.0
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.05 * X.shape[0] * 32 * 8  # under 5% of one (N, H) float64 array

@@ -17,6 +17,8 @@ from typing import Any
 from . import backprop
 from . import loss as _loss
 from . import model as _model
+from .backend import backend_of
+from .errors import InvalidInputError
 from .model import Array, Params, quiet_overflow
 from .validate import model_inputs, step_size
 
@@ -62,8 +64,20 @@ def step(params: Params, X: Array, y: Array, lr: Any = 1.0, *,
 
 @quiet_overflow
 def accuracy(params: Params, X: Array, y: Array) -> float:
-    """Fraction of samples whose predicted class (probability >= 0.5) equals the label."""
+    """Fraction of samples whose predicted class (probability >= 0.5) equals the label.
+
+    Worked out in the blocks of samples training uses on the backend (never a whole (N, H)
+    array on an eager CPU library), with one read of the result."""
     params, X, y = model_inputs(params, X, y)
     xp = _model.namespace(X, y, *params)
-    pred = xp.astype(_model.forward(params, X) >= 0.0, y.dtype)
-    return float(xp.mean(xp.astype(pred == y, y.dtype)))
+    n, h = int(X.shape[0]), int(params.W1.shape[1])
+    if n == 0:
+        raise InvalidInputError("accuracy needs at least one sample; X has no rows")
+    rows = backend_of(X).block_rows(n, h) or n
+    correct: Any = None
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        z = _model.forward(params, X[start:stop, ...])
+        hits = xp.sum(xp.astype((z >= 0.0) == (y[start:stop, ...] == 1.0), y.dtype))
+        correct = hits if correct is None else correct + hits
+    return float(correct) / n

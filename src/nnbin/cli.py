@@ -197,9 +197,10 @@ class _Progress:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from .api import accuracy
     from .data import load_data, two_gaussians
     from .files import check_outputs
-    from .training import accuracy, train
+    from .training import train
 
     if args.label is not None and not args.data:
         raise ValueError("--label names a column of --data: give --data FILE as well")

@@ -186,6 +186,15 @@ def train(
     hidden, lr, steps, log_every, seed = validate.hyperparameters(
         hidden=hidden, lr=lr, steps=steps, log_every=log_every, seed=seed)
     X, y = validate.training_data(X, y)
+    if isinstance(X, np.ndarray) or "cpu" in str(_device(X)).lower():
+        # host memory: checked before anything large is allocated (GPU libraries report
+        # their own out-of-memory errors)
+        probe = get_backend(backend) if isinstance(X, np.ndarray) else backend_of(X)
+        if probe.name != "dask":  # Dask works chunk by chunk, out of core
+            n, d = (int(v) for v in X.shape)
+            size = 4 if (dtype or probe.default_dtype) == "float32" else 8
+            validate.memory_fits(n, d, hidden, size, probe.memory_nh,
+                                 probe.block_rows(n, hidden))
     be, X, y, dtype = _prepare(X, y, backend, dtype)
     params = init_params(X.shape[1], hidden, seed, dtype=dtype, backend=be.name,
                          device=_device(X))
@@ -219,13 +228,3 @@ def _device(x: Array) -> Any:
     import array_api_compat
 
     return array_api_compat.device(x)
-
-
-@quiet_overflow
-def accuracy(params: Params, X: Array, y: Array) -> float:
-    """Fraction of samples whose predicted class (probability >= 0.5) equals the label."""
-    from .model import forward
-
-    xp = namespace(X, y, *params)
-    pred = xp.astype(forward(params, X) >= 0.0, y.dtype)
-    return float(xp.mean(xp.astype(pred == y, y.dtype)))

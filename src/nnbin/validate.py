@@ -49,6 +49,40 @@ def hyperparameters(*, hidden: Any, lr: Any, steps: Any, log_every: Any, seed: A
             whole_number("seed", seed, 0))
 
 
+def available_memory() -> int:
+    """Bytes of memory the system can give now (MemAvailable: free memory plus what the
+    page cache would give back), else free pages; a huge number where neither is known."""
+    import os
+
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+def memory_fits(n: int, d: int, hidden: int, itemsize: int, working_nh: float,
+                block_rows: int | None) -> None:
+    """Refuse, before anything is allocated, a run whose parameters and step temporaries
+    cannot fit in host memory: about 8 copies of the parameters (they, the gradients, the
+    update, temporaries) and ``working_nh`` (rows, H) arrays a step (rows: a block, or N)."""
+    params = (d * hidden + 2 * hidden + 1) * itemsize * 8
+    rows = n if block_rows is None else min(n, block_rows)
+    need = params + int(working_nh * rows * hidden * itemsize)
+    have = available_memory()
+    if need > 0.9 * have:
+        raise InvalidInputError(
+            f"training would need about {need / 2**30:.1f} GiB (hidden={hidden:,}, "
+            f"{n:,} samples, {d} feature(s)) but {have / 2**30:.1f} GiB of memory is "
+            "available: use fewer hidden units or samples")
+
+
 def step_size(lr: Any, *, traced: bool = False) -> Any:
     """A step size: a real, finite number > 0 (not a bool), as a Python float. With
     ``traced``, a 0-d array of an array library (a tracer under ``jax.jit``) is passed on
