@@ -65,6 +65,16 @@ class JaxBackend(FusedThroughDlpack, Backend):
         if dtype == "float64":
             self._jax.config.update("jax_enable_x64", True)
 
+    # the command line's optional hook (nnbin/cli.py looks it up): it owns its process
+    def use_persistent_cache(self, folder: str) -> None:
+        """Keep compiled runs in ``folder`` (JAX's persistent compilation cache), so a second
+        ``nnbin train --backend jax`` of the same shapes compiles nothing. Process-wide, so
+        the API never calls it; every compile is kept, however quick."""
+        config = self._jax.config
+        config.update("jax_compilation_cache_dir", folder)
+        config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
     # the benchmark's optional hooks (nnbin/bench.py looks them up)
     @staticmethod
     def out_of_memory(exc: BaseException) -> bool:

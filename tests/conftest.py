@@ -5,6 +5,12 @@ import os
 # scikit-learn's array-API estimator checks need SciPy's array-API mode, which must be on
 # before scipy is first imported.
 os.environ.setdefault("SCIPY_ARRAY_API", "1")
+# Compiled-run caches the command line keeps (JAX) go to a folder of the test run's own,
+# not the user's ~/.cache.
+if "NNBIN_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["NNBIN_CACHE_DIR"] = tempfile.mkdtemp(prefix="nnbin-test-cache-")
 
 import pytest
 

@@ -167,3 +167,25 @@ def test_predict_on_another_backend_matches(tmp_path, capsys, clean_backend_env)
     pa = np.loadtxt(a.splitlines()[1:], delimiter=",")
     pb = np.loadtxt(b.splitlines()[1:], delimiter=",")
     np.testing.assert_allclose(pa, pb, rtol=1e-12)
+
+
+def test_jax_runs_from_the_command_line_keep_their_compiled_code(tmp_path, monkeypatch):
+    """A second `nnbin train --backend jax` finds its compiled run in the cache folder;
+    NNBIN_CACHE_DIR=off keeps nothing. (How much time that saves is for the benchmark.)"""
+    pytest.importorskip("jax")
+
+    def train(cache):
+        env = {**os.environ, "NNBIN_CACHE_DIR": str(cache), "NNBIN_BACKEND": ""}
+        out = subprocess.run([sys.executable, "-m", "nnbin", "train", "--backend", "jax",
+                              "--steps", "20", "--n-per-class", "50", "--no-plot", "--quiet"],
+                             capture_output=True, text=True, env=env, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+
+    cache = tmp_path / "cache"
+    train(cache)
+    kept = sorted(p.name for p in (cache / "jax-compiled").iterdir())
+    assert any(name.startswith("jit__compiled_run") for name in kept)
+    train(cache)  # the same shapes: nothing new to compile, so nothing new is kept
+    assert sorted(p.name for p in (cache / "jax-compiled").iterdir()) == kept
+    train("off")
+    assert not (tmp_path / "off").exists()

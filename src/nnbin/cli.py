@@ -215,6 +215,7 @@ def _train(args: argparse.Namespace) -> int:
     be = get_backend(args.backend)
     if args.dtype:
         be.enable_dtype(args.dtype)  # the command line owns its process
+    _persistent_cache(be)
     if args.data:
         X, y, _ = load_data(args.data, args.label)
         assert y is not None
@@ -255,6 +256,24 @@ def _train(args: argparse.Namespace) -> int:
         else:
             print(f"figure written to {figure}")
     return 0
+
+
+def _persistent_cache(be: object) -> None:
+    """Compiled runs kept between commands where the backend can (JAX), in
+    $NNBIN_CACHE_DIR, else $XDG_CACHE_HOME/nnbin, else ~/.cache/nnbin; NNBIN_CACHE_DIR=off
+    turns it off. A cache folder that cannot be made is skipped (compiling as before)."""
+    use = getattr(be, "use_persistent_cache", None)
+    where = os.environ.get("NNBIN_CACHE_DIR", "")
+    if use is None or where.lower() in ("off", "0", "none"):
+        return
+    base = where or os.path.join(os.environ.get("XDG_CACHE_HOME", "")
+                                 or os.path.expanduser("~/.cache"), "nnbin")
+    folder = os.path.join(base, f"{getattr(be, 'name', 'backend')}-compiled")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        return
+    use(folder)
 
 
 def _can_plot() -> bool:
