@@ -1,4 +1,5 @@
-"""JAX: the whole training run compiled once (``lax.scan`` under ``jax.jit``), CPU or GPU.
+"""JAX: the training run compiled once (a ``lax.fori_loop`` under ``jax.jit``) and run in
+chunks of about CHUNK_SECONDS, CPU or GPU.
 Arrays on one CUDA GPU, where cupy is installed, train with the cupy backend's fused step
 instead, reached through DLPack with no copies (``fused=False``: the compiled core);
 verified on an H100 (BENCHMARKS.md)."""
@@ -33,7 +34,7 @@ class JaxBackend(FusedThroughDlpack, Backend):
     extra = "jax"
     memory_nh = 2.5
     default_dtype = "float32"
-    loop = "jax.lax.scan under jax.jit"
+    loop = "jax.lax.fori_loop under jax.jit, in chunks"
 
     def __init__(self) -> None:
         import jax
@@ -139,41 +140,84 @@ class JaxBackend(FusedThroughDlpack, Backend):
                                  on_log=on_log, fused=fused)
         if result is not None:
             return result
-        key = (steps, log_every, X.shape, str(X.dtype), params.W1.shape,
-               str(getattr(X, "sharding", "")))
+        if steps == 0:
+            return RunResult(params, [], 0.0, last_finite=None)
+        key = (X.shape, str(X.dtype), params.W1.shape, str(getattr(X, "sharding", "")))
         compile_seconds = 0.0
-        lr_arr = self.xp.asarray(lr, dtype=X.dtype)
+        xp = self.xp
+        lr_arr = xp.asarray(lr, dtype=X.dtype)
+        i32 = self._jax.numpy.int32
+
+        def ints(*values: int) -> list[Any]:
+            return [xp.asarray(v, dtype=i32) for v in values]
+
+        good_step = xp.asarray(-1, dtype=i32)
         if key not in self._compiled:
             t0 = time.perf_counter()
-            fn = self._jax.jit(_compiled_run, static_argnames=("steps", "log_every"))
-            self._compiled[key] = fn.lower(params, X, y, lr_arr, steps=steps,
-                                           log_every=log_every).compile()
+            fn = self._jax.jit(_chunk)
+            self._compiled[key] = fn.lower(params, params, good_step, X, y, lr_arr,
+                                           *ints(0, 0, 0, 1)).compile()
             compile_seconds = time.perf_counter() - t0
         compiled = self._compiled[key]
         try:
             self.last_temp_bytes = int(compiled.memory_analysis().temp_size_in_bytes)
         except Exception:  # not every platform reports it
             self.last_temp_bytes = None
-        params, losses, good, good_step = compiled(params, X, y, lr_arr)
-        self._jax.block_until_ready(params)
-        logged = range(0, steps, log_every) if log_every > 0 else range(0)
-        history = [(s, float(v)) for s, v in zip(logged, np.asarray(losses))]
-        if on_log is not None:
-            for s, v in history:
-                if not np.isfinite(v):
+        # The run goes in chunks of about CHUNK_SECONDS, one call of the compiled function
+        # each; how many steps a chunk holds is an argument (a while loop inside), so no
+        # chunk size compiles anew. Between chunks Python runs: Ctrl-C stops the run within
+        # about a chunk, and the losses reach on_log as they come.
+        history: list[tuple[int, float]] = []
+        good, s, per_step = params, 0, None
+        while s < steps:
+            budget = 1 if per_step is None else max(1, int(CHUNK_SECONDS / per_step))
+            lead, count, seg = 0, 0, 1
+            if log_every > 0 and s % log_every == 0:  # a logged step starts here
+                seg = min(log_every, steps - s)
+                if seg <= budget:  # whole segments (the last may be shorter) fit a chunk
+                    whole = (steps - s) // log_every
+                    count = max(1, min(whole, CHUNK_LOGS, budget // log_every))
+                    if count * log_every > steps - s:  # only the short last segment
+                        count = 1
+                else:  # a long segment: its logged step now, its plain steps in chunks
+                    count, seg = 1, 1
+            else:
+                stop = steps if log_every <= 0 else min(steps, s + log_every - s % log_every)
+                lead = min(stop - s, budget)
+            t0 = time.perf_counter()
+            params, good, good_step, losses = compiled(
+                params, good, good_step, X, y, lr_arr, *ints(s, lead, count, seg))
+            values = np.asarray(losses)[:count]  # the chunk's one host read (it waits)
+            if not count:
+                self._jax.block_until_ready(params)
+            ran = lead + count * seg
+            per_step = (time.perf_counter() - t0) / ran
+            for k, v in enumerate(values):
+                at = s + lead + k * seg
+                history.append((at, float(v)))
+                if not np.isfinite(v):  # diverged: train() raises with the last finite
+                    ran = steps - s
                     break
-                on_log(s, v)
+                if on_log is not None:
+                    on_log(at, float(v))
+            s += ran
         last = int(good_step)
         return RunResult(params, history, compile_seconds,
                          last_finite=(last, good) if last >= 0 else None)
 
 
-def _compiled_run(params: Params, X: Any, y: Any, lr: Any, *, steps: int, log_every: int
-                  ) -> tuple[Params, Any, Params, Any]:
-    """``steps`` steps with the loss before every ``log_every``-th; traced once by jax.jit.
+#: seconds of work per compiled call of a run (Ctrl-C waits at most about this long)
+CHUNK_SECONDS = 0.25
+#: the most logged losses one call returns (the size of its loss buffer)
+CHUNK_LOGS = 256
 
-    Returns the final parameters, the logged losses, and the last parameters whose logged
-    loss was finite with their step (-1 if none), kept inside the loop at no host cost.
+
+def _chunk(params: Params, good: Params, good_step: Any, X: Any, y: Any, lr: Any,
+           first: Any, lead: Any, count: Any, seg: Any) -> tuple[Params, Params, Any, Any]:
+    """From step ``first``: ``lead`` plain steps, then ``count`` segments of ``seg`` steps,
+    each starting with a step whose loss is recorded (at most CHUNK_LOGS a call) and, where
+    finite, remembered with its parameters as the last finite ones, at no host cost. Traced
+    once by jax.jit: the counts are arguments, so every chunk runs the same compiled code.
     X and y are arguments, never closed over: closed-over arrays become compile-time
     constants (a 2e7-sample compile took 31 s that way).
     """
@@ -184,31 +228,17 @@ def _compiled_run(params: Params, X: Any, y: Any, lr: Any, *, steps: int, log_ev
         _, g = value_and_grads(p, X, y, with_loss=False)
         return apply_update(p, g, lr)
 
-    def logged(carry: tuple[Params, Params, Any], step: Any
-               ) -> tuple[tuple[Params, Params, Any], Any]:
-        p, good, good_step = carry
+    def segment(i: Any, carry: tuple[Params, Params, Any, Any]
+                ) -> tuple[Params, Params, Any, Any]:
+        p, good, good_step, losses = carry
         loss, g = loss_and_grads(p, X, y)
         ok = jnp.isfinite(loss)
         good = Params(*(jnp.where(ok, a, b) for a, b in zip(p, good)))
-        good_step = jnp.where(ok, step, good_step)
-        return (apply_update(p, g, lr), good, good_step), loss
+        good_step = jnp.where(ok, first + lead + i * seg, good_step)
+        losses = losses.at[i].set(loss)
+        p = lax.fori_loop(0, seg - 1, plain, apply_update(p, g, lr))
+        return p, good, good_step, losses
 
-    start = (params, params, jnp.asarray(-1, jnp.int32))
-    if log_every <= 0:
-        return lax.fori_loop(0, steps, plain, params), jnp.zeros((0,), X.dtype), params, start[2]
-
-    def segment(carry: tuple[Params, Params, Any], step: Any
-                ) -> tuple[tuple[Params, Params, Any], Any]:
-        (p, good, good_step), loss = logged(carry, step)
-        return (lax.fori_loop(0, log_every - 1, plain, p), good, good_step), loss
-
-    n_full, rest = divmod(steps, log_every)
-    marks = jnp.arange(n_full, dtype=jnp.int32) * log_every
-    carry, losses = lax.scan(segment, start, marks)
-    if rest:
-        carry, loss = logged(carry, jnp.asarray(n_full * log_every, jnp.int32))
-        p, good, good_step = carry
-        carry = (lax.fori_loop(0, rest - 1, plain, p), good, good_step)
-        losses = jnp.concatenate([losses, loss[None]])
-    p, good, good_step = carry
-    return p, losses, good, good_step
+    p = lax.fori_loop(0, lead, plain, params)
+    losses = jnp.full((CHUNK_LOGS,), jnp.nan, dtype=X.dtype)
+    return lax.fori_loop(0, count, segment, (p, good, good_step, losses))

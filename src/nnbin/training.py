@@ -42,7 +42,7 @@ class TrainResult:
     final_loss: float
     backend: str
     dtype: str
-    #: how the steps were run (for example "python loop" or "jax.lax.scan under jax.jit")
+    #: how the steps were run (for example "python loop", "fused CUDA step ...")
     loop: str
     compile_seconds: float = 0.0
     run_seconds: float = 0.0
