@@ -1,5 +1,6 @@
 """nox sessions: `nox` runs everything a CPU-only machine can run.
 
+    nox -s quick                     unit tests + numpy/strict conformance (the inner loop)
     nox -s tests                     unit tests (CLI, data, files, errors, plots)
     nox -s conformance               the conformance suite, one session per backend
     nox -s "conformance(backend='jax')"
@@ -46,6 +47,15 @@ def conformance(session: nox.Session, backend: str) -> None:
     extra = CPU_BACKENDS[backend]
     _install(session, "test" if extra == "numpy" else f"test,{extra}")
     session.run("pytest", "conformance", *session.posargs, env={"NNBIN_BACKEND": backend})
+
+
+@nox.session
+def quick(session: nox.Session) -> None:
+    """The inner loop: unit tests and the conformance suite with NumPy and array-api-strict
+    only (no JAX, PyTorch or Dask installed, so their tests skip, with the reason)."""
+    _install(session, "test,strict,plot")
+    session.run("pytest", "-q", "tests", "conformance", *session.posargs,
+                env={"NNBIN_BACKEND": "", "SCIPY_ARRAY_API": "1"})
 
 
 @nox.session
