@@ -893,3 +893,10 @@ def test_accuracy_works_through_blocks_not_a_whole_n_by_h_array():
     finally:
         tracemalloc.stop()
     assert peak < 0.05 * X.shape[0] * 32 * 8  # under 5% of one (N, H) float64 array
+
+
+def test_arrays_of_one_library_with_another_backend_named_are_refused():
+    xp = pytest.importorskip("array_api_strict")
+    X, y = xp.asarray(X0), xp.asarray(Y0)
+    with pytest.raises(nnbin.MixedArraysError, match="backend='numpy' was asked for"):
+        nnbin.train(X, y, steps=1, backend="numpy")
