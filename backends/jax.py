@@ -187,9 +187,8 @@ class JaxBackend(FusedThroughDlpack, Backend):
             t0 = time.perf_counter()
             params, good, good_step, losses = compiled(
                 params, good, good_step, X, y, lr_arr, *ints(s, lead, count, seg))
-            values = np.asarray(losses)[:count]  # the chunk's one host read (it waits)
-            if not count:
-                self._jax.block_until_ready(params)
+            self._jax.block_until_ready(params)  # the chunk's end: the one wait
+            values = np.asarray(losses)[:count]
             ran = lead + count * seg
             per_step = (time.perf_counter() - t0) / ran
             for k, v in enumerate(values):

@@ -324,7 +324,9 @@ FUNCTIONS_WITH_Y = {
     "step": lambda p, X, y: nnbin.step(p, X, y, 0.5),
     "accuracy": lambda p, X, y: nnbin.accuracy(p, X, y),
 }
-FUNCTIONS_OF_X = {"forward": nnbin.forward, "predict_proba": nnbin.predict_proba}
+FUNCTIONS_OF_X = {"forward": lambda p, X, y: nnbin.forward(p, X),
+                  "predict_proba": lambda p, X, y: nnbin.predict_proba(p, X)}
+ALL_FUNCTIONS = {**FUNCTIONS_WITH_Y, **FUNCTIONS_OF_X}
 BAD_Y = {
     "y with two columns": (np.hstack([Y0, Y0]), r"y must have shape \(N,\) or \(N, 1\)"),
     "y of shape (N, 1, 1)": (Y0[:, :, None], r"y must have shape \(N,\) or \(N, 1\)"),
@@ -360,22 +362,20 @@ def test_public_functions_refuse_a_bad_y(fn, case):
         FUNCTIONS_WITH_Y[fn](P0, X0, y)
 
 
-@pytest.mark.parametrize("fn", [*FUNCTIONS_WITH_Y, *FUNCTIONS_OF_X])
+@pytest.mark.parametrize("fn", list(ALL_FUNCTIONS))
 @pytest.mark.parametrize("case", list(BAD_X))
 def test_public_functions_refuse_a_bad_x(fn, case):
     X, message = BAD_X[case]
-    call = FUNCTIONS_WITH_Y.get(fn) or (lambda p, X, y, f=FUNCTIONS_OF_X[fn]: f(p, X))
     with pytest.raises(nnbin.InvalidInputError, match=message):
-        call(P0, X, Y0)
+        ALL_FUNCTIONS[fn](P0, X, Y0)
 
 
-@pytest.mark.parametrize("fn", [*FUNCTIONS_WITH_Y, *FUNCTIONS_OF_X])
+@pytest.mark.parametrize("fn", list(ALL_FUNCTIONS))
 @pytest.mark.parametrize("case", list(BAD_PARAMS))
 def test_public_functions_refuse_parameters_that_do_not_fit(fn, case):
     params, message = BAD_PARAMS[case]
-    call = FUNCTIONS_WITH_Y.get(fn) or (lambda p, X, y, f=FUNCTIONS_OF_X[fn]: f(p, X))
     with pytest.raises(nnbin.InvalidInputError, match=message):
-        call(params, X0, Y0)
+        ALL_FUNCTIONS[fn](params, X0, Y0)
 
 
 def test_y_of_shape_n_is_taken_as_a_column_everywhere():

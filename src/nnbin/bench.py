@@ -34,6 +34,7 @@ from .backend import available_names, backend_class, get_backend, is_installed
 from .data import two_gaussians
 from .errors import NnbinError
 from .model import init_params
+from .validate import available_memory
 
 HIDDEN = 32
 BASELINES = ("seed-numpy", "jax-grad", "torch-autograd")
@@ -71,13 +72,6 @@ def default_steps(n: int) -> int:
     return int(max(2, min(1000, 20_000_000 // n)))
 
 
-def _available_bytes() -> int:
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return 1 << 62
-
-
 def _nh_bytes(n: int, dtype: str) -> int:
     return n * HIDDEN * np.dtype(dtype).itemsize
 
@@ -96,7 +90,7 @@ def _time_backend(name: str, n: int, dtype: str, steps: int, repeats: int,
         return cell
     # The data, and the backend's working memory in (N, H) arrays; skip what cannot fit.
     need = (be.memory_nh + 1) * _nh_bytes(n, dtype) + 2 * n * np.dtype(dtype).itemsize
-    if need > 0.8 * _available_bytes():
+    if need > 0.8 * available_memory():
         cell.skipped = f"needs ~{need / 2**30:.1f} GiB, more than is free"
         return cell
     X, y = two_gaussians(n // 2, seed=0)
@@ -191,7 +185,7 @@ def _time_baseline(name: str, n: int, dtype: str, steps: int, repeats: int) -> C
     if importlib.util.find_spec(package) is None:
         cell.skipped = f"{package} not installed"
         return cell
-    if 6 * _nh_bytes(n, dtype) > 0.8 * _available_bytes():
+    if 6 * _nh_bytes(n, dtype) > 0.8 * available_memory():
         cell.skipped = "does not fit in free memory"
         return cell
     try:

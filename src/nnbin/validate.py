@@ -102,9 +102,6 @@ def step_size(lr: Any, *, traced: bool = False) -> Any:
     return rate
 
 
-PARAM_SHAPES = ("(D, H)", "(H,)", "(H, 1)", "(1,)")
-
-
 def model_inputs(params: Any, X: Any, y: Any = None, *, block_rows: Any = None
                  ) -> tuple[Any, Any, Any]:
     """Check parameters, X and (if given) y for the public functions, by their shapes and
@@ -130,14 +127,7 @@ def model_inputs(params: Any, X: Any, y: Any = None, *, block_rows: Any = None
             raise InvalidInputError(
                 f"{name} must have shape {want[name]} for W1 of shape {tuple(W1.shape)}, got "
                 f"{tuple(p.shape)}: the parameters do not belong together")
-    if not hasattr(X, "shape") or not hasattr(X, "dtype"):
-        raise InvalidInputError(f"X must be an array, got {type(X).__name__}; "
-                                "use numpy.asarray(X)")
-    _not_masked(X, "X")
-    if X.ndim != 2:
-        hint = "; for one feature use X.reshape(-1, 1)" if X.ndim == 1 else ""
-        raise InvalidInputError(f"X must be 2-D (samples, features), got shape "
-                                f"{tuple(X.shape)}{hint}")
+    _matrix(X)
     if X.shape[1] != d:
         raise InvalidInputError(f"X has {X.shape[1]} features but the parameters take {d} "
                                 f"(W1 has shape {tuple(W1.shape)})")
@@ -146,18 +136,7 @@ def model_inputs(params: Any, X: Any, y: Any = None, *, block_rows: Any = None
         raise InvalidInputError(f"block_rows must be None or a whole number >= 1, got "
                                 f"{block_rows!r}")
     if y is not None:
-        if not hasattr(y, "shape") or not hasattr(y, "dtype"):
-            raise InvalidInputError(f"y must be an array, got {type(y).__name__}; "
-                                    "use numpy.asarray(y)")
-        _not_masked(y, "y")
-        same_library(X, y)
-        if y.ndim == 1:
-            y = array_api_compat.array_namespace(y).reshape(y, (-1, 1))
-        if y.ndim != 2 or y.shape[1] != 1:
-            raise InvalidInputError(f"y must have shape (N,) or (N, 1), got {tuple(y.shape)}")
-        if y.shape[0] != X.shape[0]:
-            raise InvalidInputError(f"X has {X.shape[0]} rows but y has {y.shape[0]}: one "
-                                    "label per sample")
+        y = _label_column(X, y)
     for a, name in ((X, "X"), (y, "y")):
         if a is not None:
             xp = array_api_compat.array_namespace(a)
@@ -172,6 +151,37 @@ def _not_masked(a: Any, name: str) -> None:
         raise InvalidInputError(
             f"{name} is a masked array; nnbin would ignore its mask: drop the masked samples "
             f"or fill them ({name}.filled(value)) first")
+
+
+def _array(a: Any, name: str) -> None:
+    """An array (shape and dtype), not a list, not a masked array."""
+    if not hasattr(a, "shape") or not hasattr(a, "dtype"):
+        raise InvalidInputError(f"{name} must be an array, got {type(a).__name__}; "
+                                f"use numpy.asarray({name})")
+    _not_masked(a, name)
+
+
+def _matrix(X: Any) -> None:
+    """X an array of shape (samples, features)."""
+    _array(X, "X")
+    if X.ndim != 2:
+        hint = "; for one feature use X.reshape(-1, 1) (or X[:, None])" if X.ndim == 1 else ""
+        raise InvalidInputError(f"X must be 2-D (samples, features), got shape "
+                                f"{tuple(X.shape)}{hint}")
+
+
+def _label_column(X: Any, y: Any) -> Any:
+    """y as (N, 1), one label per row of X, of X's library and device ((N,) is reshaped)."""
+    _array(y, "y")
+    same_library(X, y)
+    if y.ndim == 1:
+        y = array_api_compat.array_namespace(y).reshape(y, (-1, 1))
+    if y.ndim != 2 or y.shape[1] != 1:
+        raise InvalidInputError(f"y must have shape (N,) or (N, 1), got {tuple(y.shape)}")
+    if y.shape[0] != X.shape[0]:
+        raise InvalidInputError(f"X has {X.shape[0]} rows but y has {y.shape[0]}: one label "
+                                "per sample")
+    return y
 
 
 def same_library(X: Any, y: Any) -> None:
@@ -194,31 +204,14 @@ def training_data(X: Any, y: Any) -> tuple[Any, Any]:
     Returns X and y with y as (N, 1); integer or boolean data are converted to the
     default floating dtype with a warning (a note, not an error).
     """
-    if not hasattr(X, "shape") or not hasattr(X, "dtype"):
-        raise InvalidInputError(f"X must be an array, got {type(X).__name__}; "
-                                "use numpy.asarray(X)")
-    if not hasattr(y, "shape") or not hasattr(y, "dtype"):
-        raise InvalidInputError(f"y must be an array, got {type(y).__name__}; "
-                                "use numpy.asarray(y)")
+    _matrix(X)
+    _array(y, "y")
     same_library(X, y)
-    xp = array_api_compat.array_namespace(X, y)
-    if X.ndim == 1:
-        raise InvalidInputError(
-            f"X must be 2-D (samples, features), got shape {tuple(X.shape)}; for one feature "
-            "use X.reshape(-1, 1) (or X[:, None])")
-    if X.ndim != 2:
-        raise InvalidInputError(f"X must be 2-D (samples, features), got shape "
-                                f"{tuple(X.shape)}")
-    n = X.shape[0]
-    if n == 0 or X.shape[1] == 0:
+    if X.shape[0] == 0 or X.shape[1] == 0:
         raise InvalidInputError(f"X has shape {tuple(X.shape)}: at least one sample and one "
                                 "feature are needed")
-    if y.ndim == 1:
-        y = xp.reshape(y, (-1, 1))
-    if y.ndim != 2 or y.shape[1] != 1:
-        raise InvalidInputError(f"y must have shape (N,) or (N, 1), got {tuple(y.shape)}")
-    if y.shape[0] != n:
-        raise InvalidInputError(f"X has {n} rows but y has {y.shape[0]}: one label per sample")
+    y = _label_column(X, y)
+    xp = array_api_compat.array_namespace(X, y)
     X = _floating(xp, X, "X")
     y = _floating(xp, y, "y")
     # One reduction per check, evaluated once (a single host synchronisation on GPUs).
