@@ -11,12 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from nnbin.bench import HIDDEN
 from nnbin.data import two_gaussians
 from nnbin.errors import NnbinError
 
 
-def jax_grad(n: int, dtype: str, steps: int) -> Callable[[], None]:
+def jax_grad(n: int, dtype: str, steps: int, hidden: int) -> Callable[[], None]:
     import jax
     import jax.numpy as jnp
 
@@ -25,8 +24,8 @@ def jax_grad(n: int, dtype: str, steps: int) -> Callable[[], None]:
     X, y = two_gaussians(n // 2, seed=0)
     Xj, yj = jnp.asarray(X, dtype), jnp.asarray(y, dtype)
     rng = np.random.default_rng(0)
-    p0 = (jnp.asarray(rng.standard_normal((1, HIDDEN)), dtype), jnp.zeros(HIDDEN, dtype),
-          jnp.asarray(rng.standard_normal((HIDDEN, 1)), dtype), jnp.zeros(1, dtype))
+    p0 = (jnp.asarray(rng.standard_normal((1, hidden)), dtype), jnp.zeros(hidden, dtype),
+          jnp.asarray(rng.standard_normal((hidden, 1)), dtype), jnp.zeros(1, dtype))
 
     def loss(p: Any, X: Any, y: Any) -> Any:
         z = jax.nn.sigmoid(X @ p[0] + p[1]) @ p[2] + p[3]
@@ -44,7 +43,7 @@ def jax_grad(n: int, dtype: str, steps: int) -> Callable[[], None]:
     return run
 
 
-def torch_autograd(n: int, dtype: str, steps: int) -> Callable[[], None]:
+def torch_autograd(n: int, dtype: str, steps: int, hidden: int) -> Callable[[], None]:
     import torch
 
     X, y = two_gaussians(n // 2, seed=0)
@@ -53,8 +52,8 @@ def torch_autograd(n: int, dtype: str, steps: int) -> Callable[[], None]:
     Xt = torch.as_tensor(X, dtype=tdt, device=dev)
     yt = torch.as_tensor(y, dtype=tdt, device=dev)
     rng = np.random.default_rng(0)
-    init = [rng.standard_normal((1, HIDDEN)), np.zeros(HIDDEN),
-            rng.standard_normal((HIDDEN, 1)), np.zeros(1)]
+    init = [rng.standard_normal((1, hidden)), np.zeros(hidden),
+            rng.standard_normal((hidden, 1)), np.zeros(1)]
 
     def run() -> None:
         p = [torch.tensor(a, dtype=tdt, device=dev, requires_grad=True) for a in init]

@@ -26,7 +26,6 @@ step is two kernels (``backends/cuda_fused.py``). A run:
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -35,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from nnbin.loop import OnLog, RunResult, Steps, finite_prefix, run_steps
 from nnbin.model import Params
-from nnbin.training import RunResult, diverged
 
 from . import cuda_fused
 
@@ -96,7 +95,7 @@ class WorkspaceCache:
 
 
 def fused_steps(be: Any, params: Params, X: Any, y: Any, lr: float, steps: int,
-                log_every: int, on_log: Callable[[int, float], None] | None,
+                log_every: int, on_log: OnLog | None,
                 want_grads: bool = False) -> tuple[RunResult, Any]:
     """``steps`` fused steps of ``be`` (a CupyBackend, or the stand-in in the tests) from
     ``params``; the loss and gradients of the last step too when ``want_grads``."""
@@ -123,83 +122,111 @@ def fused_steps(be: Any, params: Params, X: Any, y: Any, lr: float, steps: int,
 
     ws = be._workspaces.take(key, make)
     try:
-        return _run(be, ws, params, X, y, lr, steps, log_every, on_log, want_grads,
-                    caller, n, d, h, P, blocks, dtype)
+        stepper = FusedSteps(be, ws, params, X, y, lr, caller, n, d, h, P, blocks, dtype)
+        try:
+            result = run_steps(stepper, lr=lr, steps=steps, log_every=log_every,
+                               on_log=on_log, initial=params)
+            return result, stepper.grads() if want_grads else None
+        finally:
+            stepper.finish()
     finally:
         ws.lock.release()
 
 
-def _run(be: Any, ws: Workspace, params: Params, X: Any, y: Any, lr: float, steps: int,
-         log_every: int, on_log: Callable[[int, float], None] | None, want_grads: bool,
-         caller: Any, n: int, d: int, h: int, P: int, blocks: int, dtype: str
-         ) -> tuple[RunResult, Any]:
-    cp = be._cupy
-    partials, update = be._kernels(d, h, dtype)
-    stream, bufs, partial, grad, loss = ws.stream, ws.bufs, ws.partial, ws.grad, ws.loss
-    # The caller's parameters are copied into the workspace on the caller's stream, after
-    # whatever a previous run of this workspace still has queued; the run's stream then
-    # waits for the copies. No host wait anywhere.
-    caller.wait_event(stream.record())
-    for buf, p in zip(bufs[0], params, strict=True):
-        buf[...] = cp.asarray(p, dtype=dtype).reshape(buf.shape)
-    stream.wait_event(caller.record())
-    block, n64, blocks64 = (be.block,), np.int64(n), np.int64(blocks)
-    lr_ = np.dtype(dtype).type(lr)
+class FusedSteps(Steps):
+    """The fused step on the shared schedule (:mod:`nnbin.loop`): logged steps launched one
+    by one, the plain steps between them replayed as CUDA graphs. Nothing here waits for
+    the device except the transfer of a chunk's logged losses."""
 
-    def step(src: Params, dst: Params, with_loss: bool) -> None:
-        partials((blocks,), block, (X, y, *src, n64, np.int32(with_loss), partial))
-        update((P,), block, (partial, blocks64, n64, lr_, *src, *dst, grad, loss))
+    def __init__(self, be: Any, ws: Workspace, params: Params, X: Any, y: Any, lr: float,
+                 caller: Any, n: int, d: int, h: int, P: int, blocks: int, dtype: str) -> None:
+        cp = self.cp = be._cupy
+        self.be, self.ws, self.X, self.y, self.caller = be, ws, X, y, caller
+        self.partials, self.update = be._kernels(d, h, dtype)
+        self.P, self.blocks, self.dtype = P, blocks, dtype
+        self.args = (be.block,), np.int64(n), np.int64(blocks), np.dtype(dtype).type(lr)
+        self.use_graphs = be.cuda_graphs and hasattr(ws.stream, "begin_capture")
+        # The caller's parameters are copied into the workspace on the caller's stream,
+        # after whatever a previous run of this workspace still has queued; the run's
+        # stream then waits for the copies. No host wait anywhere.
+        caller.wait_event(ws.stream.record())
+        for buf, p in zip(ws.bufs[0], params, strict=True):
+            buf[...] = cp.asarray(p, dtype=dtype).reshape(buf.shape)
+        ws.stream.wait_event(caller.record())
+        self.cur = 0  # index of the buffer holding the current parameters
+        self.params = ws.bufs[0]
 
-    def replay(first: int, length: int) -> None:
-        """``length`` steps without logging from bufs[first], as CUDA graph replays."""
-        while length > 0:
-            k = min(length, be.graph_steps)
-            key = (k, first)
+    def _step(self, with_loss: bool) -> None:
+        block, n64, blocks64, lr = self.args
+        src, dst = self.ws.bufs[self.cur], self.ws.bufs[1 - self.cur]
+        ws = self.ws
+        self.partials((self.blocks,), block, (self.X, self.y, *src, n64, np.int32(with_loss),
+                                              ws.partial))
+        self.update((self.P,), block, (ws.partial, blocks64, n64, lr, *src, *dst, ws.grad,
+                                       ws.loss))
+        self.cur = 1 - self.cur
+        self.params = ws.bufs[self.cur]
+
+    def _replay(self, length: int) -> None:
+        """``length`` plain steps as graph replays of at most ``graph_steps`` steps each.
+        A graph is kept per length and parity; the schedule asks for few lengths (a
+        segment's plain steps, and chunk budgets that are powers of two)."""
+        ws, cap = self.ws, self.be.graph_steps
+        pieces = [cap] * (length // cap) + ([length % cap] if length % cap else [])
+        for k in pieces:
+            key = (k, self.cur)
             if key not in ws.graphs:
-                stream.begin_capture()
+                first = self.cur
+                ws.stream.begin_capture()
                 try:
-                    for i in range(k):
-                        step(bufs[(first + i) % 2], bufs[(first + i + 1) % 2], False)
+                    for _ in range(k):
+                        self._step(False)
                 finally:
-                    ws.graphs[key] = stream.end_capture()
+                    ws.graphs[key] = ws.stream.end_capture()
+                    self.cur = first  # capturing ran nothing: the replay below does
+                    self.params = ws.bufs[first]
                 ws.captures += 1
-            ws.graphs[key].launch(stream)
-            first, length = (first + k) % 2, length - k
+            ws.graphs[key].launch(ws.stream)
+            self.cur = (self.cur + k) % 2
+            self.params = ws.bufs[self.cur]
 
-    cur = 0  # index of the buffer holding the current parameters
-    last_finite: tuple[int, Params] | None = None
-    history: list[tuple[int, float]] = []
-    use_graphs = be.cuda_graphs and hasattr(stream, "begin_capture")
-    with stream:
-        s = 0
-        while s < steps:
-            if log_every > 0 and s % log_every == 0:
-                step(bufs[cur], bufs[1 - cur], True)
-                value = float(loss[0])  # the one host transfer, on logging steps only
-                if not math.isfinite(value):
-                    raise diverged(s, lr, last_finite, params)
-                last_finite = (s, Params(*(p.copy() for p in bufs[cur])))
-                history.append((s, value))
-                if on_log is not None:
-                    on_log(s, value)
-                cur, s = 1 - cur, s + 1
-                continue
-            run = (min(steps, s + log_every - s % log_every) if log_every > 0 else steps) - s
-            if use_graphs and run >= 2:
-                replay(cur, run)
-                cur = (cur + run) % 2
-                s += run
-            else:
-                step(bufs[cur], bufs[1 - cur], False)
-                cur, s = 1 - cur, s + 1
-        # what is handed back gets allocations of its own (the workspace is reused)
-        final = Params(*(p.copy() for p in bufs[cur]))
-        out = None
-        if want_grads:
-            dh = d * h
-            g = grad
-            out = (loss.reshape(()).copy(), Params(
+    def plain(self, k: int) -> None:
+        if self.use_graphs and k >= 2:
+            self._replay(k)
+        else:
+            for _ in range(k):
+                self._step(False)
+
+    def chunk(self, lead: int, count: int, seg: int) -> list[float]:
+        with self.ws.stream:
+            self.plain(lead)
+            losses, before = [], []
+            for _ in range(count):
+                # the buffers are reused: the parameters before a logged step are copied
+                before.append(Params(*(p.copy() for p in self.params)))
+                self._step(True)
+                losses.append(self.ws.loss.copy())
+                self.plain(seg - 1)
+            values = [float(v[0]) for v in losses]  # the chunk's one wait, if it logs
+        ok = finite_prefix(values)
+        self.good = before[ok - 1] if ok else None
+        return values
+
+    def result(self) -> Params:
+        """The parameters in allocations of their own (the workspace is reused)."""
+        with self.ws.stream:
+            return Params(*(p.copy() for p in self.params))
+
+    def grads(self) -> tuple[Any, Params]:
+        """The loss and gradients of the last logged step, each an allocation of its own."""
+        d, h = (int(v) for v in self.ws.bufs[0].W1.shape)
+        dh, g = d * h, self.ws.grad
+        with self.ws.stream:
+            return self.ws.loss.reshape(()).copy(), Params(
                 g[:dh].reshape(d, h).copy(), g[dh:dh + h].copy(),
-                g[dh + h:dh + 2 * h].reshape(h, 1).copy(), g[dh + 2 * h:dh + 2 * h + 1].copy()))
-        caller.wait_event(stream.record())
-    return RunResult(final, history, last_finite=last_finite), out
+                g[dh + h:dh + 2 * h].reshape(h, 1).copy(),
+                g[dh + 2 * h:dh + 2 * h + 1].copy())
+
+    def finish(self) -> None:
+        """Order the caller's later work after everything this run queued."""
+        self.caller.wait_event(self.ws.stream.record())

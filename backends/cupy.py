@@ -39,8 +39,8 @@ import numpy as np
 
 from nnbin.backend import Backend
 from nnbin.errors import BackendUnavailableError, TrainingDivergedError
+from nnbin.loop import RunResult
 from nnbin.model import Params
-from nnbin.training import RunResult
 
 from . import cuda_driver, cuda_fused
 
@@ -104,6 +104,13 @@ class CupyBackend(Backend):
 
     def gpu_devices(self) -> list[str]:
         return self.devices()
+
+    # the conformance suite's optional hooks (conformance/helpers.py looks them up)
+    @staticmethod
+    def full_precision() -> None:
+        """CuPy reads CUPY_TF32 at import: the suite must not run with TF32 matmuls."""
+        if os.environ.get("CUPY_TF32", "0") == "1":
+            raise BackendUnavailableError("unset CUPY_TF32 for full-precision float32 matmuls")
 
     # the benchmark's optional hooks (nnbin/bench.py looks them up)
     def out_of_memory(self, exc: BaseException) -> bool:
@@ -203,8 +210,9 @@ class CupyBackend(Backend):
         options = self._compile_options(dtype)
         key = (d, h, dtype, self.block, options, self._cupy.cuda.runtime.getDevice())
         if key not in self._modules:
-            source = cuda_fused.kernel_source(d, h, dtype, block=self.block)
-            module = self._cupy.RawModule(code=source, options=options)
+            module = self._cupy.RawModule(
+                code=cuda_fused.source(),
+                options=(*options, *cuda_fused.defines(d, h, dtype, block=self.block)))
             self._modules[key] = tuple(module.get_function(f"nnbin_{k}")
                                        for k in ("partials", "update"))
         kernels: tuple[Any, Any] = self._modules[key]

@@ -10,15 +10,14 @@ active, the work runs on its cluster.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import array_api_compat
 import numpy as np
 
 from nnbin.backend import Backend
+from nnbin.loop import CoreSteps, Steps
 from nnbin.model import Params
-from nnbin.training import RunResult, python_loop
 
 
 class DaskBackend(Backend):
@@ -26,8 +25,9 @@ class DaskBackend(Backend):
     package = "dask"
     extra = "dask"
     memory_nh = 1.0
-    # ~60 ms of graph scheduling a step would make the default benchmark minutes long;
-    # measure it by name: nnbin bench --backends numpy,dask --sizes 2000000
+    out_of_core = True
+    # the benchmark's hook: ~60 ms of graph scheduling a step would make the default
+    # benchmark minutes long; measure it by name: nnbin bench --backends numpy,dask --sizes 2000000
     in_default_bench = False
     default_dtype = "float64"
     loop = "python loop, parameters persisted every step"
@@ -74,8 +74,31 @@ class DaskBackend(Backend):
     def synchronize(self, x: Any) -> None:
         self._dask.compute(x)
 
-    def run(self, params: Params, X: Any, y: Any, *, lr: float, steps: int, log_every: int,
-            on_log: Callable[[int, float], None] | None = None) -> RunResult:
-        persist = self._dask.persist
-        return python_loop(Params(*persist(*params)), X, y, lr=lr, steps=steps,
-                           log_every=log_every, on_log=on_log, persist=persist)
+    def stepper(self, params: Params, X: Any, y: Any, lr: float) -> Steps:
+        return _PersistedSteps(Params(*self._dask.persist(*params)), X, y, lr, None,
+                               self._dask)
+
+
+class _PersistedSteps(CoreSteps):
+    """The core with the parameters persisted after every step (with the loss on logged
+    steps: one evaluation of the graph gives both), so the graph never grows."""
+
+    def __init__(self, params: Params, X: Any, y: Any, lr: float, block_rows: int | None,
+                 dask: Any) -> None:
+        super().__init__(params, X, y, lr, block_rows)
+        self._persist = dask.persist
+        self._compute = dask.compute
+
+    def plain(self, k: int) -> None:
+        for _ in range(k):
+            super().plain(1)
+            self.params = Params(*self._persist(*self.params))
+
+    def logged(self) -> Any:
+        loss = super().logged()
+        *kept, loss = self._persist(*self.params, loss)
+        self.params = Params(*kept)
+        return loss
+
+    def to_host(self, losses: list[Any]) -> list[float]:
+        return [float(v) for v in self._compute(*losses)]

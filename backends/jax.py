@@ -1,5 +1,5 @@
-"""JAX: the training run compiled once (a ``lax.fori_loop`` under ``jax.jit``) and run in
-chunks of about CHUNK_SECONDS, CPU or GPU.
+"""JAX: the training run compiled once (a ``lax.fori_loop`` under ``jax.jit``) and run on
+the shared schedule (:mod:`nnbin.loop`): one call of it a chunk, CPU or GPU.
 Arrays on one CUDA GPU, where cupy is installed, train with the cupy backend's fused step
 instead, reached through DLPack with no copies (``fused=False``: the compiled core);
 verified on an H100 (BENCHMARKS.md)."""
@@ -7,7 +7,6 @@ verified on an H100 (BENCHMARKS.md)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import array_api_compat
@@ -16,8 +15,8 @@ import numpy as np
 from nnbin.backend import Backend
 from nnbin.backprop import apply_update, loss_and_grads, value_and_grads
 from nnbin.errors import BackendUnavailableError
+from nnbin.loop import CHUNK_LOGS, OnLog, RunResult, Steps, run_steps
 from nnbin.model import Params
-from nnbin.training import RunResult
 
 from .cupy import DlpackFused, FusedThroughDlpack
 
@@ -76,6 +75,12 @@ class JaxBackend(FusedThroughDlpack, Backend):
         config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
+    # the conformance suite's optional hook (conformance/helpers.py looks it up)
+    def full_precision(self) -> None:
+        """float64 available and float32 matmuls at full precision, process-wide."""
+        self._jax.config.update("jax_enable_x64", True)
+        self._jax.config.update("jax_default_matmul_precision", "highest")
+
     # the benchmark's optional hooks (nnbin/bench.py looks them up)
     @staticmethod
     def out_of_memory(exc: BaseException) -> bool:
@@ -132,93 +137,68 @@ class JaxBackend(FusedThroughDlpack, Backend):
         return len(devices) == 1 and next(iter(devices)).platform == "gpu"
 
     def run(self, params: Params, X: Any, y: Any, *, lr: float, steps: int, log_every: int,
-            on_log: Callable[[int, float], None] | None = None,
-            fused: bool | None = None) -> RunResult:
+            on_log: OnLog | None = None, fused: bool | None = None) -> RunResult:
         if fused is not False:
             self.last_temp_bytes = None  # through cupy: no XLA buffers to report
         result = self._fused_run(params, X, y, lr=lr, steps=steps, log_every=log_every,
                                  on_log=on_log, fused=fused)
         if result is not None:
             return result
-        if steps == 0:
-            return RunResult(params, [], 0.0, last_finite=None)
+        return run_steps(self.stepper(params, X, y, lr), lr=lr, steps=steps,
+                         log_every=log_every, on_log=on_log)
+
+    def stepper(self, params: Params, X: Any, y: Any, lr: float) -> Steps:
+        return _CompiledSteps(self, params, X, y, lr)
+
+    def _compiled_chunk(self, params: Params, X: Any, y: Any, lr: Any) -> tuple[Any, float]:
+        """The compiled :func:`_chunk` for these shapes (compiled once per shapes, dtype and
+        sharding; the counts are arguments) and the seconds compiling took now."""
         key = (X.shape, str(X.dtype), params.W1.shape, str(getattr(X, "sharding", "")))
-        compile_seconds = 0.0
-        xp = self.xp
-        lr_arr = xp.asarray(lr, dtype=X.dtype)
-        i32 = self._jax.numpy.int32
-
-        def ints(*values: int) -> list[Any]:
-            return [xp.asarray(v, dtype=i32) for v in values]
-
-        good_step = xp.asarray(-1, dtype=i32)
+        seconds = 0.0
         if key not in self._compiled:
             t0 = time.perf_counter()
-            fn = self._jax.jit(_chunk)
-            self._compiled[key] = fn.lower(params, params, good_step, X, y, lr_arr,
-                                           *ints(0, 0, 0, 1)).compile()
-            compile_seconds = time.perf_counter() - t0
+            i32 = self.xp.asarray(0, dtype=self.xp.int32)
+            self._compiled[key] = (self._jax.jit(_chunk)
+                                   .lower(params, X, y, lr, i32, i32, i32).compile())
+            seconds = time.perf_counter() - t0
         compiled = self._compiled[key]
         try:
             self.last_temp_bytes = int(compiled.memory_analysis().temp_size_in_bytes)
         except Exception:  # not every platform reports it
             self.last_temp_bytes = None
-        # The run goes in chunks of about CHUNK_SECONDS, one call of the compiled function
-        # each; how many steps a chunk holds is an argument (a while loop inside), so no
-        # chunk size compiles anew. Between chunks Python runs: Ctrl-C stops the run within
-        # about a chunk, and the losses reach on_log as they come.
-        history: list[tuple[int, float]] = []
-        good, s, per_step = params, 0, None
-        while s < steps:
-            budget = 1 if per_step is None else max(1, int(CHUNK_SECONDS / per_step))
-            lead, count, seg = 0, 0, 1
-            if log_every > 0 and s % log_every == 0:  # a logged step starts here
-                seg = min(log_every, steps - s)
-                if seg <= budget:  # whole segments (the last may be shorter) fit a chunk
-                    whole = (steps - s) // log_every
-                    count = max(1, min(whole, CHUNK_LOGS, budget // log_every))
-                    if count * log_every > steps - s:  # only the short last segment
-                        count = 1
-                else:  # a long segment: its logged step now, its plain steps in chunks
-                    count, seg = 1, 1
-            else:
-                stop = steps if log_every <= 0 else min(steps, s + log_every - s % log_every)
-                lead = min(stop - s, budget)
-            t0 = time.perf_counter()
-            params, good, good_step, losses = compiled(
-                params, good, good_step, X, y, lr_arr, *ints(s, lead, count, seg))
-            self._jax.block_until_ready(params)  # the chunk's end: the one wait
-            values = np.asarray(losses)[:count]
-            ran = lead + count * seg
-            per_step = (time.perf_counter() - t0) / ran
-            for k, v in enumerate(values):
-                at = s + lead + k * seg
-                history.append((at, float(v)))
-                if not np.isfinite(v):  # diverged: train() raises with the last finite
-                    ran = steps - s
-                    break
-                if on_log is not None:
-                    on_log(at, float(v))
-            s += ran
-        last = int(good_step)
-        return RunResult(params, history, compile_seconds,
-                         last_finite=(last, good) if last >= 0 else None)
+        return compiled, seconds
 
 
-#: seconds of work per compiled call of a run (Ctrl-C waits at most about this long)
-CHUNK_SECONDS = 0.25
-#: the most logged losses one call returns (the size of its loss buffer)
-CHUNK_LOGS = 256
+class _CompiledSteps(Steps):
+    """A chunk of the shared schedule as one call of one compiled function (compiled on
+    the first chunk): the losses are recorded inside it, the last finite parameters kept
+    there too, at no host cost; the chunk's end is its one wait."""
+
+    def __init__(self, be: JaxBackend, params: Params, X: Any, y: Any, lr: float) -> None:
+        self.be, self.params, self.X, self.y = be, params, X, y
+        self.lr = be.xp.asarray(lr, dtype=X.dtype)
+        self._fn: Any = None
+
+    def chunk(self, lead: int, count: int, seg: int) -> list[float]:
+        if self._fn is None:
+            self._fn, self.compile_seconds = self.be._compiled_chunk(
+                self.params, self.X, self.y, self.lr)
+        i32 = self.be.xp.int32
+        ints = (self.be.xp.asarray(v, dtype=i32) for v in (lead, count, seg))
+        self.params, self.good, losses = self._fn(self.params, self.X, self.y, self.lr, *ints)
+        values = np.asarray(losses)[:count].tolist()  # waits for the chunk: the one wait
+        self.be._jax.block_until_ready(self.params)
+        return [float(v) for v in values]
 
 
-def _chunk(params: Params, good: Params, good_step: Any, X: Any, y: Any, lr: Any,
-           first: Any, lead: Any, count: Any, seg: Any) -> tuple[Params, Params, Any, Any]:
-    """From step ``first``: ``lead`` plain steps, then ``count`` segments of ``seg`` steps,
-    each starting with a step whose loss is recorded (at most CHUNK_LOGS a call) and, where
-    finite, remembered with its parameters as the last finite ones, at no host cost. Traced
-    once by jax.jit: the counts are arguments, so every chunk runs the same compiled code.
-    X and y are arguments, never closed over: closed-over arrays become compile-time
-    constants (a 2e7-sample compile took 31 s that way).
+def _chunk(params: Params, X: Any, y: Any, lr: Any, lead: Any, count: Any, seg: Any
+           ) -> tuple[Params, Params, Any]:
+    """``lead`` plain steps, then ``count`` segments of ``seg`` steps, each starting with a
+    step whose loss is recorded (at most CHUNK_LOGS a call); also the parameters before the
+    last logged step that is finite with only finite ones before it. Traced once by
+    jax.jit: the counts are arguments, so every chunk runs the same compiled code. X and y
+    are arguments, never closed over: closed-over arrays become compile-time constants (a
+    2e7-sample compile took 31 s that way).
     """
     import jax.numpy as jnp
     from jax import lax
@@ -229,15 +209,16 @@ def _chunk(params: Params, good: Params, good_step: Any, X: Any, y: Any, lr: Any
 
     def segment(i: Any, carry: tuple[Params, Params, Any, Any]
                 ) -> tuple[Params, Params, Any, Any]:
-        p, good, good_step, losses = carry
+        p, good, alive, losses = carry
         loss, g = loss_and_grads(p, X, y)
-        ok = jnp.isfinite(loss)
-        good = Params(*(jnp.where(ok, a, b) for a, b in zip(p, good)))
-        good_step = jnp.where(ok, first + lead + i * seg, good_step)
+        alive = alive & jnp.isfinite(loss)
+        good = Params(*(jnp.where(alive, a, b) for a, b in zip(p, good)))
         losses = losses.at[i].set(loss)
         p = lax.fori_loop(0, seg - 1, plain, apply_update(p, g, lr))
-        return p, good, good_step, losses
+        return p, good, alive, losses
 
     p = lax.fori_loop(0, lead, plain, params)
     losses = jnp.full((CHUNK_LOGS,), jnp.nan, dtype=X.dtype)
-    return lax.fori_loop(0, count, segment, (p, good, good_step, losses))
+    p, good, _, losses = lax.fori_loop(0, count, segment,
+                                       (p, p, jnp.asarray(True), losses))
+    return p, good, losses

@@ -12,8 +12,8 @@ import array_api_compat
 import numpy as np
 
 from nnbin.backend import Backend, cache_block_rows
+from nnbin.loop import CoreSteps, OnLog, RunResult, Steps
 from nnbin.model import Params
-from nnbin.training import RunResult
 
 from .cupy import DlpackFused, FusedThroughDlpack
 
@@ -50,6 +50,12 @@ class TorchBackend(FusedThroughDlpack, Backend):
 
     def gpu_devices(self) -> list[str]:
         return self.devices()[1:]
+
+    # the conformance suite's optional hooks (conformance/helpers.py looks them up)
+    def full_precision(self) -> None:
+        """No TF32 in CUDA matmuls and convolutions, process-wide."""
+        self._torch.backends.cuda.matmul.allow_tf32 = False
+        self._torch.backends.cudnn.allow_tf32 = False
 
     # the benchmark's optional hooks (nnbin/bench.py looks them up)
     def out_of_memory(self, exc: BaseException) -> bool:
@@ -124,15 +130,15 @@ class TorchBackend(FusedThroughDlpack, Backend):
         return bool(X.is_cuda)
 
     def run(self, params: Params, X: Any, y: Any, *, lr: float, steps: int, log_every: int,
-            on_log: Callable[[int, float], None] | None = None,
-            fused: bool | None = None) -> RunResult:
-        from nnbin.training import python_loop
-
+            on_log: OnLog | None = None, fused: bool | None = None) -> RunResult:
         result = self._fused_run(params, X, y, lr=lr, steps=steps, log_every=log_every,
                                  on_log=on_log, fused=fused)
         if result is not None:
             return result
-        rows = None if X.is_cuda else self.block_rows(X.shape[0], params.W1.shape[1])
         with self._torch.no_grad():  # the backward pass is ours: no autograd graph
-            return python_loop(params, X, y, lr=lr, steps=steps, log_every=log_every,
-                               on_log=on_log, block_rows=rows)
+            return super().run(params, X, y, lr=lr, steps=steps, log_every=log_every,
+                               on_log=on_log)
+
+    def stepper(self, params: Params, X: Any, y: Any, lr: float) -> Steps:
+        rows = None if X.is_cuda else self.block_rows(X.shape[0], params.W1.shape[1])
+        return CoreSteps(params, X, y, lr, rows)

@@ -17,22 +17,20 @@ NAMES = ("W1", "b1", "W2", "b2")
 
 
 def configure_for_conformance(be: nnbin.Backend) -> None:
-    """Full-precision float32 matmuls (no TF32) and float64 available, per backend."""
-    if be.name == "jax":
-        import jax
+    """Full-precision float32 matmuls (no TF32) and float64 available: the backend's optional
+    ``full_precision()`` hook (jax, torch, cupy), looked up here because only the suite
+    needs it."""
+    hook = getattr(be, "full_precision", None)
+    if hook is not None:
+        hook()
 
-        jax.config.update("jax_enable_x64", True)
-        jax.config.update("jax_default_matmul_precision", "highest")
-    if be.name == "cupy":
-        import os
 
-        # CuPy reads CUPY_TF32 at import; the suite must not run with TF32 matmuls.
-        assert os.environ.get("CUPY_TF32", "0") != "1", "unset CUPY_TF32 for the suite"
-    if be.name == "torch":
-        import torch
-
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+def forbid_host_sync(be: nnbin.Backend, x: Any) -> Any:
+    """The backend's optional ``forbid_host_sync(x)`` hook: a context manager in which a
+    host synchronisation on ``x``'s device raises, where the library can detect one (cupy;
+    torch on CUDA); None where it cannot or the backend has no such hook."""
+    hook = getattr(be, "forbid_host_sync", None)
+    return None if hook is None else hook(x)
 
 
 def rounded(a: np.ndarray, dtype: str) -> np.ndarray:

@@ -13,6 +13,7 @@ from .helpers import (
     NAMES,
     assert_close,
     check_gradients,
+    forbid_host_sync,
     random_case,
     reference_seed_run,
     seed_case,
@@ -173,16 +174,16 @@ def test_no_host_synchronisation_between_logging_steps(backend, dtype, path):
     synchronisation detector (cupy: cupyx.allow_synchronize(False); torch on CUDA: sync
     debug mode "error"), and the detector does catch the loss read of a logging step."""
     case = seed_case(backend, dtype)
-    if backend.forbid_host_sync(case.Xd) is None:
+    if forbid_host_sync(backend, case.Xd) is None:
         pytest.skip(f"{backend.name} cannot detect host synchronisation here")
     kwargs = _path_kwargs(backend, path)
     run = backend.run(case.params, case.Xd, case.yd, lr=1.0, steps=3, log_every=0, **kwargs)
     backend.synchronize(run.params)  # compilation, first-call work: outside the detector
-    with backend.forbid_host_sync(case.Xd):
+    with forbid_host_sync(backend, case.Xd):
         run = backend.run(case.params, case.Xd, case.yd, lr=1.0, steps=30, log_every=0,
                           **kwargs)
     backend.synchronize(run.params)
-    guard = backend.forbid_host_sync(case.Xd)  # cupyx.DeviceSynchronized, RuntimeError
+    guard = forbid_host_sync(backend, case.Xd)  # cupyx.DeviceSynchronized, RuntimeError
     with pytest.raises(Exception, match=r"(?i)synchroniz"), guard:
         backend.run(case.params, case.Xd, case.yd, lr=1.0, steps=30, log_every=10, **kwargs)
 

@@ -123,16 +123,18 @@ extern "C" long long run_update(long long grid, long long block, const real* par
 """
 
 
-def compile_kernels(source: str, folder: Path) -> ctypes.CDLL:
-    """The kernel source plus the emulator, compiled as C++ (skips without g++)."""
+def compile_kernels(source: str, folder: Path, options: tuple[str, ...] = ()) -> ctypes.CDLL:
+    """The kernel source plus the emulator, compiled as C++ (skips without g++); the -D
+    ``options`` go to g++ as they go to NVRTC."""
     if shutil.which("g++") is None:
         pytest.skip("g++ not installed: cannot emulate the kernels on the CPU")
     folder.mkdir(parents=True, exist_ok=True)
     src = folder / "fused.cpp"
     src.write_text(PRELUDE + source + SCHEDULER)
-    lib = folder / f"fused{abs(hash(source)) % 10**8}.so"
-    out = subprocess.run(["g++", "-std=c++17", "-O1", "-shared", "-fPIC", "-o", str(lib),
-                          str(src)], capture_output=True, text=True)
+    defines = [o for o in options if o.startswith("-D")]
+    lib = folder / f"fused{abs(hash((source, *defines))) % 10**8}.so"
+    out = subprocess.run(["g++", "-std=c++17", "-O1", "-shared", "-fPIC", *defines, "-o",
+                          str(lib), str(src)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     dll = ctypes.CDLL(str(lib))
     for name in ("run_partials", "run_update"):

@@ -16,11 +16,15 @@ import nnbin.backend as backend_mod
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_entry_points_match_the_source_tree_table():
-    """pyproject's entry points and the table used when running from source agree."""
+def test_a_source_tree_reads_the_backends_from_pyproject():
+    """A built-in backend is named in pyproject's entry points (and nox's list) only: a
+    source-tree run reads that table, and every entry is a Backend of that name."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     declared = project["project"]["entry-points"]["nnbin.backends"]
-    assert declared == backend_mod._BUILTIN
+    assert backend_mod._source_tree_backends() == declared
+    for name in declared:
+        cls = backend_mod.backend_class(name)
+        assert issubclass(cls, nnbin.Backend) and cls.name == name
 
 
 def test_default_is_numpy_and_env_is_read_per_call(monkeypatch):

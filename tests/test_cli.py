@@ -189,3 +189,42 @@ def test_jax_runs_from_the_command_line_keep_their_compiled_code(tmp_path, monke
     assert sorted(p.name for p in (cache / "jax-compiled").iterdir()) == kept
     train("off")
     assert not (tmp_path / "off").exists()
+
+
+@pytest.mark.parametrize("backend,sig", [("numpy", "SIGINT"), ("strict", "SIGINT"),
+                                         ("jax", "SIGINT"), ("torch", "SIGINT"),
+                                         ("dask", "SIGINT"), ("numpy", "SIGTERM")])
+def test_a_signal_stops_any_backend_within_about_a_chunk(tmp_path, backend, sig):
+    """Every backend runs on the shared schedule of chunks of ~0.25 s (nnbin/loop.py): a
+    signal ends a run of minutes at once (exit 130 or 143, "interrupted"), not after the run
+    or a compiled call of it; JAX runs a chunk as one compiled call."""
+    import os
+    import signal
+    import time
+
+    if backend != "numpy":
+        pytest.importorskip({"strict": "array_api_strict"}.get(backend, backend))
+    env = {**os.environ, "NNBIN_BACKEND": "", "NNBIN_CACHE_DIR": "off",
+           "PYTHONUNBUFFERED": "1"}
+    # a background job of a non-interactive shell ignores SIGINT, and so would its child:
+    # the child puts Python's KeyboardInterrupt handler back before it runs nnbin
+    child = ("import runpy, signal, sys; signal.signal(signal.SIGINT, "
+             "signal.default_int_handler); sys.argv[0] = 'nnbin'; "
+             "runpy.run_module('nnbin', run_name='__main__')")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", child, "train", "--backend", backend, "--steps", "2000000",
+         "--log-every", "100000", "--no-plot", "--save", "m.safetensors"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    try:
+        line = proc.stdout.readline()  # the first logged loss: training has started
+        assert line.startswith("step      0"), line
+        proc.send_signal(getattr(signal, sig))
+        t0 = time.perf_counter()
+        _, err = proc.communicate(timeout=60)
+        stopped_after = time.perf_counter() - t0
+    finally:
+        proc.kill()
+    assert proc.returncode == (130 if sig == "SIGINT" else 143), err
+    assert "interrupted" in err, err
+    assert stopped_after < 10  # the whole run would take hours on any machine
+    assert list(tmp_path.iterdir()) == []  # nothing written, no temporary left behind

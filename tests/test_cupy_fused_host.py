@@ -23,7 +23,7 @@ import pytest
 from cuda_emulation import Kernel, compile_kernels
 
 import nnbin
-from nnbin.training import python_loop
+from nnbin.loop import python_loop
 
 
 class FakeCuda:
@@ -188,8 +188,10 @@ def fake_cupy(tmp_path):
         return np.full(shape, np.nan, dtype).view(DeviceArray)
 
     def raw_module(code, options=()):
-        cuda.log.append((f"compile {' '.join(options)}", "host"))
-        lib = compile_kernels(code, tmp_path / str(abs(hash(code))))
+        flags = [o for o in options if not o.startswith("-D")]  # the shape's defines apart
+        assert sum(o.startswith("-DNNBIN_") for o in options) == 5
+        cuda.log.append((f"compile {' '.join(flags)}", "host"))
+        lib = compile_kernels(code, tmp_path / str(abs(hash((code, *options)))), options)
         return types.SimpleNamespace(
             get_function=lambda name: FakeKernel(cuda, Kernel(lib, name), **kernels))
 
@@ -207,7 +209,11 @@ def done(backend):
 
 
 @pytest.fixture
-def backend(tmp_path):
+def backend(tmp_path, monkeypatch):
+    # The emulator is about a thousand times slower than a GPU: chunks bounded by time would
+    # be a few steps long here. What these tests check is the driver (graphs, streams,
+    # buffers) under the schedule a GPU sees, where a chunk reaches the next logged step.
+    monkeypatch.setattr("nnbin.loop.CHUNK_SECONDS", 1e9)
     from nnbin_backends import cuda_driver, cuda_fused
     from nnbin_backends.cupy import CupyBackend
 
@@ -559,8 +565,12 @@ def test_jax_arrays_reach_the_fused_kernels_through_dlpack(bridged):
 def test_fused_true_without_cuda_says_what_to_install():
     pytest.importorskip("torch")
     X, y = nnbin.two_gaussians(n_per_class=10, seed=0)
-    with pytest.raises(nnbin.BackendUnavailableError, match="has no fused step"):
+    # the backend's own run says why (before the redesign train() said only "has no fused
+    # step"); a backend with no fused step at all says that
+    with pytest.raises(nnbin.BackendUnavailableError, match=r"one CUDA GPU and cupy: pip install"):
         nnbin.train(X, y, steps=1, backend="torch", fused=True)
+    with pytest.raises(nnbin.BackendUnavailableError, match="numpy backend has no fused step"):
+        nnbin.train(X, y, steps=1, backend="numpy", fused=True)
 
 
 def test_fast_math_is_asked_for_float32_only(backend):

@@ -9,7 +9,7 @@ The math (:mod:`nnbin.model`, :mod:`nnbin.loss`, :mod:`nnbin.backprop`) takes it
 namespace from its inputs; backends (``NNBIN_BACKEND``) only move data and run loops.
 """
 
-from .api import accuracy, forward, loss, loss_and_grads, predict_proba, step
+from .api import accuracy, forward, init_params, loss, loss_and_grads, predict_proba, step
 from .backend import Backend, available_names, backend_of, get_backend
 from .data import DataFileError, load_data, two_gaussians
 from .errors import (
@@ -19,7 +19,7 @@ from .errors import (
     TrainingDivergedError,
     UnknownBackendError,
 )
-from .model import Params, init_params
+from .model import Params
 from .modelfile import Model, ModelFileError, load
 from .modelfile import save_result as save
 from .training import TrainResult, train

@@ -17,10 +17,30 @@ from typing import Any
 from . import backprop
 from . import loss as _loss
 from . import model as _model
-from .backend import backend_of
+from .backend import backend_of, get_backend
 from .errors import InvalidInputError
 from .model import Array, Params, quiet_overflow
 from .validate import model_inputs, step_size
+
+
+def init_params(
+    n_features: int = 1,
+    hidden: int = 32,
+    seed: int = 0,
+    *,
+    dtype: str | None = None,
+    backend: str | None = None,
+    device: Any = None,
+) -> Params:
+    """Initial parameters: W ~ N(0, 1), b = 0.
+
+    The weights are drawn on the host from ``numpy.random.default_rng(seed)`` in float64
+    (W1 first, then W2), cast to ``dtype`` and only then moved to the backend's device,
+    so one seed gives the same starting point on every backend.
+    ``backend`` defaults to ``NNBIN_BACKEND`` (else numpy); ``dtype`` to the backend's default.
+    """
+    return get_backend(backend).init_params(n_features, hidden, seed, dtype=dtype,
+                                            device=device)
 
 
 @quiet_overflow

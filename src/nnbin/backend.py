@@ -18,39 +18,30 @@ import functools
 import importlib
 import importlib.util
 import os
-from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from .errors import BackendUnavailableError, UnknownBackendError
-
-if TYPE_CHECKING:
-    from .model import Params
-    from .training import RunResult
+from .loop import CoreSteps, OnLog, RunResult, Steps, run_steps
+from .model import Params, initial_weights
 
 ENV_VAR = "NNBIN_BACKEND"
 DEFAULT_BACKEND = "numpy"
 ENTRY_POINT_GROUP = "nnbin.backends"
-
-# Used only when nnbin runs from a source tree without being installed (no entry points);
-# kept equal to pyproject.toml's [project.entry-points."nnbin.backends"] by a test.
-_BUILTIN = {
-    "numpy": "nnbin_backends.numpy:NumpyBackend",
-    "strict": "nnbin_backends.strict:StrictBackend",
-    "jax": "nnbin_backends.jax:JaxBackend",
-    "torch": "nnbin_backends.torch:TorchBackend",
-    "dask": "nnbin_backends.dask:DaskBackend",
-    "cupy": "nnbin_backends.cupy:CupyBackend",
-}
-
 
 class Backend:
     """What every backend provides. Subclasses import their library in ``__init__``.
 
     Class attributes describe the backend without importing anything, so that
     ``nnbin backends`` can list backends whose package is not installed.
+
+    What only the benchmark or the conformance suite needs is not here: they look up
+    optional hooks by name (``nnbin/bench.py``: ``out_of_memory``, ``release_memory``,
+    ``step_peak_bytes``, ``memory_traced``, ``last_temp_bytes``, ``in_default_bench``;
+    ``conformance/helpers.py``: ``forbid_host_sync``, ``full_precision``), each documented
+    where it is used.
     """
 
     name: ClassVar[str]
@@ -62,11 +53,11 @@ class Backend:
     dtypes: ClassVar[tuple[str, ...]] = ("float32", "float64")
     #: how training runs many steps, as shown in logs and the benchmark
     loop: ClassVar[str] = "python loop"
-    #: working memory of one step in (N, H) arrays (measured by ``nnbin bench``); used to
-    #: skip benchmark sizes that cannot fit
+    #: working memory of one step in (N, H) arrays (measured by ``nnbin bench``): training
+    #: refuses, before allocating, what cannot fit in host memory
     memory_nh: ClassVar[float] = 4.0
-    #: whether ``nnbin bench`` includes it when no --backends are named
-    in_default_bench: ClassVar[bool] = True
+    #: works through the data chunk by chunk (Dask): no in-memory estimate applies
+    out_of_core: ClassVar[bool] = False
     #: whether ``run`` takes ``fused=`` (a native fused step besides the array-API core):
     #: cupy always; torch and jax where a CUDA GPU and cupy are there (through DLPack)
     has_fused: bool = False
@@ -87,6 +78,14 @@ class Backend:
     def asarray(self, a: Any, dtype: str, device: Any = None) -> Any:
         """Move a host (NumPy) array to this backend, cast to ``dtype``."""
         return self.xp.asarray(np.asarray(a, dtype=dtype), device=device)
+
+    def init_params(self, n_features: int, hidden: int, seed: int = 0, *,
+                    dtype: str | None = None, device: Any = None) -> Params:
+        """The initial parameters (:func:`nnbin.model.initial_weights`, drawn on the host in
+        float64) cast to ``dtype`` (default: this backend's) and placed on ``device``."""
+        dtype = dtype or self.default_dtype
+        return Params(*(self.asarray(a, dtype, device)
+                        for a in initial_weights(n_features, hidden, seed)))
 
     def to_host(self, x: Any) -> np.ndarray:
         """A NumPy copy of ``x`` (a device-to-host transfer on GPU backends)."""
@@ -112,18 +111,6 @@ class Backend:
         """The GPUs this backend can run on here (empty on CPU-only machines)."""
         return []
 
-    def step_peak_bytes(self, run_one_step: Callable[[], object]) -> int | None:
-        """Peak device memory of ``run_one_step()`` beyond what was allocated before it, where
-        the library can tell (GPU allocators); None otherwise."""
-        return None
-
-    def forbid_host_sync(self, x: Any) -> Any:
-        """A context manager in which a host synchronisation on ``x``'s device raises, where
-        the library can detect one (cupy, torch on CUDA); None where it cannot. The
-        conformance suite trains inside it to show that steps without logging never wait
-        for the device."""
-        return None
-
     def block_rows(self, n_samples: int, hidden: int) -> int | None:
         """Samples per block in a gradient pass, or None for the whole batch at once.
 
@@ -132,24 +119,26 @@ class Backend:
         """
         return None
 
-    def run(
-        self,
-        params: Params,
-        X: Any,
-        y: Any,
-        *,
-        lr: float,
-        steps: int,
-        log_every: int,
-        on_log: Callable[[int, float], None] | None = None,
-    ) -> RunResult:
-        """Run ``steps`` full-batch steps; the loss is recorded every ``log_every`` steps."""
-        from .training import python_loop
+    def run(self, params: Params, X: Any, y: Any, *, lr: float, steps: int, log_every: int,
+            on_log: OnLog | None = None, fused: bool | None = None) -> RunResult:
+        """Run ``steps`` full-batch steps; the loss is recorded every ``log_every`` steps.
 
-        return python_loop(
-            params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log,
-            block_rows=self.block_rows(X.shape[0], params.W1.shape[1]),
-        )
+        The one run contract of every backend: the schedule and the bookkeeping (history,
+        ``on_log``, the finite check, the divergence error) are :func:`nnbin.loop.run_steps`';
+        a backend supplies its :meth:`stepper`. ``fused``: backends with a native fused step
+        use it where it applies unless False; here (no fused step) True is an error.
+        """
+        if fused:
+            raise BackendUnavailableError(
+                f"the {self.name} backend has no fused step; fused=None or False runs the "
+                "array-API core")
+        return run_steps(self.stepper(params, X, y, lr), lr=lr, steps=steps,
+                         log_every=log_every, on_log=on_log)
+
+    def stepper(self, params: Params, X: Any, y: Any, lr: float) -> Steps:
+        """How this backend advances a run: by default the array-API core, one Python
+        iteration a step, through the samples in blocks of :meth:`block_rows`."""
+        return CoreSteps(params, X, y, lr, self.block_rows(X.shape[0], params.W1.shape[1]))
 
 
 def cache_block_rows(hidden: int, itemsize: int = 8) -> int:
@@ -163,30 +152,36 @@ def cache_block_rows(hidden: int, itemsize: int = 8) -> int:
 def _registered() -> dict[str, str]:
     """Backend name -> ``module:Class`` for every registered backend."""
     found = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    if "numpy" not in found:  # running from a source tree: no metadata, use the built-in table
-        _source_tree_backends()
-        found = {**_BUILTIN, **found}
+    if "numpy" not in found:  # running from a source tree: no metadata, read pyproject
+        found = {**_source_tree_backends(), **found}
     return found
 
 
-def _source_tree_backends() -> None:
-    """Make ``backends/`` of a source checkout importable as ``nnbin_backends`` (what an
-    install does through pyproject's package-dir), for ``PYTHONPATH=src`` runs."""
+def _source_tree_backends() -> dict[str, str]:
+    """The entry points pyproject.toml declares, for ``PYTHONPATH=src`` runs of a source
+    checkout, with ``backends/`` made importable as ``nnbin_backends`` (what an install does
+    through pyproject's package-dir). A built-in backend is named in pyproject only."""
     import sys
+    import tomllib
 
-    if "nnbin_backends" in sys.modules or importlib.util.find_spec("nnbin_backends"):
-        return
-    folder = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "backends")
+    root = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir)
+    try:
+        with open(os.path.join(root, "pyproject.toml"), "rb") as f:
+            project = tomllib.load(f)
+        table = dict(project["project"]["entry-points"][ENTRY_POINT_GROUP])
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return {}
+    folder = os.path.abspath(os.path.join(root, "backends"))
     init = os.path.join(folder, "__init__.py")
-    if not os.path.exists(init):
-        return
-    spec = importlib.util.spec_from_file_location(
-        "nnbin_backends", init, submodule_search_locations=[os.path.abspath(folder)])
-    if spec is None or spec.loader is None:
-        return
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["nnbin_backends"] = module
-    spec.loader.exec_module(module)
+    if "nnbin_backends" not in sys.modules and not importlib.util.find_spec("nnbin_backends") \
+            and os.path.exists(init):
+        spec = importlib.util.spec_from_file_location(
+            "nnbin_backends", init, submodule_search_locations=[folder])
+        if spec is not None and spec.loader is not None:
+            module = importlib.util.module_from_spec(spec)
+            sys.modules["nnbin_backends"] = module
+            spec.loader.exec_module(module)
+    return table
 
 
 def available_names() -> list[str]:

@@ -33,7 +33,6 @@ import numpy as np
 from .backend import available_names, backend_class, get_backend, is_installed
 from .data import two_gaussians
 from .errors import NnbinError
-from .model import init_params
 from .validate import available_memory
 
 HIDDEN = 32
@@ -84,7 +83,7 @@ def _time_backend(name: str, n: int, dtype: str, steps: int, repeats: int,
     cell = Cell(f"nnbin:{name}" + ("-core" if fused is False else ""), n, dtype, steps)
     be = get_backend(name)
     cell.loop = be.loop
-    kw: dict[str, Any] = {"fused": fused} if be.has_fused else {}
+    kw: dict[str, Any] = {"fused": fused}
     if dtype not in be.dtypes:
         cell.skipped = f"no {dtype}"
         return cell
@@ -96,7 +95,7 @@ def _time_backend(name: str, n: int, dtype: str, steps: int, repeats: int,
     X, y = two_gaussians(n // 2, seed=0)
     Xd, yd = be.asarray(X, dtype), be.asarray(y, dtype)
     del X, y
-    params = init_params(1, HIDDEN, 0, dtype=dtype, backend=name)
+    params = be.init_params(1, HIDDEN, 0, dtype=dtype)
     t0 = time.perf_counter()
     run = be.run(params, Xd, yd, lr=1.0, steps=steps, log_every=0, **kw)
     be.synchronize(run.params)
@@ -117,18 +116,19 @@ def _peak_nh(be: Any, params: Any, X: Any, y: Any, n: int, dtype: str,
     tracemalloc (NumPy reports its buffers to it), JAX from XLA's memory analysis, torch on
     CUDA from its allocator's peak, CuPy from its memory pool; None where not measurable
     (torch on the CPU, Dask)."""
-    if be.name in ("numpy", "strict"):
+    if getattr(be, "memory_traced", False):  # hook: NumPy-based, seen by tracemalloc
         import tracemalloc
 
         tracemalloc.start()
         tracemalloc.reset_peak()
         base = tracemalloc.get_traced_memory()[0]
         be.run(params, X, y, lr=1.0, steps=1, log_every=0)
-        peak = tracemalloc.get_traced_memory()[1] - base
+        traced = tracemalloc.get_traced_memory()[1] - base
         tracemalloc.stop()
-        return peak / _nh_bytes(n, dtype)
-    peak = be.step_peak_bytes(lambda: be.run(params, X, y, lr=1.0, steps=1, log_every=0,
-                                             **kw))
+        return traced / _nh_bytes(n, dtype)
+    hook = getattr(be, "step_peak_bytes", None)  # GPU allocators: their peak over one step
+    peak = None if hook is None else hook(
+        lambda: be.run(params, X, y, lr=1.0, steps=1, log_every=0, **kw))
     if peak is not None:
         return peak / _nh_bytes(n, dtype)
     temp = getattr(be, "last_temp_bytes", None)
@@ -137,11 +137,11 @@ def _peak_nh(be: Any, params: Any, X: Any, y: Any, n: int, dtype: str,
 
 # --- baselines: independent of nnbin's core -------------------------------------------
 
-def _seed_numpy(n: int, dtype: str, steps: int) -> Callable[[], None]:
+def _seed_numpy(n: int, dtype: str, steps: int, hidden: int) -> Callable[[], None]:
     X, y = two_gaussians(n // 2, seed=0)
     rng = np.random.default_rng(0)
-    W1, W2 = rng.standard_normal((1, HIDDEN)), rng.standard_normal((HIDDEN, 1))
-    b1, b2 = np.zeros(HIDDEN), np.zeros(1)
+    W1, W2 = rng.standard_normal((1, hidden)), rng.standard_normal((hidden, 1))
+    b1, b2 = np.zeros(hidden), np.zeros(1)
 
     def run() -> None:
         w1, bb1, w2, bb2 = W1.copy(), b1.copy(), W2.copy(), b2.copy()
@@ -159,14 +159,14 @@ def _seed_numpy(n: int, dtype: str, steps: int) -> Callable[[], None]:
     return run
 
 
-def _baseline_maker(name: str) -> Callable[[int, str, int], Callable[[], None]]:
+def _baseline_maker(name: str) -> Callable[[int, str, int, int], Callable[[], None]]:
     if name == "seed-numpy":
         return _seed_numpy
     # The JAX and PyTorch baselines import their libraries, so they live in backends/ (the
     # only place that may); like this one, they share no code with nnbin's core.
     from nnbin_backends import baselines
 
-    maker: Callable[[int, str, int], Callable[[], None]] = getattr(
+    maker: Callable[[int, str, int, int], Callable[[], None]] = getattr(
         baselines, name.replace("-", "_"))
     return maker
 
@@ -189,7 +189,7 @@ def _time_baseline(name: str, n: int, dtype: str, steps: int, repeats: int) -> C
         cell.skipped = "does not fit in free memory"
         return cell
     try:
-        run = _baseline_maker(name)(n, dtype, steps)
+        run = _baseline_maker(name)(n, dtype, steps, HIDDEN)
     except NnbinError as exc:
         cell.skipped = str(exc)
         return cell
@@ -422,7 +422,7 @@ def runnable_backends() -> list[str]:
     """Every backend that runs here and belongs in the default benchmark."""
     names = []
     for name in available_names():
-        if is_installed(name) and backend_class(name).in_default_bench:
+        if is_installed(name) and getattr(backend_class(name), "in_default_bench", True):
             try:
                 get_backend(name)
                 names.append(name)

@@ -4,25 +4,30 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from . import __version__
+from . import __version__, validate
 from .backend import ENV_VAR, available_names, backend_class, get_backend, is_installed
 from .bench import BASELINES
 from .errors import NnbinError
-from .validate import MAX_STEPS
 
 
 def _int_at_least(least: int, most: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number in [least, most], checked by nnbin.validate (the
+    checks the API and the estimator make), its message as argparse's own."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < least:
-            raise argparse.ArgumentTypeError(f"must be >= {least}, got {value}")
+        try:
+            value = validate.whole_number("the value", value, least)
+        except NnbinError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix("the value ")) from None
         if most is not None and value > most:
             raise argparse.ArgumentTypeError(f"must be <= {most:,}, got {value:,}")
         return value
@@ -32,19 +37,19 @@ def _int_at_least(least: int, most: int | None = None) -> Callable[[str], int]:
 
 _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
-_step_count = _int_at_least(0, MAX_STEPS)
+_step_count = _int_at_least(0, validate.MAX_STEPS)
 
 
-def _positive_float(text: str) -> float:
-    import math
-
+def _step_size(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
+    try:
+        rate: float = validate.step_size(value)
+    except NnbinError:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}") from None
+    return rate
 
 
 class _Parser(argparse.ArgumentParser):
@@ -78,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dtype", choices=["float32", "float64"],
                    help="working dtype (default: the backend's, float64 for numpy)")
     t.add_argument("--hidden", type=_positive_int, default=32, help="hidden units (32)")
-    t.add_argument("--lr", type=_positive_float, default=1.0, help="step size (1.0)")
+    t.add_argument("--lr", type=_step_size, default=1.0, help="step size (1.0)")
     t.add_argument("--steps", type=_step_count, default=1000,
                    help="full-batch steps (1000)")
     t.add_argument("--log-every", type=_step_count, default=100,
@@ -142,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--sizes", default="20000,2000000,20000000",
                        help="comma-separated N (20000,2000000,20000000)")
     bench.add_argument("--dtypes", default="float32,float64", help="(float32,float64)")
-    bench.add_argument("--steps", type=_int_at_least(1, MAX_STEPS), default=None,
+    bench.add_argument("--steps", type=_int_at_least(1, validate.MAX_STEPS), default=None,
                        help="steps per timing (default: about 2e7 / N, 2 to 1000)")
     bench.add_argument("--repeats", type=_positive_int, default=5, help="timed runs (5)")
     bench.add_argument("--baselines", default=",".join(BASELINES),
@@ -446,6 +451,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    terminated: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:
+        terminated.append(signum)
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:  # the command line owns its process (not so in a thread: then left alone)
+        previous: Any = signal.signal(signal.SIGTERM, stop)
+    except ValueError:
+        previous = None
     try:
         if args.command == "train":
             return _train(args)
@@ -462,8 +477,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nnbin: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        # SIGINT (Ctrl-C) or SIGTERM: outputs not yet written stay unwritten, a file being
+        # written is removed (nnbin.files); the exit status is the shell's 128 + signal
         print("nnbin: interrupted", file=sys.stderr)
-        return 130
+        return 128 + (terminated[0] if terminated else signal.SIGINT)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _one_line(exc: BaseException) -> str:

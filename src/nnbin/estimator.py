@@ -18,6 +18,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from . import validate
 from .backend import backend_of, get_backend
 from .model import Params, forward, namespace, predict_proba, quiet_overflow
 from .training import train
@@ -84,12 +85,10 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
 
     @quiet_overflow
     def fit(self, X: Any, y: Any) -> BinaryMLPClassifier:
-        if not (isinstance(self.hidden, int | np.integer) and self.hidden >= 1):
-            raise ValueError(f"hidden must be an integer >= 1, got {self.hidden!r}")
-        if not (np.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
-        if not (isinstance(self.steps, int | np.integer) and self.steps >= 0):
-            raise ValueError(f"steps must be an integer >= 0, got {self.steps!r}")
+        # the checks train() makes, before any data are looked at (InvalidInputError is a
+        # ValueError, what scikit-learn's checks expect)
+        validate.hyperparameters(hidden=self.hidden, lr=self.lr, steps=self.steps,
+                                 log_every=0, seed=self.seed)
         X, y = validate_data(self, X, y, reset=True, dtype=self._dtypes(X))
         y_host = np.asarray(_to_host(y))
         check_classification_targets(y_host)

@@ -48,36 +48,22 @@ def namespace(*arrays: Array) -> Any:
         ) from None
 
 
-def init_params(
-    n_features: int = 1,
-    hidden: int = 32,
-    seed: int = 0,
-    *,
-    dtype: str | None = None,
-    backend: str | None = None,
-    device: Any = None,
-) -> Params:
-    """Initial parameters: W ~ N(0, 1), b = 0.
+def initial_weights(n_features: int = 1, hidden: int = 32, seed: int = 0) -> Params:
+    """The initial parameters on the host, float64 NumPy arrays: W ~ N(0, 1), b = 0.
 
-    The weights are drawn on the host from ``numpy.random.default_rng(seed)`` in float64
-    (W1 first, then W2), cast to ``dtype`` and only then moved to the backend's device,
-    so one seed gives the same starting point on every backend.
-    ``backend`` defaults to ``NNBIN_BACKEND`` (else numpy); ``dtype`` to the backend's default.
+    Drawn from ``numpy.random.default_rng(seed)`` (W1 first, then W2), so one seed gives the
+    same starting point on every backend: :meth:`nnbin.Backend.init_params` casts them to
+    the working dtype and only then moves them to the device.
     """
-    from .backend import get_backend
-
     if n_features < 1 or hidden < 1:
         raise ValueError(f"n_features and hidden must be >= 1, got {n_features} and {hidden}")
-    be = get_backend(backend)
-    dtype = dtype or be.default_dtype
     rng = np.random.default_rng(seed)
-    host = (
+    return Params(
         rng.standard_normal((n_features, hidden)),
         np.zeros((hidden,)),
         rng.standard_normal((hidden, 1)),
         np.zeros((1,)),
     )
-    return Params(*(be.asarray(a, dtype, device) for a in host))
 
 
 def quiet_overflow(fn: F) -> F:

@@ -10,25 +10,12 @@ from typing import Any
 
 import numpy as np
 
+from . import validate
 from .backend import Backend, backend_of, get_backend
-from .backprop import apply_update, loss_and_grads, value_and_grads
-from .errors import BackendUnavailableError, MixedArraysError, TrainingDivergedError
-from .model import Array, Params, init_params, namespace, quiet_overflow
-
-
-@dataclass
-class RunResult:
-    """What a backend's run of many steps returns."""
-
-    params: Params
-    #: (step, loss) pairs, the loss (a Python float) evaluated before that step's update
-    history: list[tuple[int, float]]
-    #: seconds spent compiling (0 for eager backends)
-    compile_seconds: float = 0.0
-    #: the last parameters whose loss was recorded and finite, and the step of that record
-    last_finite: tuple[int, Params] | None = None
-    #: how the steps ran, when a backend has more than one way (else the backend's ``loop``)
-    loop: str = ""
+from .backprop import loss_and_grads
+from .errors import InvalidInputError, MixedArraysError
+from .loop import diverged
+from .model import Array, Params, namespace, quiet_overflow
 
 
 @dataclass
@@ -47,59 +34,6 @@ class TrainResult:
     compile_seconds: float = 0.0
     run_seconds: float = 0.0
     settings: dict[str, Any] = field(default_factory=dict)
-
-
-def diverged(step: int, lr: float, last_finite: tuple[int, Params] | None,
-             initial: Params) -> TrainingDivergedError:
-    """The error for a loss that stopped being finite at ``step``."""
-    good_step, good = last_finite if last_finite is not None else (0, initial)
-    return TrainingDivergedError(
-        f"training diverged: the loss is not finite at step {step} with lr={lr:g}; try a "
-        f"smaller learning rate (the last finite parameters, from step {good_step}, are on "
-        "this exception's .params)",
-        step=step, lr=lr, params=good, last_finite_step=good_step,
-    )
-
-
-def python_loop(
-    params: Params,
-    X: Array,
-    y: Array,
-    *,
-    lr: float,
-    steps: int,
-    log_every: int,
-    block_rows: int | None = None,
-    on_log: Callable[[int, float], None] | None = None,
-    persist: Callable[..., tuple[Any, ...]] | None = None,
-) -> RunResult:
-    """The default way to run many steps: one Python iteration per step.
-
-    The loss is computed only on logging steps, and only then brought to the host (to
-    check that it is finite and to report it): one synchronisation per ``log_every`` steps.
-    ``persist`` (Dask) materialises the new parameters after every step, together with the
-    loss on logging steps, so one evaluation of the graph gives both.
-    """
-    initial = params
-    history: list[tuple[int, float]] = []
-    last_finite: tuple[int, Params] | None = None
-    for s in range(steps):
-        logging = log_every > 0 and s % log_every == 0
-        loss, grads = value_and_grads(params, X, y, with_loss=logging, block_rows=block_rows)
-        new = apply_update(params, grads, lr)
-        if persist is not None:
-            *kept, loss = persist(*new, loss) if loss is not None else (*persist(*new), None)
-            new = Params(*kept)
-        if loss is not None:
-            value = float(loss)
-            if not math.isfinite(value):
-                raise diverged(s, lr, last_finite, initial)
-            last_finite = (s, params)
-            history.append((s, value))
-            if on_log is not None:
-                on_log(s, value)
-        params = new
-    return RunResult(params, history, last_finite=last_finite)
 
 
 def _prepare(
@@ -141,8 +75,6 @@ def _prepare(
 
 
 def _too_big_for_float32() -> Exception:
-    from .errors import InvalidInputError
-
     return InvalidInputError(
         "X holds values beyond float32's range (about ±3.4e38): they would become infinite "
         "in float32; train in float64 (dtype='float64') or rescale the features")
@@ -181,8 +113,6 @@ def train(
     cupy installed, which reach cupy's kernels through DLPack), None uses it where it
     applies, False always runs the array-API core, True requires the fused step.
     """
-    from . import validate
-
     hidden, lr, steps, log_every, seed = validate.hyperparameters(
         hidden=hidden, lr=lr, steps=steps, log_every=log_every, seed=seed)
     X, y = validate.training_data(X, y)
@@ -190,34 +120,29 @@ def train(
         # host memory: checked before anything large is allocated (GPU libraries report
         # their own out-of-memory errors)
         probe = get_backend(backend) if isinstance(X, np.ndarray) else backend_of(X)
-        if probe.name != "dask":  # Dask works chunk by chunk, out of core
+        if not probe.out_of_core:  # Dask works chunk by chunk
             n, d = (int(v) for v in X.shape)
             size = 4 if (dtype or probe.default_dtype) == "float32" else 8
             validate.memory_fits(n, d, hidden, size, probe.memory_nh,
                                  probe.block_rows(n, hidden))
     be, X, y, dtype = _prepare(X, y, backend, dtype)
-    params = init_params(X.shape[1], hidden, seed, dtype=dtype, backend=be.name,
-                         device=_device(X))
+    params = be.init_params(X.shape[1], hidden, seed, dtype=dtype, device=_device(X))
     if data_parallel:
         n_dev = None if data_parallel is True else int(data_parallel)
         params, X, y = be.distribute(params, X, y, n_dev)
     t0 = time.perf_counter()
     initial = params
-    extra: dict[str, Any] = {"fused": fused} if be.has_fused else {}
-    if fused and not extra:
-        raise BackendUnavailableError(f"the {be.name} backend has no fused step")
+    # the backend's run records the losses, calls on_log and raises on divergence
     run = be.run(params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log,
-                 **extra)
+                 fused=fused)
     final_loss, _ = loss_and_grads(run.params, X, y,
                                    block_rows=be.block_rows(X.shape[0], hidden))
     final = float(final_loss)  # also waits for the device: the run time below is honest
     elapsed = time.perf_counter() - t0 - run.compile_seconds
-    history = [(int(s), float(v)) for s, v in run.history]
-    bad = next((s for s, v in history if not math.isfinite(v)), None)
-    if bad is not None or not math.isfinite(final):
-        raise diverged(steps if bad is None else bad, lr, run.last_finite, initial)
+    if not math.isfinite(final):  # the loss after the last step, which no run records
+        raise diverged(steps, lr, run.last_finite, initial)
     return TrainResult(
-        params=run.params, history=history, final_loss=final, backend=be.name, dtype=dtype,
+        params=run.params, history=run.history, final_loss=final, backend=be.name, dtype=dtype,
         loop=run.loop or be.loop, compile_seconds=run.compile_seconds, run_seconds=elapsed,
         settings={"hidden": hidden, "lr": lr, "steps": steps, "log_every": log_every,
                   "seed": seed, "data_parallel": data_parallel, "fused": fused},
