@@ -24,8 +24,12 @@ def jax_grad(n: int, dtype: str, steps: int, hidden: int) -> Callable[[], None]:
     X, y = two_gaussians(n // 2, seed=0)
     Xj, yj = jnp.asarray(X, dtype), jnp.asarray(y, dtype)
     rng = np.random.default_rng(0)
-    p0 = (jnp.asarray(rng.standard_normal((1, hidden)), dtype), jnp.zeros(hidden, dtype),
-          jnp.asarray(rng.standard_normal((hidden, 1)), dtype), jnp.zeros(1, dtype))
+    p0 = (
+        jnp.asarray(rng.standard_normal((1, hidden)), dtype),
+        jnp.zeros(hidden, dtype),
+        jnp.asarray(rng.standard_normal((hidden, 1)), dtype),
+        jnp.zeros(1, dtype),
+    )
 
     def loss(p: Any, X: Any, y: Any) -> Any:
         z = jax.nn.sigmoid(X @ p[0] + p[1]) @ p[2] + p[3]
@@ -35,7 +39,8 @@ def jax_grad(n: int, dtype: str, steps: int, hidden: int) -> Callable[[], None]:
     def train(p: Any, X: Any, y: Any) -> Any:
         g = jax.grad(loss)
         return jax.lax.fori_loop(
-            0, steps, lambda _, q: jax.tree.map(lambda a, b: a - b, q, g(q, X, y)), p)
+            0, steps, lambda _, q: jax.tree.map(lambda a, b: a - b, q, g(q, X, y)), p
+        )
 
     def run() -> None:
         jax.block_until_ready(train(p0, Xj, yj))
@@ -52,8 +57,12 @@ def torch_autograd(n: int, dtype: str, steps: int, hidden: int) -> Callable[[], 
     Xt = torch.as_tensor(X, dtype=tdt, device=dev)
     yt = torch.as_tensor(y, dtype=tdt, device=dev)
     rng = np.random.default_rng(0)
-    init = [rng.standard_normal((1, hidden)), np.zeros(hidden),
-            rng.standard_normal((hidden, 1)), np.zeros(1)]
+    init = [
+        rng.standard_normal((1, hidden)),
+        np.zeros(hidden),
+        rng.standard_normal((hidden, 1)),
+        np.zeros(1),
+    ]
 
     def run() -> None:
         p = [torch.tensor(a, dtype=tdt, device=dev, requires_grad=True) for a in init]

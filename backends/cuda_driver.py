@@ -94,9 +94,17 @@ class WorkspaceCache:
         return len(self._items)
 
 
-def fused_steps(be: Any, params: Params, X: Any, y: Any, lr: float, steps: int,
-                log_every: int, on_log: OnLog | None,
-                want_grads: bool = False) -> tuple[RunResult, Any]:
+def fused_steps(
+    be: Any,
+    params: Params,
+    X: Any,
+    y: Any,
+    lr: float,
+    steps: int,
+    log_every: int,
+    on_log: OnLog | None,
+    want_grads: bool = False,
+) -> tuple[RunResult, Any]:
     """``steps`` fused steps of ``be`` (a CupyBackend, or the stand-in in the tests) from
     ``params``; the loss and gradients of the last step too when ``want_grads``."""
     cp = be._cupy
@@ -108,24 +116,38 @@ def fused_steps(be: Any, params: Params, X: Any, y: Any, lr: float, steps: int,
     blocks = cuda_fused.partials_blocks(n, be._max_blocks(partials), be.block)
     y = cp.ascontiguousarray(y.reshape(-1), dtype=dtype)  # the kernels read X's type
     caller = cp.cuda.get_current_stream()
-    key = (cp.cuda.runtime.getDevice(), address(X), tuple(X.shape), tuple(X.strides),
-           address(y), int(y.shape[0]), dtype, h, float(lr), blocks, be.block,
-           be._compile_options(dtype))
+    key = (
+        cp.cuda.runtime.getDevice(),
+        address(X),
+        tuple(X.shape),
+        tuple(X.strides),
+        address(y),
+        int(y.shape[0]),
+        dtype,
+        h,
+        float(lr),
+        blocks,
+        be.block,
+        be._compile_options(dtype),
+    )
 
     def make() -> Workspace:
         first = Params(*(cp.empty(tuple(p.shape), dtype=dtype) for p in params))
-        return Workspace(bufs=(first, Params(*(cp.empty_like(p) for p in first))),
-                         partial=cp.empty((P, blocks), dtype=dtype),
-                         grad=cp.empty((P - 1,), dtype=dtype),
-                         loss=cp.empty((1,), dtype=dtype),
-                         stream=cp.cuda.Stream(non_blocking=True))
+        return Workspace(
+            bufs=(first, Params(*(cp.empty_like(p) for p in first))),
+            partial=cp.empty((P, blocks), dtype=dtype),
+            grad=cp.empty((P - 1,), dtype=dtype),
+            loss=cp.empty((1,), dtype=dtype),
+            stream=cp.cuda.Stream(non_blocking=True),
+        )
 
     ws = be._workspaces.take(key, make)
     try:
         stepper = FusedSteps(be, ws, params, X, y, lr, caller, n, d, h, P, blocks, dtype)
         try:
-            result = run_steps(stepper, lr=lr, steps=steps, log_every=log_every,
-                               on_log=on_log, initial=params)
+            result = run_steps(
+                stepper, lr=lr, steps=steps, log_every=log_every, on_log=on_log, initial=params
+            )
             return result, stepper.grads() if want_grads else None
         finally:
             stepper.finish()
@@ -138,8 +160,22 @@ class FusedSteps(Steps):
     by one, the plain steps between them replayed as CUDA graphs. Nothing here waits for
     the device except the transfer of a chunk's logged losses."""
 
-    def __init__(self, be: Any, ws: Workspace, params: Params, X: Any, y: Any, lr: float,
-                 caller: Any, n: int, d: int, h: int, P: int, blocks: int, dtype: str) -> None:
+    def __init__(
+        self,
+        be: Any,
+        ws: Workspace,
+        params: Params,
+        X: Any,
+        y: Any,
+        lr: float,
+        caller: Any,
+        n: int,
+        d: int,
+        h: int,
+        P: int,
+        blocks: int,
+        dtype: str,
+    ) -> None:
         cp = self.cp = be._cupy
         self.be, self.ws, self.X, self.y, self.caller = be, ws, X, y, caller
         self.partials, self.update = be._kernels(d, h, dtype)
@@ -160,10 +196,10 @@ class FusedSteps(Steps):
         block, n64, blocks64, lr = self.args
         src, dst = self.ws.bufs[self.cur], self.ws.bufs[1 - self.cur]
         ws = self.ws
-        self.partials((self.blocks,), block, (self.X, self.y, *src, n64, np.int32(with_loss),
-                                              ws.partial))
-        self.update((self.P,), block, (ws.partial, blocks64, n64, lr, *src, *dst, ws.grad,
-                                       ws.loss))
+        self.partials(
+            (self.blocks,), block, (self.X, self.y, *src, n64, np.int32(with_loss), ws.partial)
+        )
+        self.update((self.P,), block, (ws.partial, blocks64, n64, lr, *src, *dst, ws.grad, ws.loss))
         self.cur = 1 - self.cur
         self.params = ws.bufs[self.cur]
 
@@ -223,9 +259,11 @@ class FusedSteps(Steps):
         dh, g = d * h, self.ws.grad
         with self.ws.stream:
             return self.ws.loss.reshape(()).copy(), Params(
-                g[:dh].reshape(d, h).copy(), g[dh:dh + h].copy(),
-                g[dh + h:dh + 2 * h].reshape(h, 1).copy(),
-                g[dh + 2 * h:dh + 2 * h + 1].copy())
+                g[:dh].reshape(d, h).copy(),
+                g[dh : dh + h].copy(),
+                g[dh + h : dh + 2 * h].reshape(h, 1).copy(),
+                g[dh + 2 * h : dh + 2 * h + 1].copy(),
+            )
 
     def finish(self) -> None:
         """Order the caller's later work after everything this run queued."""

@@ -84,8 +84,13 @@ def defines(n_features: int, hidden: int, dtype: str, block: int = BLOCK) -> tup
     if block % 32 or not 32 <= block <= 1024:
         raise ValueError(f"block must be a multiple of 32 in [32, 1024], not {block}")
     unroll = n_partials(n_features, hidden) <= UNROLL_ROWS
-    return (f"-DNNBIN_D={n_features}", f"-DNNBIN_H={hidden}", f"-DNNBIN_BLOCK={block}",
-            f"-DNNBIN_DOUBLE={int(dtype == 'float64')}", f"-DNNBIN_UNROLL={int(unroll)}")
+    return (
+        f"-DNNBIN_D={n_features}",
+        f"-DNNBIN_H={hidden}",
+        f"-DNNBIN_BLOCK={block}",
+        f"-DNNBIN_DOUBLE={int(dtype == 'float64')}",
+        f"-DNNBIN_UNROLL={int(unroll)}",
+    )
 
 
 def kernel_source(n_features: int, hidden: int, dtype: str, block: int = BLOCK) -> str:

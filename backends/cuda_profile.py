@@ -43,34 +43,45 @@ def _event_time(cp: Any, launch: Any, reps: int) -> float:
     return cp.cuda.get_elapsed_time(start, end) / 1e3 / reps
 
 
-def profile(sizes: tuple[int, ...] = (20_000, 2_000_000, 20_000_000), hidden: int = 32,
-            dtype: str = "float32") -> list[dict[str, Any]]:
+def profile(
+    sizes: tuple[int, ...] = (20_000, 2_000_000, 20_000_000),
+    hidden: int = 32,
+    dtype: str = "float32",
+) -> list[dict[str, Any]]:
     be: Any = get_backend("cupy")  # a CupyBackend: its kernels' helpers are used
     cp = be._cupy
     attrs = cp.cuda.Device().attributes
     rng = np.random.default_rng(0)
     d, block = 1, be.block
     P = cuda_fused.n_partials(d, hidden)
-    src_params = [cp.asarray(rng.standard_normal(s), dtype=dtype)
-                  for s in ((d, hidden), (hidden,), (hidden, 1), (1,))]
+    src_params = [
+        cp.asarray(rng.standard_normal(s), dtype=dtype)
+        for s in ((d, hidden), (hidden,), (hidden, 1), (1,))
+    ]
     dst_params = [cp.empty_like(p) for p in src_params]
     rows = []
     for name, (options, min_blocks) in VARIANTS.items():
         source = cuda_fused.kernel_source(d, hidden, dtype, block=block)
         if min_blocks:
-            source = source.replace("__launch_bounds__(BLOCK_)",
-                                    f"__launch_bounds__(BLOCK_, {min_blocks})")
+            source = source.replace(
+                "__launch_bounds__(BLOCK_)", f"__launch_bounds__(BLOCK_, {min_blocks})"
+            )
         module = cp.RawModule(code=source, options=("--std=c++14", *options))
         partials, update = (module.get_function(f"nnbin_{k}") for k in ("partials", "update"))
         max_blocks = be._max_blocks(partials)
-        info = {"variant": name, "regs": int(partials.num_regs),
-                "local_bytes": int(partials.local_size_bytes),
-                "blocks_per_sm": max_blocks // int(attrs["MultiProcessorCount"])}
+        info = {
+            "variant": name,
+            "regs": int(partials.num_regs),
+            "local_bytes": int(partials.local_size_bytes),
+            "blocks_per_sm": max_blocks // int(attrs["MultiProcessorCount"]),
+        }
         for n in sizes:
             X = cp.asarray(rng.standard_normal((n, d)), dtype=dtype)
             y = cp.asarray(rng.integers(0, 2, n), dtype=dtype)
-            grids = {"one wave": cuda_fused.partials_blocks(n, max_blocks, block),
-                     "1 sample/thread": min(math.ceil(n / block), 8 * max_blocks)}
+            grids = {
+                "one wave": cuda_fused.partials_blocks(n, max_blocks, block),
+                "1 sample/thread": min(math.ceil(n / block), 8 * max_blocks),
+            }
             for grid_name, blocks in grids.items():
                 partial = cp.empty((P, blocks), dtype=dtype)
                 grad, loss = cp.empty((P - 1,), dtype=dtype), cp.empty((1,), dtype=dtype)
@@ -93,15 +104,24 @@ def profile(sizes: tuple[int, ...] = (20_000, 2_000_000, 20_000_000), hidden: in
                 t_p = _event_time(cp, run_partials, reps)
                 t_u = _event_time(cp, run_update, reps)
                 t_s = _event_time(cp, run_step, reps)
-                row = {**info, "N": n, "grid": grid_name, "blocks": blocks,
-                       "partials_us": t_p * 1e6, "update_us": t_u * 1e6,
-                       "step_us": t_s * 1e6, "gap_us": (t_s - t_p - t_u) * 1e6}
+                row = {
+                    **info,
+                    "N": n,
+                    "grid": grid_name,
+                    "blocks": blocks,
+                    "partials_us": t_p * 1e6,
+                    "update_us": t_u * 1e6,
+                    "step_us": t_s * 1e6,
+                    "gap_us": (t_s - t_p - t_u) * 1e6,
+                }
                 rows.append(row)
-                print(f"{name:24s} regs {row['regs']:3d} local {row['local_bytes']:4d} "
-                      f"blk/SM {row['blocks_per_sm']} N={n:<9d} {grid_name:15s} "
-                      f"blocks {blocks:6d}  partials {row['partials_us']:9.1f} µs  "
-                      f"update {row['update_us']:6.1f} µs  step {row['step_us']:9.1f} µs",
-                      flush=True)
+                print(
+                    f"{name:24s} regs {row['regs']:3d} local {row['local_bytes']:4d} "
+                    f"blk/SM {row['blocks_per_sm']} N={n:<9d} {grid_name:15s} "
+                    f"blocks {blocks:6d}  partials {row['partials_us']:9.1f} µs  "
+                    f"update {row['update_us']:6.1f} µs  step {row['step_us']:9.1f} µs",
+                    flush=True,
+                )
             del X, y
     return rows
 

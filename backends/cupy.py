@@ -22,8 +22,8 @@ same data reuse, so a small problem is bound neither by launch latency nor by ca
 float32 kernels with ``--use_fast_math`` (approximate exp and division: 3.1x faster kernels
 on an H100, where those bound the step; less exact).
 
-``DlpackFused`` and ``FusedThroughDlpack`` (at the end) let the torch and jax backends hand
-their CUDA arrays to the same fused step through DLPack, with no copies either way.
+The torch and jax backends hand their CUDA arrays to the same fused step through DLPack, with
+no copies either way (``backends/dlpack_fused.py``).
 """
 
 from __future__ import annotations
@@ -32,13 +32,13 @@ import contextlib
 import os
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar, cast
+from typing import Any
 
 import array_api_compat
 import numpy as np
 
 from nnbin.backend import Backend
-from nnbin.errors import BackendUnavailableError, TrainingDivergedError
+from nnbin.errors import BackendUnavailableError
 from nnbin.loop import RunResult
 from nnbin.model import Params
 
@@ -154,8 +154,9 @@ class CupyBackend(Backend):
     def asarray(self, a: Any, dtype: str, device: Any = None) -> Any:
         host = np.asarray(a, dtype=dtype)
         index = getattr(device, "id", device)
-        with self._cupy.cuda.Device(index if index is not None else
-                                    self._cupy.cuda.runtime.getDevice()):
+        with self._cupy.cuda.Device(
+            index if index is not None else self._cupy.cuda.runtime.getDevice()
+        ):
             return self._cupy.asarray(host)
 
     def to_host(self, x: Any) -> np.ndarray:
@@ -176,8 +177,10 @@ class CupyBackend(Backend):
         if not self.has_fused:
             return "this GPU is not an NVIDIA one (the kernels assume 32-thread warps)"
         if not cuda_fused.supported(d, h, dtype):
-            return (f"it covers float32/float64, D <= {cuda_fused.MAX_D}, "
-                    f"H <= {cuda_fused.MAX_H}, not D={d}, H={h}, {dtype}")
+            return (
+                f"it covers float32/float64, D <= {cuda_fused.MAX_D}, "
+                f"H <= {cuda_fused.MAX_H}, not D={d}, H={h}, {dtype}"
+            )
         if not X.flags.c_contiguous or X.shape[0] == 0:
             return "X must be C-contiguous with at least one row"
         return self._local_memory_refusal(self._kernels(d, h, dtype)[0])
@@ -192,14 +195,18 @@ class CupyBackend(Backend):
         if local == 0:
             return None
         if local > LOCAL_LIMIT:
-            return (f"its kernel would keep {local:,} bytes a thread in local memory (more "
-                    f"than {LOCAL_LIMIT:,}: the sums no longer fit in registers)")
+            return (
+                f"its kernel would keep {local:,} bytes a thread in local memory (more "
+                f"than {LOCAL_LIMIT:,}: the sums no longer fit in registers)"
+            )
         attrs = self._cupy.cuda.Device().attributes
         need = local * attrs["MaxThreadsPerMultiProcessor"] * attrs["MultiProcessorCount"]
         free = self._cupy.cuda.runtime.memGetInfo()[0]
         if need > free // 4:
-            return (f"its local memory for every resident thread ({need / 2**30:.1f} GiB) "
-                    f"exceeds a quarter of the free device memory ({free / 2**30:.1f} GiB)")
+            return (
+                f"its local memory for every resident thread ({need / 2**30:.1f} GiB) "
+                f"exceeds a quarter of the free device memory ({free / 2**30:.1f} GiB)"
+            )
         return None
 
     def _compile_options(self, dtype: str) -> tuple[str, ...]:
@@ -212,9 +219,11 @@ class CupyBackend(Backend):
         if key not in self._modules:
             module = self._cupy.RawModule(
                 code=cuda_fused.source(),
-                options=(*options, *cuda_fused.defines(d, h, dtype, block=self.block)))
-            self._modules[key] = tuple(module.get_function(f"nnbin_{k}")
-                                       for k in ("partials", "update"))
+                options=(*options, *cuda_fused.defines(d, h, dtype, block=self.block)),
+            )
+            self._modules[key] = tuple(
+                module.get_function(f"nnbin_{k}") for k in ("partials", "update")
+            )
         kernels: tuple[Any, Any] = self._modules[key]
         return kernels
 
@@ -223,16 +232,31 @@ class CupyBackend(Backend):
         the blocks an SM fits by registers (2 where the kernel does not say)."""
         attrs = self._cupy.cuda.Device().attributes
         regs = int(getattr(kernel, "num_regs", 0) or 0)
-        per_sm = 2 if regs == 0 else max(1, min(
-            attrs["MaxThreadsPerMultiProcessor"] // self.block,
-            attrs["MaxRegistersPerMultiprocessor"] // (regs * self.block)))
+        per_sm = (
+            2
+            if regs == 0
+            else max(
+                1,
+                min(
+                    attrs["MaxThreadsPerMultiProcessor"] // self.block,
+                    attrs["MaxRegistersPerMultiprocessor"] // (regs * self.block),
+                ),
+            )
+        )
         return int(attrs["MultiProcessorCount"]) * per_sm
 
-    def _fused_steps(self, params: Params, X: Any, y: Any, lr: float, steps: int,
-                     log_every: int, on_log: Callable[[int, float], None] | None,
-                     want_grads: bool = False) -> tuple[RunResult, Any]:
-        return cuda_driver.fused_steps(self, params, X, y, lr, steps, log_every, on_log,
-                                       want_grads)
+    def _fused_steps(
+        self,
+        params: Params,
+        X: Any,
+        y: Any,
+        lr: float,
+        steps: int,
+        log_every: int,
+        on_log: Callable[[int, float], None] | None,
+        want_grads: bool = False,
+    ) -> tuple[RunResult, Any]:
+        return cuda_driver.fused_steps(self, params, X, y, lr, steps, log_every, on_log, want_grads)
 
     def on_device(self, x: Any) -> Any:
         """A context that makes ``x``'s GPU the current one (kernels launch there)."""
@@ -246,137 +270,55 @@ class CupyBackend(Backend):
         loss_and_grads: tuple[Any, Params] = out
         return loss_and_grads
 
-    def run(self, params: Params, X: Any, y: Any, *, lr: float, steps: int, log_every: int,
-            on_log: Callable[[int, float], None] | None = None,
-            fused: bool | None = None) -> RunResult:
+    def run(
+        self,
+        params: Params,
+        X: Any,
+        y: Any,
+        *,
+        lr: float,
+        steps: int,
+        log_every: int,
+        on_log: Callable[[int, float], None] | None = None,
+        fused: bool | None = None,
+    ) -> RunResult:
         with self.on_device(X):
-            return self._run(params, X, y, lr=lr, steps=steps, log_every=log_every,
-                             on_log=on_log, fused=fused)
+            return self._run(
+                params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log, fused=fused
+            )
 
-    def _run(self, params: Params, X: Any, y: Any, *, lr: float, steps: int, log_every: int,
-             on_log: Callable[[int, float], None] | None, fused: bool | None) -> RunResult:
+    def _run(
+        self,
+        params: Params,
+        X: Any,
+        y: Any,
+        *,
+        lr: float,
+        steps: int,
+        log_every: int,
+        on_log: Callable[[int, float], None] | None,
+        fused: bool | None,
+    ) -> RunResult:
         if fused is not False and self.fused_applies(params, X):
             result, _ = self._fused_steps(params, X, y, lr, steps, log_every, on_log)
-            result.loop = FUSED_LOOP + (
-                "; CUDA-graph replay between logging steps" if self.cuda_graphs else "") + (
-                "; --use_fast_math" if "--use_fast_math" in self._compile_options(
-                    str(X.dtype)) else "")
+            result.loop = (
+                FUSED_LOOP
+                + ("; CUDA-graph replay between logging steps" if self.cuda_graphs else "")
+                + (
+                    "; --use_fast_math"
+                    if "--use_fast_math" in self._compile_options(str(X.dtype))
+                    else ""
+                )
+            )
             return result
         if fused:
             raise BackendUnavailableError(
                 f"no fused step for D={params.W1.shape[0]}, H={params.W1.shape[1]}, "
                 f"{X.dtype}: {self.fused_refusal(params, X)}; fused=None (the default) runs "
-                "the array-API core instead")
-        result = super().run(params, X, y, lr=lr, steps=steps, log_every=log_every,
-                             on_log=on_log)
+                "the array-API core instead"
+            )
+        result = super().run(params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log)
         result.loop = "python loop (array-API core)" + (
-            "" if fused is False else f"; no fused step: {self.fused_refusal(params, X)}")
+            "" if fused is False else f"; no fused step: {self.fused_refusal(params, X)}"
+        )
         return result
-
-
-class DlpackFused:
-    """The fused step for another library's CUDA arrays (PyTorch, JAX): the arrays reach
-    the cupy kernels through DLPack with no copy, and the parameters come back the same way
-    as arrays of that library on the same device. Used by those backends' ``run`` where
-    cupy is installed and the fused step applies; elsewhere they run their own path."""
-
-    def __init__(self, to_native: Callable[[Any], Any]) -> None:
-        self.to_native = to_native
-
-    @staticmethod
-    def cupy_backend() -> CupyBackend | None:
-        from nnbin.backend import get_backend, is_installed
-        from nnbin.errors import NnbinError
-
-        if not is_installed("cupy"):
-            return None
-        try:
-            be = get_backend("cupy")
-        except NnbinError:
-            return None
-        return be if isinstance(be, CupyBackend) else None
-
-    def _wrap(self, be: CupyBackend, params: Params, X: Any, y: Any
-              ) -> tuple[Params, Any, Any]:
-        view = be._cupy.from_dlpack
-        return Params(*(view(p) for p in params)), view(X), view(y)
-
-    def applies(self, params: Params, X: Any) -> bool:
-        be = self.cupy_backend()
-        if be is None:
-            return False
-        pc, Xc, _ = self._wrap(be, params, X, X)
-        with be.on_device(Xc):
-            return be.fused_applies(pc, Xc)
-
-    def loss_and_grads(self, params: Params, X: Any, y: Any) -> tuple[Any, Params]:
-        be = self.cupy_backend()
-        assert be is not None
-        loss, grads = be.fused_loss_and_grads(*self._wrap(be, params, X, y))
-        return self.to_native(loss), Params(*(self.to_native(g) for g in grads))
-
-    def run(self, params: Params, X: Any, y: Any, *, lr: float, steps: int, log_every: int,
-            on_log: Callable[[int, float], None] | None, fused: bool | None
-            ) -> RunResult | None:
-        """The fused run, or None where it does not apply (``fused=True``: an error)."""
-        be = self.cupy_backend() if fused is not False else None
-        if be is None:
-            if fused:
-                raise BackendUnavailableError(
-                    "the fused step needs CUDA arrays and cupy: pip install 'nnbin[cupy]'")
-            return None
-        pc, Xc, yc = self._wrap(be, params, X, y)
-        with be.on_device(Xc):
-            if not be.fused_applies(pc, Xc):
-                if fused:
-                    return be._run(pc, Xc, yc, lr=lr, steps=steps, log_every=log_every,
-                                   on_log=on_log, fused=True)  # raises, saying why
-                return None
-            try:
-                result = be._run(pc, Xc, yc, lr=lr, steps=steps, log_every=log_every,
-                                 on_log=on_log, fused=True)
-            except TrainingDivergedError as exc:
-                exc.params = Params(*(self.to_native(p) for p in cast(Params, exc.params)))
-                raise
-        native = self.to_native
-        result.params = Params(*(native(p) for p in result.params))
-        if result.last_finite is not None:
-            step, good = result.last_finite
-            result.last_finite = (step, Params(*(native(p) for p in good)))
-        result.loop += " (through DLPack, no copies)"
-        return result
-
-
-class FusedThroughDlpack:
-    """What the torch and jax backends share to reach cupy's fused step: ``_dlpack`` (a
-    DlpackFused, or None where there is no CUDA GPU or no cupy) and ``_on_gpu(X)``."""
-
-    name: ClassVar[str]
-    _dlpack: DlpackFused | None
-
-    def _on_gpu(self, X: Any) -> bool:
-        raise NotImplementedError
-
-    def fused_applies(self, params: Params, X: Any) -> bool:
-        return bool(self._dlpack is not None and self._on_gpu(X)
-                    and self._dlpack.applies(params, X))
-
-    def fused_loss_and_grads(self, params: Params, X: Any, y: Any) -> tuple[Any, Params]:
-        """The fused step's loss and gradients (cupy's kernels, through DLPack)."""
-        assert self._dlpack is not None
-        return self._dlpack.loss_and_grads(params, X, y)
-
-    def _fused_run(self, params: Params, X: Any, y: Any, *, lr: float, steps: int,
-                   log_every: int, on_log: Callable[[int, float], None] | None,
-                   fused: bool | None) -> RunResult | None:
-        """The fused run, or None where the backend's own path runs instead."""
-        if fused is False:
-            return None
-        if self._dlpack is None or not self._on_gpu(X):
-            if fused:
-                raise BackendUnavailableError(
-                    f"{self.name}'s fused step (cupy's kernels through DLPack) needs arrays "
-                    "on one CUDA GPU and cupy: pip install 'nnbin[cupy]'")
-            return None
-        return self._dlpack.run(params, X, y, lr=lr, steps=steps, log_every=log_every,
-                                on_log=on_log, fused=fused)

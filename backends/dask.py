@@ -52,8 +52,10 @@ class DaskBackend(Backend):
             from distributed import get_client
 
             client = get_client()
-            return [f"cluster {client.scheduler_info().get('address', '?')} "
-                    f"({len(client.nthreads())} workers)"]
+            return [
+                f"cluster {client.scheduler_info().get('address', '?')} "
+                f"({len(client.nthreads())} workers)"
+            ]
         except (ImportError, ValueError):
             return ["cpu (local scheduler)"]
 
@@ -75,16 +77,16 @@ class DaskBackend(Backend):
         self._dask.compute(x)
 
     def stepper(self, params: Params, X: Any, y: Any, lr: float) -> Steps:
-        return _PersistedSteps(Params(*self._dask.persist(*params)), X, y, lr, None,
-                               self._dask)
+        return _PersistedSteps(Params(*self._dask.persist(*params)), X, y, lr, None, self._dask)
 
 
 class _PersistedSteps(CoreSteps):
     """The core with the parameters persisted after every step (with the loss on logged
     steps: one evaluation of the graph gives both), so the graph never grows."""
 
-    def __init__(self, params: Params, X: Any, y: Any, lr: float, block_rows: int | None,
-                 dask: Any) -> None:
+    def __init__(
+        self, params: Params, X: Any, y: Any, lr: float, block_rows: int | None, dask: Any
+    ) -> None:
         super().__init__(params, X, y, lr, block_rows)
         self._persist = dask.persist
         self._compute = dask.compute

@@ -18,7 +18,7 @@ from nnbin.errors import BackendUnavailableError
 from nnbin.loop import CHUNK_LOGS, OnLog, RunResult, Steps, run_steps
 from nnbin.model import Params
 
-from .cupy import DlpackFused, FusedThroughDlpack
+from .dlpack_fused import DlpackFused, FusedThroughDlpack
 
 X64_HINT = (
     "float64 on JAX needs 64-bit mode: set JAX_ENABLE_X64=1 before starting Python, or call "
@@ -47,8 +47,9 @@ class JaxBackend(FusedThroughDlpack, Backend):
         # arrays on one CUDA GPU can reach the cupy backend's fused step through DLPack
         from nnbin.backend import is_installed
 
-        self._dlpack = (DlpackFused(jnp.from_dlpack)
-                        if is_installed("cupy") and self.gpu_devices() else None)
+        self._dlpack = (
+            DlpackFused(jnp.from_dlpack) if is_installed("cupy") and self.gpu_devices() else None
+        )
         self.has_fused = self._dlpack is not None
 
     @staticmethod
@@ -107,8 +108,9 @@ class JaxBackend(FusedThroughDlpack, Backend):
     def to_host(self, x: Any) -> np.ndarray:
         return np.asarray(self._jax.device_get(x))
 
-    def distribute(self, params: Params, X: Any, y: Any, n_devices: int | None
-                   ) -> tuple[Params, Any, Any]:
+    def distribute(
+        self, params: Params, X: Any, y: Any, n_devices: int | None
+    ) -> tuple[Params, Any, Any]:
         from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
         devices = self._jax.devices()
@@ -136,16 +138,28 @@ class JaxBackend(FusedThroughDlpack, Backend):
         devices = X.devices()
         return len(devices) == 1 and next(iter(devices)).platform == "gpu"
 
-    def run(self, params: Params, X: Any, y: Any, *, lr: float, steps: int, log_every: int,
-            on_log: OnLog | None = None, fused: bool | None = None) -> RunResult:
+    def run(
+        self,
+        params: Params,
+        X: Any,
+        y: Any,
+        *,
+        lr: float,
+        steps: int,
+        log_every: int,
+        on_log: OnLog | None = None,
+        fused: bool | None = None,
+    ) -> RunResult:
         if fused is not False:
             self.last_temp_bytes = None  # through cupy: no XLA buffers to report
-        result = self._fused_run(params, X, y, lr=lr, steps=steps, log_every=log_every,
-                                 on_log=on_log, fused=fused)
+        result = self._fused_run(
+            params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log, fused=fused
+        )
         if result is not None:
             return result
-        return run_steps(self.stepper(params, X, y, lr), lr=lr, steps=steps,
-                         log_every=log_every, on_log=on_log)
+        return run_steps(
+            self.stepper(params, X, y, lr), lr=lr, steps=steps, log_every=log_every, on_log=on_log
+        )
 
     def stepper(self, params: Params, X: Any, y: Any, lr: float) -> Steps:
         return _CompiledSteps(self, params, X, y, lr)
@@ -158,8 +172,9 @@ class JaxBackend(FusedThroughDlpack, Backend):
         if key not in self._compiled:
             t0 = time.perf_counter()
             i32 = self.xp.asarray(0, dtype=self.xp.int32)
-            self._compiled[key] = (self._jax.jit(_chunk)
-                                   .lower(params, X, y, lr, i32, i32, i32).compile())
+            self._compiled[key] = (
+                self._jax.jit(_chunk).lower(params, X, y, lr, i32, i32, i32).compile()
+            )
             seconds = time.perf_counter() - t0
         compiled = self._compiled[key]
         try:
@@ -182,7 +197,8 @@ class _CompiledSteps(Steps):
     def chunk(self, lead: int, count: int, seg: int) -> list[float]:
         if self._fn is None:
             self._fn, self.compile_seconds = self.be._compiled_chunk(
-                self.params, self.X, self.y, self.lr)
+                self.params, self.X, self.y, self.lr
+            )
         i32 = self.be.xp.int32
         ints = (self.be.xp.asarray(v, dtype=i32) for v in (lead, count, seg))
         self.params, self.good, losses = self._fn(self.params, self.X, self.y, self.lr, *ints)
@@ -191,8 +207,9 @@ class _CompiledSteps(Steps):
         return [float(v) for v in values]
 
 
-def _chunk(params: Params, X: Any, y: Any, lr: Any, lead: Any, count: Any, seg: Any
-           ) -> tuple[Params, Params, Any]:
+def _chunk(
+    params: Params, X: Any, y: Any, lr: Any, lead: Any, count: Any, seg: Any
+) -> tuple[Params, Params, Any]:
     """``lead`` plain steps, then ``count`` segments of ``seg`` steps, each starting with a
     step whose loss is recorded (at most CHUNK_LOGS a call); also the parameters before the
     last logged step that is finite with only finite ones before it. Traced once by
@@ -207,8 +224,7 @@ def _chunk(params: Params, X: Any, y: Any, lr: Any, lead: Any, count: Any, seg: 
         _, g = value_and_grads(p, X, y, with_loss=False)
         return apply_update(p, g, lr)
 
-    def segment(i: Any, carry: tuple[Params, Params, Any, Any]
-                ) -> tuple[Params, Params, Any, Any]:
+    def segment(i: Any, carry: tuple[Params, Params, Any, Any]) -> tuple[Params, Params, Any, Any]:
         p, good, alive, losses = carry
         loss, g = loss_and_grads(p, X, y)
         alive = alive & jnp.isfinite(loss)
@@ -219,6 +235,5 @@ def _chunk(params: Params, X: Any, y: Any, lr: Any, lead: Any, count: Any, seg: 
 
     p = lax.fori_loop(0, lead, plain, params)
     losses = jnp.full((CHUNK_LOGS,), jnp.nan, dtype=X.dtype)
-    p, good, _, losses = lax.fori_loop(0, count, segment,
-                                       (p, p, jnp.asarray(True), losses))
+    p, good, _, losses = lax.fori_loop(0, count, segment, (p, p, jnp.asarray(True), losses))
     return p, good, losses

@@ -32,8 +32,9 @@ class StrictBackend(Backend):
         return str(self._version)
 
     def asarray(self, a: Any, dtype: str, device: Any = None) -> Any:
-        return self.xp.asarray(np.asarray(a, dtype=dtype), dtype=getattr(self.xp, dtype),
-                               device=device)
+        return self.xp.asarray(
+            np.asarray(a, dtype=dtype), dtype=getattr(self.xp, dtype), device=device
+        )
 
     def to_host(self, x: Any) -> np.ndarray:
         return np.from_dlpack(x)

@@ -15,7 +15,7 @@ from nnbin.backend import Backend, cache_block_rows
 from nnbin.loop import CoreSteps, OnLog, RunResult, Steps
 from nnbin.model import Params
 
-from .cupy import DlpackFused, FusedThroughDlpack
+from .dlpack_fused import DlpackFused, FusedThroughDlpack
 
 
 class TorchBackend(FusedThroughDlpack, Backend):
@@ -60,8 +60,11 @@ class TorchBackend(FusedThroughDlpack, Backend):
     # the benchmark's optional hooks (nnbin/bench.py looks them up)
     def out_of_memory(self, exc: BaseException) -> bool:
         oom = getattr(self._torch.cuda, "OutOfMemoryError", None)
-        return bool((oom is not None and isinstance(exc, oom)) or isinstance(exc, MemoryError)
-                    or (isinstance(exc, RuntimeError) and "out of memory" in str(exc)))
+        return bool(
+            (oom is not None and isinstance(exc, oom))
+            or isinstance(exc, MemoryError)
+            or (isinstance(exc, RuntimeError) and "out of memory" in str(exc))
+        )
 
     def release_memory(self) -> None:
         if self._torch.cuda.is_available():
@@ -129,15 +132,25 @@ class TorchBackend(FusedThroughDlpack, Backend):
     def _on_gpu(X: Any) -> bool:
         return bool(X.is_cuda)
 
-    def run(self, params: Params, X: Any, y: Any, *, lr: float, steps: int, log_every: int,
-            on_log: OnLog | None = None, fused: bool | None = None) -> RunResult:
-        result = self._fused_run(params, X, y, lr=lr, steps=steps, log_every=log_every,
-                                 on_log=on_log, fused=fused)
+    def run(
+        self,
+        params: Params,
+        X: Any,
+        y: Any,
+        *,
+        lr: float,
+        steps: int,
+        log_every: int,
+        on_log: OnLog | None = None,
+        fused: bool | None = None,
+    ) -> RunResult:
+        result = self._fused_run(
+            params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log, fused=fused
+        )
         if result is not None:
             return result
         with self._torch.no_grad():  # the backward pass is ours: no autograd graph
-            return super().run(params, X, y, lr=lr, steps=steps, log_every=log_every,
-                               on_log=on_log)
+            return super().run(params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log)
 
     def stepper(self, params: Params, X: Any, y: Any, lr: float) -> Steps:
         rows = None if X.is_cuda else self.block_rows(X.shape[0], params.W1.shape[1])

@@ -38,8 +38,9 @@ def rounded(a: np.ndarray, dtype: str) -> np.ndarray:
     return np.asarray(a, dtype=dtype).astype(np.float64)
 
 
-def assert_close(be: nnbin.Backend, actual: Any, expected: np.ndarray, *, dtype: str,
-                 what: str, label: str) -> None:
+def assert_close(
+    be: nnbin.Backend, actual: Any, expected: np.ndarray, *, dtype: str, what: str, label: str
+) -> None:
     """``actual`` is an array of ``be``'s library, of ``dtype`` and the expected shape, and
     within the ``what`` tolerance of ``expected`` (norm-wise relative error)."""
     assert be.owns(actual), f"{label}: got {type(actual)}, not a {be.name} array"
@@ -54,8 +55,9 @@ def assert_close(be: nnbin.Backend, actual: Any, expected: np.ndarray, *, dtype:
 class Case:
     """Data and initial weights on the host (float64, rounded to dtype) and on the backend."""
 
-    def __init__(self, be: nnbin.Backend, dtype: str, X: np.ndarray, y: np.ndarray,
-                 w: dict[str, np.ndarray]) -> None:
+    def __init__(
+        self, be: nnbin.Backend, dtype: str, X: np.ndarray, y: np.ndarray, w: dict[str, np.ndarray]
+    ) -> None:
         self.be, self.dtype = be, dtype
         self.X, self.y = rounded(X, dtype), y.astype(np.float64)
         self.w = {k: rounded(v, dtype) for k, v in w.items()}
@@ -79,8 +81,12 @@ def random_case(be: nnbin.Backend, dtype: str, n: int, d: int, h: int, seed: int
     rng = np.random.default_rng(seed)
     X = rng.normal(0.0, 2.0, (n, d))
     y = (rng.random((n, 1)) < 0.5).astype(np.float64)
-    w = {"W1": rng.normal(0, 1, (d, h)), "b1": rng.normal(0, 1, (h,)),
-         "W2": rng.normal(0, 1, (h, 1)), "b2": rng.normal(0, 1, (1,))}
+    w = {
+        "W1": rng.normal(0, 1, (d, h)),
+        "b1": rng.normal(0, 1, (h,)),
+        "W2": rng.normal(0, 1, (h, 1)),
+        "b2": rng.normal(0, 1, (1,)),
+    }
     return Case(be, dtype, X, y, w)
 
 
@@ -91,8 +97,14 @@ def check_gradients(case: Case, loss_and_grads: GradFn, **kwargs: Any) -> None:
     """The loss and all four gradients of ``loss_and_grads`` against the reference."""
     loss, grads = loss_and_grads(case.params, case.Xd, case.yd, **kwargs)
     expected = ref.gradients(case.w, case.X, case.y)
-    assert_close(case.be, loss, np.asarray(ref.loss(case.w, case.X, case.y)),
-                 dtype=case.dtype, what="op", label="loss")
+    assert_close(
+        case.be,
+        loss,
+        np.asarray(ref.loss(case.w, case.X, case.y)),
+        dtype=case.dtype,
+        what="op",
+        label="loss",
+    )
     for name, g in zip(NAMES, grads):
         assert_close(case.be, g, expected[name], dtype=case.dtype, what="op", label=f"d{name}")
 

@@ -79,8 +79,9 @@ class Run:
     final_loss: float
 
 
-def train(w: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, *, lr: float, steps: int,
-          log_every: int) -> Run:
+def train(
+    w: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, *, lr: float, steps: int, log_every: int
+) -> Run:
     """The seed loop: full-batch gradient descent, the weights updated in place."""
     w = {k: v.copy() for k, v in w.items()}
     losses = []
@@ -96,15 +97,17 @@ def train(w: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, *, lr: float, 
 def two_gaussians(n_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seed-job-like data drawn here, independently of nnbin.two_gaussians."""
     rng = np.random.default_rng(seed + 12345)
-    X = np.concatenate([rng.normal(-6.0, 1.0, (n_per_class, 1)),
-                        rng.normal(6.0, 1.0, (n_per_class, 1))])
+    X = np.concatenate(
+        [rng.normal(-6.0, 1.0, (n_per_class, 1)), rng.normal(6.0, 1.0, (n_per_class, 1))]
+    )
     y = np.concatenate([np.zeros((n_per_class, 1)), np.ones((n_per_class, 1))])
     order = rng.permutation(2 * n_per_class)
     return X[order], y[order]
 
 
-def gradient_magnitudes(w: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray
-                        ) -> dict[str, np.ndarray]:
+def gradient_magnitudes(
+    w: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray
+) -> dict[str, np.ndarray]:
     """Each gradient recomputed from absolute values of its terms, with the two
     subtractions that cancel (sigmoid(z) - y and 1 - h) replaced by their largest possible
     rounding error, 1. Rounding error of a gradient is at most a modest multiple of

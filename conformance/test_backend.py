@@ -45,19 +45,32 @@ def _case(backend, dtype, shape):
 def test_forward(backend, dtype, shape):
     case = _case(backend, dtype, shape)
     _, z = ref.forward(case.w, case.X)
-    assert_close(backend, nnbin.forward(case.params, case.Xd), z, dtype=dtype, what="op",
-                 label="logits")
+    assert_close(
+        backend, nnbin.forward(case.params, case.Xd), z, dtype=dtype, what="op", label="logits"
+    )
     p = ref.sigmoid(z)
-    assert_close(backend, nnbin.predict_proba(case.params, case.Xd), p, dtype=dtype,
-                 what="op", label="probabilities")
+    assert_close(
+        backend,
+        nnbin.predict_proba(case.params, case.Xd),
+        p,
+        dtype=dtype,
+        what="op",
+        label="probabilities",
+    )
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "N{}-D{}-H{}".format(*s))
 def test_loss(backend, dtype, shape):
     case = _case(backend, dtype, shape)
     got = nnbin.loss(case.params, case.Xd, case.yd)
-    assert_close(backend, got, np.asarray(ref.loss(case.w, case.X, case.y)), dtype=dtype,
-                 what="op", label="loss")
+    assert_close(
+        backend,
+        got,
+        np.asarray(ref.loss(case.w, case.X, case.y)),
+        dtype=dtype,
+        what="op",
+        label="loss",
+    )
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "N{}-D{}-H{}".format(*s))
@@ -104,13 +117,11 @@ def test_fused_steps(backend, dtype, shape):
     """The fused path's updates: one step, and five without logging (on cupy, one CUDA
     graph replay), against the reference's."""
     case = _fused_case(backend, dtype, shape)
-    one = backend.run(case.params, case.Xd, case.yd, lr=0.5, steps=1, log_every=0,
-                      fused=True)
+    one = backend.run(case.params, case.Xd, case.yd, lr=0.5, steps=1, log_every=0, fused=True)
     expected = ref.step(case.w, case.X, case.y, lr=0.5)
     for name, p in zip(NAMES, one.params):
         assert_close(backend, p, expected[name], dtype=dtype, what="op", label=name)
-    five = backend.run(case.params, case.Xd, case.yd, lr=0.5, steps=5, log_every=0,
-                       fused=True)
+    five = backend.run(case.params, case.Xd, case.yd, lr=0.5, steps=5, log_every=0, fused=True)
     expected = ref.train(case.w, case.X, case.y, lr=0.5, steps=5, log_every=5).final
     for name, p in zip(NAMES, five.params):
         assert_close(backend, p, expected[name], dtype=dtype, what="run", label=name)
@@ -122,8 +133,9 @@ def test_fused_runs_are_bit_identical(backend, dtype):
     case = _fused_case(backend, dtype, SHAPES[0])
 
     def bits(**kw):
-        run = backend.run(case.params, case.Xd, case.yd, lr=1.0, steps=60, log_every=25,
-                          fused=True, **kw)
+        run = backend.run(
+            case.params, case.Xd, case.yd, lr=1.0, steps=60, log_every=25, fused=True, **kw
+        )
         return [backend.to_host(p).tobytes() for p in run.params], run.history
 
     first = bits()
@@ -153,8 +165,7 @@ def test_seed_run(backend, dtype, path):
     kwargs = _path_kwargs(backend, path)
     steps = SEED_RUN_STEPS.get(backend.name, 1000)
     case = seed_case(backend, dtype)
-    run = backend.run(case.params, case.Xd, case.yd, lr=1.0, steps=steps, log_every=100,
-                      **kwargs)
+    run = backend.run(case.params, case.Xd, case.yd, lr=1.0, steps=steps, log_every=100, **kwargs)
     expected = reference_seed_run(dtype, steps, 100)
     assert [s for s, _ in run.history] == [s for s, _ in expected.losses]
     got = np.array([float(v) for _, v in run.history])
@@ -180,8 +191,7 @@ def test_no_host_synchronisation_between_logging_steps(backend, dtype, path):
     run = backend.run(case.params, case.Xd, case.yd, lr=1.0, steps=3, log_every=0, **kwargs)
     backend.synchronize(run.params)  # compilation, first-call work: outside the detector
     with forbid_host_sync(backend, case.Xd):
-        run = backend.run(case.params, case.Xd, case.yd, lr=1.0, steps=30, log_every=0,
-                          **kwargs)
+        run = backend.run(case.params, case.Xd, case.yd, lr=1.0, steps=30, log_every=0, **kwargs)
     backend.synchronize(run.params)
     guard = forbid_host_sync(backend, case.Xd)  # cupyx.DeviceSynchronized, RuntimeError
     with pytest.raises(Exception, match=r"(?i)synchroniz"), guard:
@@ -191,8 +201,15 @@ def test_no_host_synchronisation_between_logging_steps(backend, dtype, path):
 def test_train_matches_reference(backend, dtype):
     """nnbin.train end to end from a seed: its own initialisation and data transfer too."""
     X, y = seed_data()
-    result = nnbin.train(rounded_host(X, dtype), y, steps=300, log_every=100, seed=0,
-                         backend=backend.name, dtype=dtype)
+    result = nnbin.train(
+        rounded_host(X, dtype),
+        y,
+        steps=300,
+        log_every=100,
+        seed=0,
+        backend=backend.name,
+        dtype=dtype,
+    )
     expected = reference_seed_run(dtype, 300, 100)
     assert result.backend == backend.name and result.dtype == dtype
     got = np.array([v for _, v in result.history])
@@ -226,11 +243,14 @@ def test_extreme_logits_are_finite(backend, dtype, path):
     y = (rng.random((n, 1)) < 0.5).astype(np.float64)
     # b2 = +-1e4 pushes every logit to about +-1e4: half the samples badly wrong
     for b2 in (1e4, -1e4, 1e3, -1e3):
-        w = {"W1": rng.normal(0, 1, (1, h)), "b1": np.zeros(h),
-             "W2": rng.normal(0, 1, (h, 1)), "b2": np.array([b2])}
+        w = {
+            "W1": rng.normal(0, 1, (1, h)),
+            "b1": np.zeros(h),
+            "W2": rng.normal(0, 1, (h, 1)),
+            "b2": np.array([b2]),
+        }
         params = nnbin.Params(*(backend.asarray(w[k], dtype) for k in NAMES))
-        loss, grads = loss_and_grads(params, backend.asarray(X, dtype),
-                                     backend.asarray(y, dtype))
+        loss, grads = loss_and_grads(params, backend.asarray(X, dtype), backend.asarray(y, dtype))
         _, z = ref.forward(w, X)
         # exact in this regime: softplus(z) - y z = max(z, 0) - y z (+ e^-|z| < 1e-400)
         want_loss = float(np.mean(np.maximum(z, 0.0) - y * z))

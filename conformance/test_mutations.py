@@ -56,8 +56,10 @@ def mutant(site: tuple[str, str, str] | None = None) -> types.ModuleType:
     if site is not None:
         plant = _Plant(*site)
         tree = ast.fix_missing_locations(plant.visit(tree))
-        assert plant.sites == 1, (f"the mutation site {site[1]} = ... in {site[0]}() is "
-                                  f"not in nnbin/backprop.py once ({plant.sites} found)")
+        assert plant.sites == 1, (
+            f"the mutation site {site[1]} = ... in {site[0]}() is "
+            f"not in nnbin/backprop.py once ({plant.sites} found)"
+        )
     module = types.ModuleType("nnbin._mutant", nnbin.backprop.__doc__)
     module.__dict__["__package__"] = "nnbin"
     exec(compile(tree, "<mutant of nnbin/backprop.py>", "exec"), module.__dict__)
@@ -110,8 +112,10 @@ def test_planted_kernel_bug_is_caught(backend, name, monkeypatch):
     if not getattr(backend, "has_fused", False):
         pytest.skip(f"{backend.name} has no fused step")
     if not hasattr(backend, "_modules"):
-        pytest.skip("the kernels are mutated on the cupy backend (torch and jax reach the "
-                    "same kernels through DLPack)")
+        pytest.skip(
+            "the kernels are mutated on the cupy backend (torch and jax reach the "
+            "same kernels through DLPack)"
+        )
     from nnbin_backends import cuda_fused
 
     original = cuda_fused.source

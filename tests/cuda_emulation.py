@@ -133,8 +133,11 @@ def compile_kernels(source: str, folder: Path, options: tuple[str, ...] = ()) ->
     src.write_text(PRELUDE + source + SCHEDULER)
     defines = [o for o in options if o.startswith("-D")]
     lib = folder / f"fused{abs(hash((source, *defines))) % 10**8}.so"
-    out = subprocess.run(["g++", "-std=c++17", "-O1", "-shared", "-fPIC", *defines, "-o",
-                          str(lib), str(src)], capture_output=True, text=True)
+    out = subprocess.run(
+        ["g++", "-std=c++17", "-O1", "-shared", "-fPIC", *defines, "-o", str(lib), str(src)],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr
     dll = ctypes.CDLL(str(lib))
     for name in ("run_partials", "run_update"):
@@ -151,8 +154,9 @@ class Kernel:
         self.fn = getattr(lib, name.replace("nnbin_", "run_"))
         self.launches = 0
 
-    def __call__(self, grid: tuple[int, ...], block: tuple[int, ...], args: tuple[Any, ...],
-                 **_: Any) -> None:
+    def __call__(
+        self, grid: tuple[int, ...], block: tuple[int, ...], args: tuple[Any, ...], **_: Any
+    ) -> None:
         converted: list[Any] = []
         for a in args:
             if isinstance(a, np.ndarray):
@@ -171,9 +175,12 @@ class Kernel:
         assert len(grid) == 1 and len(block) == 1
         bad = self.fn(ctypes.c_longlong(grid[0]), ctypes.c_longlong(block[0]), *converted)
         if bad == -1:
-            raise AssertionError(f"{self.name}: launched with {block[0]} threads per block, "
-                                 "not the block size it was generated for")
+            raise AssertionError(
+                f"{self.name}: launched with {block[0]} threads per block, "
+                "not the block size it was generated for"
+            )
         if bad:
-            raise AssertionError(f"{self.name}: a __syncthreads not reached by every thread "
-                                 f"of block {bad - 1}")
+            raise AssertionError(
+                f"{self.name}: a __syncthreads not reached by every thread of block {bad - 1}"
+            )
         self.launches += 1

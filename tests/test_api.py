@@ -120,6 +120,8 @@ def test_float32_data_trains_in_float32():
 
 def test_divergence_is_reported_with_step_and_lr():
     X, y = nnbin.two_gaussians(n_per_class=50, seed=0)
-    with pytest.raises(FloatingPointError, match=r"step 1 with lr=1e\+308"), \
-            np.errstate(all="ignore"):
+    with (
+        pytest.raises(FloatingPointError, match=r"step 1 with lr=1e\+308"),
+        np.errstate(all="ignore"),
+    ):
         nnbin.train(X, y, steps=3, log_every=1, lr=1e308)

@@ -51,10 +51,12 @@ class _Missing(nnbin.Backend):
 
 
 def test_missing_package_names_the_extra(monkeypatch):
-    monkeypatch.setattr(backend_mod, "backend_class",
-                        lambda name: _Missing if name == "missing" else None)
-    with pytest.raises(nnbin.BackendUnavailableError,
-                       match=r"pip install 'nnbin\[missing-extra\]'"):
+    monkeypatch.setattr(
+        backend_mod, "backend_class", lambda name: _Missing if name == "missing" else None
+    )
+    with pytest.raises(
+        nnbin.BackendUnavailableError, match=r"pip install 'nnbin\[missing-extra\]'"
+    ):
         nnbin.get_backend("missing")
 
 
@@ -107,8 +109,9 @@ def _python(code: str, **env_extra: str) -> subprocess.CompletedProcess[str]:
 
     env = {k: v for k, v in os.environ.items() if k != "NNBIN_BACKEND"}
     env.update(env_extra)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def test_cupy_missing_or_without_a_gpu_is_one_clear_line(tmp_path):
@@ -121,8 +124,9 @@ def test_cupy_missing_or_without_a_gpu_is_one_clear_line(tmp_path):
     if importlib.util.find_spec("cupy") is None:
         out = _python(cli, NNBIN_BACKEND="cupy")
         assert out.returncode == 2
-        assert out.stderr.strip() == ("nnbin: error: the 'cupy' backend needs the 'cupy' "
-                                      "package: pip install 'nnbin[cupy]'")
+        assert out.stderr.strip() == (
+            "nnbin: error: the 'cupy' backend needs the 'cupy' package: pip install 'nnbin[cupy]'"
+        )
     fake = tmp_path / "cupy"
     fake.mkdir()
     (fake / "__init__.py").write_text(
@@ -131,9 +135,13 @@ def test_cupy_missing_or_without_a_gpu_is_one_clear_line(tmp_path):
         "    def getDeviceCount():\n"
         "        raise RuntimeError('cudaErrorNoDevice: no CUDA-capable device is detected')\n"
         "class cuda:\n"
-        "    runtime = _Runtime\n")
-    out = _python(cli, NNBIN_BACKEND="cupy",
-                  PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+        "    runtime = _Runtime\n"
+    )
+    out = _python(
+        cli,
+        NNBIN_BACKEND="cupy",
+        PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+    )
     assert out.returncode == 2, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "no CUDA device was found" in lines[0]
@@ -162,8 +170,8 @@ def test_training_loop_synchronises_only_on_logging_steps(monkeypatch):
         nnbin.train(Xs, ys, hidden=4, steps=steps, log_every=log_every)
         return len(calls)
 
-    assert transfers(5, 0) == transfers(60, 0)             # independent of the step count
-    assert transfers(60, 20) == transfers(60, 0) + 3       # one per logged step (0, 20, 40)
+    assert transfers(5, 0) == transfers(60, 0)  # independent of the step count
+    assert transfers(60, 20) == transfers(60, 0) + 3  # one per logged step (0, 20, 40)
 
 
 def test_source_tree_without_install_finds_the_builtin_backends():
@@ -217,11 +225,17 @@ def test_gpucheck_plan_fits_the_budget_most_important_first():
     group = steps[1]
     assert isinstance(group, gpucheck.Group)
     assert [j.title for j in group.jobs][:3] == [
-        "conformance, cupy", "conformance, jax", "conformance, torch"]
+        "conformance, cupy",
+        "conformance, jax",
+        "conformance, torch",
+    ]
     assert {"seed job on cupy", "conformance, cupy fast math"} <= {j.title for j in group.jobs}
     # timings run alone, after the correctness checks, float32 at the three sizes first
     assert [s.title for s in steps[2:5]] == [
-        "benchmark, 2e4 float32", "benchmark, 2e6 float32", "benchmark, 2e7 float32"]
+        "benchmark, 2e4 float32",
+        "benchmark, 2e6 float32",
+        "benchmark, 2e7 float32",
+    ]
     assert not any(isinstance(s, gpucheck.Group) for s in steps[2:])
     bench = steps[2].cmd
     assert bench[bench.index("--baselines") + 1] == "jax-grad,torch-autograd"
@@ -245,13 +259,16 @@ def test_gpucheck_parent_never_imports_a_gpu_library(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys; from nnbin import gpucheck; gpucheck.gpu_backends(); "
-            "gpucheck.main([sys.argv[1], '--plan']); "
-            "bad = {'jax', 'torch', 'cupy'} & set(sys.modules); assert not bad, bad; "
-            "env = gpucheck.child_env({'CUPY_TF32': '1'}); "
-            "assert env['XLA_PYTHON_CLIENT_PREALLOCATE'] == 'false' and 'CUPY_TF32' not in env")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
-                         text=True)
+    code = (
+        "import sys; from nnbin import gpucheck; gpucheck.gpu_backends(); "
+        "gpucheck.main([sys.argv[1], '--plan']); "
+        "bad = {'jax', 'torch', 'cupy'} & set(sys.modules); assert not bad, bad; "
+        "env = gpucheck.child_env({'CUPY_TF32': '1'}); "
+        "assert env['XLA_PYTHON_CLIENT_PREALLOCATE'] == 'false' and 'CUPY_TF32' not in env"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stderr
 
 
@@ -261,12 +278,18 @@ def test_gpucheck_keeps_to_its_budget_and_reports_as_it_goes(tmp_path, monkeypat
     from nnbin import gpucheck
 
     py = sys.executable
-    steps = [gpucheck.Job("quick", [py, "-c", "print('hello')"], 10),
-             gpucheck.Group("together", [
-                 gpucheck.Job("slow", [py, "-c", "import time; time.sleep(30)"], 3),
-                 gpucheck.Job("fails", [py, "-c", "import sys; print('boom'); sys.exit(4)"], 3),
-                 gpucheck.Job("lacks", [py, "-c", "pass"], 3, needs=("no_such_package_x",))]),
-             gpucheck.Job("too long for what is left", [py, "-c", "print('no')"], 30)]
+    steps = [
+        gpucheck.Job("quick", [py, "-c", "print('hello')"], 10),
+        gpucheck.Group(
+            "together",
+            [
+                gpucheck.Job("slow", [py, "-c", "import time; time.sleep(30)"], 3),
+                gpucheck.Job("fails", [py, "-c", "import sys; print('boom'); sys.exit(4)"], 3),
+                gpucheck.Job("lacks", [py, "-c", "pass"], 3, needs=("no_such_package_x",)),
+            ],
+        ),
+        gpucheck.Job("too long for what is left", [py, "-c", "print('no')"], 30),
+    ]
     monkeypatch.setattr(gpucheck, "gpu_backends", lambda: ["cupy"])
     monkeypatch.setattr(gpucheck, "plan", lambda found, out: steps)
     t0 = time.perf_counter()
@@ -295,8 +318,6 @@ def test_gpucheck_keeps_to_its_budget_and_reports_as_it_goes(tmp_path, monkeypat
         gpucheck.main([str(tmp_path), "--only", "no such job"])
 
 
-
-
 # What the GPU test machine lacks (../shared/GPU.md): importing any of them there fails.
 NOT_ON_THE_GPU_MACHINE = ("array_api_strict", "dask", "distributed", "nox", "ndonnx")
 
@@ -322,21 +343,35 @@ def test_gpucheck_flow_runs_with_only_what_the_gpu_machine_has(tmp_path):
         "    def find_spec(self, name, path=None, target=None):\n"
         "        if name.split('.')[0] in BLOCKED:\n"
         "            raise ModuleNotFoundError(f'{name} is not on the GPU machine')\n"
-        "sys.meta_path.insert(0, Block())\n")
+        "sys.meta_path.insert(0, Block())\n"
+    )
     root = Path(__file__).parent.parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker), str(root / "src"),
-                                                        str(root)]),
-           "NNBIN_BACKEND": "", "MPLBACKEND": "Agg"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(blocker), str(root / "src"), str(root)]),
+        "NNBIN_BACKEND": "",
+        "MPLBACKEND": "Agg",
+    }
     out = tmp_path / "out"
 
     def run(*args):
-        return subprocess.run([sys.executable, *args], capture_output=True, text=True,
-                              env=env, cwd=root, timeout=300)
+        return subprocess.run(
+            [sys.executable, *args], capture_output=True, text=True, env=env, cwd=root, timeout=300
+        )
 
     probe = run("-c", "import array_api_strict")
     assert "is not on the GPU machine" in probe.stderr  # the blocker works
-    check = run("-m", "nnbin.gpucheck", str(out), "--assume", "torch", "--only", "seed job",
-                "--budget", "100")
+    check = run(
+        "-m",
+        "nnbin.gpucheck",
+        str(out),
+        "--assume",
+        "torch",
+        "--only",
+        "seed job",
+        "--budget",
+        "100",
+    )
     report = (out / "report.md").read_text()
     everything = report + check.stdout + check.stderr
     assert "## seed job on torch" in report, report
@@ -347,14 +382,27 @@ def test_gpucheck_flow_runs_with_only_what_the_gpu_machine_has(tmp_path):
     else:
         assert "training accuracy 1.0000" in report, report
         assert "Failed: nothing." in report and check.returncode == 0, report
-    bench = run("-m", "nnbin", "bench", "--backends", "torch", "--sizes", "200", "--steps",
-                "3", "--repeats", "1", "--dtypes", "float32", "--baselines",
-                "torch-autograd", "--json", str(tmp_path / "b.json"))
+    bench = run(
+        "-m",
+        "nnbin",
+        "bench",
+        "--backends",
+        "torch",
+        "--sizes",
+        "200",
+        "--steps",
+        "3",
+        "--repeats",
+        "1",
+        "--dtypes",
+        "float32",
+        "--baselines",
+        "torch-autograd",
+        "--json",
+        str(tmp_path / "b.json"),
+    )
     assert bench.returncode == 0 and "not on the GPU machine" not in bench.stderr, bench.stderr
     cut = run("-m", "nnbin.gpucheck", str(out), "--assume", "torch", "--budget", "15")
     report = (out / "report.md").read_text()
     assert cut.returncode == 1
-    assert "Not run (out of time): conformance, torch, seed job on torch, benchmark, 2e4" \
-        in report
-
-
+    assert "Not run (out of time): conformance, torch, seed job on torch, benchmark, 2e4" in report

@@ -12,9 +12,30 @@ from nnbin.cli import main
 
 def test_report_structure_and_ratios(tmp_path, capsys, clean_backend_env):
     out_json, out_png = tmp_path / "b.json", tmp_path / "b.png"
-    assert main(["bench", "--backends", "numpy", "--sizes", "200,400", "--steps", "3",
-                 "--repeats", "2", "--dtypes", "float64", "--baselines", "seed-numpy",
-                 "--json", str(out_json), "--plot", str(out_png)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--backends",
+                "numpy",
+                "--sizes",
+                "200,400",
+                "--steps",
+                "3",
+                "--repeats",
+                "2",
+                "--dtypes",
+                "float64",
+                "--baselines",
+                "seed-numpy",
+                "--json",
+                str(out_json),
+                "--plot",
+                str(out_png),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "nnbin:numpy" in text and "baseline:seed-numpy" in text and "× seed loop" in text
     report = json.loads(out_json.read_text())
@@ -22,8 +43,11 @@ def test_report_structure_and_ratios(tmp_path, capsys, clean_backend_env):
     assert report["machine"]["cores"] >= 1 and "numpy" in report["machine"]
     cells = report["cells"]
     assert [(c["name"], c["n"]) for c in cells] == [
-        ("baseline:seed-numpy", 200), ("nnbin:numpy", 200),
-        ("baseline:seed-numpy", 400), ("nnbin:numpy", 400)]
+        ("baseline:seed-numpy", 200),
+        ("nnbin:numpy", 200),
+        ("baseline:seed-numpy", 400),
+        ("nnbin:numpy", 400),
+    ]
     for c in cells:
         assert len(c["seconds"]) == 2 and all(s > 0 for s in c["seconds"])
         assert c["throughput"] == pytest.approx(c["n"] * 3 / c["median_seconds"])
@@ -36,9 +60,27 @@ def test_report_structure_and_ratios(tmp_path, capsys, clean_backend_env):
 
 
 def test_markdown_table(capsys, clean_backend_env):
-    assert main(["bench", "--backends", "numpy", "--sizes", "100", "--steps", "2",
-                 "--repeats", "1", "--dtypes", "float32", "--baselines", "none",
-                 "--markdown"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--backends",
+                "numpy",
+                "--sizes",
+                "100",
+                "--steps",
+                "2",
+                "--repeats",
+                "1",
+                "--dtypes",
+                "float32",
+                "--baselines",
+                "none",
+                "--markdown",
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("| variant |") and lines[1].startswith("|---|")
     assert any(line.startswith("| nnbin:numpy |") for line in lines)
@@ -59,7 +101,8 @@ def test_default_steps_keep_work_near_2e7_sample_steps():
 
 
 def test_an_out_of_memory_cell_is_skipped_and_the_json_kept_after_every_cell(
-        tmp_path, monkeypatch, capsys, clean_backend_env):
+    tmp_path, monkeypatch, capsys, clean_backend_env
+):
     """A device OOM in one cell (any library's) loses that cell only: it is recorded as
     skipped with the memory it asked for, caches are released, the other cells run, and
     the JSON is rewritten after every cell."""
@@ -81,9 +124,28 @@ def test_an_out_of_memory_cell_is_skipped_and_the_json_kept_after_every_cell(
 
     monkeypatch.setattr(bench, "write_json", spy)
     out = tmp_path / "b.json"
-    assert main(["bench", "--backends", "numpy", "--sizes", "200,400,600", "--steps", "2",
-                 "--repeats", "1", "--dtypes", "float64", "--baselines", "none",
-                 "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--backends",
+                "numpy",
+                "--sizes",
+                "200,400,600",
+                "--steps",
+                "2",
+                "--repeats",
+                "1",
+                "--dtypes",
+                "float64",
+                "--baselines",
+                "none",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     cells = json.loads(out.read_text())["cells"]
     assert [c["n"] for c in cells] == [200, 400, 600]
     assert cells[0]["seconds"] and cells[2]["seconds"] and not cells[1]["seconds"]
@@ -106,8 +168,9 @@ def test_other_errors_in_a_cell_are_not_swallowed(monkeypatch, clean_backend_env
 def test_each_library_recognises_its_out_of_memory_error():
     from nnbin_backends.jax import JaxBackend
 
-    assert JaxBackend.out_of_memory(RuntimeError(
-        "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 2.50GiB."))
+    assert JaxBackend.out_of_memory(
+        RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 2.50GiB.")
+    )
     assert not JaxBackend.out_of_memory(RuntimeError("INVALID_ARGUMENT: shapes"))
     torch = pytest.importorskip("torch")
     from nnbin_backends.torch import TorchBackend

@@ -25,8 +25,9 @@ def _run(*args: str, env_backend: str | None = None) -> subprocess.CompletedProc
     env.pop("NNBIN_BACKEND", None)
     if env_backend is not None:
         env["NNBIN_BACKEND"] = env_backend
-    return subprocess.run([sys.executable, "-m", "nnbin", *args], capture_output=True,
-                          text=True, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "nnbin", *args], capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 def test_seed_job_prints_ten_falling_losses_and_writes_the_figure(tmp_path):
@@ -83,8 +84,13 @@ def test_unknown_backend_is_one_line_and_status_2():
 
 
 def test_bad_flag_values_exit_2(capsys):
-    for argv in (["train", "--steps", "-1"], ["train", "--lr", "0"], ["train", "--lr", "nan"],
-                 ["train", "--hidden", "x"], ["train", "--dtype", "float16"]):
+    for argv in (
+        ["train", "--steps", "-1"],
+        ["train", "--lr", "0"],
+        ["train", "--lr", "nan"],
+        ["train", "--hidden", "x"],
+        ["train", "--dtype", "float16"],
+    ):
         with pytest.raises(SystemExit) as info:
             main(argv)
         assert info.value.code == 2
@@ -92,8 +98,21 @@ def test_bad_flag_values_exit_2(capsys):
 
 
 def test_quiet_short_run_in_process(tmp_path, capsys, clean_backend_env):
-    assert main(["train", "--steps", "20", "--quiet", "--n-per-class", "200",
-                 "--plot", str(tmp_path / "b.png")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--steps",
+                "20",
+                "--quiet",
+                "--n-per-class",
+                "200",
+                "--plot",
+                str(tmp_path / "b.png"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "step" not in out and "final loss" in out and (tmp_path / "b.png").exists()
 
@@ -113,13 +132,30 @@ def test_no_command_prints_help_and_exits_2(capsys):
 
 def test_data_save_predict_plot_session(tmp_path, capsys, clean_backend_env):
     """train --data --save, then predict and plot from the saved model."""
-    X, y = (np.asarray(a) for a in __import__("nnbin").two_gaussians(n_per_class=150, seed=3,
-                                                                       n_features=2))
+    X, y = (
+        np.asarray(a)
+        for a in __import__("nnbin").two_gaussians(n_per_class=150, seed=3, n_features=2)
+    )
     csv = tmp_path / "d.csv"
     np.savetxt(csv, np.column_stack([X, y]), delimiter=",", header="a,b,target", comments="")
     model, fig = tmp_path / "m.safetensors", tmp_path / "train.png"
-    assert main(["train", "--data", str(csv), "--steps", "200", "--save", str(model),
-                 "--plot", str(fig), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(csv),
+                "--steps",
+                "200",
+                "--save",
+                str(model),
+                "--plot",
+                str(fig),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert model.exists() and fig.stat().st_size > 20_000
     out = tmp_path / "p.csv"
     assert main(["predict", "--model", str(model), "--data", str(csv), "--out", str(out)]) == 0
@@ -141,8 +177,22 @@ def test_data_save_predict_plot_session(tmp_path, capsys, clean_backend_env):
 
 def test_plot_of_a_one_feature_model_with_its_loss_curve(tmp_path, capsys, clean_backend_env):
     model = tmp_path / "m.safetensors"
-    assert main(["train", "--n-per-class", "300", "--steps", "300", "--save", str(model),
-                 "--no-plot", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--n-per-class",
+                "300",
+                "--steps",
+                "300",
+                "--save",
+                str(model),
+                "--no-plot",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     fig = tmp_path / "p.png"
     assert main(["plot", "--model", str(model), "--out", str(fig)]) == 0
     assert "decision boundary (p = 0.5) at x = " in capsys.readouterr().out
@@ -155,8 +205,22 @@ def test_plot_of_a_one_feature_model_with_its_loss_curve(tmp_path, capsys, clean
 def test_predict_on_another_backend_matches(tmp_path, capsys, clean_backend_env):
     pytest.importorskip("jax")
     model = tmp_path / "m.safetensors"
-    assert main(["train", "--n-per-class", "100", "--steps", "50", "--save", str(model),
-                 "--no-plot", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--n-per-class",
+                "100",
+                "--steps",
+                "50",
+                "--save",
+                str(model),
+                "--no-plot",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     data = tmp_path / "x.npy"
     np.save(data, np.linspace(-3, 3, 7)[:, None])
     capsys.readouterr()
@@ -176,9 +240,26 @@ def test_jax_runs_from_the_command_line_keep_their_compiled_code(tmp_path, monke
 
     def train(cache):
         env = {**os.environ, "NNBIN_CACHE_DIR": str(cache), "NNBIN_BACKEND": ""}
-        out = subprocess.run([sys.executable, "-m", "nnbin", "train", "--backend", "jax",
-                              "--steps", "20", "--n-per-class", "50", "--no-plot", "--quiet"],
-                             capture_output=True, text=True, env=env, cwd=tmp_path)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "nnbin",
+                "train",
+                "--backend",
+                "jax",
+                "--steps",
+                "20",
+                "--n-per-class",
+                "50",
+                "--no-plot",
+                "--quiet",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )
         assert out.returncode == 0, out.stderr
 
     cache = tmp_path / "cache"
@@ -191,9 +272,17 @@ def test_jax_runs_from_the_command_line_keep_their_compiled_code(tmp_path, monke
     assert not (tmp_path / "off").exists()
 
 
-@pytest.mark.parametrize("backend,sig", [("numpy", "SIGINT"), ("strict", "SIGINT"),
-                                         ("jax", "SIGINT"), ("torch", "SIGINT"),
-                                         ("dask", "SIGINT"), ("numpy", "SIGTERM")])
+@pytest.mark.parametrize(
+    "backend,sig",
+    [
+        ("numpy", "SIGINT"),
+        ("strict", "SIGINT"),
+        ("jax", "SIGINT"),
+        ("torch", "SIGINT"),
+        ("dask", "SIGINT"),
+        ("numpy", "SIGTERM"),
+    ],
+)
 def test_a_signal_stops_any_backend_within_about_a_chunk(tmp_path, backend, sig):
     """Every backend runs on the shared schedule of chunks of ~0.25 s (nnbin/loop.py): a
     signal ends a run of minutes at once (exit 130 or 143, "interrupted"), not after the run
@@ -204,17 +293,36 @@ def test_a_signal_stops_any_backend_within_about_a_chunk(tmp_path, backend, sig)
 
     if backend != "numpy":
         pytest.importorskip({"strict": "array_api_strict"}.get(backend, backend))
-    env = {**os.environ, "NNBIN_BACKEND": "", "NNBIN_CACHE_DIR": "off",
-           "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "NNBIN_BACKEND": "", "NNBIN_CACHE_DIR": "off", "PYTHONUNBUFFERED": "1"}
     # a background job of a non-interactive shell ignores SIGINT, and so would its child:
     # the child puts Python's KeyboardInterrupt handler back before it runs nnbin
-    child = ("import runpy, signal, sys; signal.signal(signal.SIGINT, "
-             "signal.default_int_handler); sys.argv[0] = 'nnbin'; "
-             "runpy.run_module('nnbin', run_name='__main__')")
+    child = (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, "
+        "signal.default_int_handler); sys.argv[0] = 'nnbin'; "
+        "runpy.run_module('nnbin', run_name='__main__')"
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-c", child, "train", "--backend", backend, "--steps", "2000000",
-         "--log-every", "100000", "--no-plot", "--save", "m.safetensors"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+        [
+            sys.executable,
+            "-c",
+            child,
+            "train",
+            "--backend",
+            backend,
+            "--steps",
+            "2000000",
+            "--log-every",
+            "100000",
+            "--no-plot",
+            "--save",
+            "m.safetensors",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     try:
         line = proc.stdout.readline()  # the first logged loss: training has started
         assert line.startswith("step      0"), line

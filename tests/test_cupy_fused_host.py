@@ -35,10 +35,14 @@ class FakeCuda:
         self.capturing: FakeStream | None = None
         self.streams: list[FakeStream] = [self.null]
         self.log: list[tuple[str, str]] = []  # (event, stream) in the order they happen
-        self.runtime = types.SimpleNamespace(getDevice=lambda: 0,
-                                             memGetInfo=lambda: (80 << 30, 80 << 30))
-        self.attributes = {"MultiProcessorCount": 2, "MaxThreadsPerMultiProcessor": 2048,
-                           "MaxRegistersPerMultiprocessor": 65536}
+        self.runtime = types.SimpleNamespace(
+            getDevice=lambda: 0, memGetInfo=lambda: (80 << 30, 80 << 30)
+        )
+        self.attributes = {
+            "MultiProcessorCount": 2,
+            "MaxThreadsPerMultiProcessor": 2048,
+            "MaxRegistersPerMultiprocessor": 65536,
+        }
 
     def Stream(self, non_blocking=False):  # noqa: N802 - cupy's spelling
         assert non_blocking, "a blocking stream would serialise with the null stream"
@@ -193,13 +197,18 @@ def fake_cupy(tmp_path):
         cuda.log.append((f"compile {' '.join(flags)}", "host"))
         lib = compile_kernels(code, tmp_path / str(abs(hash((code, *options)))), options)
         return types.SimpleNamespace(
-            get_function=lambda name: FakeKernel(cuda, Kernel(lib, name), **kernels))
+            get_function=lambda name: FakeKernel(cuda, Kernel(lib, name), **kernels)
+        )
 
     return types.SimpleNamespace(
-        cuda=cuda, RawModule=raw_module, empty=empty, kernels=kernels,
+        cuda=cuda,
+        RawModule=raw_module,
+        empty=empty,
+        kernels=kernels,
         empty_like=lambda a: empty(a.shape, a.dtype),
         asarray=lambda a, dtype=None: np.asarray(a, dtype=dtype),
-        ascontiguousarray=np.ascontiguousarray)
+        ascontiguousarray=np.ascontiguousarray,
+    )
 
 
 def done(backend):
@@ -240,8 +249,9 @@ def test_fused_training_matches_the_core(backend, dtype):
     assert fused.loop.startswith("fused CUDA step")
     assert [s for s, _ in fused.history] == [0, 10, 20]
     tol = 1e-4 if dtype == "float32" else 1e-11
-    np.testing.assert_allclose([v for _, v in fused.history], [v for _, v in core.history],
-                               rtol=tol)
+    np.testing.assert_allclose(
+        [v for _, v in fused.history], [v for _, v in core.history], rtol=tol
+    )
     for a, b in zip(fused.params, core.params):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
     for a, b in zip(p0, before):  # the caller's parameters are never written
@@ -255,8 +265,9 @@ def test_fused_training_matches_the_core(backend, dtype):
 def test_fused_false_runs_the_core_and_limits_fall_back(backend):
     X, y = nnbin.two_gaussians(n_per_class=50, seed=0)
     p0 = nnbin.init_params(1, 4, seed=0)
-    assert backend.run(p0, X, y, lr=1.0, steps=2, log_every=1, fused=False).loop \
-        .startswith("python loop")
+    assert backend.run(p0, X, y, lr=1.0, steps=2, log_every=1, fused=False).loop.startswith(
+        "python loop"
+    )
     wide = nnbin.init_params(1, 300, seed=0)
     assert backend.run(wide, X, y, lr=1.0, steps=1, log_every=1).loop.startswith("python")
     with pytest.raises(nnbin.BackendUnavailableError, match="no fused step"):
@@ -286,21 +297,25 @@ def test_fused_loss_and_grads_match_the_core(backend):
     (ws,) = backend._workspaces._items.values()
     for i, a in enumerate(grads):
         assert not np.shares_memory(a, ws.grad) and not np.shares_memory(loss, ws.loss)
-        assert not any(np.shares_memory(a, b) for b in grads[i + 1:])
+        assert not any(np.shares_memory(a, b) for b in grads[i + 1 :])
     for a, b in zip(grads, want):
         assert a.shape == b.shape
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
 
 
-@pytest.mark.parametrize("steps,log_every,graph_steps", [
-    (25, 10, 500),  # the seed job's shape: a logging step, then a 9-step graph, ...
-    (11, 0, 4),     # no logging: graphs of at most 4 steps, replayed
-    (11, 0, 3),     # odd graphs back to back: 3, 3, 3, 2 steps
-    (10, 4, 500),   # odd-length graphs (parity of the two buffers), a 1-step tail
-    (3, 1, 500),    # every step logged: no graph at all
-])
-def test_graph_replay_gives_the_same_bits_as_launching_every_step(backend, steps, log_every,
-                                                                   graph_steps):
+@pytest.mark.parametrize(
+    "steps,log_every,graph_steps",
+    [
+        (25, 10, 500),  # the seed job's shape: a logging step, then a 9-step graph, ...
+        (11, 0, 4),  # no logging: graphs of at most 4 steps, replayed
+        (11, 0, 3),  # odd graphs back to back: 3, 3, 3, 2 steps
+        (10, 4, 500),  # odd-length graphs (parity of the two buffers), a 1-step tail
+        (3, 1, 500),  # every step logged: no graph at all
+    ],
+)
+def test_graph_replay_gives_the_same_bits_as_launching_every_step(
+    backend, steps, log_every, graph_steps
+):
     X, y = nnbin.two_gaussians(n_per_class=150, seed=3)
     p0 = nnbin.init_params(1, 4, seed=3)
     backend.graph_steps = graph_steps
@@ -318,7 +333,8 @@ def test_graph_replay_gives_the_same_bits_as_launching_every_step(backend, steps
         assert a.tobytes() == b.tobytes()
     # every step ran exactly once: two kernels a step, launched or inside a graph replay
     ran = sum(2 for what, _ in log if what == "nnbin_partials") + sum(
-        int(what.split()[2]) for what, _ in log if what.startswith("graph of"))
+        int(what.split()[2]) for what, _ in log if what.startswith("graph of")
+    )
     assert ran == 2 * steps
     replays = [what for what, _ in log if what.startswith("graph of")]
     if log_every == 1:
@@ -328,8 +344,11 @@ def test_graph_replay_gives_the_same_bits_as_launching_every_step(backend, steps
     log = [e for e in log if e[1] != "host"]  # compilations
     stream = log[0][1]
     assert stream != "null" and log[:4] == [
-        ("record", stream), (f"wait for {stream}", "null"),  # the workspace's last run
-        ("record", "null"), ("wait for null", stream)]       # the caller's work, copies
+        ("record", stream),
+        (f"wait for {stream}", "null"),  # the workspace's last run
+        ("record", "null"),
+        ("wait for null", stream),
+    ]  # the caller's work, copies
     assert log[-2:] == [("record", stream), (f"wait for {stream}", "null")]
     captures = [e for e in log if e[0] == "begin capture"]
     assert len(captures) <= 2 * 2  # at most one graph per length and parity
@@ -366,8 +385,10 @@ def test_local_memory_refuses_the_fused_step_with_the_reason(backend, monkeypatc
     assert backend.fused_applies(p0, X)
     backend._cupy.cuda.runtime.memGetInfo = lambda: (60 << 20, 80 << 30)  # 60 MiB free
     assert "a quarter of the free device memory" in backend.fused_refusal(p0, X)
-    assert backend.run(p0, X, y, lr=1.0, steps=1, log_every=1, fused=False).loop == \
-        "python loop (array-API core)"  # asked for the core: no reason to give
+    assert (
+        backend.run(p0, X, y, lr=1.0, steps=1, log_every=1, fused=False).loop
+        == "python loop (array-API core)"
+    )  # asked for the core: no reason to give
 
 
 def test_the_registers_a_kernel_uses_set_the_grid(backend):
@@ -479,9 +500,15 @@ def test_conformance_extreme_logits_on_the_stand_in(emulated):
         conf.test_extreme_logits_are_finite(emulated, "float32", "fused")
 
 
-@pytest.mark.parametrize("name", [None, "drop the W2 scale of dW1",
-                                  "a shuffle tree one level short",
-                                  "only the first warp's sums"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        None,
+        "drop the W2 scale of dW1",
+        "a shuffle tree one level short",
+        "only the first warp's sums",
+    ],
+)
 def test_conformance_kernel_mutants_on_the_stand_in(emulated, name, monkeypatch):
     from conformance import test_mutations
 
@@ -492,7 +519,7 @@ def test_conformance_kernel_mutants_on_the_stand_in(emulated, name, monkeypatch)
 def bridged(backend, monkeypatch):
     """The stand-in as the cupy backend that torch/jax arrays reach through DLPack;
     ``shared`` records, for every array handed over, whether no copy was made."""
-    from nnbin_backends import cupy as cupy_module
+    from nnbin_backends import dlpack_fused as bridge
 
     shared = []
 
@@ -503,19 +530,19 @@ def bridged(backend, monkeypatch):
         return view
 
     backend._cupy.from_dlpack = from_dlpack
-    monkeypatch.setattr(cupy_module.DlpackFused, "cupy_backend", staticmethod(lambda: backend))
+    monkeypatch.setattr(bridge.DlpackFused, "cupy_backend", staticmethod(lambda: backend))
     return backend, shared
 
 
 def test_torch_tensors_reach_the_fused_kernels_through_dlpack(bridged):
     torch = pytest.importorskip("torch")
-    from nnbin_backends import cupy as cupy_module
+    from nnbin_backends import dlpack_fused as bridge
     from nnbin_backends.torch import TorchBackend
 
     _, shared = bridged
     tb = TorchBackend()
     tb._on_gpu = lambda X: True  # CPU tensors stand in for CUDA ones
-    tb._dlpack, tb.has_fused = cupy_module.DlpackFused(torch.from_dlpack), True
+    tb._dlpack, tb.has_fused = bridge.DlpackFused(torch.from_dlpack), True
     Xn, yn = nnbin.two_gaussians(n_per_class=100, seed=4)
     X, y = torch.from_numpy(Xn), torch.from_numpy(yn)
     p0 = nnbin.init_params(1, 4, seed=4, backend="torch", dtype="float64")
@@ -529,8 +556,9 @@ def test_torch_tensors_reach_the_fused_kernels_through_dlpack(bridged):
     for a, b in zip(fused.params, core.params):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12, atol=1e-14)
     assert [s for s, _ in fused.history] == [0, 5, 10]
-    np.testing.assert_allclose([v for _, v in fused.history], [v for _, v in core.history],
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        [v for _, v in fused.history], [v for _, v in core.history], rtol=1e-12
+    )
     assert tb.fused_applies(p0, X)
     loss, grads = tb.fused_loss_and_grads(p0, X, y)
     done(bridged[0])
@@ -543,13 +571,13 @@ def test_torch_tensors_reach_the_fused_kernels_through_dlpack(bridged):
 def test_jax_arrays_reach_the_fused_kernels_through_dlpack(bridged):
     jax = pytest.importorskip("jax")
     import jax.numpy as jnp
-    from nnbin_backends import cupy as cupy_module
+    from nnbin_backends import dlpack_fused as bridge
     from nnbin_backends.jax import JaxBackend
 
     _, shared = bridged
     jb = JaxBackend()
     jb._on_gpu = lambda X: True  # CPU arrays stand in for GPU ones
-    jb._dlpack, jb.has_fused = cupy_module.DlpackFused(jnp.from_dlpack), True
+    jb._dlpack, jb.has_fused = bridge.DlpackFused(jnp.from_dlpack), True
     Xn, yn = nnbin.two_gaussians(n_per_class=100, seed=5)
     X, y = jnp.asarray(Xn, jnp.float32), jnp.asarray(yn, jnp.float32)
     p0 = nnbin.init_params(1, 4, seed=5, backend="jax", dtype="float32")
@@ -583,8 +611,11 @@ def test_fast_math_is_asked_for_float32_only(backend):
     log.clear()
     backend.run(p0, X, y, lr=1.0, steps=2, log_every=1)  # float64: never approximate
     assert not [e for e in log if "compile" in e[0]]  # the same kernels, cached
-    X32, y32, p32 = X.astype("float32"), y.astype("float32"), nnbin.init_params(
-        1, 4, seed=0, dtype="float32")
+    X32, y32, p32 = (
+        X.astype("float32"),
+        y.astype("float32"),
+        nnbin.init_params(1, 4, seed=0, dtype="float32"),
+    )
     fast = backend.run(p32, X32, y32, lr=1.0, steps=2, log_every=1)
     assert ("compile --std=c++14 --use_fast_math", "host") in log
     assert fast.loop.endswith("; --use_fast_math")
@@ -594,12 +625,13 @@ def test_labels_and_parameters_of_another_float_type_are_read_as_x_s(backend):
     X, y = nnbin.two_gaussians(n_per_class=60, seed=6)
     p32 = nnbin.init_params(1, 4, seed=6, dtype="float32")
     run = backend.run(p32, X.astype("float32"), y, lr=1.0, steps=3, log_every=1)  # y float64
-    want = backend.run(p32, X.astype("float32"), y.astype("float32"), lr=1.0, steps=3,
-                       log_every=1)
+    want = backend.run(p32, X.astype("float32"), y.astype("float32"), lr=1.0, steps=3, log_every=1)
     done(backend)
     assert run.history == want.history
-    assert all(a.dtype == np.float32 and a.tobytes() == b.tobytes()
-               for a, b in zip(run.params, want.params))
+    assert all(
+        a.dtype == np.float32 and a.tobytes() == b.tobytes()
+        for a, b in zip(run.params, want.params)
+    )
 
 
 def test_conformance_synchronisation_check_on_the_stand_in(emulated, monkeypatch):
@@ -618,5 +650,4 @@ def test_conformance_synchronisation_check_on_the_stand_in(emulated, monkeypatch
 
     monkeypatch.setattr(type(emulated), "_fused_steps", eager_reader)
     with pytest.raises(RuntimeError, match="synchronization"):
-        conf.test_no_host_synchronisation_between_logging_steps(emulated, "float32",
-                                                                "default")
+        conf.test_no_host_synchronisation_between_logging_steps(emulated, "float32", "default")

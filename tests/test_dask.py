@@ -13,8 +13,13 @@ distributed = pytest.importorskip("distributed", reason="dask.distributed not in
 
 @pytest.fixture(scope="module")
 def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       memory_limit="400MiB", dashboard_address=None)
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        memory_limit="400MiB",
+        dashboard_address=None,
+    )
     with distributed.Client(cluster) as c:
         yield c
     cluster.close()
@@ -30,8 +35,9 @@ def test_seed_job_trains_on_a_local_cluster(client):
     assert result.backend == "dask"
     assert all(isinstance(p, da.Array) for p in result.params)
     ref = nnbin.train(X, y, steps=200, log_every=100, backend="numpy")
-    np.testing.assert_allclose([v for _, v in result.history], [v for _, v in ref.history],
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        [v for _, v in result.history], [v for _, v in ref.history], rtol=1e-10
+    )
     # the parameters live on the cluster's workers, not in this process
     assert len(client.nthreads()) == 2
     holders = client.who_has(result.params.W1)
@@ -45,8 +51,9 @@ def test_params_are_persisted_so_graphs_do_not_grow(client):
     Xd, yd = da.from_array(X, chunks=(1_000, 1)), da.from_array(y, chunks=(1_000, 1))
     be = nnbin.get_backend("dask")
     p0 = nnbin.init_params(1, 8, 0, backend="dask")
-    sizes = [len(be.run(p0, Xd, yd, lr=1.0, steps=s, log_every=0).params.W1.dask)
-             for s in (1, 5, 20)]
+    sizes = [
+        len(be.run(p0, Xd, yd, lr=1.0, steps=s, log_every=0).params.W1.dask) for s in (1, 5, 20)
+    ]
     assert sizes[0] == sizes[1] == sizes[2]  # a persisted array is one key, at any step
 
 

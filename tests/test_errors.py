@@ -24,13 +24,13 @@ def workdir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("NNBIN_BACKEND", raising=False)
     X, y = nnbin.two_gaussians(n_per_class=50, seed=0)
-    np.savetxt("good.csv", np.column_stack([X, y]), delimiter=",", header="x,label",
-               comments="")
+    np.savetxt("good.csv", np.column_stack([X, y]), delimiter=",", header="x,label", comments="")
     nnbin.save("keep.safetensors", nnbin.train(X, y, hidden=3, steps=5))
 
     def snapshot():
-        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-                for p in sorted(tmp_path.iterdir())}
+        return {
+            p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(tmp_path.iterdir())
+        }
 
     return tmp_path, snapshot
 
@@ -41,39 +41,87 @@ API_CASES = {
     "X is 1-D": (lambda: nnbin.train(X0[:, 0], Y0), InvalidInputError, "reshape(-1, 1)"),
     "X is 3-D": (lambda: nnbin.train(X0[:, :, None], Y0), InvalidInputError, "must be 2-D"),
     "X is a list": (lambda: nnbin.train(X0.tolist(), Y0), InvalidInputError, "numpy.asarray"),
-    "X has no rows": (lambda: nnbin.train(X0[:0], Y0[:0]), InvalidInputError,
-                      "at least one sample"),
-    "y has the wrong number of rows": (lambda: nnbin.train(X0, Y0[:-1]), InvalidInputError,
-                                       "40 rows but y has 39"),
-    "y has two columns": (lambda: nnbin.train(X0, np.hstack([Y0, Y0])), InvalidInputError,
-                          "shape (N,) or (N, 1)"),
-    "y holds labels other than 0/1": (lambda: nnbin.train(X0, Y0 * 2), InvalidInputError,
-                                      "only the labels 0 and 1"),
-    "y has one class only": (lambda: nnbin.train(X0, np.zeros_like(Y0)), InvalidInputError,
-                             "both classes"),
-    "X contains NaN": (lambda: nnbin.train(np.where(Y0 > 0, np.nan, X0), Y0),
-                       InvalidInputError, "NaN or infinite"),
-    "X contains infinity": (lambda: nnbin.train(np.where(Y0 > 0, np.inf, X0), Y0),
-                            InvalidInputError, "NaN or infinite"),
-    "X is complex": (lambda: nnbin.train(X0.astype(complex), Y0), InvalidInputError,
-                     "real numbers"),
-    "hidden is 0": (lambda: nnbin.train(X0, Y0, hidden=0), InvalidInputError,
-                    "hidden must be >= 1"),
-    "hidden is not whole": (lambda: nnbin.train(X0, Y0, hidden=2.5), InvalidInputError,
-                            "whole number"),
+    "X has no rows": (
+        lambda: nnbin.train(X0[:0], Y0[:0]),
+        InvalidInputError,
+        "at least one sample",
+    ),
+    "y has the wrong number of rows": (
+        lambda: nnbin.train(X0, Y0[:-1]),
+        InvalidInputError,
+        "40 rows but y has 39",
+    ),
+    "y has two columns": (
+        lambda: nnbin.train(X0, np.hstack([Y0, Y0])),
+        InvalidInputError,
+        "shape (N,) or (N, 1)",
+    ),
+    "y holds labels other than 0/1": (
+        lambda: nnbin.train(X0, Y0 * 2),
+        InvalidInputError,
+        "only the labels 0 and 1",
+    ),
+    "y has one class only": (
+        lambda: nnbin.train(X0, np.zeros_like(Y0)),
+        InvalidInputError,
+        "both classes",
+    ),
+    "X contains NaN": (
+        lambda: nnbin.train(np.where(Y0 > 0, np.nan, X0), Y0),
+        InvalidInputError,
+        "NaN or infinite",
+    ),
+    "X contains infinity": (
+        lambda: nnbin.train(np.where(Y0 > 0, np.inf, X0), Y0),
+        InvalidInputError,
+        "NaN or infinite",
+    ),
+    "X is complex": (
+        lambda: nnbin.train(X0.astype(complex), Y0),
+        InvalidInputError,
+        "real numbers",
+    ),
+    "hidden is 0": (
+        lambda: nnbin.train(X0, Y0, hidden=0),
+        InvalidInputError,
+        "hidden must be >= 1",
+    ),
+    "hidden is not whole": (
+        lambda: nnbin.train(X0, Y0, hidden=2.5),
+        InvalidInputError,
+        "whole number",
+    ),
     "lr is 0": (lambda: nnbin.train(X0, Y0, lr=0), InvalidInputError, "finite number > 0"),
-    "lr is NaN": (lambda: nnbin.train(X0, Y0, lr=float("nan")), InvalidInputError,
-                  "finite number > 0"),
-    "steps is negative": (lambda: nnbin.train(X0, Y0, steps=-1), InvalidInputError,
-                          "steps must be >= 0"),
-    "dtype unsupported": (lambda: nnbin.train(X0, Y0, dtype="float16"), ValueError,
-                          "supports float32, float64"),
-    "unknown backend": (lambda: nnbin.train(X0, Y0, backend="nope"),
-                        nnbin.UnknownBackendError, "choose one of"),
-    "data-parallel on numpy": (lambda: nnbin.train(X0, Y0, data_parallel=2),
-                               nnbin.BackendUnavailableError, "no data-parallel"),
-    "diverging learning rate": (lambda: nnbin.train(X0, Y0, steps=3, log_every=1, lr=1e308),
-                                nnbin.TrainingDivergedError, "not finite at step 1"),
+    "lr is NaN": (
+        lambda: nnbin.train(X0, Y0, lr=float("nan")),
+        InvalidInputError,
+        "finite number > 0",
+    ),
+    "steps is negative": (
+        lambda: nnbin.train(X0, Y0, steps=-1),
+        InvalidInputError,
+        "steps must be >= 0",
+    ),
+    "dtype unsupported": (
+        lambda: nnbin.train(X0, Y0, dtype="float16"),
+        ValueError,
+        "supports float32, float64",
+    ),
+    "unknown backend": (
+        lambda: nnbin.train(X0, Y0, backend="nope"),
+        nnbin.UnknownBackendError,
+        "choose one of",
+    ),
+    "data-parallel on numpy": (
+        lambda: nnbin.train(X0, Y0, data_parallel=2),
+        nnbin.BackendUnavailableError,
+        "no data-parallel",
+    ),
+    "diverging learning rate": (
+        lambda: nnbin.train(X0, Y0, steps=3, log_every=1, lr=1e308),
+        nnbin.TrainingDivergedError,
+        "not finite at step 1",
+    ),
 }
 
 
@@ -92,8 +140,11 @@ def test_api_bad_input(case, workdir):
 
 def test_mixed_libraries_name_both():
     xp = pytest.importorskip("array_api_strict")
-    with pytest.raises(nnbin.MixedArraysError, match=r"X is a numpy.ndarray but y is a "
-                       r"array_api_strict"):
+    with pytest.raises(
+        nnbin.MixedArraysError,
+        match=r"X is a numpy.ndarray but y is a "
+        r"array_api_strict",
+    ):
         nnbin.train(X0, xp.asarray(Y0))
 
 
@@ -124,12 +175,13 @@ def test_divergence_on_jax_keeps_the_last_finite_parameters():
 
 # --- model files ------------------------------------------------------------------------
 
+
 def _rewrite_header(raw: bytes, change) -> bytes:
     n = struct.unpack("<Q", raw[:8])[0]
-    header = json.loads(raw[8:8 + n])
+    header = json.loads(raw[8 : 8 + n])
     change(header)
     text = json.dumps(header).encode()
-    return struct.pack("<Q", len(text)) + text + raw[8 + n:]
+    return struct.pack("<Q", len(text)) + text + raw[8 + n :]
 
 
 def _meta(key, value):
@@ -144,7 +196,7 @@ def _resave(raw: bytes, change) -> bytes:
     from safetensors.numpy import load, save
 
     n = struct.unpack("<Q", raw[:8])[0]
-    meta = json.loads(raw[8:8 + n])["__metadata__"]
+    meta = json.loads(raw[8 : 8 + n])["__metadata__"]
     arrays = load(raw)
     change(arrays)
     return save(arrays, metadata=meta)
@@ -165,16 +217,23 @@ FILE_CASES = {
     "corrupted header": (lambda raw: raw[:8] + b"{not json" + raw[17:], "corrupted"),
     "a text file": (lambda raw: b"W1,b1\n1,2\n" * 20, "not a safetensors file"),
     "a pickle": (lambda raw: pickle.dumps({"W1": [1.0]}), "never unpickles"),
-    "safetensors, not nnbin": (lambda raw: _rewrite_header(
-        raw, lambda h: h.pop("__metadata__")), "not an nnbin model"),
-    "newer format version": (lambda raw: _rewrite_header(raw, _meta("format_version", "99")),
-                             "newer nnbin"),
-    "wrong-shaped parameter": (lambda raw: _rewrite_header(raw, _meta("hidden", "4")),
-                               "expected"),
-    "wrong dtype": (lambda raw: _rewrite_header(raw, _meta("dtype", "float32")),
-                    "metadata says float32"),
-    "unsupported dtype": (lambda raw: _rewrite_header(raw, _meta("dtype", "int8")),
-                          "unsupported dtype"),
+    "safetensors, not nnbin": (
+        lambda raw: _rewrite_header(raw, lambda h: h.pop("__metadata__")),
+        "not an nnbin model",
+    ),
+    "newer format version": (
+        lambda raw: _rewrite_header(raw, _meta("format_version", "99")),
+        "newer nnbin",
+    ),
+    "wrong-shaped parameter": (lambda raw: _rewrite_header(raw, _meta("hidden", "4")), "expected"),
+    "wrong dtype": (
+        lambda raw: _rewrite_header(raw, _meta("dtype", "float32")),
+        "metadata says float32",
+    ),
+    "unsupported dtype": (
+        lambda raw: _rewrite_header(raw, _meta("dtype", "int8")),
+        "unsupported dtype",
+    ),
     "array missing": (lambda raw: _without_b2(raw), "expected ['W1', 'b1', 'W2', 'b2']"),
     "NaN in a parameter": (lambda raw: _with_nan(raw), "NaN or infinite"),
 }
@@ -228,16 +287,30 @@ CLI_CASES = {
     "--data non-numeric cell": (["train", "--data", "words.csv"], "is not a number"),
     "--data ragged row": (["train", "--data", "ragged.csv"], "the header has 2 columns"),
     "--data no header": (["train", "--data", "noheader.csv"], "must be a header"),
-    "--label missing column": (["train", "--data", "good.csv", "--label", "cls"],
-                               "no column 'cls'"),
+    "--label missing column": (
+        ["train", "--data", "good.csv", "--label", "cls"],
+        "no column 'cls'",
+    ),
     "--data labels not 0/1": (["train", "--data", "labels3.csv"], "labels must be 0 or 1"),
     "--data with NaN": (["train", "--data", "nan.csv"], "is not a number"),
     ".npy of the wrong shape": (["train", "--data", "flat.npy"], "expected a 2-D array"),
-    "--save into a missing folder": (["train", "--steps", "2", "--n-per-class", "10",
-                                      "--no-plot", "--save", "no/such/dir/m.safetensors"],
-                                     "the folder no/such/dir does not exist"),
-    "predict: feature count mismatch": (["predict", "--model", "keep.safetensors", "--data",
-                                         "two.csv"], "takes 1 feature(s) but two.csv has 2"),
+    "--save into a missing folder": (
+        [
+            "train",
+            "--steps",
+            "2",
+            "--n-per-class",
+            "10",
+            "--no-plot",
+            "--save",
+            "no/such/dir/m.safetensors",
+        ],
+        "the folder no/such/dir does not exist",
+    ),
+    "predict: feature count mismatch": (
+        ["predict", "--model", "keep.safetensors", "--data", "two.csv"],
+        "takes 1 feature(s) but two.csv has 2",
+    ),
 }
 
 
@@ -279,8 +352,11 @@ def test_cli_bad_input_is_one_line_and_exit_2(case, workdir, capsys):
 
 
 def test_debug_shows_the_traceback(workdir):
-    out = subprocess.run([sys.executable, "-m", "nnbin", "--debug", "train", "--data",
-                          "missing.csv"], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "nnbin", "--debug", "train", "--data", "missing.csv"],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode != 0 and "Traceback" in out.stderr
 
 
@@ -304,9 +380,15 @@ def test_every_exception_nnbin_exports_lives_in_errors_under_nnbinerror():
     exported = [getattr(nnbin, n) for n in nnbin.__all__]
     classes = [c for c in exported if inspect.isclass(c) and issubclass(c, BaseException)]
     assert {c.__name__ for c in classes} >= {
-        "NnbinError", "DataFileError", "ModelFileError", "InvalidInputError",
-        "UnknownBackendError", "BackendUnavailableError", "TrainingDivergedError",
-        "MixedArraysError"}
+        "NnbinError",
+        "DataFileError",
+        "ModelFileError",
+        "InvalidInputError",
+        "UnknownBackendError",
+        "BackendUnavailableError",
+        "TrainingDivergedError",
+        "MixedArraysError",
+    }
     for cls in classes:
         assert cls.__module__ == errors.__name__ and issubclass(cls, errors.NnbinError), cls
     for cls in (nnbin.DataFileError, nnbin.ModelFileError, nnbin.InvalidInputError):
@@ -324,8 +406,10 @@ FUNCTIONS_WITH_Y = {
     "step": lambda p, X, y: nnbin.step(p, X, y, 0.5),
     "accuracy": lambda p, X, y: nnbin.accuracy(p, X, y),
 }
-FUNCTIONS_OF_X = {"forward": lambda p, X, y: nnbin.forward(p, X),
-                  "predict_proba": lambda p, X, y: nnbin.predict_proba(p, X)}
+FUNCTIONS_OF_X = {
+    "forward": lambda p, X, y: nnbin.forward(p, X),
+    "predict_proba": lambda p, X, y: nnbin.predict_proba(p, X),
+}
 ALL_FUNCTIONS = {**FUNCTIONS_WITH_Y, **FUNCTIONS_OF_X}
 BAD_Y = {
     "y with two columns": (np.hstack([Y0, Y0]), r"y must have shape \(N,\) or \(N, 1\)"),
@@ -339,8 +423,10 @@ BAD_Y = {
 BAD_X = {
     "X 1-D": (X0[:, 0], r"X must be 2-D.*X.reshape\(-1, 1\)"),
     "X 3-D": (X0[:, :, None], "X must be 2-D"),
-    "X with 2 features for 1-feature parameters": (np.hstack([X0, X0]),
-                                                   "X has 2 features but the parameters take 1"),
+    "X with 2 features for 1-feature parameters": (
+        np.hstack([X0, X0]),
+        "X has 2 features but the parameters take 1",
+    ),
     "X masked": (np.ma.masked_array(X0, mask=np.zeros_like(X0, bool)), "X is a masked array"),
     "X a tuple": (tuple(X0[:, 0]), "X must be an array"),
 }
@@ -392,8 +478,7 @@ def test_y_of_shape_n_is_taken_as_a_column_everywhere():
         assert np.array_equal(a, b)
 
 
-@pytest.mark.parametrize("lr", [float("nan"), float("inf"), 0.0, -1.0, True, "1", None,
-                                np.ones(2)])
+@pytest.mark.parametrize("lr", [float("nan"), float("inf"), 0.0, -1.0, True, "1", None, np.ones(2)])
 def test_step_refuses_a_bad_step_size_as_train_does(lr):
     with pytest.raises(nnbin.InvalidInputError, match="lr must be"):
         nnbin.step(P0, X0, Y0, lr)
@@ -403,6 +488,7 @@ def test_step_refuses_a_bad_step_size_as_train_does(lr):
 
 # --- files nnbin writes: only regular files, never an input or another output, nothing
 # changed by a command that fails ------------------------------------------------------
+
 
 def _cli(argv, capsys):
     try:
@@ -476,36 +562,77 @@ def test_outputs_that_are_not_regular_files_are_refused(workdir, capsys):
     }
     for (cmd, option, path), needle in cases.items():
         extra = ["--model", "keep.safetensors"] + (
-            ["--data", "good.csv"] if cmd == "predict" else [])
+            ["--data", "good.csv"] if cmd == "predict" else []
+        )
         code, err = _cli([cmd, *extra, option, path], capsys)
         assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
     for option in ("--save", "--plot"):
         code, err = _cli([*TRAIN, option, "fifo"], capsys)
         assert code == 2 and "fifo is a FIFO" in err
-    code, err = _cli(["bench", "--backends", "numpy", "--sizes", "100", "--steps", "1",
-                      "--repeats", "1", "--baselines", "none", "--json", "adir"], capsys)
+    code, err = _cli(
+        [
+            "bench",
+            "--backends",
+            "numpy",
+            "--sizes",
+            "100",
+            "--steps",
+            "1",
+            "--repeats",
+            "1",
+            "--baselines",
+            "none",
+            "--json",
+            "adir",
+        ],
+        capsys,
+    )
     assert code == 2 and "adir is a folder" in err
     assert _tree(folder) == before
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["train", "--data", "d.npz", "--save", "d.npz", "--no-plot"],
-     "--save d.npz would overwrite the input --data d.npz"),
-    (["train", "--data", "good.csv", "--plot", "./sub/../good.csv"],
-     "would overwrite the input --data good.csv"),
-    (["train", "--save", "m.safetensors", "--plot", "m.safetensors"],
-     "--plot m.safetensors and --save m.safetensors are the same file"),
-    (["train", "--save", "m.safetensors", "--plot", "link-to-m"],
-     "are the same file"),
-    (["predict", "--model", "keep.safetensors", "--data", "good.csv", "--out", "good.csv"],
-     "--out good.csv would overwrite the input --data good.csv"),
-    (["predict", "--model", "keep.safetensors", "--data", "good.csv", "--out",
-      "keep.safetensors"], "would overwrite the input --model keep.safetensors"),
-    (["plot", "--model", "keep.safetensors", "--out", "keep.safetensors"],
-     "would overwrite the input --model keep.safetensors"),
-    (["plot", "--model", "keep.safetensors", "--data", "good.csv", "--out", "link-to-good"],
-     "would overwrite the input --data good.csv"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (
+            ["train", "--data", "d.npz", "--save", "d.npz", "--no-plot"],
+            "--save d.npz would overwrite the input --data d.npz",
+        ),
+        (
+            ["train", "--data", "good.csv", "--plot", "./sub/../good.csv"],
+            "would overwrite the input --data good.csv",
+        ),
+        (
+            ["train", "--save", "m.safetensors", "--plot", "m.safetensors"],
+            "--plot m.safetensors and --save m.safetensors are the same file",
+        ),
+        (["train", "--save", "m.safetensors", "--plot", "link-to-m"], "are the same file"),
+        (
+            ["predict", "--model", "keep.safetensors", "--data", "good.csv", "--out", "good.csv"],
+            "--out good.csv would overwrite the input --data good.csv",
+        ),
+        (
+            [
+                "predict",
+                "--model",
+                "keep.safetensors",
+                "--data",
+                "good.csv",
+                "--out",
+                "keep.safetensors",
+            ],
+            "would overwrite the input --model keep.safetensors",
+        ),
+        (
+            ["plot", "--model", "keep.safetensors", "--out", "keep.safetensors"],
+            "would overwrite the input --model keep.safetensors",
+        ),
+        (
+            ["plot", "--model", "keep.safetensors", "--data", "good.csv", "--out", "link-to-good"],
+            "would overwrite the input --data good.csv",
+        ),
+    ],
+)
 def test_no_command_overwrites_its_input_or_another_output(argv, needle, workdir, capsys):
     import os
 
@@ -524,14 +651,12 @@ def test_no_command_overwrites_its_input_or_another_output(argv, needle, workdir
 def test_a_failing_command_changes_nothing(workdir, capsys):
     folder, _ = workdir
     before = _tree(folder)
-    code, err = _cli([*TRAIN, "--save", "keep.safetensors", "--plot", "missing_dir/b.png"],
-                     capsys)
+    code, err = _cli([*TRAIN, "--save", "keep.safetensors", "--plot", "missing_dir/b.png"], capsys)
     assert code == 2 and "the folder missing_dir does not exist" in err
     assert _tree(folder) == before  # the model was not replaced before the plot failed
 
 
-def test_saving_over_a_file_keeps_its_permission_bits_and_writes_through_links(workdir,
-                                                                               capsys):
+def test_saving_over_a_file_keeps_its_permission_bits_and_writes_through_links(workdir, capsys):
     import os
     import stat
 
@@ -572,7 +697,8 @@ def test_sigterm_during_a_save_leaves_the_old_file_and_no_temporary(tmp_path):
         "    fh.flush()\n"
         "    os.kill(os.getpid(), signal.SIGTERM)\n"
         "    fh.write(b'model')\n"
-        f"atomic_write({str(target)!r}, write)\n")
+        f"atomic_write({str(target)!r}, write)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode != 0 and "KeyboardInterrupt" in out.stderr
     assert target.read_bytes() == b"the old model"
@@ -594,11 +720,14 @@ def test_write_errors_name_the_path_given_not_a_temporary(tmp_path):
     os.chmod(ro, 0o500)
     try:
         if os.access(ro, os.W_OK):  # root ignores the bits: fail the write itself instead
+
             def write(fh):
                 raise OSError(28, "No space left on device")
         else:
+
             def write(fh):
                 fh.write(b"x")
+
         with pytest.raises(OSError) as info:
             atomic_write(ro / "out.csv", write)
         assert f"cannot write {ro / 'out.csv'}" in str(info.value)
@@ -608,6 +737,7 @@ def test_write_errors_name_the_path_given_not_a_temporary(tmp_path):
 
 
 # --- files nnbin reads: regular files only, sizes checked before anything large is read ---
+
 
 def _model_bytes(meta_changes=None, header_changes=None, drop_meta=()):
     """A valid nnbin model file's bytes, with its header edited."""
@@ -619,39 +749,64 @@ def _model_bytes(meta_changes=None, header_changes=None, drop_meta=()):
     with open(path, "rb") as fh:
         raw = fh.read()
     n = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8:8 + n])
+    header = json.loads(raw[8 : 8 + n])
     for k in drop_meta:
         header["__metadata__"].pop(k)
     header["__metadata__"].update(meta_changes or {})
     header.update(header_changes or {})
     text = json.dumps(header).encode()
-    buf.write(len(text).to_bytes(8, "little") + text + raw[8 + n:])
+    buf.write(len(text).to_bytes(8, "little") + text + raw[8 + n :])
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("case, edit, needle", [
-    ("metadata a list", dict(header_changes={"__metadata__": ["a"]}), "metadata must map"),
-    ("metadata with a number", dict(meta_changes={"hidden": 3}), "metadata must map"),
-    ("format version 1e400", dict(meta_changes={"format_version": "1e400"}),
-     "unreadable format version"),
-    ("hidden 0", dict(meta_changes={"hidden": "0"}), "impossible shapes"),
-    ("hidden missing", dict(drop_meta=("hidden",)), "n_features/hidden missing"),
-    ("dtype BF16 in metadata", dict(meta_changes={"dtype": "bfloat16"}), "unsupported dtype"),
-    ("settings a list", dict(meta_changes={"settings": "[1, 2]"}), "unreadable training"),
-    ("final loss 1e400 text", dict(meta_changes={"final_loss": '"big"'}),
-     "unreadable training"),
-    ("history of strings", dict(meta_changes={"history": '[["a", "b"]]'}),
-     "unreadable training"),
-    ("deeply nested settings", dict(meta_changes={"settings": "[" * 100_000 + "]" * 100_000}),
-     "unreadable training"),
-    ("a tensor beyond the file", dict(header_changes={
-        "W1": {"dtype": "F64", "shape": [1, 3], "data_offsets": [0, 10**12]}}),
-     "declares 1,000,000,000,000 bytes of tensors"),
-    ("a tensor without offsets", dict(header_changes={"W1": {"dtype": "F64"}}),
-     "no valid data_offsets"),
-])
-def test_malformed_model_metadata_is_one_model_file_error(case, edit, needle, tmp_path,
-                                                           monkeypatch):
+@pytest.mark.parametrize(
+    "case, edit, needle",
+    [
+        ("metadata a list", dict(header_changes={"__metadata__": ["a"]}), "metadata must map"),
+        ("metadata with a number", dict(meta_changes={"hidden": 3}), "metadata must map"),
+        (
+            "format version 1e400",
+            dict(meta_changes={"format_version": "1e400"}),
+            "unreadable format version",
+        ),
+        ("hidden 0", dict(meta_changes={"hidden": "0"}), "impossible shapes"),
+        ("hidden missing", dict(drop_meta=("hidden",)), "n_features/hidden missing"),
+        ("dtype BF16 in metadata", dict(meta_changes={"dtype": "bfloat16"}), "unsupported dtype"),
+        ("settings a list", dict(meta_changes={"settings": "[1, 2]"}), "unreadable training"),
+        (
+            "final loss 1e400 text",
+            dict(meta_changes={"final_loss": '"big"'}),
+            "unreadable training",
+        ),
+        (
+            "history of strings",
+            dict(meta_changes={"history": '[["a", "b"]]'}),
+            "unreadable training",
+        ),
+        (
+            "deeply nested settings",
+            dict(meta_changes={"settings": "[" * 100_000 + "]" * 100_000}),
+            "unreadable training",
+        ),
+        (
+            "a tensor beyond the file",
+            dict(
+                header_changes={
+                    "W1": {"dtype": "F64", "shape": [1, 3], "data_offsets": [0, 10**12]}
+                }
+            ),
+            "declares 1,000,000,000,000 bytes of tensors",
+        ),
+        (
+            "a tensor without offsets",
+            dict(header_changes={"W1": {"dtype": "F64"}}),
+            "no valid data_offsets",
+        ),
+    ],
+)
+def test_malformed_model_metadata_is_one_model_file_error(
+    case, edit, needle, tmp_path, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(_model_bytes(**edit))
@@ -667,7 +822,7 @@ def test_inputs_that_are_not_regular_files_are_refused_at_once(workdir, capsys):
     os.mkfifo("fifo.csv")
     os.symlink("/dev/zero", "zero.safetensors")
     os.symlink("/dev/zero", "zero.npy")
-    code = ("import sys; from nnbin.cli import main; sys.exit(main(sys.argv[1:]))")
+    code = "import sys; from nnbin.cli import main; sys.exit(main(sys.argv[1:]))"
     cases = {
         ("train", "--data", "fifo.csv", "--no-plot"): "fifo.csv is a FIFO",
         ("train", "--data", "zero.npy", "--no-plot"): "zero.npy is a device",
@@ -677,9 +832,14 @@ def test_inputs_that_are_not_regular_files_are_refused_at_once(workdir, capsys):
         ("plot", "--model", "zero.safetensors", "--out", "x.png"): "is a device",
     }
     for argv, needle in cases.items():
-        out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True,
-                             text=True, timeout=60, cwd=folder,
-                             env={**os.environ, "NNBIN_BACKEND": ""})
+        out = subprocess.run(
+            [sys.executable, "-c", code, *argv],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=folder,
+            env={**os.environ, "NNBIN_BACKEND": ""},
+        )
         assert out.returncode == 2 and needle in out.stderr, (argv, out.stderr)
         assert len(out.stderr.strip().splitlines()) == 1, out.stderr
     with pytest.raises(nnbin.ModelFileError, match="a folder"):
@@ -692,7 +852,8 @@ def test_declared_sizes_are_checked_before_allocating(tmp_path):
     big = tmp_path / "big.npy"
     with open(big, "wb") as fh:
         np.lib.format.write_array_header_1_0(
-            fh, {"descr": "<f8", "fortran_order": False, "shape": (10**11, 2)})
+            fh, {"descr": "<f8", "fortran_order": False, "shape": (10**11, 2)}
+        )
         fh.write(b"\0" * 64)
     with pytest.raises(nnbin.DataFileError, match=r"declares shape \(100000000000, 2\)"):
         nnbin.load_data(str(big))
@@ -713,8 +874,15 @@ def test_declared_sizes_are_checked_before_allocating(tmp_path):
 
 
 def test_hyperparameters_take_numpy_integers_and_refuse_bools_alike(tmp_path):
-    result = nnbin.train(X0, Y0, hidden=np.int64(3), steps=np.int32(5), seed=np.int64(3),
-                         log_every=np.uint8(2), lr=np.float32(0.5))
+    result = nnbin.train(
+        X0,
+        Y0,
+        hidden=np.int64(3),
+        steps=np.int32(5),
+        seed=np.int64(3),
+        log_every=np.uint8(2),
+        lr=np.float32(0.5),
+    )
     assert result.params.W1.shape == (1, 3) and result.settings["seed"] == 3
     assert type(result.settings["seed"]) is int
     nnbin.save(tmp_path / "m.safetensors", result)  # saveable: plain Python numbers
@@ -730,18 +898,23 @@ def test_hyperparameters_take_numpy_integers_and_refuse_bools_alike(tmp_path):
             nnbin.train(X0, Y0, lr=bad)
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["bench", "--sizes", "inf"], "--sizes: expected comma-separated whole numbers, got 'inf'"),
-    (["bench", "--sizes", "2.7"], "got '2.7'"),
-    (["bench", "--sizes", "nan,100"], "got 'nan,100'"),
-    (["bench", "--steps", str(2**32)], "must be <= 2,147,483,647"),
-    (["train", "--steps", str(2**31)], "must be <= 2,147,483,647"),
-    (["train", "--log-every", str(2**40)], "must be <= 2,147,483,647"),
-    (["train", "--save", ""], "an output path is empty"),
-    (["train", "--label", "y"], "--label names a column of --data"),
-    (["plot", "--model", "keep.safetensors", "--out", "p.png", "--label", "y"],
-     "--label names a column of --data"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["bench", "--sizes", "inf"], "--sizes: expected comma-separated whole numbers, got 'inf'"),
+        (["bench", "--sizes", "2.7"], "got '2.7'"),
+        (["bench", "--sizes", "nan,100"], "got 'nan,100'"),
+        (["bench", "--steps", str(2**32)], "must be <= 2,147,483,647"),
+        (["train", "--steps", str(2**31)], "must be <= 2,147,483,647"),
+        (["train", "--log-every", str(2**40)], "must be <= 2,147,483,647"),
+        (["train", "--save", ""], "an output path is empty"),
+        (["train", "--label", "y"], "--label names a column of --data"),
+        (
+            ["plot", "--model", "keep.safetensors", "--out", "p.png", "--label", "y"],
+            "--label names a column of --data",
+        ),
+    ],
+)
 def test_more_bad_arguments_are_one_line_and_exit_2(argv, needle, workdir, capsys):
     _, snapshot = workdir
     before = snapshot()
@@ -773,17 +946,21 @@ def test_backends_marks_the_selected_backend_whatever_its_case(monkeypatch, caps
 
 # --- data files: every ambiguity or corruption is one line naming the line or column ---
 
-@pytest.mark.parametrize("text, needle", [
-    ("x,label\n1,0\n\n\n2,x\n", "line 5, column 'label': 'x' is not a number"),  # blank lines
-    ("x,label\n1,0\n2\n", "line 3: 1 values, the header has 2 columns"),
-    ("x,x,label\n1,2,0\n", "the column name(s) 'x' appear more than once"),
-    ("x,label,label\n1,0,1\n", "'label' appear more than once"),
-    ("x,y,target\n1,0,1\n3,1,0\n", "columns 'y', 'target' could each be the label"),
-    ("x,Label,CLASS\n1,0,1\n3,1,0\n", "columns 'Label', 'CLASS' could each be the label"),
-    ("x,label\n1_000,0\n2,1\n", "line 2, column 'x': '1_000' is not a number"),
-    ("x,label\n" + "9" * 200_000 + ",0\n", "field larger than field limit"),
-    ("x,label\n1,0\n2,1\n" + ",".join(["1"] * 1000) + "\n", "line 4: 1000 values"),
-])
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("x,label\n1,0\n\n\n2,x\n", "line 5, column 'label': 'x' is not a number"),  # blank lines
+        ("x,label\n1,0\n2\n", "line 3: 1 values, the header has 2 columns"),
+        ("x,x,label\n1,2,0\n", "the column name(s) 'x' appear more than once"),
+        ("x,label,label\n1,0,1\n", "'label' appear more than once"),
+        ("x,y,target\n1,0,1\n3,1,0\n", "columns 'y', 'target' could each be the label"),
+        ("x,Label,CLASS\n1,0,1\n3,1,0\n", "columns 'Label', 'CLASS' could each be the label"),
+        ("x,label\n1_000,0\n2,1\n", "line 2, column 'x': '1_000' is not a number"),
+        ("x,label\n" + "9" * 200_000 + ",0\n", "field larger than field limit"),
+        ("x,label\n1,0\n2,1\n" + ",".join(["1"] * 1000) + "\n", "line 4: 1000 values"),
+    ],
+)
 def test_csv_problems_name_the_line_or_column(text, needle, tmp_path):
     path = tmp_path / "d.csv"
     path.write_text(text)
@@ -801,14 +978,17 @@ def test_csv_with_a_bom_and_a_label_in_another_case(tmp_path):
         nnbin.load_data(str(path), label="label")
 
 
-@pytest.mark.parametrize("make, needle", [
-    (lambda p: p.write_bytes(b"PK\x03\x04 not really a zip"), "not a readable .npz"),
-    (lambda p: np.savez(p, X=np.float64(1.0), y=np.float64(0.0)), "0-d arrays"),
-    (lambda p: np.savez(p, X=X0.astype(complex), y=Y0), "reads real numbers only"),
-    (lambda p: np.savez(p, X=X0[:, :, None], y=Y0), "X must be 2-D"),
-    (lambda p: np.savez(p, X=X0, y=Y0[:-1]), "one label per row of X"),
-    (lambda p: np.savez(p, X=X0, y=np.hstack([Y0, Y0])), "one label per row of X"),
-])
+@pytest.mark.parametrize(
+    "make, needle",
+    [
+        (lambda p: p.write_bytes(b"PK\x03\x04 not really a zip"), "not a readable .npz"),
+        (lambda p: np.savez(p, X=np.float64(1.0), y=np.float64(0.0)), "0-d arrays"),
+        (lambda p: np.savez(p, X=X0.astype(complex), y=Y0), "reads real numbers only"),
+        (lambda p: np.savez(p, X=X0[:, :, None], y=Y0), "X must be 2-D"),
+        (lambda p: np.savez(p, X=X0, y=Y0[:-1]), "one label per row of X"),
+        (lambda p: np.savez(p, X=X0, y=np.hstack([Y0, Y0])), "one label per row of X"),
+    ],
+)
 def test_npz_problems_are_one_data_file_error(make, needle, tmp_path):
     path = tmp_path / "d.npz"
     make(path)
@@ -854,15 +1034,42 @@ def test_a_successful_run_prints_no_runtime_warning(workdir, capsys):
         nnbin.predict_proba(result.params, X)
         nnbin.loss(result.params, X, y)
         assert nnbin.accuracy(result.params, X, y) == 1.0
-    np.savetxt("big.csv", np.column_stack([X, y]), delimiter=",", header="x,label",
-               comments="")
-    code = subprocess.run([sys.executable, "-m", "nnbin", "train", "--data", "big.csv",
-                           "--steps", "30", "--hidden", "4", "--save", "big.safetensors",
-                           "--plot", "big.png"], capture_output=True, text=True)
+    np.savetxt("big.csv", np.column_stack([X, y]), delimiter=",", header="x,label", comments="")
+    code = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nnbin",
+            "train",
+            "--data",
+            "big.csv",
+            "--steps",
+            "30",
+            "--hidden",
+            "4",
+            "--save",
+            "big.safetensors",
+            "--plot",
+            "big.png",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert code.returncode == 0 and "Warning" not in code.stderr, code.stderr
-    out = subprocess.run([sys.executable, "-m", "nnbin", "predict", "--model",
-                          "big.safetensors", "--data", "big.csv"], capture_output=True,
-                         text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nnbin",
+            "predict",
+            "--model",
+            "big.safetensors",
+            "--data",
+            "big.csv",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0 and "Warning" not in out.stderr, out.stderr
 
 

@@ -19,8 +19,9 @@ from nnbin.estimator import BinaryMLPClassifier  # noqa: E402
 EXPECTED_FAILED = {}
 
 
-@parametrize_with_checks([BinaryMLPClassifier(steps=50)],
-                         expected_failed_checks=lambda est: EXPECTED_FAILED)
+@parametrize_with_checks(
+    [BinaryMLPClassifier(steps=50)], expected_failed_checks=lambda est: EXPECTED_FAILED
+)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -28,8 +29,11 @@ def test_sklearn_estimator_checks(estimator, check):
 def _installed(*names):
     import importlib.util
 
-    return [n for n in names if importlib.util.find_spec(
-        {"strict": "array_api_strict"}.get(n, n)) is not None]
+    return [
+        n
+        for n in names
+        if importlib.util.find_spec({"strict": "array_api_strict"}.get(n, n)) is not None
+    ]
 
 
 # Fitted on host (NumPy) data with any backend, the estimator predicts on host data: the
@@ -43,10 +47,13 @@ JAX_FLOAT32 = {
 }
 
 
-@parametrize_with_checks([BinaryMLPClassifier(steps=20, backend=b)
-                          for b in _installed("strict", "jax", "torch", "dask")],
-                         expected_failed_checks=lambda est: JAX_FLOAT32 if est.backend == "jax"
-                         else EXPECTED_FAILED)
+@parametrize_with_checks(
+    [
+        BinaryMLPClassifier(steps=20, backend=b)
+        for b in _installed("strict", "jax", "torch", "dask")
+    ],
+    expected_failed_checks=lambda est: JAX_FLOAT32 if est.backend == "jax" else EXPECTED_FAILED,
+)
 def test_sklearn_estimator_checks_on_every_backend(estimator, check):
     check(estimator)
 

@@ -66,8 +66,9 @@ def test_vmap_trains_16_seeds_in_one_call(data):
     """16 models, 16 seeds, one compiled call; each equals its own single-model run."""
     X, y = data
     seeds = range(16)
-    stacked = jax.tree.map(lambda *a: jnp.stack(a),
-                           *[nnbin.init_params(1, 8, seed=s, backend="jax") for s in seeds])
+    stacked = jax.tree.map(
+        lambda *a: jnp.stack(a), *[nnbin.init_params(1, 8, seed=s, backend="jax") for s in seeds]
+    )
 
     def train_one(p):
         return jax.lax.fori_loop(0, 100, lambda _, q: nnbin.step(q, X, y, 1.0), p)
@@ -77,8 +78,9 @@ def test_vmap_trains_16_seeds_in_one_call(data):
     assert trained.W1.shape == (16, 1, 8) and losses.shape == (16,)
     for s in (0, 7, 15):
         single = nnbin.train(X, y, hidden=8, steps=100, seed=s, log_every=0)
-        np.testing.assert_allclose(np.asarray(trained.W1[s]), np.asarray(single.params.W1),
-                                   rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            np.asarray(trained.W1[s]), np.asarray(single.params.W1), rtol=1e-4, atol=1e-5
+        )
         assert float(losses[s]) == pytest.approx(single.final_loss, rel=1e-3)
 
 
@@ -100,9 +102,22 @@ def test_float64_without_x64_is_an_error_not_a_silent_float32():
 def test_cli_float64_on_jax_switches_x64_on(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
     env["NNBIN_BACKEND"] = "jax"
-    out = subprocess.run([sys.executable, "-m", "nnbin", "train", "--dtype", "float64",
-                          "--steps", "200", "--no-plot"],
-                         capture_output=True, text=True, env=env)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nnbin",
+            "train",
+            "--dtype",
+            "float64",
+            "--steps",
+            "200",
+            "--no-plot",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr
     assert "(jax, float64," in out.stdout
 
@@ -130,8 +145,9 @@ def test_data_parallel_on_four_cpu_devices_matches_one_device():
     env = dict(os.environ)
     env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
     env.pop("NNBIN_BACKEND", None)
-    out = subprocess.run([sys.executable, "-c", DATA_PARALLEL], capture_output=True, text=True,
-                         env=env, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", DATA_PARALLEL], capture_output=True, text=True, env=env, timeout=300
+    )
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout.strip().splitlines()[-1])
     assert r["devices"] == 4  # the replicated parameters live on all four devices

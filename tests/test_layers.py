@@ -21,8 +21,11 @@ def _module_name(package: str, path: Path) -> str:
 
 def import_graph() -> dict[str, set[str]]:
     """Module -> the nnbin modules it imports anywhere in its text (top level or not)."""
-    modules = {_module_name(pkg, p): (pkg, p) for pkg, folder in PACKAGES.items()
-               for p in sorted(folder.glob("*.py"))}
+    modules = {
+        _module_name(pkg, p): (pkg, p)
+        for pkg, folder in PACKAGES.items()
+        for p in sorted(folder.glob("*.py"))
+    }
     graph: dict[str, set[str]] = {}
     for name, (_pkg, path) in modules.items():
         here = name if path.stem == "__init__" else name.rpartition(".")[0]
@@ -99,7 +102,7 @@ def test_the_math_layer_imports_only_the_math_and_the_errors():
 def test_the_graph_is_read_correctly():
     """The reader itself: a known edge of each kind (top level, relative, in a function)."""
     graph = import_graph()
-    assert "nnbin.model" in graph["nnbin.backprop"]          # from .model import ...
+    assert "nnbin.model" in graph["nnbin.backprop"]  # from .model import ...
     assert "nnbin.backend" in graph["nnbin_backends.numpy"]  # from nnbin.backend import ...
     planted = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles(planted) == [["a", "b", "c"]]

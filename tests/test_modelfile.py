@@ -62,8 +62,9 @@ def test_saved_on_numpy_predicts_the_same_on_another_backend(tmp_path, trained, 
 def test_saved_on_jax_float32_loads_on_numpy(tmp_path):
     jax = pytest.importorskip("jax")
     X, y = nnbin.two_gaussians(n_per_class=100, seed=0)
-    result = nnbin.train(jax.numpy.asarray(X, "float32"), jax.numpy.asarray(y, "float32"),
-                         hidden=4, steps=50)
+    result = nnbin.train(
+        jax.numpy.asarray(X, "float32"), jax.numpy.asarray(y, "float32"), hidden=4, steps=50
+    )
     nnbin.save(tmp_path / "j.safetensors", result)
     model = nnbin.load(tmp_path / "j.safetensors", backend="numpy")
     assert model.dtype == "float32" and model.backend == "jax"

@@ -47,8 +47,11 @@ def _x64():
 @given(
     backend=st.sampled_from(_cpu_backends()),
     dtype=st.sampled_from(["float32", "float64"]),
-    n=st.integers(1, 300), d=st.integers(1, 6), h=st.integers(1, 40),
-    scale=st.floats(0.1, 4.0), seed=st.integers(0, 2**31 - 1),
+    n=st.integers(1, 300),
+    d=st.integers(1, 6),
+    h=st.integers(1, 40),
+    scale=st.floats(0.1, 4.0),
+    seed=st.integers(0, 2**31 - 1),
     block=st.sampled_from([None, 1, 5, 64]),
 )
 def test_core_agrees_with_reference(backend, dtype, n, d, h, scale, seed, block):
@@ -56,16 +59,21 @@ def test_core_agrees_with_reference(backend, dtype, n, d, h, scale, seed, block)
     rng = np.random.default_rng(seed)
     X = rng.normal(0, scale, (n, d)).astype(dtype).astype(np.float64)
     y = (rng.random((n, 1)) < 0.5).astype(np.float64)
-    w = {"W1": rng.normal(0, scale, (d, h)), "b1": rng.normal(0, 1, (h,)),
-         "W2": rng.normal(0, scale, (h, 1)), "b2": rng.normal(0, 1, (1,))}
+    w = {
+        "W1": rng.normal(0, scale, (d, h)),
+        "b1": rng.normal(0, 1, (h,)),
+        "W2": rng.normal(0, scale, (h, 1)),
+        "b2": rng.normal(0, 1, (1,)),
+    }
     w = {k: v.astype(dtype).astype(np.float64) for k, v in w.items()}
     params = nnbin.Params(*(be.asarray(w[k], dtype) for k in NAMES))
     try:
         expected = ref.gradients(w, X, y)
     except ref.ReferenceSaturatedError:
         return  # the reference's two-step formula cannot be evaluated there
-    loss, grads = nnbin.loss_and_grads(params, be.asarray(X, dtype), be.asarray(y, dtype),
-                                       block_rows=block)
+    loss, grads = nnbin.loss_and_grads(
+        params, be.asarray(X, dtype), be.asarray(y, dtype), block_rows=block
+    )
     tol = rtol(dtype, "op")
     want_loss = ref.loss(w, X, y)
     # the loss: each softplus(z) - y z term is >= 0, no cancellation
@@ -77,7 +85,9 @@ def test_core_agrees_with_reference(backend, dtype, n, d, h, scale, seed, block)
         assert got.shape == expected[name].shape
         err = float(np.linalg.norm(got - expected[name]))
         assert err <= tol * float(np.linalg.norm(scale[name])), (
-            name, relative_error(got, expected[name]))
+            name,
+            relative_error(got, expected[name]),
+        )
 
 
 def test_same_seed_same_bits_across_runs():
@@ -89,12 +99,18 @@ def test_same_seed_same_bits_across_runs():
 
 
 def test_same_seed_same_bits_across_processes():
-    code = ("import nnbin, hashlib\n"
-            "X, y = nnbin.two_gaussians(n_per_class=500, seed=0)\n"
-            "r = nnbin.train(X, y, steps=100, seed=5, backend='numpy')\n"
-            "print(hashlib.sha256(b''.join(p.tobytes() for p in r.params)).hexdigest())\n")
-    digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              check=True).stdout.strip() for _ in range(2)}
+    code = (
+        "import nnbin, hashlib\n"
+        "X, y = nnbin.two_gaussians(n_per_class=500, seed=0)\n"
+        "r = nnbin.train(X, y, steps=100, seed=5, backend='numpy')\n"
+        "print(hashlib.sha256(b''.join(p.tobytes() for p in r.params)).hexdigest())\n"
+    )
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for _ in range(2)
+    }
     X, y = nnbin.two_gaussians(n_per_class=500, seed=0)
     import hashlib
 

@@ -34,12 +34,14 @@ def __getattr__(name: str) -> object:
         import importlib.util
 
         if importlib.util.find_spec("sklearn") is None:
-            raise ImportError("nnbin.BinaryMLPClassifier needs scikit-learn: "
-                              "pip install 'nnbin[sklearn]'")
+            raise ImportError(
+                "nnbin.BinaryMLPClassifier needs scikit-learn: pip install 'nnbin[sklearn]'"
+            )
         from .estimator import BinaryMLPClassifier
 
         return BinaryMLPClassifier
     raise AttributeError(f"module 'nnbin' has no attribute {name!r}")
+
 
 __all__ = [
     "Backend",

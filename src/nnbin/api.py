@@ -39,8 +39,7 @@ def init_params(
     so one seed gives the same starting point on every backend.
     ``backend`` defaults to ``NNBIN_BACKEND`` (else numpy); ``dtype`` to the backend's default.
     """
-    return get_backend(backend).init_params(n_features, hidden, seed, dtype=dtype,
-                                            device=device)
+    return get_backend(backend).init_params(n_features, hidden, seed, dtype=dtype, device=device)
 
 
 @quiet_overflow
@@ -65,8 +64,9 @@ def loss(params: Params, X: Array, y: Array) -> Array:
 
 
 @quiet_overflow
-def loss_and_grads(params: Params, X: Array, y: Array, *, block_rows: int | None = None
-                   ) -> tuple[Array, Params]:
+def loss_and_grads(
+    params: Params, X: Array, y: Array, *, block_rows: int | None = None
+) -> tuple[Array, Params]:
     """Mean binary cross-entropy (a 0-d array) and its gradient w.r.t. each parameter, a
     :class:`~nnbin.model.Params` with the parameters' shapes."""
     params, X, y = model_inputs(params, X, y, block_rows=block_rows)
@@ -74,8 +74,9 @@ def loss_and_grads(params: Params, X: Array, y: Array, *, block_rows: int | None
 
 
 @quiet_overflow
-def step(params: Params, X: Array, y: Array, lr: Any = 1.0, *,
-         block_rows: int | None = None) -> Params:
+def step(
+    params: Params, X: Array, y: Array, lr: Any = 1.0, *, block_rows: int | None = None
+) -> Params:
     """One full-batch gradient-descent step; returns new parameters."""
     rate = step_size(lr, traced=True)
     params, X, y = model_inputs(params, X, y, block_rows=block_rows)

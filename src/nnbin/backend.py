@@ -31,6 +31,7 @@ ENV_VAR = "NNBIN_BACKEND"
 DEFAULT_BACKEND = "numpy"
 ENTRY_POINT_GROUP = "nnbin.backends"
 
+
 class Backend:
     """What every backend provides. Subclasses import their library in ``__init__``.
 
@@ -79,13 +80,21 @@ class Backend:
         """Move a host (NumPy) array to this backend, cast to ``dtype``."""
         return self.xp.asarray(np.asarray(a, dtype=dtype), device=device)
 
-    def init_params(self, n_features: int, hidden: int, seed: int = 0, *,
-                    dtype: str | None = None, device: Any = None) -> Params:
+    def init_params(
+        self,
+        n_features: int,
+        hidden: int,
+        seed: int = 0,
+        *,
+        dtype: str | None = None,
+        device: Any = None,
+    ) -> Params:
         """The initial parameters (:func:`nnbin.model.initial_weights`, drawn on the host in
         float64) cast to ``dtype`` (default: this backend's) and placed on ``device``."""
         dtype = dtype or self.default_dtype
-        return Params(*(self.asarray(a, dtype, device)
-                        for a in initial_weights(n_features, hidden, seed)))
+        return Params(
+            *(self.asarray(a, dtype, device) for a in initial_weights(n_features, hidden, seed))
+        )
 
     def to_host(self, x: Any) -> np.ndarray:
         """A NumPy copy of ``x`` (a device-to-host transfer on GPU backends)."""
@@ -94,8 +103,9 @@ class Backend:
     def synchronize(self, x: Any) -> None:
         """Block until the work that produces ``x`` is done (a no-op on eager CPU backends)."""
 
-    def distribute(self, params: Params, X: Any, y: Any, n_devices: int | None
-                   ) -> tuple[Params, Any, Any]:
+    def distribute(
+        self, params: Params, X: Any, y: Any, n_devices: int | None
+    ) -> tuple[Params, Any, Any]:
         """Place the samples across ``n_devices`` devices (None: all) for data-parallel
         training, parameters replicated. Backends without it say so."""
         raise BackendUnavailableError(
@@ -119,8 +129,18 @@ class Backend:
         """
         return None
 
-    def run(self, params: Params, X: Any, y: Any, *, lr: float, steps: int, log_every: int,
-            on_log: OnLog | None = None, fused: bool | None = None) -> RunResult:
+    def run(
+        self,
+        params: Params,
+        X: Any,
+        y: Any,
+        *,
+        lr: float,
+        steps: int,
+        log_every: int,
+        on_log: OnLog | None = None,
+        fused: bool | None = None,
+    ) -> RunResult:
         """Run ``steps`` full-batch steps; the loss is recorded every ``log_every`` steps.
 
         The one run contract of every backend: the schedule and the bookkeeping (history,
@@ -131,9 +151,11 @@ class Backend:
         if fused:
             raise BackendUnavailableError(
                 f"the {self.name} backend has no fused step; fused=None or False runs the "
-                "array-API core")
-        return run_steps(self.stepper(params, X, y, lr), lr=lr, steps=steps,
-                         log_every=log_every, on_log=on_log)
+                "array-API core"
+            )
+        return run_steps(
+            self.stepper(params, X, y, lr), lr=lr, steps=steps, log_every=log_every, on_log=on_log
+        )
 
     def stepper(self, params: Params, X: Any, y: Any, lr: float) -> Steps:
         """How this backend advances a run: by default the array-API core, one Python
@@ -173,10 +195,14 @@ def _source_tree_backends() -> dict[str, str]:
         return {}
     folder = os.path.abspath(os.path.join(root, "backends"))
     init = os.path.join(folder, "__init__.py")
-    if "nnbin_backends" not in sys.modules and not importlib.util.find_spec("nnbin_backends") \
-            and os.path.exists(init):
+    if (
+        "nnbin_backends" not in sys.modules
+        and not importlib.util.find_spec("nnbin_backends")
+        and os.path.exists(init)
+    ):
         spec = importlib.util.spec_from_file_location(
-            "nnbin_backends", init, submodule_search_locations=[folder])
+            "nnbin_backends", init, submodule_search_locations=[folder]
+        )
         if spec is not None and spec.loader is not None:
             module = importlib.util.module_from_spec(spec)
             sys.modules["nnbin_backends"] = module

@@ -37,6 +37,8 @@ def _block_grads(
     """Loss and gradient of the *summed* loss over this block's rows (the caller divides by N)."""
     W2 = params.W2
 
+    # the shapes in the right-hand column are aligned on purpose:
+    # fmt: off
     # forward
     h = hidden_layer(xp, params, X)                   # (B, H)
     z = h @ W2 + params.b2                            # (B, 1)
@@ -59,6 +61,7 @@ def _block_grads(
     dW1 = dW1_db1[:d, ...]                            # (D, H) = X^T dL/da1
     db1 = dW1_db1[d, ...]                             # (H,)   = sum_n dL/da1
 
+    # fmt: on
     loss_sum = bce_with_logits_sum(xp, z, y) if with_loss else None
     return loss_sum, Params(dW1, db1, dW2, db2)
 
@@ -72,12 +75,14 @@ def value_and_grads(
     if block_rows is None or block_rows >= n:
         loss_sum, grads = _block_grads(xp, params, X, y, with_loss)
     else:
-        loss_sum, grads = _block_grads(xp, params, X[:block_rows, ...], y[:block_rows, ...],
-                                       with_loss)
+        loss_sum, grads = _block_grads(
+            xp, params, X[:block_rows, ...], y[:block_rows, ...], with_loss
+        )
         for start in range(block_rows, n, block_rows):
             stop = min(start + block_rows, n)  # the standard leaves out-of-range stops undefined
-            part_loss, part = _block_grads(xp, params, X[start:stop, ...], y[start:stop, ...],
-                                           with_loss)
+            part_loss, part = _block_grads(
+                xp, params, X[start:stop, ...], y[start:stop, ...], with_loss
+            )
             grads = Params(*(g + p for g, p in zip(grads, part)))
             if loss_sum is not None:
                 loss_sum = loss_sum + part_loss
@@ -103,8 +108,9 @@ def apply_update(params: Params, grads: Params, lr: float) -> Params:
     return Params(*(p - lr * g for p, g in zip(params, grads)))
 
 
-def step(params: Params, X: Array, y: Array, lr: float = 1.0, *,
-         block_rows: int | None = None) -> Params:
+def step(
+    params: Params, X: Array, y: Array, lr: float = 1.0, *, block_rows: int | None = None
+) -> Params:
     """One full-batch gradient-descent step; returns new parameters."""
     _, grads = value_and_grads(params, X, y, with_loss=False, block_rows=block_rows)
     return apply_update(params, grads, lr)

@@ -77,8 +77,10 @@ def _nh_bytes(n: int, dtype: str) -> int:
 
 # --- nnbin's backends ---------------------------------------------------------------
 
-def _time_backend(name: str, n: int, dtype: str, steps: int, repeats: int,
-                  fused: bool | None = None) -> Cell:
+
+def _time_backend(
+    name: str, n: int, dtype: str, steps: int, repeats: int, fused: bool | None = None
+) -> Cell:
     """One cell; ``fused=False`` times the array-API core of a backend with a fused step."""
     cell = Cell(f"nnbin:{name}" + ("-core" if fused is False else ""), n, dtype, steps)
     be = get_backend(name)
@@ -110,8 +112,9 @@ def _time_backend(name: str, n: int, dtype: str, steps: int, repeats: int,
     return cell
 
 
-def _peak_nh(be: Any, params: Any, X: Any, y: Any, n: int, dtype: str,
-             kw: dict[str, Any]) -> float | None:
+def _peak_nh(
+    be: Any, params: Any, X: Any, y: Any, n: int, dtype: str, kw: dict[str, Any]
+) -> float | None:
     """Peak temporary memory of one step, in (N, H) arrays: NumPy-based backends through
     tracemalloc (NumPy reports its buffers to it), JAX from XLA's memory analysis, torch on
     CUDA from its allocator's peak, CuPy from its memory pool; None where not measurable
@@ -127,8 +130,11 @@ def _peak_nh(be: Any, params: Any, X: Any, y: Any, n: int, dtype: str,
         tracemalloc.stop()
         return traced / _nh_bytes(n, dtype)
     hook = getattr(be, "step_peak_bytes", None)  # GPU allocators: their peak over one step
-    peak = None if hook is None else hook(
-        lambda: be.run(params, X, y, lr=1.0, steps=1, log_every=0, **kw))
+    peak = (
+        None
+        if hook is None
+        else hook(lambda: be.run(params, X, y, lr=1.0, steps=1, log_every=0, **kw))
+    )
     if peak is not None:
         return peak / _nh_bytes(n, dtype)
     temp = getattr(be, "last_temp_bytes", None)
@@ -136,6 +142,7 @@ def _peak_nh(be: Any, params: Any, X: Any, y: Any, n: int, dtype: str,
 
 
 # --- baselines: independent of nnbin's core -------------------------------------------
+
 
 def _seed_numpy(n: int, dtype: str, steps: int, hidden: int) -> Callable[[], None]:
     X, y = two_gaussians(n // 2, seed=0)
@@ -167,7 +174,8 @@ def _baseline_maker(name: str) -> Callable[[int, str, int, int], Callable[[], No
     from nnbin_backends import baselines
 
     maker: Callable[[int, str, int, int], Callable[[], None]] = getattr(
-        baselines, name.replace("-", "_"))
+        baselines, name.replace("-", "_")
+    )
     return maker
 
 
@@ -205,13 +213,19 @@ def _time_baseline(name: str, n: int, dtype: str, steps: int, repeats: int) -> C
 
 # --- the run and its report --------------------------------------------------------------
 
+
 def machine() -> dict[str, Any]:
-    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
-                            "cores": os.cpu_count(), "numpy": np.__version__}
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cores": os.cpu_count(),
+        "numpy": np.__version__,
+    }
     try:
         with open("/proc/cpuinfo") as fh:
-            info["cpu"] = next(line.split(":", 1)[1].strip() for line in fh
-                               if line.startswith("model name"))
+            info["cpu"] = next(
+                line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")
+            )
     except (OSError, StopIteration):
         info["cpu"] = platform.processor()
     try:
@@ -224,14 +238,25 @@ def machine() -> dict[str, Any]:
 
     if shutil.which("nvidia-smi"):  # the GPU's name without importing a GPU library
         with contextlib.suppress(OSError, subprocess.SubprocessError):
-            out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total",
-                                  "--format=csv,noheader"], capture_output=True, text=True,
-                                 timeout=30)
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
             info["gpu"] = "; ".join(out.stdout.strip().splitlines()) or "none"
     from importlib.metadata import PackageNotFoundError, version
 
-    for dist in ("jax", "jaxlib", "torch", "array-api-strict", "array-api-compat",
-                 "cupy-cuda12x", "cupy-cuda13x", "dask"):
+    for dist in (
+        "jax",
+        "jaxlib",
+        "torch",
+        "array-api-strict",
+        "array-api-compat",
+        "cupy-cuda12x",
+        "cupy-cuda13x",
+        "dask",
+    ):
         with contextlib.suppress(PackageNotFoundError):  # metadata only: nothing imported
             info[dist] = version(dist)
     return info
@@ -266,8 +291,15 @@ def _release_memory(libraries: list[Any]) -> None:
                 release()
 
 
-def _guarded(make: Callable[[], Cell], name: str, n: int, dtype: str, steps: int,
-             need_nh: float, libraries: Callable[[], list[Any]]) -> Cell:
+def _guarded(
+    make: Callable[[], Cell],
+    name: str,
+    n: int,
+    dtype: str,
+    steps: int,
+    need_nh: float,
+    libraries: Callable[[], list[Any]],
+) -> Cell:
     """One cell; a device out-of-memory error of any library becomes a skipped cell that
     says how much memory the cell asked for, and nnbin's own errors a skipped cell too."""
     oom = ""
@@ -279,18 +311,26 @@ def _guarded(make: Callable[[], Cell], name: str, n: int, dtype: str, steps: int
         if not _out_of_memory(exc, libraries()):
             raise
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
-        oom = (f"out of device memory (~{need_nh * _nh_bytes(n, dtype) / 2**30:.1f} GiB "
-               f"asked for: data and {need_nh - 1:g} (N, H) arrays): "
-               f"{type(exc).__name__}: {first}")
+        oom = (
+            f"out of device memory (~{need_nh * _nh_bytes(n, dtype) / 2**30:.1f} GiB "
+            f"asked for: data and {need_nh - 1:g} (N, H) arrays): "
+            f"{type(exc).__name__}: {first}"
+        )
     finally:
         _release_memory(libraries())
     return Cell(name, n, dtype, steps, skipped=oom)
 
 
-def run_bench(backends: Sequence[str], sizes: Sequence[int], dtypes: Sequence[str],
-              steps: int | None, repeats: int, baselines: Sequence[str],
-              progress: Callable[[str], None] | None = None,
-              on_cell: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+def run_bench(
+    backends: Sequence[str],
+    sizes: Sequence[int],
+    dtypes: Sequence[str],
+    steps: int | None,
+    repeats: int,
+    baselines: Sequence[str],
+    progress: Callable[[str], None] | None = None,
+    on_cell: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """Time every cell. ``on_cell(report)`` gets the report so far after each cell (the
     command line rewrites its JSON then, so a run cut short keeps what it measured)."""
     cells: list[Cell] = []
@@ -299,8 +339,12 @@ def run_bench(backends: Sequence[str], sizes: Sequence[int], dtypes: Sequence[st
     everything = [*backends, *(_BASELINE_PACKAGES[b] for b in baselines)]
 
     def report() -> dict[str, Any]:
-        return {"date": started, "machine": info, "repeats": repeats,
-                "cells": [asdict(c) | _derived(c, cells) for c in cells]}
+        return {
+            "date": started,
+            "machine": info,
+            "repeats": repeats,
+            "cells": [asdict(c) | _derived(c, cells) for c in cells],
+        }
 
     def add(cell: Cell) -> None:
         cells.append(cell)
@@ -322,8 +366,17 @@ def run_bench(backends: Sequence[str], sizes: Sequence[int], dtypes: Sequence[st
         s = steps or default_steps(n)
         for dtype in dtypes:
             for name in baselines:
-                add(_guarded(partial(_time_baseline, name, n, dtype, s, repeats),
-                             f"baseline:{name}", n, dtype, s, 7.0, loaded))
+                add(
+                    _guarded(
+                        partial(_time_baseline, name, n, dtype, s, repeats),
+                        f"baseline:{name}",
+                        n,
+                        dtype,
+                        s,
+                        7.0,
+                        loaded,
+                    )
+                )
             for name in backends:
                 try:  # has_fused depends on the machine (torch, jax: CUDA and cupy)
                     be = get_backend(name)
@@ -333,15 +386,27 @@ def run_bench(backends: Sequence[str], sizes: Sequence[int], dtypes: Sequence[st
                 paths: list[bool | None] = [None, False] if fusable else [None]
                 for fused in paths:
                     label = f"nnbin:{name}" + ("-core" if fused is False else "")
-                    add(_guarded(partial(_time_backend, name, n, dtype, s, repeats, fused),
-                                 label, n, dtype, s, need, loaded))
+                    add(
+                        _guarded(
+                            partial(_time_backend, name, n, dtype, s, repeats, fused),
+                            label,
+                            n,
+                            dtype,
+                            s,
+                            need,
+                            loaded,
+                        )
+                    )
     return report()
 
 
 def _derived(c: Cell, cells: list[Cell]) -> dict[str, Any]:
     """Throughput and the ratios against the seed loop and the fastest baseline."""
-    out: dict[str, Any] = {"median_seconds": c.median, "throughput": c.throughput,
-                           "us_per_step": c.us_per_step}
+    out: dict[str, Any] = {
+        "median_seconds": c.median,
+        "throughput": c.throughput,
+        "us_per_step": c.us_per_step,
+    }
     same = [o for o in cells if o.n == c.n and o.seconds and o.name.startswith("baseline:")]
     seed = [o for o in same if o.name == "baseline:seed-numpy"]
     out["vs_seed_numpy"] = c.throughput / seed[0].throughput if seed and c.seconds else None
@@ -355,39 +420,77 @@ def _derived(c: Cell, cells: list[Cell]) -> dict[str, Any]:
 def _line(c: Cell) -> str:
     if c.skipped:
         return f"{c.name:26s} N={c.n:<9d} {c.dtype:8s} skipped: {c.skipped}"
-    return (f"{c.name:26s} N={c.n:<9d} {c.dtype:8s} {c.throughput:11.4g} sample-steps/s  "
-            f"{c.us_per_step:10.1f} us/step")
+    return (
+        f"{c.name:26s} N={c.n:<9d} {c.dtype:8s} {c.throughput:11.4g} sample-steps/s  "
+        f"{c.us_per_step:10.1f} us/step"
+    )
 
 
 def table(report: dict[str, Any], markdown: bool = False) -> str:
-    head = ["variant", "N", "dtype", "steps", "median s", "spread s", "sample-steps/s",
-            "µs/step", "× seed loop", "× fastest baseline", "first call s", "peak (N,H)"]
+    head = [
+        "variant",
+        "N",
+        "dtype",
+        "steps",
+        "median s",
+        "spread s",
+        "sample-steps/s",
+        "µs/step",
+        "× seed loop",
+        "× fastest baseline",
+        "first call s",
+        "peak (N,H)",
+    ]
     rows = []
     for c in report["cells"]:
         if c["skipped"]:
             why = c["skipped"].split(":")[0][:40]
-            rows.append([c["name"], f"{c['n']:.0e}".replace("e+0", "e"), c["dtype"],
-                         str(c["steps"]), "-", "", "", "", "", "", "", f"skipped: {why}"])
+            rows.append(
+                [
+                    c["name"],
+                    f"{c['n']:.0e}".replace("e+0", "e"),
+                    c["dtype"],
+                    str(c["steps"]),
+                    "-",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    f"skipped: {why}",
+                ]
+            )
             continue
         secs = c["seconds"]
 
         def ratio(v: float | None) -> str:
             return "" if v is None else f"{v:.2f}"
 
-        rows.append([
-            c["name"], f"{c['n']:.0e}".replace("e+0", "e"), c["dtype"], str(c["steps"]),
-            f"{c['median_seconds']:.3f}", f"{min(secs):.3f}–{max(secs):.3f}",
-            f"{c['throughput']:.3g}", f"{c['us_per_step']:.1f}", ratio(c["vs_seed_numpy"]),
-            ratio(c["vs_fastest_baseline"]), f"{c['first_call_seconds']:.2f}",
-            "" if c["peak_nh"] is None else f"{c['peak_nh']:.2f}",
-        ])
+        rows.append(
+            [
+                c["name"],
+                f"{c['n']:.0e}".replace("e+0", "e"),
+                c["dtype"],
+                str(c["steps"]),
+                f"{c['median_seconds']:.3f}",
+                f"{min(secs):.3f}–{max(secs):.3f}",
+                f"{c['throughput']:.3g}",
+                f"{c['us_per_step']:.1f}",
+                ratio(c["vs_seed_numpy"]),
+                ratio(c["vs_fastest_baseline"]),
+                f"{c['first_call_seconds']:.2f}",
+                "" if c["peak_nh"] is None else f"{c['peak_nh']:.2f}",
+            ]
+        )
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
         return "\n".join(lines)
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
-    return "\n".join("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip()
-                     for r in [head, *rows])
+    return "\n".join(
+        "  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in [head, *rows]
+    )
 
 
 def plot(report: dict[str, Any], path: str) -> None:

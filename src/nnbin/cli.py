@@ -67,66 +67,113 @@ def build_parser() -> argparse.ArgumentParser:
         f"Each command's backend comes from its --backend, else ${ENV_VAR}, else numpy.",
     )
     parser.add_argument("--version", action="version", version=f"nnbin {__version__}")
-    parser.add_argument("--debug", action="store_true",
-                        help="show the full traceback of an error")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     t = sub.add_parser(
-        "train", help="train (the seed job, or --data) and draw the decision boundary",
+        "train",
+        help="train (the seed job, or --data) and draw the decision boundary",
         description="Train on the seed job's data (10,000 samples of N(-6,1) labelled 0 and "
         "10,000 of N(6,1) labelled 1): 1 input -> HIDDEN sigmoid units -> 1 sigmoid output, "
         "full-batch gradient descent on mean binary cross-entropy. Prints the loss every "
         "LOG_EVERY steps and the training accuracy, and writes the decision-boundary figure.",
     )
-    t.add_argument("--backend", help=f"array backend (default: ${ENV_VAR}, else numpy); "
-                   f"one of {', '.join(available_names())}")
-    t.add_argument("--dtype", choices=["float32", "float64"],
-                   help="working dtype (default: the backend's, float64 for numpy)")
+    t.add_argument(
+        "--backend",
+        help=f"array backend (default: ${ENV_VAR}, else numpy); "
+        f"one of {', '.join(available_names())}",
+    )
+    t.add_argument(
+        "--dtype",
+        choices=["float32", "float64"],
+        help="working dtype (default: the backend's, float64 for numpy)",
+    )
     t.add_argument("--hidden", type=_positive_int, default=32, help="hidden units (32)")
     t.add_argument("--lr", type=_step_size, default=1.0, help="step size (1.0)")
-    t.add_argument("--steps", type=_step_count, default=1000,
-                   help="full-batch steps (1000)")
-    t.add_argument("--log-every", type=_step_count, default=100,
-                   help="print the loss every this many steps; 0: never (100)")
-    t.add_argument("--seed", type=_non_negative_int, default=0,
-                   help="seed of the data and the initial weights (0)")
-    t.add_argument("--n-per-class", type=_positive_int, default=10_000,
-                   help="samples per class of the seed data (10000)")
-    t.add_argument("--data", metavar="FILE",
-                   help="train on your data instead: CSV with a header, .npy (last column "
-                   "the label) or .npz (arrays X, y); features plus a 0/1 label column")
-    t.add_argument("--label", metavar="NAME",
-                   help="the CSV label column (default: label/y/target/class, else the last)")
+    t.add_argument("--steps", type=_step_count, default=1000, help="full-batch steps (1000)")
+    t.add_argument(
+        "--log-every",
+        type=_step_count,
+        default=100,
+        help="print the loss every this many steps; 0: never (100)",
+    )
+    t.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        default=0,
+        help="seed of the data and the initial weights (0)",
+    )
+    t.add_argument(
+        "--n-per-class",
+        type=_positive_int,
+        default=10_000,
+        help="samples per class of the seed data (10000)",
+    )
+    t.add_argument(
+        "--data",
+        metavar="FILE",
+        help="train on your data instead: CSV with a header, .npy (last column "
+        "the label) or .npz (arrays X, y); features plus a 0/1 label column",
+    )
+    t.add_argument(
+        "--label",
+        metavar="NAME",
+        help="the CSV label column (default: label/y/target/class, else the last)",
+    )
     t.add_argument("--save", metavar="MODEL", help="save the model (safetensors) to MODEL")
-    t.add_argument("--plot", default=None, metavar="FIGURE",
-                   help="where to write the decision-boundary figure (boundary.png; "
-                   "drawn for one or two features; needs nnbin[plot])")
+    t.add_argument(
+        "--plot",
+        default=None,
+        metavar="FIGURE",
+        help="where to write the decision-boundary figure (boundary.png; "
+        "drawn for one or two features; needs nnbin[plot])",
+    )
     t.add_argument("--no-plot", action="store_true", help="do not draw the figure")
-    t.add_argument("--data-parallel", type=_positive_int, metavar="K", default=None,
-                   help="split the samples over K devices, parameters replicated (jax only)")
-    t.add_argument("--no-fused", action="store_true",
-                   help="run the array-API core even where a fused GPU step applies (cupy; "
-                   "torch/jax on CUDA with cupy installed)")
-    t.add_argument("--quiet", action="store_true",
-                   help="print only the summary (no loss lines, no progress bar)")
+    t.add_argument(
+        "--data-parallel",
+        type=_positive_int,
+        metavar="K",
+        default=None,
+        help="split the samples over K devices, parameters replicated (jax only)",
+    )
+    t.add_argument(
+        "--no-fused",
+        action="store_true",
+        help="run the array-API core even where a fused GPU step applies (cupy; "
+        "torch/jax on CUDA with cupy installed)",
+    )
+    t.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print only the summary (no loss lines, no progress bar)",
+    )
 
-    pr = sub.add_parser("predict", help="probabilities and labels from a saved model",
-                        description="Write P(y = 1 | x) and the label at 0.5 for every row of "
-                        "FILE as CSV (columns: probability,label), to --out or stdout.")
+    pr = sub.add_parser(
+        "predict",
+        help="probabilities and labels from a saved model",
+        description="Write P(y = 1 | x) and the label at 0.5 for every row of "
+        "FILE as CSV (columns: probability,label), to --out or stdout.",
+    )
     pr.add_argument("--model", required=True, help="a model file saved by nnbin train --save")
-    pr.add_argument("--data", required=True, metavar="FILE",
-                    help="CSV with a header, .npy or .npz; a label column (--label, else one "
-                    "named label/y/target/class) is left out; every column must be numeric")
+    pr.add_argument(
+        "--data",
+        required=True,
+        metavar="FILE",
+        help="CSV with a header, .npy or .npz; a label column (--label, else one "
+        "named label/y/target/class) is left out; every column must be numeric",
+    )
     pr.add_argument("--label", metavar="NAME", help="the CSV label column to leave out")
-    pr.add_argument("--out", metavar="FILE",
-                    help="CSV to write (default, or '-': standard output)")
+    pr.add_argument("--out", metavar="FILE", help="CSV to write (default, or '-': standard output)")
     pr.add_argument("--backend", help="backend to predict on (default: $NNBIN_BACKEND, numpy)")
 
-    pl = sub.add_parser("plot", help="draw a saved model: boundary and loss curve",
-                        description="The decision-boundary figure of a saved model (class "
-                        "densities, samples, probability curve and its 0.5 crossing for one "
-                        "feature; a probability heat map with the 0.5 contour for two) beside "
-                        "the loss curve from its training history.")
+    pl = sub.add_parser(
+        "plot",
+        help="draw a saved model: boundary and loss curve",
+        description="The decision-boundary figure of a saved model (class "
+        "densities, samples, probability curve and its 0.5 crossing for one "
+        "feature; a probability heat map with the 0.5 contour for two) beside "
+        "the loss curve from its training history.",
+    )
     pl.add_argument("--model", required=True, help="a model file saved by nnbin train --save")
     pl.add_argument("--data", metavar="FILE", help="data to draw with it (optional)")
     pl.add_argument("--label", metavar="NAME", help="the CSV label column")
@@ -134,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--backend", help="backend to evaluate on (default: $NNBIN_BACKEND)")
 
     bench = sub.add_parser(
-        "bench", help="measure every backend beside baselines, in one run",
+        "bench",
+        help="measure every backend beside baselines, in one run",
         description="Sample-steps per second (N x steps / seconds) of each backend, size and "
         "dtype, median of REPEATS timed runs after a warm-up, the device synchronised before "
         "the clock is read; compile/first-call time and peak memory (in (N, H) arrays) "
@@ -142,23 +190,39 @@ def build_parser() -> argparse.ArgumentParser:
         "(float64), jax.grad + fori_loop and PyTorch autograd where installed. Every nnbin "
         "figure is also a ratio to the seed loop and to the fastest baseline.",
     )
-    bench.add_argument("--backends", help="comma-separated (default: every runnable one but "
-                       "dask, whose per-step scheduling is measured by name)")
-    bench.add_argument("--sizes", default="20000,2000000,20000000",
-                       help="comma-separated N (20000,2000000,20000000)")
+    bench.add_argument(
+        "--backends",
+        help="comma-separated (default: every runnable one but "
+        "dask, whose per-step scheduling is measured by name)",
+    )
+    bench.add_argument(
+        "--sizes",
+        default="20000,2000000,20000000",
+        help="comma-separated N (20000,2000000,20000000)",
+    )
     bench.add_argument("--dtypes", default="float32,float64", help="(float32,float64)")
-    bench.add_argument("--steps", type=_int_at_least(1, validate.MAX_STEPS), default=None,
-                       help="steps per timing (default: about 2e7 / N, 2 to 1000)")
+    bench.add_argument(
+        "--steps",
+        type=_int_at_least(1, validate.MAX_STEPS),
+        default=None,
+        help="steps per timing (default: about 2e7 / N, 2 to 1000)",
+    )
     bench.add_argument("--repeats", type=_positive_int, default=5, help="timed runs (5)")
-    bench.add_argument("--baselines", default=",".join(BASELINES),
-                       help=f"comma-separated, or 'none' ({','.join(BASELINES)})")
+    bench.add_argument(
+        "--baselines",
+        default=",".join(BASELINES),
+        help=f"comma-separated, or 'none' ({','.join(BASELINES)})",
+    )
     bench.add_argument("--json", metavar="FILE", help="write every raw timing and the machine")
     bench.add_argument("--plot", metavar="FILE", help="throughput against N, log-log")
     bench.add_argument("--markdown", action="store_true", help="print the table as Markdown")
 
-    b = sub.add_parser("backends", help="list the registered backends",
-                       description="Every registered backend, whether it can run here, its "
-                       f"version and devices, and which one ${ENV_VAR} selects now.")
+    b = sub.add_parser(
+        "backends",
+        help="list the registered backends",
+        description="Every registered backend, whether it can run here, its "
+        f"version and devices, and which one ${ENV_VAR} selects now.",
+    )
     b.set_defaults(command="backends")
     return parser
 
@@ -174,9 +238,13 @@ class _Progress:
             try:
                 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-                self.bar = Progress(TextColumn("training"), BarColumn(),
-                                    TextColumn("{task.completed}/{task.total} steps"),
-                                    TextColumn("{task.fields[info]}"), TimeElapsedColumn())
+                self.bar = Progress(
+                    TextColumn("training"),
+                    BarColumn(),
+                    TextColumn("{task.completed}/{task.total} steps"),
+                    TextColumn("{task.fields[info]}"),
+                    TimeElapsedColumn(),
+                )
                 self.task = self.bar.add_task("train", total=steps, info="")
                 self.bar.start()
             except ImportError:
@@ -189,8 +257,7 @@ class _Progress:
             return
         if self.bar is not None:
             rate = step / max(time.perf_counter() - self.t0, 1e-9)
-            self.bar.update(self.task, completed=step,
-                            info=f"loss {loss:.4g}  {rate:,.0f} steps/s")
+            self.bar.update(self.task, completed=step, info=f"loss {loss:.4g}  {rate:,.0f} steps/s")
             self.bar.console.print(f"step {step:>6d}  loss {loss:.10g}")
         else:
             print(f"step {step:>6d}  loss {loss:.10g}", flush=True)
@@ -213,8 +280,10 @@ def _train(args: argparse.Namespace) -> int:
     figure = None if args.no_plot else (args.plot or "boundary.png")
     if figure is not None and not _can_plot():
         if plot_asked:
-            raise ValueError("--plot needs matplotlib and seaborn: pip install 'nnbin[plot]' "
-                             "(or leave out --plot)")
+            raise ValueError(
+                "--plot needs matplotlib and seaborn: pip install 'nnbin[plot]' "
+                "(or leave out --plot)"
+            )
         figure = None  # the default figure, without the plotting extra: a note at the end
     check_outputs({"--save": args.save, "--plot": figure}, {"--data": args.data})
     be = get_backend(args.backend)
@@ -228,30 +297,48 @@ def _train(args: argparse.Namespace) -> int:
         X, y = two_gaussians(args.n_per_class, seed=args.seed)
     progress = _Progress(args.steps, args.quiet)
     try:
-        result = train(X, y, hidden=args.hidden, lr=args.lr, steps=args.steps,
-                       log_every=args.log_every, seed=args.seed, backend=be.name,
-                       dtype=args.dtype, data_parallel=args.data_parallel or False,
-                       fused=False if args.no_fused else None, on_log=progress)
+        result = train(
+            X,
+            y,
+            hidden=args.hidden,
+            lr=args.lr,
+            steps=args.steps,
+            log_every=args.log_every,
+            seed=args.seed,
+            backend=be.name,
+            dtype=args.dtype,
+            data_parallel=args.data_parallel or False,
+            fused=False if args.no_fused else None,
+            on_log=progress,
+        )
     finally:
         progress.close()
     Xd, yd = be.asarray(X, result.dtype), be.asarray(y, result.dtype)
     acc = accuracy(result.params, Xd, yd)
-    print(f"final loss {result.final_loss:.10g}  training accuracy {acc:.4f}  "
-          f"({result.backend}, {result.dtype}, {result.loop}: "
-          f"{result.run_seconds:.2f} s run, {result.compile_seconds:.2f} s compile)")
+    print(
+        f"final loss {result.final_loss:.10g}  training accuracy {acc:.4f}  "
+        f"({result.backend}, {result.dtype}, {result.loop}: "
+        f"{result.run_seconds:.2f} s run, {result.compile_seconds:.2f} s compile)"
+    )
     if args.save:
         from .modelfile import save_result
 
         save_result(args.save, result)
         print(f"model saved to {args.save}")
     if figure is None and not args.no_plot:
-        print("no figure: drawing it needs matplotlib and seaborn: pip install 'nnbin[plot]'",
-              file=sys.stderr)
+        print(
+            "no figure: drawing it needs matplotlib and seaborn: pip install 'nnbin[plot]'",
+            file=sys.stderr,
+        )
     if figure is not None and X.shape[1] <= 2:
         from .plot import boundary_figure
 
         cross = boundary_figure(
-            result.params, X, y, figure, backend=be,
+            result.params,
+            X,
+            y,
+            figure,
+            backend=be,
             title=f"nnbin: {args.steps} steps on {result.backend} ({result.dtype}), "
             f"final loss {result.final_loss:.3g}",
         )
@@ -271,8 +358,9 @@ def _persistent_cache(be: object) -> None:
     where = os.environ.get("NNBIN_CACHE_DIR", "")
     if use is None or where.lower() in ("off", "0", "none"):
         return
-    base = where or os.path.join(os.environ.get("XDG_CACHE_HOME", "")
-                                 or os.path.expanduser("~/.cache"), "nnbin")
+    base = where or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", "") or os.path.expanduser("~/.cache"), "nnbin"
+    )
     folder = os.path.join(base, f"{getattr(be, 'name', 'backend')}-compiled")
     try:
         os.makedirs(folder, exist_ok=True)
@@ -298,17 +386,22 @@ def _predict(args: argparse.Namespace) -> int:
     from .modelfile import load
 
     to_stdout = args.out in (None, "-")
-    check_outputs({"--out": None if to_stdout else args.out},
-                  {"--model": args.model, "--data": args.data})
+    check_outputs(
+        {"--out": None if to_stdout else args.out}, {"--model": args.model, "--data": args.data}
+    )
     be = get_backend(args.backend)
     be.enable_dtype("float64")  # a float64 model must load as float64 (JAX: 64-bit mode)
     model = load(args.model, backend=be.name)
     X, y, _ = load_data(args.data, args.label, require_labels=False)
     if X.shape[1] != model.n_features:
-        hint = (" (if one column is the label, name it with --label)"
-                if y is None and X.shape[1] == model.n_features + 1 else "")
-        raise ValueError(f"the model takes {model.n_features} feature(s) but {args.data} has "
-                         f"{X.shape[1]}{hint}")
+        hint = (
+            " (if one column is the label, name it with --label)"
+            if y is None and X.shape[1] == model.n_features + 1
+            else ""
+        )
+        raise ValueError(
+            f"the model takes {model.n_features} feature(s) but {args.data} has {X.shape[1]}{hint}"
+        )
     p = be.to_host(predict_proba(model.params, be.asarray(X, model.dtype)))[:, 0]
     buf = io.StringIO()
     buf.write("probability,label\n")
@@ -348,13 +441,21 @@ def _plot(args: argparse.Namespace) -> int:
             raise ValueError("a two-feature heat map needs --data to set its extent")
         X, y = np.zeros((0, model.n_features)), None
     loss = "" if model.final_loss is None else f", final loss {model.final_loss:.3g}"
-    cross = boundary_figure(model.params, X, y, args.out, backend=be,
-                            history=model.history or None,
-                            title=f"nnbin model {os.path.basename(args.model)}: "
-                            f"{model.n_features} feature(s), {model.hidden} hidden{loss}")
+    cross = boundary_figure(
+        model.params,
+        X,
+        y,
+        args.out,
+        backend=be,
+        history=model.history or None,
+        title=f"nnbin model {os.path.basename(args.model)}: "
+        f"{model.n_features} feature(s), {model.hidden} hidden{loss}",
+    )
     if model.n_features == 1:
-        print(f"decision boundary (p = 0.5) at x = "
-              f"{', '.join(f'{c:.3f}' for c in cross) or 'none in [-10, 10]'}")
+        print(
+            f"decision boundary (p = 0.5) at x = "
+            f"{', '.join(f'{c:.3f}' for c in cross) or 'none in [-10, 10]'}"
+        )
     print(f"figure written to {args.out}")
     return 0
 
@@ -369,8 +470,7 @@ def _whole(text: str) -> int:
 
 def _csv(text: str, what: str, parse: type = str) -> list:
     try:
-        items = [_whole(v) if parse is int else parse(v)
-                 for v in text.split(",") if v.strip()]
+        items = [_whole(v) if parse is int else parse(v) for v in text.split(",") if v.strip()]
     except ValueError:
         kind = "whole numbers" if parse is int else "names"
         raise ValueError(f"--{what}: expected comma-separated {kind}, got {text!r}") from None
@@ -390,8 +490,9 @@ def _bench(args: argparse.Namespace) -> int:
     baselines = [] if args.baselines == "none" else _csv(args.baselines, "baselines")
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
-        raise ValueError(f"--baselines: unknown {', '.join(unknown)}; choose from "
-                         f"{', '.join(BASELINES)} or none")
+        raise ValueError(
+            f"--baselines: unknown {', '.join(unknown)}; choose from {', '.join(BASELINES)} or none"
+        )
     dtypes = _csv(args.dtypes, "dtypes")
     for name in backends:  # the benchmark owns its process (JAX: 64-bit mode for float64)
         for dtype in dtypes:
@@ -406,10 +507,16 @@ def _bench(args: argparse.Namespace) -> int:
 
     check_outputs({"--json": json_path, "--plot": args.plot}, {})
     report = bench.run_bench(
-        backends, sizes, dtypes, args.steps, args.repeats, baselines,
+        backends,
+        sizes,
+        dtypes,
+        args.steps,
+        args.repeats,
+        baselines,
         progress=lambda line: print(line, file=sys.stderr, flush=True),
         # rewritten after every cell: a run cut short keeps what it measured
-        on_cell=(lambda r: bench.write_json(r, json_path)) if json_path else None)
+        on_cell=(lambda r: bench.write_json(r, json_path)) if json_path else None,
+    )
     print(bench.table(report, markdown=args.markdown))
     if json_path:
         bench.write_json(report, json_path)

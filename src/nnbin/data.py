@@ -34,8 +34,9 @@ def two_gaussians(
 LABEL_NAMES = ("label", "y", "target", "class")
 
 
-def load_data(path: str, label: str | None = None, *, require_labels: bool = True
-              ) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+def load_data(
+    path: str, label: str | None = None, *, require_labels: bool = True
+) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
     """Features, 0/1 labels and feature names from a CSV (with a header), .npy or .npz file.
 
     CSV: every column is numeric; the label column is ``label`` if given, else the first
@@ -52,16 +53,19 @@ def load_data(path: str, label: str | None = None, *, require_labels: bool = Tru
     except FileNotFoundError:
         raise DataFileError(f"data file {path} does not exist") from None
     except OSError as exc:
-        raise DataFileError(str(exc) if exc.errno is None else
-                            f"cannot read {path}: {exc.strerror}") from None
+        raise DataFileError(
+            str(exc) if exc.errno is None else f"cannot read {path}: {exc.strerror}"
+        ) from None
     ext = os.path.splitext(path)[1].lower()
     try:
         if ext == ".npy":
             _check_npy_size(path, size)
             arr = np.load(path, allow_pickle=False)
             if arr.ndim != 2 or arr.shape[1] < (2 if require_labels else 1):
-                raise DataFileError(f"{path}: expected a 2-D array with features and a last "
-                                    f"label column, got shape {arr.shape}")
+                raise DataFileError(
+                    f"{path}: expected a 2-D array with features and a last "
+                    f"label column, got shape {arr.shape}"
+                )
             names = [f"x{i}" for i in range(arr.shape[1])]
             if require_labels or (label is not None):
                 X, y = arr[:, :-1], arr[:, -1:]
@@ -73,25 +77,28 @@ def load_data(path: str, label: str | None = None, *, require_labels: bool = Tru
             try:
                 with np.load(path, allow_pickle=False) as z:
                     if "X" not in z:
-                        raise DataFileError(f"{path}: expected arrays 'X' and 'y', found "
-                                            f"{list(z)}")
+                        raise DataFileError(f"{path}: expected arrays 'X' and 'y', found {list(z)}")
                     X = z["X"]
                     y = z.get("y")
             except (zipfile.BadZipFile, EOFError, KeyError) as exc:
-                raise DataFileError(f"{path} is not a readable .npz file (truncated or "
-                                    f"corrupt: {exc})") from None
+                raise DataFileError(
+                    f"{path} is not a readable .npz file (truncated or corrupt: {exc})"
+                ) from None
             if X.ndim == 0 or (y is not None and y.ndim == 0):
-                raise DataFileError(f"{path}: X and y must be arrays of samples, not single "
-                                    "values (0-d arrays)")
+                raise DataFileError(
+                    f"{path}: X and y must be arrays of samples, not single values (0-d arrays)"
+                )
             if X.ndim == 1:
                 X = X[:, None]
             if X.ndim != 2:
-                raise DataFileError(f"{path}: X must be 2-D (samples, features), got shape "
-                                    f"{X.shape}")
+                raise DataFileError(
+                    f"{path}: X must be 2-D (samples, features), got shape {X.shape}"
+                )
             if y is not None:
                 if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1) or y.shape[0] != X.shape[0]:
-                    raise DataFileError(f"{path}: y must hold one label per row of X "
-                                        f"(X {X.shape}, y {y.shape})")
+                    raise DataFileError(
+                        f"{path}: y must hold one label per row of X (X {X.shape}, y {y.shape})"
+                    )
                 y = y.reshape(-1, 1)
             if y is None and require_labels:
                 raise DataFileError(f"{path}: no array 'y' with the labels")
@@ -109,8 +116,11 @@ def _check_npy_size(path: str, size: int) -> None:
     with open(path, "rb") as fh:
         try:
             version = np.lib.format.read_magic(fh)
-            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                    else np.lib.format.read_array_header_2_0)
+            read = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
             shape, _, dtype = read(fh, max_header_size=10_000)
         except (ValueError, OSError, EOFError, SyntaxError) as exc:
             raise DataFileError(f"{path} is not a readable .npy file ({exc})") from None
@@ -119,12 +129,15 @@ def _check_npy_size(path: str, size: int) -> None:
         raise DataFileError(f"{path} holds Python objects; nnbin reads numbers only")
     declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
     if declared > size - header:
-        raise DataFileError(f"{path} declares shape {shape} of {dtype} ({declared:,} bytes) but "
-                            f"holds {size - header:,} bytes of data: truncated or corrupt")
+        raise DataFileError(
+            f"{path} declares shape {shape} of {dtype} ({declared:,} bytes) but "
+            f"holds {size - header:,} bytes of data: truncated or corrupt"
+        )
 
 
-def _read_csv(path: str, label: str | None, require_labels: bool
-              ) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+def _read_csv(
+    path: str, label: str | None, require_labels: bool
+) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
     """A CSV with a header line. Errors name the physical line (blank lines count) and the
     column; nothing ambiguous is resolved silently: duplicated column names, two columns
     that could each be the label, a --label that matches a column only in another case."""
@@ -140,36 +153,43 @@ def _read_csv(path: str, label: str | None, require_labels: bool
     except csv.Error as exc:
         raise DataFileError(f"{path} line {reader.line_num}: {exc}") from None
     except UnicodeDecodeError as exc:
-        raise DataFileError(f"{path} is not UTF-8 text ({exc.reason} at byte "
-                            f"{exc.start}): save it as UTF-8 CSV") from None
+        raise DataFileError(
+            f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}): save it as UTF-8 CSV"
+        ) from None
     if not rows:
         raise DataFileError(f"{path} is empty: expected a header line and rows of numbers")
     header_line, cells = rows[0]
     header = [h.strip() for h in cells]
     if len(header) < 2 and (require_labels or label):
-        raise DataFileError(f"{path}: found one column {header[0]!r}; expected comma-separated "
-                            "feature columns and a label column")
+        raise DataFileError(
+            f"{path}: found one column {header[0]!r}; expected comma-separated "
+            "feature columns and a label column"
+        )
     if _is_number(header[0]):
         raise DataFileError(f"{path}: the first line must be a header of column names")
     twice = sorted({h for h in header if header.count(h) > 1})
     if twice:
-        raise DataFileError(f"{path} line {header_line}: the column name(s) "
-                            f"{', '.join(map(repr, twice))} appear more than once")
+        raise DataFileError(
+            f"{path} line {header_line}: the column name(s) "
+            f"{', '.join(map(repr, twice))} appear more than once"
+        )
     if label is not None and label not in header:
         near = [h for h in header if h.lower() == label.lower()]
         hint = f" (did you mean {near[0]!r}? names are case-sensitive)" if near else ""
-        raise DataFileError(f"{path}: no column {label!r}{hint}; columns are "
-                            f"{', '.join(header)}")
+        raise DataFileError(f"{path}: no column {label!r}{hint}; columns are {', '.join(header)}")
     if label is None:
         candidates = [h for h in header if h.lower() in LABEL_NAMES]
         if len(candidates) > 1:
-            raise DataFileError(f"{path}: columns {', '.join(map(repr, candidates))} could "
-                                "each be the label: name it with --label (label=)")
+            raise DataFileError(
+                f"{path}: columns {', '.join(map(repr, candidates))} could "
+                "each be the label: name it with --label (label=)"
+            )
         label = candidates[0] if candidates else (header[-1] if require_labels else None)
     for line, r in rows[1:]:  # every row's length first: nothing is allocated for a bad file
         if len(r) != len(header):
-            raise DataFileError(f"{path} line {line}: {len(r)} values, the header has "
-                                f"{len(header)} columns")
+            raise DataFileError(
+                f"{path} line {line}: {len(r)} values, the header has {len(header)} columns"
+            )
     if len(rows) == 1:
         raise DataFileError(f"{path} has a header but no rows")
     values = np.empty((len(rows) - 1, len(header)))
@@ -180,21 +200,25 @@ def _read_csv(path: str, label: str | None, require_labels: bool
                     raise ValueError(cell)
                 values[i, j] = float(cell)
             except ValueError:
-                raise DataFileError(f"{path} line {line}, column {header[j]!r}: {cell!r} is "
-                                    "not a number") from None
+                raise DataFileError(
+                    f"{path} line {line}, column {header[j]!r}: {cell!r} is not a number"
+                ) from None
     if label is None:
         return _checked(path, values, None, header)
     k = header.index(label)
     features = [n for n in header if n != label]
-    return _checked(path, np.delete(values, k, axis=1), values[:, k:k + 1], features)
+    return _checked(path, np.delete(values, k, axis=1), values[:, k : k + 1], features)
 
 
-def _checked(path: str, X: np.ndarray, y: np.ndarray | None, names: list[str]
-             ) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+def _checked(
+    path: str, X: np.ndarray, y: np.ndarray | None, names: list[str]
+) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
     for a, what in ((X, "features"), (y, "labels")):
         if a is not None and np.asarray(a).dtype.kind not in "fiub":
-            raise DataFileError(f"{path}: the {what} have dtype {np.asarray(a).dtype}; nnbin "
-                                "reads real numbers only (no complex, text or objects)")
+            raise DataFileError(
+                f"{path}: the {what} have dtype {np.asarray(a).dtype}; nnbin "
+                "reads real numbers only (no complex, text or objects)"
+            )
     X = np.asarray(X, dtype=np.float64)
     if X.shape[1] == 0:
         raise DataFileError(f"{path}: no feature columns")

@@ -20,8 +20,9 @@ class TrainingDivergedError(NnbinError, FloatingPointError):
     """The loss became NaN or infinite. ``params`` holds the last parameters whose loss was
     finite (recorded at ``last_finite_step``); they are never written to a model file."""
 
-    def __init__(self, message: str, *, step: int, lr: float, params: object,
-                 last_finite_step: int) -> None:
+    def __init__(
+        self, message: str, *, step: int, lr: float, params: object, last_finite_step: int
+    ) -> None:
         super().__init__(message)
         self.step, self.lr, self.params = step, lr, params
         self.last_finite_step = last_finite_step

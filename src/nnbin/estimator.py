@@ -52,8 +52,15 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
     n_features_in_ : int
     """
 
-    def __init__(self, hidden: int = 32, lr: float = 1.0, steps: int = 1000, seed: int = 0,
-                 backend: str | None = None, dtype: str | None = None) -> None:
+    def __init__(
+        self,
+        hidden: int = 32,
+        lr: float = 1.0,
+        steps: int = 1000,
+        seed: int = 0,
+        backend: str | None = None,
+        dtype: str | None = None,
+    ) -> None:
         self.hidden = hidden
         self.lr = lr
         self.steps = steps
@@ -87,15 +94,17 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X: Any, y: Any) -> BinaryMLPClassifier:
         # the checks train() makes, before any data are looked at (InvalidInputError is a
         # ValueError, what scikit-learn's checks expect)
-        validate.hyperparameters(hidden=self.hidden, lr=self.lr, steps=self.steps,
-                                 log_every=0, seed=self.seed)
+        validate.hyperparameters(
+            hidden=self.hidden, lr=self.lr, steps=self.steps, log_every=0, seed=self.seed
+        )
         X, y = validate_data(self, X, y, reset=True, dtype=self._dtypes(X))
         y_host = np.asarray(_to_host(y))
         check_classification_targets(y_host)
         y_type = type_of_target(y_host, input_name="y", raise_unknown=True)
         if y_type != "binary":
-            raise ValueError("Only binary classification is supported. The type of the "
-                             f"target is {y_type}.")
+            raise ValueError(
+                f"Only binary classification is supported. The type of the target is {y_type}."
+            )
         classes = np.unique(y_host)
         if classes.size != 2:
             raise ValueError(
@@ -108,18 +117,27 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
             Xf, yf = X, target
         else:
             be = backend_of(X)
-            yf = be.asarray(target, str(X.dtype).rpartition(".")[2],
-                            device=_device(X))
+            yf = be.asarray(target, str(X.dtype).rpartition(".")[2], device=_device(X))
             Xf = X
-        result = train(Xf, yf, hidden=int(self.hidden), lr=float(self.lr),
-                       steps=int(self.steps), log_every=max(1, int(self.steps) // 10),
-                       seed=int(self.seed), dtype=self._working_dtype(X),
-                       backend=self.backend if isinstance(X, np.ndarray) else None)
+        result = train(
+            Xf,
+            yf,
+            hidden=int(self.hidden),
+            lr=float(self.lr),
+            steps=int(self.steps),
+            log_every=max(1, int(self.steps) // 10),
+            seed=int(self.seed),
+            dtype=self._working_dtype(X),
+            backend=self.backend if isinstance(X, np.ndarray) else None,
+        )
         self.params_: Params = result.params
         # of the fit data's library and device (scikit-learn checks predict's input by it):
         # NumPy for host data, whichever backend trained
-        self.weights_in_ = (np.asarray(backend_of(result.params.W1).to_host(result.params.W1))
-                            if isinstance(X, np.ndarray) else result.params.W1)
+        self.weights_in_ = (
+            np.asarray(backend_of(result.params.W1).to_host(result.params.W1))
+            if isinstance(X, np.ndarray)
+            else result.params.W1
+        )
         self.loss_curve_ = result.history
         self.final_loss_ = result.final_loss
         self.n_iter_ = int(self.steps)

@@ -33,9 +33,15 @@ class UnsafeOutputError(OSError):
 
 def _kind(mode: int) -> str:
     """What a path that is not a regular file is, for an error message."""
-    return ("a folder" if stat.S_ISDIR(mode) else
-            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else
-            "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file")
+    return (
+        "a folder"
+        if stat.S_ISDIR(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "a FIFO"
+        if stat.S_ISFIFO(mode)
+        else "not a regular file"
+    )
 
 
 def output_target(path: str | os.PathLike[str]) -> str:
@@ -47,8 +53,10 @@ def output_target(path: str | os.PathLike[str]) -> str:
         raise UnsafeOutputError("an output path is empty: give a file name")
     target = os.path.realpath(name)
     if os.path.islink(name) and not os.path.lexists(target):
-        raise UnsafeOutputError(f"{name} is a symbolic link to {target}, which does not "
-                                "exist: nnbin writes through links only to existing files")
+        raise UnsafeOutputError(
+            f"{name} is a symbolic link to {target}, which does not "
+            "exist: nnbin writes through links only to existing files"
+        )
     try:
         st = os.stat(target)
     except FileNotFoundError:
@@ -56,12 +64,14 @@ def output_target(path: str | os.PathLike[str]) -> str:
     if st is not None and not stat.S_ISREG(st.st_mode):
         kind = _kind(st.st_mode)
         where = name if target == os.path.abspath(name) else f"{name} (-> {target})"
-        raise UnsafeOutputError(f"{where} is {kind}: nnbin writes only regular files; "
-                                "give a file name")
+        raise UnsafeOutputError(
+            f"{where} is {kind}: nnbin writes only regular files; give a file name"
+        )
     folder = os.path.dirname(target)
     if not os.path.isdir(folder):
-        raise UnsafeOutputError(f"cannot write {name}: the folder {os.path.dirname(name) or '.'}"
-                                " does not exist")
+        raise UnsafeOutputError(
+            f"cannot write {name}: the folder {os.path.dirname(name) or '.'} does not exist"
+        )
     return target
 
 
@@ -81,11 +91,13 @@ def check_outputs(outputs: dict[str, str | None], inputs: dict[str, str | None])
         target = output_target(path)
         here = f"{option} {path}"
         if target in seen:
-            raise UnsafeOutputError(f"{here} would overwrite the input {seen[target]}: "
-                                    "write to another file")
+            raise UnsafeOutputError(
+                f"{here} would overwrite the input {seen[target]}: write to another file"
+            )
         if target in taken:
-            raise UnsafeOutputError(f"{here} and {taken[target]} are the same file: give "
-                                    "each output its own name")
+            raise UnsafeOutputError(
+                f"{here} and {taken[target]} are the same file: give each output its own name"
+            )
         taken[target] = here
 
 
@@ -130,8 +142,9 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object],
-                 *, durable: bool = False) -> None:
+def atomic_write(
+    path: str | os.PathLike[str], write: Callable[[IO[bytes]], object], *, durable: bool = False
+) -> None:
     """Write ``path`` by the rules above: ``write(fh)`` fills a temporary file that then
     replaces the target. ``durable`` also flushes the data to disk before the rename."""
     name = os.fspath(path)
@@ -145,8 +158,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], obje
     tmp: str | None = None
     with _terminate_as_interrupt():
         try:
-            fd, tmp = tempfile.mkstemp(prefix=".nnbin-", suffix=".tmp",
-                                       dir=os.path.dirname(target))
+            fd, tmp = tempfile.mkstemp(prefix=".nnbin-", suffix=".tmp", dir=os.path.dirname(target))
             with os.fdopen(fd, "wb") as fh:
                 write(fh)
                 if durable:

@@ -90,7 +90,8 @@ def child_env(env: dict[str, str] | None = None, cwd: str | None = None) -> dict
         env.pop(name, None)
     cwd = cwd or os.getcwd()
     env["PYTHONPATH"] = os.pathsep.join(
-        [p for p in (os.path.join(cwd, "src"), cwd, env.get("PYTHONPATH")) if p])
+        [p for p in (os.path.join(cwd, "src"), cwd, env.get("PYTHONPATH")) if p]
+    )
     return env
 
 
@@ -113,8 +114,13 @@ def gpu_backends(py: str = sys.executable, timeout: float = 120.0) -> list[str]:
     """Backends with a GPU here, found by a child process (so this one never initialises a
     GPU library); a backend whose package is missing is passed over."""
     try:
-        out = subprocess.run([py, "-c", _DISCOVER.format(names=GPU_BACKENDS)],
-                             capture_output=True, text=True, env=child_env(), timeout=timeout)
+        out = subprocess.run(
+            [py, "-c", _DISCOVER.format(names=GPU_BACKENDS)],
+            capture_output=True,
+            text=True,
+            env=child_env(),
+            timeout=timeout,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return []
     lines = out.stdout.strip().splitlines()
@@ -127,9 +133,18 @@ def gpu_backends(py: str = sys.executable, timeout: float = 120.0) -> list[str]:
 
 def plan(found: list[str], out: str, py: str = sys.executable) -> list[Step]:
     """The jobs, most important first; their caps add up to at most DEFAULT_BUDGET."""
-    steps: list[Step] = [Job("the GPU", ["nvidia-smi", "--query-gpu=name,memory.total,"
-                                         "driver_version,clocks.max.sm", "--format=csv"], 10,
-                             expect=0.0)]
+    steps: list[Step] = [
+        Job(
+            "the GPU",
+            [
+                "nvidia-smi",
+                "--query-gpu=name,memory.total,driver_version,clocks.max.sm",
+                "--format=csv",
+            ],
+            10,
+            expect=0.0,
+        )
+    ]
     if not found:
         return steps
     pytest = [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "conformance"]
@@ -137,44 +152,131 @@ def plan(found: list[str], out: str, py: str = sys.executable) -> list[Step]:
     libs = {"cupy": ("cupy",), "jax": ("jax",), "torch": ("torch",)}
     baselines = [b for b in ("jax-grad", "torch-autograd") if b.split("-")[0] in found]
 
-    def bench(tag: str, size: int, steps: int, dtypes: str, repeats: int, cap: float,
-              base: list[str], backends: list[str] = found, env: dict[str, str] | None = None,
-              expect: float | None = None) -> Job:
+    def bench(
+        tag: str,
+        size: int,
+        steps: int,
+        dtypes: str,
+        repeats: int,
+        cap: float,
+        base: list[str],
+        backends: list[str] = found,
+        env: dict[str, str] | None = None,
+        expect: float | None = None,
+    ) -> Job:
         needs = tuple(sorted({m for b in backends for m in libs[b]}))
-        return Job(f"benchmark, {tag}", [
-            py, "-m", "nnbin", "bench", "--backends", ",".join(backends), "--sizes", str(size),
-            "--steps", str(steps), "--dtypes", dtypes, "--repeats", str(repeats),
-            "--baselines", ",".join(base) or "none", "--markdown",
-            "--json", os.path.join(out, f"bench-{tag.replace(' ', '-')}.json")], cap,
-            env or {}, needs, expect)
+        return Job(
+            f"benchmark, {tag}",
+            [
+                py,
+                "-m",
+                "nnbin",
+                "bench",
+                "--backends",
+                ",".join(backends),
+                "--sizes",
+                str(size),
+                "--steps",
+                str(steps),
+                "--dtypes",
+                dtypes,
+                "--repeats",
+                str(repeats),
+                "--baselines",
+                ",".join(base) or "none",
+                "--markdown",
+                "--json",
+                os.path.join(out, f"bench-{tag.replace(' ', '-')}.json"),
+            ],
+            cap,
+            env or {},
+            needs,
+            expect,
+        )
 
     # caps: the first H100 run's times (2026-11-28, docs/gpu-runs/) with a margin; the
     # conformance suites run together (jax took 157 s beside the others, cupy 94 s alone)
     took = {"cupy": 94.2, "jax": 157.5, "torch": 73.8}
-    correctness = [Job(f"conformance, {name}", pytest, 200 if name == "jax" else 150,
-                       {"NNBIN_BACKEND": name}, (*test_needs, *libs[name]), took[name])
-                   for name in found]
+    correctness = [
+        Job(
+            f"conformance, {name}",
+            pytest,
+            200 if name == "jax" else 150,
+            {"NNBIN_BACKEND": name},
+            (*test_needs, *libs[name]),
+            took[name],
+        )
+        for name in found
+    ]
     if "cupy" in found:
-        correctness.append(Job("conformance, cupy fast math", [*pytest, "-k", "float32"], 150,
-                               {"NNBIN_BACKEND": "cupy", "NNBIN_CUDA_FAST_MATH": "1"},
-                               (*test_needs, "cupy"), 37.6))
-    correctness += [Job(f"seed job on {name}", [
-        py, "-m", "nnbin", "train", "--backend", name, "--plot",
-        os.path.join(out, f"boundary-{name}.png")], 60, {}, ("matplotlib", *libs[name]),
-        5.8 if name == "cupy" else None) for name in found]
-    steps.append(Group("correctness: conformance and the seed job on every GPU backend",
-                       correctness))
-    steps += [bench("2e4 float32", 20_000, 1000, "float32", 5, 45, baselines, expect=28.3),
-              bench("2e6 float32", 2_000_000, 200, "float32", 3, 35, baselines, expect=21.3),
-              bench("2e7 float32", 20_000_000, 50, "float32", 3, 75, baselines, expect=54.9)]
+        correctness.append(
+            Job(
+                "conformance, cupy fast math",
+                [*pytest, "-k", "float32"],
+                150,
+                {"NNBIN_BACKEND": "cupy", "NNBIN_CUDA_FAST_MATH": "1"},
+                (*test_needs, "cupy"),
+                37.6,
+            )
+        )
+    correctness += [
+        Job(
+            f"seed job on {name}",
+            [
+                py,
+                "-m",
+                "nnbin",
+                "train",
+                "--backend",
+                name,
+                "--plot",
+                os.path.join(out, f"boundary-{name}.png"),
+            ],
+            60,
+            {},
+            ("matplotlib", *libs[name]),
+            5.8 if name == "cupy" else None,
+        )
+        for name in found
+    ]
+    steps.append(
+        Group("correctness: conformance and the seed job on every GPU backend", correctness)
+    )
+    steps += [
+        bench("2e4 float32", 20_000, 1000, "float32", 5, 45, baselines, expect=28.3),
+        bench("2e6 float32", 2_000_000, 200, "float32", 3, 35, baselines, expect=21.3),
+        bench("2e7 float32", 20_000_000, 50, "float32", 3, 75, baselines, expect=54.9),
+    ]
     if "cupy" in found:
         profile = os.path.join(out, "profile.json")
-        steps.append(Job("fused step profile", [
-            py, "-c", "import sys; import nnbin.backend as b; b.available_names(); "
-            "from nnbin_backends.cuda_profile import main; sys.exit(main(sys.argv[1:]))",
-            profile], 40, {}, ("cupy",)))
-        steps.append(bench("2e4 float32 no graphs", 20_000, 1000, "float32", 5, 30, [],
-                           ["cupy"], {"NNBIN_CUDA_GRAPHS": "0"}))
+        steps.append(
+            Job(
+                "fused step profile",
+                [
+                    py,
+                    "-c",
+                    "import sys; import nnbin.backend as b; b.available_names(); "
+                    "from nnbin_backends.cuda_profile import main; sys.exit(main(sys.argv[1:]))",
+                    profile,
+                ],
+                40,
+                {},
+                ("cupy",),
+            )
+        )
+        steps.append(
+            bench(
+                "2e4 float32 no graphs",
+                20_000,
+                1000,
+                "float32",
+                5,
+                30,
+                [],
+                ["cupy"],
+                {"NNBIN_CUDA_GRAPHS": "0"},
+            )
+        )
     steps.append(bench("2e4 float64", 20_000, 1000, "float64", 3, 45, baselines))
     return steps
 
@@ -183,8 +285,7 @@ def _missing(job: Job) -> list[str]:
     return [m for m in job.needs if importlib.util.find_spec(m) is None]
 
 
-def _run_together(jobs: list[Job], env: dict[str, str], cap: float
-                  ) -> list[tuple[int, str, float]]:
+def _run_together(jobs: list[Job], env: dict[str, str], cap: float) -> list[tuple[int, str, float]]:
     """Start every job, wait for all (each killed at ``cap`` seconds); exit status, output
     and seconds of each. Output goes to a file per job, so no pipe fills up while another
     job is waited for."""
@@ -195,8 +296,15 @@ def _run_together(jobs: list[Job], env: dict[str, str], cap: float
         for job in jobs:
             log = stack.enter_context(tempfile.TemporaryFile())
             try:
-                started.append((subprocess.Popen(job.cmd, stdout=log, stderr=subprocess.STDOUT,
-                                                 env={**env, **job.env}), log, ""))
+                started.append(
+                    (
+                        subprocess.Popen(
+                            job.cmd, stdout=log, stderr=subprocess.STDOUT, env={**env, **job.env}
+                        ),
+                        log,
+                        "",
+                    )
+                )
             except OSError as exc:  # the program is not there (nvidia-smi without a driver)
                 started.append((None, log, str(exc)))
         for maybe, log, error in started:
@@ -220,30 +328,47 @@ def _run_together(jobs: list[Job], env: dict[str, str], cap: float
 
 def _describe(step: Step) -> list[str]:
     jobs = step.jobs if isinstance(step, Group) else [step]
-    lines = [f"[cap {step.cap:3.0f} s] {step.title}"
-             + (" (in parallel)" if isinstance(step, Group) else "")]
+    lines = [
+        f"[cap {step.cap:3.0f} s] {step.title}"
+        + (" (in parallel)" if isinstance(step, Group) else "")
+    ]
     for job in jobs:
         extra = " ".join(f"{k}={v}" for k, v in job.env.items())
         took = "not run yet" if job.expect is None else f"took {job.expect:.0f} s"
-        lines.append(f"    {job.title} ({took} on the last H100 run): "
-                     f"{extra + ' ' if extra else ''}{' '.join(job.cmd)}")
+        lines.append(
+            f"    {job.title} ({took} on the last H100 run): "
+            f"{extra + ' ' if extra else ''}{' '.join(job.cmd)}"
+        )
     return lines
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m nnbin.gpucheck",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python3 -m nnbin.gpucheck", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("out", help="folder for report.md, the JSON and the figures")
-    parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET,
-                        help=f"seconds for everything ({DEFAULT_BUDGET:.0f})")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=DEFAULT_BUDGET,
+        help=f"seconds for everything ({DEFAULT_BUDGET:.0f})",
+    )
     parser.add_argument("--plan", action="store_true", help="print the jobs, run none")
-    parser.add_argument("--only", action="append", default=[], metavar="TEXT",
-                        help="run only the jobs whose title contains TEXT (repeatable); "
-                             "'the GPU' always runs")
-    parser.add_argument("--assume", default=None, metavar="BACKENDS",
-                        help="take these backends (comma-separated) as the GPU ones instead "
-                             "of looking: to see the plan of another machine, or to try the "
-                             "check's flow on a machine without a GPU")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="run only the jobs whose title contains TEXT (repeatable); 'the GPU' always runs",
+    )
+    parser.add_argument(
+        "--assume",
+        default=None,
+        metavar="BACKENDS",
+        help="take these backends (comma-separated) as the GPU ones instead "
+        "of looking: to see the plan of another machine, or to try the "
+        "check's flow on a machine without a GPU",
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     start = time.perf_counter()
     env = child_env()
@@ -267,17 +392,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.plan:
         for step in steps:
             print("\n".join(_describe(step)))
-        print(f"caps add up to {sum(s.cap for s in steps):.0f} s of a {args.budget:.0f} s "
-              f"budget" + ("" if found else "; no GPU-capable backend found here"))
+        print(
+            f"caps add up to {sum(s.cap for s in steps):.0f} s of a {args.budget:.0f} s "
+            f"budget" + ("" if found else "; no GPU-capable backend found here")
+        )
         return 0
     if not found:
-        print("no GPU-capable backend found here (cupy with a CUDA device, jax with a GPU, "
-              "torch with CUDA): nothing was checked")
+        print(
+            "no GPU-capable backend found here (cupy with a CUDA device, jax with a GPU, "
+            "torch with CUDA): nothing was checked"
+        )
         return NO_GPU
     os.makedirs(args.out, exist_ok=True)
-    head = [f"# nnbin GPU check, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}\n",
-            f"GPU-capable backends found: {', '.join(found)}; budget {args.budget:.0f} s; "
-            f"`{' '.join([sys.executable, '-m', 'nnbin.gpucheck', *sys.argv[1:]])}`\n"]
+    head = [
+        f"# nnbin GPU check, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}\n",
+        f"GPU-capable backends found: {', '.join(found)}; budget {args.budget:.0f} s; "
+        f"`{' '.join([sys.executable, '-m', 'nnbin.gpucheck', *sys.argv[1:]])}`\n",
+    ]
     sections: list[str] = []
     cut: list[str] = []
     missing: list[str] = []
@@ -308,20 +439,25 @@ def main(argv: list[str] | None = None) -> int:
         if cap > left:
             cut += [j.title for j in runnable]
             continue
-        for job, (code, text, took) in zip(runnable, _run_together(runnable, env, cap),
-                                           strict=True):
+        for job, (code, text, took) in zip(
+            runnable, _run_together(runnable, env, cap), strict=True
+        ):
             if code != 0 and job.title != "the GPU":
                 failed.append(job.title)
             extra = " ".join(f"{k}={v}" for k, v in job.env.items())
-            sections.append(f"## {job.title}\n\n`{extra + ' ' if extra else ''}"
-                            f"{' '.join(job.cmd)}`: exit {code}, {took:.1f} s\n\n"
-                            f"```\n{text[-20000:]}\n```\n")
+            sections.append(
+                f"## {job.title}\n\n`{extra + ' ' if extra else ''}"
+                f"{' '.join(job.cmd)}`: exit {code}, {took:.1f} s\n\n"
+                f"```\n{text[-20000:]}\n```\n"
+            )
             print(f"{job.title}: exit {code}, {took:.1f} s", flush=True)
         write()
     write()
-    print(f"report written to {os.path.join(args.out, 'report.md')}; "
-          f"{'SOMETHING FAILED' if failed else 'nothing failed'}"
-          f"{'; not run: ' + ', '.join(cut + missing) if cut or missing else ''}")
+    print(
+        f"report written to {os.path.join(args.out, 'report.md')}; "
+        f"{'SOMETHING FAILED' if failed else 'nothing failed'}"
+        f"{'; not run: ' + ', '.join(cut + missing) if cut or missing else ''}"
+    )
     return 1 if failed or cut else 0
 
 

@@ -58,15 +58,19 @@ class RunResult:
     loop: str = ""
 
 
-def diverged(step: int, lr: float, last_finite: tuple[int, Params] | None,
-             initial: Params) -> TrainingDivergedError:
+def diverged(
+    step: int, lr: float, last_finite: tuple[int, Params] | None, initial: Params
+) -> TrainingDivergedError:
     """The error for a loss that stopped being finite at ``step``."""
     good_step, good = last_finite if last_finite is not None else (0, initial)
     return TrainingDivergedError(
         f"training diverged: the loss is not finite at step {step} with lr={lr:g}; try a "
         f"smaller learning rate (the last finite parameters, from step {good_step}, are on "
         "this exception's .params)",
-        step=step, lr=lr, params=good, last_finite_step=good_step,
+        step=step,
+        lr=lr,
+        params=good,
+        last_finite_step=good_step,
     )
 
 
@@ -89,8 +93,7 @@ class Recorder:
         self.history: list[tuple[int, float]] = []
         self.last_finite: tuple[int, Params] | None = None
 
-    def record(self, first: int, seg: int, losses: Sequence[float],
-               good: Params | None) -> None:
+    def record(self, first: int, seg: int, losses: Sequence[float], good: Params | None) -> None:
         """The losses of one chunk's logged steps (at ``first``, ``first + seg``, ...) and
         ``good``: the parameters before the last of them that is finite and follows only
         finite ones (None when there is none)."""
@@ -154,8 +157,9 @@ class Steps:
         return self.params
 
 
-def plan(s: int, steps: int, log_every: int, budget: int, max_logs: int = CHUNK_LOGS
-         ) -> tuple[int, int, int]:
+def plan(
+    s: int, steps: int, log_every: int, budget: int, max_logs: int = CHUNK_LOGS
+) -> tuple[int, int, int]:
     """The next chunk from step ``s``, as (lead, count, seg), holding about ``budget`` steps.
 
     Whole segments (the last may be shorter) go together while they fit the budget; a
@@ -174,9 +178,17 @@ def plan(s: int, steps: int, log_every: int, budget: int, max_logs: int = CHUNK_
     return min(stop - s, budget), 0, 1
 
 
-def run_steps(stepper: Steps, *, lr: float, steps: int, log_every: int,
-              on_log: OnLog | None = None, initial: Params | None = None,
-              seconds: float | None = None, max_logs: int = CHUNK_LOGS) -> RunResult:
+def run_steps(
+    stepper: Steps,
+    *,
+    lr: float,
+    steps: int,
+    log_every: int,
+    on_log: OnLog | None = None,
+    initial: Params | None = None,
+    seconds: float | None = None,
+    max_logs: int = CHUNK_LOGS,
+) -> RunResult:
     """Run ``steps`` steps of ``stepper`` on the shared schedule with the shared bookkeeping.
 
     ``initial``: the caller's starting parameters (for the divergence error when no loss
@@ -199,8 +211,9 @@ def run_steps(stepper: Steps, *, lr: float, steps: int, log_every: int,
         per_step = max(spent, 0.0) / ran
         rec.record(s + lead, seg, values, stepper.good)
         s += ran
-    return RunResult(stepper.result(), rec.history, stepper.compile_seconds,
-                     last_finite=rec.last_finite)
+    return RunResult(
+        stepper.result(), rec.history, stepper.compile_seconds, last_finite=rec.last_finite
+    )
 
 
 class CoreSteps(Steps):
@@ -209,13 +222,15 @@ class CoreSteps(Steps):
     (None: all at once). NumPy's overflow warning inside the sigmoid is off (see
     :func:`nnbin.model.sigmoid`)."""
 
-    def __init__(self, params: Params, X: Array, y: Array, lr: float,
-                 block_rows: int | None = None) -> None:
+    def __init__(
+        self, params: Params, X: Array, y: Array, lr: float, block_rows: int | None = None
+    ) -> None:
         self.params, self.X, self.y, self.lr, self.block_rows = params, X, y, lr, block_rows
 
     def _grads(self, with_loss: bool) -> tuple[Array | None, Params]:
-        return value_and_grads(self.params, self.X, self.y, with_loss=with_loss,
-                               block_rows=self.block_rows)
+        return value_and_grads(
+            self.params, self.X, self.y, with_loss=with_loss, block_rows=self.block_rows
+        )
 
     def plain(self, k: int) -> None:
         for _ in range(k):
@@ -232,11 +247,23 @@ class CoreSteps(Steps):
             return super().chunk(lead, count, seg)
 
 
-def python_loop(params: Params, X: Array, y: Array, *, lr: float, steps: int,
-                log_every: int, block_rows: int | None = None,
-                on_log: OnLog | None = None) -> RunResult:
+def python_loop(
+    params: Params,
+    X: Array,
+    y: Array,
+    *,
+    lr: float,
+    steps: int,
+    log_every: int,
+    block_rows: int | None = None,
+    on_log: OnLog | None = None,
+) -> RunResult:
     """The array-API core on the shared schedule: what a backend without its own loop runs
     (and the tests' plain reference for the backends that have one)."""
-    return run_steps(CoreSteps(params, X, y, lr, block_rows), lr=lr, steps=steps,
-                     log_every=log_every, on_log=on_log)
-
+    return run_steps(
+        CoreSteps(params, X, y, lr, block_rows),
+        lr=lr,
+        steps=steps,
+        log_every=log_every,
+        on_log=on_log,
+    )

@@ -57,9 +57,13 @@ def save(path: str | os.PathLike[str], model: Model, *, to_host: Any = np.asarra
     if any(not np.all(np.isfinite(a)) for a in arrays.values()):
         raise ModelFileError("refusing to save parameters that are not all finite")
     meta = {
-        "format": FORMAT, "format_version": str(FORMAT_VERSION), "nnbin_version": __version__,
-        "n_features": str(arrays["W1"].shape[0]), "hidden": str(arrays["W1"].shape[1]),
-        "dtype": model.dtype, "backend": model.backend,
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "nnbin_version": __version__,
+        "n_features": str(arrays["W1"].shape[0]),
+        "hidden": str(arrays["W1"].shape[1]),
+        "dtype": model.dtype,
+        "backend": model.backend,
         "settings": json.dumps(model.settings),
         "final_loss": json.dumps(model.final_loss),
         "history": json.dumps(model.history),
@@ -79,21 +83,31 @@ def load(path: str | os.PathLike[str], backend: str | None = None) -> Model:
     be = get_backend(backend)
     dtype = meta["dtype"]
     if dtype not in be.dtypes:
-        raise ModelFileError(f"{path} holds {dtype} parameters; the {be.name} backend "
-                             f"supports {', '.join(be.dtypes)}")
+        raise ModelFileError(
+            f"{path} holds {dtype} parameters; the {be.name} backend "
+            f"supports {', '.join(be.dtypes)}"
+        )
     params = Params(*(be.asarray(arrays[n], dtype) for n in NAMES))
     try:
         history = [(int(s), float(v)) for s, v in json.loads(meta.get("history", "[]"))]
         settings = json.loads(meta.get("settings", "{}"))
         final = json.loads(meta.get("final_loss", "null"))
         if not isinstance(settings, dict) or not (
-                final is None or (isinstance(final, (int, float)) and not isinstance(final, bool))):
+            final is None or (isinstance(final, (int, float)) and not isinstance(final, bool))
+        ):
             raise TypeError("settings must be an object and final_loss a number")
         final = None if final is None else float(final)
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise ModelFileError(f"{path}: unreadable training metadata ({exc})") from None
-    return Model(params, dtype, meta.get("backend", ""), settings, final, history,
-                 meta.get("nnbin_version", ""))
+    return Model(
+        params,
+        dtype,
+        meta.get("backend", ""),
+        settings,
+        final,
+        history,
+        meta.get("nnbin_version", ""),
+    )
 
 
 MAX_HEADER = 1 << 20  # bytes of JSON header a model file may have (an nnbin model: ~2 KB)
@@ -117,8 +131,7 @@ def _read_checked(path: str) -> bytes:
             _declared_fits(header, size - 8 - header_len, path)
             return first + header + fh.read()
     except OSError as exc:
-        raise ModelFileError(f"cannot read model file {path}: "
-                             f"{exc.strerror or exc}") from None
+        raise ModelFileError(f"cannot read model file {path}: {exc.strerror or exc}") from None
 
 
 def _declared_fits(header: bytes, data_bytes: int, path: str) -> None:
@@ -134,13 +147,18 @@ def _declared_fits(header: bytes, data_bytes: int, path: str) -> None:
         if name == "__metadata__":
             continue
         offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(
-                isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets)):
+        if not (
+            isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets)
+        ):
             raise ModelFileError(f"{path}: tensor {name!r} has no valid data_offsets")
         end = max(end, offsets[1])
     if end > data_bytes:
-        raise ModelFileError(f"{path} declares {end:,} bytes of tensors but holds "
-                             f"{data_bytes:,}: truncated or corrupt")
+        raise ModelFileError(
+            f"{path} declares {end:,} bytes of tensors but holds "
+            f"{data_bytes:,}: truncated or corrupt"
+        )
 
 
 def _parse(raw: bytes, path: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -149,13 +167,15 @@ def _parse(raw: bytes, path: str) -> tuple[dict[str, np.ndarray], dict[str, str]
     if not (header_len > 1 and 8 + header_len <= len(raw) and raw[8:9] == b"{"):
         # not a safetensors frame: say what it looks like instead
         if _looks_like_pickle(raw) or raw[:2] == b"PK":
-            raise ModelFileError(f"{path} looks like a pickle or zip file, not a safetensors "
-                                 "model; nnbin never unpickles files")
+            raise ModelFileError(
+                f"{path} looks like a pickle or zip file, not a safetensors "
+                "model; nnbin never unpickles files"
+            )
         if len(raw) < 8:
             raise ModelFileError(f"{path} is not an nnbin model file (only {len(raw)} bytes)")
         raise ModelFileError(f"{path} is not a safetensors file, or it is truncated")
     try:
-        header = json.loads(raw[8:8 + header_len])
+        header = json.loads(raw[8 : 8 + header_len])
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise ModelFileError(f"{path} has a corrupted safetensors header") from None
     if not isinstance(header, dict):
@@ -170,8 +190,10 @@ def _parse(raw: bytes, path: str) -> tuple[dict[str, np.ndarray], dict[str, str]
     except (ValueError, OverflowError):
         raise ModelFileError(f"{path}: unreadable format version") from None
     if version > FORMAT_VERSION:
-        raise ModelFileError(f"{path} was written by a newer nnbin (model format {version}; "
-                             f"this nnbin reads up to {FORMAT_VERSION}): upgrade nnbin")
+        raise ModelFileError(
+            f"{path} was written by a newer nnbin (model format {version}; "
+            f"this nnbin reads up to {FORMAT_VERSION}): upgrade nnbin"
+        )
     from safetensors import SafetensorError
     from safetensors.numpy import load as st_load
 
@@ -189,14 +211,17 @@ def _parse(raw: bytes, path: str) -> tuple[dict[str, np.ndarray], dict[str, str]
     except (KeyError, ValueError, OverflowError):
         raise ModelFileError(f"{path}: n_features/hidden missing from metadata") from None
     if d < 1 or h < 1:
-        raise ModelFileError(f"{path}: impossible shapes in metadata (n_features={d}, "
-                             f"hidden={h}; both must be >= 1)")
+        raise ModelFileError(
+            f"{path}: impossible shapes in metadata (n_features={d}, hidden={h}; both must be >= 1)"
+        )
     want = {"W1": (d, h), "b1": (h,), "W2": (h, 1), "b2": (1,)}
     for n in NAMES:
         a = arrays[n]
         if a.shape != want[n]:
-            raise ModelFileError(f"{path}: {n} has shape {a.shape}, expected {want[n]} for "
-                                 f"n_features={d}, hidden={h}")
+            raise ModelFileError(
+                f"{path}: {n} has shape {a.shape}, expected {want[n]} for "
+                f"n_features={d}, hidden={h}"
+            )
         if str(a.dtype) != dtype:
             raise ModelFileError(f"{path}: {n} is {a.dtype} but the metadata says {dtype}")
         if not np.all(np.isfinite(a)):
@@ -206,8 +231,14 @@ def _parse(raw: bytes, path: str) -> tuple[dict[str, np.ndarray], dict[str, str]
 
 def from_result(result: Any) -> Model:
     """A :class:`Model` from a :class:`nnbin.TrainResult`."""
-    return Model(result.params, result.dtype, result.backend, dict(result.settings),
-                 result.final_loss, list(result.history))
+    return Model(
+        result.params,
+        result.dtype,
+        result.backend,
+        dict(result.settings),
+        result.final_loss,
+        list(result.history),
+    )
 
 
 def save_result(path: str | os.PathLike[str], result: Any) -> None:
@@ -222,5 +253,6 @@ def save_result(path: str | os.PathLike[str], result: Any) -> None:
 def _looks_like_pickle(raw: bytes) -> bool:
     """A pickle of protocol 2-5 starts with 0x80 and its protocol number, then opcodes;
     a safetensors file starts with its header length, whose upper bytes are zero."""
-    return (len(raw) >= 3 and raw[0] == 0x80 and 2 <= raw[1] <= 5
-            and raw[2:8] != bytes(len(raw[2:8])))
+    return (
+        len(raw) >= 3 and raw[0] == 0x80 and 2 <= raw[1] <= 5 and raw[2:8] != bytes(len(raw[2:8]))
+    )

@@ -19,9 +19,15 @@ def crossings(x: np.ndarray, p: np.ndarray, level: float = 0.5) -> list[float]:
     return [float(x[i] - d[i] * (x[i + 1] - x[i]) / (d[i + 1] - d[i])) for i in idx]
 
 
-def _draw_boundary(ax: Any, params: Params, X: np.ndarray, y: np.ndarray | None,
-                   backend: Backend, x_range: tuple[float, float], max_points: int
-                   ) -> list[float]:
+def _draw_boundary(
+    ax: Any,
+    params: Params,
+    X: np.ndarray,
+    y: np.ndarray | None,
+    backend: Backend,
+    x_range: tuple[float, float],
+    max_points: int,
+) -> list[float]:
     """Class densities, samples and the probability curve on ``ax``; the 0.5 crossings."""
     import seaborn as sns
 
@@ -34,8 +40,14 @@ def _draw_boundary(ax: Any, params: Params, X: np.ndarray, y: np.ndarray | None,
     if y is not None:
         for label in (0, 1):
             if np.sum(y == label) > 1:
-                sns.kdeplot(x=x[y == label], ax=ax, fill=True, alpha=0.3, color=colors[label],
-                            label=f"class {label} density (n = {int(np.sum(y == label))})")
+                sns.kdeplot(
+                    x=x[y == label],
+                    ax=ax,
+                    fill=True,
+                    alpha=0.3,
+                    color=colors[label],
+                    label=f"class {label} density (n = {int(np.sum(y == label))})",
+                )
     ax.set_xlim(*x_range)
     ax.set_xlabel("x")
     ax.set_ylabel("density")
@@ -44,14 +56,25 @@ def _draw_boundary(ax: Any, params: Params, X: np.ndarray, y: np.ndarray | None,
     keep = rng.permutation(x.size)[:max_points]
     if y is not None:
         jitter = rng.uniform(-0.03, 0.03, keep.size)
-        ax2.scatter(x[keep], y[keep] + jitter, s=4, alpha=0.25,
-                    c=[colors[int(v)] for v in y[keep]], label="samples (at their label)")
+        ax2.scatter(
+            x[keep],
+            y[keep] + jitter,
+            s=4,
+            alpha=0.25,
+            c=[colors[int(v)] for v in y[keep]],
+            label="samples (at their label)",
+        )
     ax2.plot(grid, proba, color="black", lw=2, label="P(y = 1 | x)")
     ax2.axhline(0.5, color="grey", lw=0.8, ls=":")
     for c in cross:
         ax2.axvline(c, color="crimson", ls="--", lw=1.2)
-        ax2.annotate(f"p = 0.5 at x = {c:.3f}", (c, 0.5), xytext=(8, 12),
-                     textcoords="offset points", color="crimson")
+        ax2.annotate(
+            f"p = 0.5 at x = {c:.3f}",
+            (c, 0.5),
+            xytext=(8, 12),
+            textcoords="offset points",
+            color="crimson",
+        )
     ax2.set_ylim(-0.08, 1.08)
     ax2.set_ylabel("predicted probability of class 1")
     h1, l1 = ax.get_legend_handles_labels()
@@ -60,8 +83,9 @@ def _draw_boundary(ax: Any, params: Params, X: np.ndarray, y: np.ndarray | None,
     return cross
 
 
-def _draw_heatmap(ax: Any, params: Params, X: np.ndarray, y: np.ndarray | None,
-                  backend: Backend, max_points: int) -> None:
+def _draw_heatmap(
+    ax: Any, params: Params, X: np.ndarray, y: np.ndarray | None, backend: Backend, max_points: int
+) -> None:
     """P(y = 1 | x) over the plane of two features, with the 0.5 contour and the samples."""
     lo, hi = X.min(axis=0), X.max(axis=0)
     pad = 0.1 * (hi - lo) + 1e-9
@@ -76,8 +100,17 @@ def _draw_heatmap(ax: Any, params: Params, X: np.ndarray, y: np.ndarray | None,
     ax.figure.colorbar(mesh, ax=ax, label="P(y = 1 | x)")
     ax.contour(m0, m1, proba, levels=[0.5], colors="black", linewidths=2)
     keep = np.random.default_rng(0).permutation(X.shape[0])[:max_points]
-    ax.scatter(X[keep, 0], X[keep, 1], s=4, c="k" if y is None else y[keep], cmap="RdBu_r",
-               edgecolors="white", linewidths=0.2, vmin=0, vmax=1)
+    ax.scatter(
+        X[keep, 0],
+        X[keep, 1],
+        s=4,
+        c="k" if y is None else y[keep],
+        cmap="RdBu_r",
+        edgecolors="white",
+        linewidths=0.2,
+        vmin=0,
+        vmax=1,
+    )
     ax.set_xlabel("x0")
     ax.set_ylabel("x1")
     ax.set_title("probability, with the p = 0.5 contour", fontsize=10)
@@ -126,8 +159,9 @@ def boundary_figure(
     panels = (1 if d <= 2 else 0) + (1 if history else 0)
     if panels == 0:
         raise ValueError(f"nothing to draw: {d} features and no training history")
-    fig, axes = plt.subplots(1, panels, figsize=(8 if panels == 1 else 13, 4.5),
-                             layout="constrained", squeeze=False)
+    fig, axes = plt.subplots(
+        1, panels, figsize=(8 if panels == 1 else 13, 4.5), layout="constrained", squeeze=False
+    )
     cross: list[float] = []
     if d == 1:
         cross = _draw_boundary(axes[0, 0], params, X, y, backend, x_range, max_points)
@@ -136,8 +170,7 @@ def boundary_figure(
     if history:
         _draw_loss(axes[0, -1], history)
     # a "$" (in a file name, say) would start matplotlib's mathtext: shown as itself instead
-    fig.suptitle((title or "nnbin: class densities and the decision boundary")
-                 .replace("$", r"\$"))
+    fig.suptitle((title or "nnbin: class densities and the decision boundary").replace("$", r"\$"))
     atomic_savefig(fig, path)
     plt.close(fig)
     return cross

@@ -56,9 +56,7 @@ def _prepare(
         own = not isinstance(X, np.ndarray) or be.owns(X)
         dtype = kind.rpartition(".")[2] if own and "float" in kind else be.default_dtype
     if dtype not in be.dtypes:
-        raise ValueError(
-            f"the {be.name} backend supports {', '.join(be.dtypes)}, not {dtype!r}"
-        )
+        raise ValueError(f"the {be.name} backend supports {', '.join(be.dtypes)}, not {dtype!r}")
     narrowed = dtype == "float32" and "float64" in str(getattr(X, "dtype", ""))
     if isinstance(X, np.ndarray):
         if narrowed and np.max(np.abs(X), initial=0.0) > np.finfo(np.float32).max:
@@ -77,7 +75,8 @@ def _prepare(
 def _too_big_for_float32() -> Exception:
     return InvalidInputError(
         "X holds values beyond float32's range (about ±3.4e38): they would become infinite "
-        "in float32; train in float64 (dtype='float64') or rescale the features")
+        "in float32; train in float64 (dtype='float64') or rescale the features"
+    )
 
 
 @quiet_overflow
@@ -114,7 +113,8 @@ def train(
     applies, False always runs the array-API core, True requires the fused step.
     """
     hidden, lr, steps, log_every, seed = validate.hyperparameters(
-        hidden=hidden, lr=lr, steps=steps, log_every=log_every, seed=seed)
+        hidden=hidden, lr=lr, steps=steps, log_every=log_every, seed=seed
+    )
     X, y = validate.training_data(X, y)
     if isinstance(X, np.ndarray) or "cpu" in str(_device(X)).lower():
         # host memory: checked before anything large is allocated (GPU libraries report
@@ -123,8 +123,7 @@ def train(
         if not probe.out_of_core:  # Dask works chunk by chunk
             n, d = (int(v) for v in X.shape)
             size = 4 if (dtype or probe.default_dtype) == "float32" else 8
-            validate.memory_fits(n, d, hidden, size, probe.memory_nh,
-                                 probe.block_rows(n, hidden))
+            validate.memory_fits(n, d, hidden, size, probe.memory_nh, probe.block_rows(n, hidden))
     be, X, y, dtype = _prepare(X, y, backend, dtype)
     params = be.init_params(X.shape[1], hidden, seed, dtype=dtype, device=_device(X))
     if data_parallel:
@@ -133,19 +132,30 @@ def train(
     t0 = time.perf_counter()
     initial = params
     # the backend's run records the losses, calls on_log and raises on divergence
-    run = be.run(params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log,
-                 fused=fused)
-    final_loss, _ = loss_and_grads(run.params, X, y,
-                                   block_rows=be.block_rows(X.shape[0], hidden))
+    run = be.run(params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log, fused=fused)
+    final_loss, _ = loss_and_grads(run.params, X, y, block_rows=be.block_rows(X.shape[0], hidden))
     final = float(final_loss)  # also waits for the device: the run time below is honest
     elapsed = time.perf_counter() - t0 - run.compile_seconds
     if not math.isfinite(final):  # the loss after the last step, which no run records
         raise diverged(steps, lr, run.last_finite, initial)
     return TrainResult(
-        params=run.params, history=run.history, final_loss=final, backend=be.name, dtype=dtype,
-        loop=run.loop or be.loop, compile_seconds=run.compile_seconds, run_seconds=elapsed,
-        settings={"hidden": hidden, "lr": lr, "steps": steps, "log_every": log_every,
-                  "seed": seed, "data_parallel": data_parallel, "fused": fused},
+        params=run.params,
+        history=run.history,
+        final_loss=final,
+        backend=be.name,
+        dtype=dtype,
+        loop=run.loop or be.loop,
+        compile_seconds=run.compile_seconds,
+        run_seconds=elapsed,
+        settings={
+            "hidden": hidden,
+            "lr": lr,
+            "steps": steps,
+            "log_every": log_every,
+            "seed": seed,
+            "data_parallel": data_parallel,
+            "fused": fused,
+        },
     )
 
 

@@ -25,8 +25,11 @@ def whole_number(name: str, v: Any, least: int) -> int:
     never a bool, a float or a string."""
     import numbers
 
-    if isinstance(v, bool) or type(v).__name__ in ("bool_", "bool") or not isinstance(
-            v, numbers.Integral):
+    if (
+        isinstance(v, bool)
+        or type(v).__name__ in ("bool_", "bool")
+        or not isinstance(v, numbers.Integral)
+    ):
         raise InvalidInputError(f"{name} must be a whole number >= {least}, got {v!r}")
     v = int(v)
     if v < least:
@@ -38,15 +41,21 @@ def whole_number(name: str, v: Any, least: int) -> int:
 MAX_STEPS = 2**31 - 1
 
 
-def hyperparameters(*, hidden: Any, lr: Any, steps: Any, log_every: Any, seed: Any = 0
-                    ) -> tuple[int, float, int, int, int]:
+def hyperparameters(
+    *, hidden: Any, lr: Any, steps: Any, log_every: Any, seed: Any = 0
+) -> tuple[int, float, int, int, int]:
     """hidden >= 1, lr > 0 and finite, steps >= 0, log_every >= 0, seed >= 0, as Python
     numbers (so that they can be saved with a model)."""
     steps_, every = whole_number("steps", steps, 0), whole_number("log_every", log_every, 0)
     if steps_ > MAX_STEPS or every > MAX_STEPS:
         raise InvalidInputError(f"steps and log_every must be <= {MAX_STEPS:,} (2**31 - 1)")
-    return (whole_number("hidden", hidden, 1), step_size(lr), steps_, every,
-            whole_number("seed", seed, 0))
+    return (
+        whole_number("hidden", hidden, 1),
+        step_size(lr),
+        steps_,
+        every,
+        whole_number("seed", seed, 0),
+    )
 
 
 def available_memory() -> int:
@@ -67,8 +76,9 @@ def available_memory() -> int:
         return 1 << 62
 
 
-def memory_fits(n: int, d: int, hidden: int, itemsize: int, working_nh: float,
-                block_rows: int | None) -> None:
+def memory_fits(
+    n: int, d: int, hidden: int, itemsize: int, working_nh: float, block_rows: int | None
+) -> None:
     """Refuse, before anything is allocated, a run whose parameters and step temporaries
     cannot fit in host memory: about 8 copies of the parameters (they, the gradients, the
     update, temporaries) and ``working_nh`` (rows, H) arrays a step (rows: a block, or N)."""
@@ -80,18 +90,26 @@ def memory_fits(n: int, d: int, hidden: int, itemsize: int, working_nh: float,
         raise InvalidInputError(
             f"training would need about {need / 2**30:.1f} GiB (hidden={hidden:,}, "
             f"{n:,} samples, {d} feature(s)) but {have / 2**30:.1f} GiB of memory is "
-            "available: use fewer hidden units or samples")
+            "available: use fewer hidden units or samples"
+        )
 
 
 def step_size(lr: Any, *, traced: bool = False) -> Any:
     """A step size: a real, finite number > 0 (not a bool), as a Python float. With
     ``traced``, a 0-d array of an array library (a tracer under ``jax.jit``) is passed on
     as it is: reading its value would synchronise a device or break tracing."""
-    if traced and getattr(lr, "shape", None) == () and not isinstance(
-            lr, (int, float)) and type(lr).__module__.split(".")[0] != "numpy":
+    if (
+        traced
+        and getattr(lr, "shape", None) == ()
+        and not isinstance(lr, (int, float))
+        and type(lr).__module__.split(".")[0] != "numpy"
+    ):
         return lr
-    if isinstance(lr, (bool, str, bytes)) or type(lr).__name__ in ("bool_", "bool") or \
-            getattr(lr, "shape", ()) != ():
+    if (
+        isinstance(lr, (bool, str, bytes))
+        or type(lr).__name__ in ("bool_", "bool")
+        or getattr(lr, "shape", ()) != ()
+    ):
         raise InvalidInputError(f"lr must be a number, got {lr!r}")
     try:
         rate = float(lr)
@@ -102,18 +120,23 @@ def step_size(lr: Any, *, traced: bool = False) -> Any:
     return rate
 
 
-def model_inputs(params: Any, X: Any, y: Any = None, *, block_rows: Any = None
-                 ) -> tuple[Any, Any, Any]:
+def model_inputs(
+    params: Any, X: Any, y: Any = None, *, block_rows: Any = None
+) -> tuple[Any, Any, Any]:
     """Check parameters, X and (if given) y for the public functions, by their shapes and
     types only (nothing reads the values: no device synchronisation). Returns the
     parameters as :class:`~nnbin.model.Params`, X, and y as (N, 1)."""
     from .model import Params
 
-    if not isinstance(params, tuple) or len(params) != 4 or not all(
-            hasattr(p, "shape") and hasattr(p, "dtype") for p in params):
+    if (
+        not isinstance(params, tuple)
+        or len(params) != 4
+        or not all(hasattr(p, "shape") and hasattr(p, "dtype") for p in params)
+    ):
         raise InvalidInputError(
             "params must be nnbin.Params(W1, b1, W2, b2) (four arrays), as nnbin.init_params "
-            f"or a TrainResult's .params give; got {type(params).__name__}")
+            f"or a TrainResult's .params give; got {type(params).__name__}"
+        )
     params = Params(*params)
     for name, p in zip(Params._fields, params, strict=True):
         _not_masked(p, name)
@@ -126,23 +149,29 @@ def model_inputs(params: Any, X: Any, y: Any = None, *, block_rows: Any = None
         if tuple(p.shape) != want[name]:
             raise InvalidInputError(
                 f"{name} must have shape {want[name]} for W1 of shape {tuple(W1.shape)}, got "
-                f"{tuple(p.shape)}: the parameters do not belong together")
+                f"{tuple(p.shape)}: the parameters do not belong together"
+            )
     _matrix(X)
     if X.shape[1] != d:
-        raise InvalidInputError(f"X has {X.shape[1]} features but the parameters take {d} "
-                                f"(W1 has shape {tuple(W1.shape)})")
-    if block_rows is not None and (isinstance(block_rows, bool) or not isinstance(
-            block_rows, int) or block_rows < 1):
-        raise InvalidInputError(f"block_rows must be None or a whole number >= 1, got "
-                                f"{block_rows!r}")
+        raise InvalidInputError(
+            f"X has {X.shape[1]} features but the parameters take {d} "
+            f"(W1 has shape {tuple(W1.shape)})"
+        )
+    if block_rows is not None and (
+        isinstance(block_rows, bool) or not isinstance(block_rows, int) or block_rows < 1
+    ):
+        raise InvalidInputError(
+            f"block_rows must be None or a whole number >= 1, got {block_rows!r}"
+        )
     if y is not None:
         y = _label_column(X, y)
     for a, name in ((X, "X"), (y, "y")):
         if a is not None:
             xp = array_api_compat.array_namespace(a)
             if not xp.isdtype(a.dtype, ("real floating", "integral", "bool")):
-                raise InvalidInputError(f"{name} has dtype {a.dtype}; nnbin needs real numbers "
-                                        "(float32 or float64)")
+                raise InvalidInputError(
+                    f"{name} has dtype {a.dtype}; nnbin needs real numbers (float32 or float64)"
+                )
     return params, X, y
 
 
@@ -150,14 +179,16 @@ def _not_masked(a: Any, name: str) -> None:
     if type(a).__module__.startswith("numpy.ma"):
         raise InvalidInputError(
             f"{name} is a masked array; nnbin would ignore its mask: drop the masked samples "
-            f"or fill them ({name}.filled(value)) first")
+            f"or fill them ({name}.filled(value)) first"
+        )
 
 
 def _array(a: Any, name: str) -> None:
     """An array (shape and dtype), not a list, not a masked array."""
     if not hasattr(a, "shape") or not hasattr(a, "dtype"):
-        raise InvalidInputError(f"{name} must be an array, got {type(a).__name__}; "
-                                f"use numpy.asarray({name})")
+        raise InvalidInputError(
+            f"{name} must be an array, got {type(a).__name__}; use numpy.asarray({name})"
+        )
     _not_masked(a, name)
 
 
@@ -166,8 +197,9 @@ def _matrix(X: Any) -> None:
     _array(X, "X")
     if X.ndim != 2:
         hint = "; for one feature use X.reshape(-1, 1) (or X[:, None])" if X.ndim == 1 else ""
-        raise InvalidInputError(f"X must be 2-D (samples, features), got shape "
-                                f"{tuple(X.shape)}{hint}")
+        raise InvalidInputError(
+            f"X must be 2-D (samples, features), got shape {tuple(X.shape)}{hint}"
+        )
 
 
 def _label_column(X: Any, y: Any) -> Any:
@@ -179,8 +211,9 @@ def _label_column(X: Any, y: Any) -> Any:
     if y.ndim != 2 or y.shape[1] != 1:
         raise InvalidInputError(f"y must have shape (N,) or (N, 1), got {tuple(y.shape)}")
     if y.shape[0] != X.shape[0]:
-        raise InvalidInputError(f"X has {X.shape[0]} rows but y has {y.shape[0]}: one label "
-                                "per sample")
+        raise InvalidInputError(
+            f"X has {X.shape[0]} rows but y has {y.shape[0]}: one label per sample"
+        )
     return y
 
 
@@ -208,8 +241,9 @@ def training_data(X: Any, y: Any) -> tuple[Any, Any]:
     _array(y, "y")
     same_library(X, y)
     if X.shape[0] == 0 or X.shape[1] == 0:
-        raise InvalidInputError(f"X has shape {tuple(X.shape)}: at least one sample and one "
-                                "feature are needed")
+        raise InvalidInputError(
+            f"X has shape {tuple(X.shape)}: at least one sample and one feature are needed"
+        )
     y = _label_column(X, y)
     xp = array_api_compat.array_namespace(X, y)
     X = _floating(xp, X, "X")
@@ -220,11 +254,13 @@ def training_data(X: Any, y: Any) -> tuple[Any, Any]:
     if not bool(xp.all((y == 0.0) | (y == 1.0))):
         raise InvalidInputError(
             "y must hold only the labels 0 and 1 (for other labels use "
-            "nnbin.BinaryMLPClassifier, which maps any two labels)")
+            "nnbin.BinaryMLPClassifier, which maps any two labels)"
+        )
     has_one = bool(xp.any(y == 1.0))
     if not (has_one and bool(xp.any(y == 0.0))):
         raise InvalidInputError(
-            f"y has only label {int(has_one)}: training needs samples of both classes")
+            f"y has only label {int(has_one)}: training needs samples of both classes"
+        )
     return X, y
 
 
@@ -232,8 +268,10 @@ def _floating(xp: Any, a: Any, name: str) -> Any:
     if xp.isdtype(a.dtype, "real floating"):
         return a
     if xp.isdtype(a.dtype, ("integral", "bool")):
-        warnings.warn(f"{name} has dtype {a.dtype}; converting it to float64 for training",
-                      stacklevel=4)
+        warnings.warn(
+            f"{name} has dtype {a.dtype}; converting it to float64 for training", stacklevel=4
+        )
         return xp.astype(a, xp.float64)
-    raise InvalidInputError(f"{name} has dtype {a.dtype}; nnbin needs real numbers "
-                            "(float32 or float64)")
+    raise InvalidInputError(
+        f"{name} has dtype {a.dtype}; nnbin needs real numbers (float32 or float64)"
+    )
