@@ -60,9 +60,9 @@ KERNEL nnbin_partials(const real* __restrict__ X, const real* __restrict__ y,
         }
         const real yi = y[i];
         const real dz = (real)1 / ((real)1 + EXP(-z)) - yi;       // N dL/dz
-        if (with_loss) {                                          // softplus(z) - y z
-            const real sp = z > 0 ? z + LOG1P(EXP(-z)) : LOG1P(EXP(z));
-            acc[NP_ - 1] += sp - yi * z;
+        if (with_loss) {          // softplus(z) - y z, as max(z, 0) - y z + log1p(e^-|z|)
+            const real az = z > 0 ? z : -z;                       // (no cancellation)
+            acc[NP_ - 1] += ((z > 0 ? z : (real)0) - yi * z) + LOG1P(EXP(-az));
         }
         acc[NP_ - 2] += dz;
         UNROLL

@@ -43,7 +43,8 @@ def loss(w: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray) -> float:
     """Mean BCE = mean(-y log p - (1-y) log(1-p)), evaluated from the logits as
     mean(log(1 + e^z) - y z)."""
     _, z = forward(w, X)
-    return float(np.mean(np.logaddexp(0.0, z) - y * z))
+    # max(z, 0) - y z + log1p(exp(-|z|)): for labels 0/1 nothing cancels
+    return float(np.mean(np.maximum(z, 0.0) - y * z + np.log1p(np.exp(-np.abs(z)))))
 
 
 def gradients(w: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:

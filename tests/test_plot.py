@@ -3,6 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import nnbin
+from nnbin import plot
 from nnbin.plot import crossings
 
 
@@ -33,3 +35,36 @@ def test_figure_is_written_atomically(tmp_path, monkeypatch):
         boundary_figure(p, X, y, path, backend=nnbin.get_backend("numpy"))
     assert path.read_bytes() == b"previous"
     assert sorted(f.name for f in tmp_path.iterdir()) == ["fig.png"]
+
+
+@pytest.mark.parametrize("d", [1, 2])
+def test_the_figure_never_builds_a_whole_grid_by_hidden_array(tmp_path, d):
+    """The probability curve (801 points) and heat map (40,000 points) are worked out in
+    blocks: with H = 2,048 a whole (40,000, H) float64 array would be 655 MB."""
+    import tracemalloc
+
+    X, y = nnbin.two_gaussians(n_per_class=500, seed=0, n_features=d)
+    p = nnbin.init_params(d, 2048, 0)
+    be = nnbin.get_backend("numpy")
+    tracemalloc.start()
+    try:
+        plot.boundary_figure(p, X, y, tmp_path / "f.png", backend=be)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (tmp_path / "f.png").stat().st_size > 0
+    assert peak < 0.25 * 801 * 2048 * 8 * (50 if d == 2 else 1), peak
+
+
+def test_the_density_of_a_large_class_is_drawn_from_a_bounded_sample(monkeypatch, tmp_path):
+    X, y = nnbin.two_gaussians(n_per_class=3000, seed=0)
+    sizes = []
+    import seaborn as sns
+
+    real = sns.kdeplot
+    monkeypatch.setattr(sns, "kdeplot", lambda **kw: sizes.append(kw["x"].size) or real(**kw))
+    monkeypatch.setattr(plot, "KDE_SAMPLES", 1000)
+    plot.boundary_figure(
+        nnbin.init_params(1, 4, 0), X, y, tmp_path / "f.png", backend=nnbin.get_backend("numpy")
+    )
+    assert sizes == [1000, 1000]

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import nnbin
@@ -54,6 +54,9 @@ def _x64():
     seed=st.integers(0, 2**31 - 1),
     block=st.sampled_from([None, 1, 5, 64]),
 )
+# found by CI on 2026-11-28: a confident correct prediction (y = 1, z ~ 7.8) whose loss
+# logaddexp(0, z) - y z kept three digits in float32 (relative error 5.8e-4)
+@example(backend="numpy", dtype="float32", n=1, d=1, h=23, scale=2.0, seed=2, block=None)
 def test_core_agrees_with_reference(backend, dtype, n, d, h, scale, seed, block):
     be = nnbin.get_backend(backend)
     rng = np.random.default_rng(seed)
@@ -76,7 +79,7 @@ def test_core_agrees_with_reference(backend, dtype, n, d, h, scale, seed, block)
     )
     tol = rtol(dtype, "op")
     want_loss = ref.loss(w, X, y)
-    # the loss: each softplus(z) - y z term is >= 0, no cancellation
+    # the loss: each term is max(z, 0) - y z + log1p(exp(-|z|)), parts >= 0: no cancellation
     assert abs(float(be.to_host(loss)) - want_loss) <= tol * max(abs(want_loss), 1e-30)
     # gradients: norm-wise relative to the magnitude of their terms (see the reference)
     scale = ref.gradient_magnitudes(w, X, y)

@@ -1,10 +1,15 @@
 """Mean binary cross-entropy, computed from logits.
 
-    L = mean( softplus(z) - y z ),   softplus(z) = log(1 + e^z) = logaddexp(0, z)
+    L = mean( softplus(z) - y z ),   softplus(z) = log(1 + e^z)
 
 This equals -mean(y log p + (1 - y) log(1 - p)) with p = sigmoid(z), but never forms
 log(p) or log(1 - p), which are -inf once p rounds to 0 or 1. (The seed notebook passed
 its arguments in the wrong order and printed a scaled L1 error instead of this.)
+
+Each term is evaluated as ``max(z, 0) - y z + log1p(exp(-|z|))``: for labels 0 and 1 the
+first two parts give 0 or |z| exactly, and both parts are >= 0, so nothing cancels. The
+shorter ``logaddexp(0, z) - y z`` loses the small loss of a confident correct prediction
+(y = 1, z = 8: about 3e-4, of which float32 keeps only three digits).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from .model import Array, Params, forward, namespace
 
 def bce_with_logits_sum(xp: Any, z: Array, y: Array) -> Array:
     """sum(softplus(z) - y z) over all samples, a 0-d array (finite for any finite z)."""
-    return xp.sum(xp.logaddexp(xp.zeros_like(z), z) - y * z)
+    return xp.sum(xp.maximum(z, xp.zeros_like(z)) - y * z + xp.log1p(xp.exp(-xp.abs(z))))
 
 
 def loss(params: Params, X: Array, y: Array) -> Array:

@@ -19,6 +19,25 @@ def crossings(x: np.ndarray, p: np.ndarray, level: float = 0.5) -> list[float]:
     return [float(x[i] - d[i] * (x[i + 1] - x[i]) / (d[i + 1] - d[i])) for i in idx]
 
 
+#: the most samples of a class its density estimate is drawn from (a seeded subsample past
+#: that: the curve does not change visibly, and the time stays bounded)
+KDE_SAMPLES = 200_000
+
+
+def _proba(params: Params, points: np.ndarray, backend: Backend) -> np.ndarray:
+    """P(y = 1 | x) at ``points`` (host, (M, D)) as a host array, worked out in the blocks of
+    samples training uses on the backend (at most 4,096 rows), so that no (M, H) array of a
+    wide network is built whole."""
+    dtype = str(params.W1.dtype).rpartition(".")[2]
+    h = int(params.W1.shape[1])
+    rows = min(backend.block_rows(points.shape[0], h) or 4096, 4096)
+    parts = [
+        backend.to_host(predict_proba(params, backend.asarray(points[i : i + rows], dtype)))
+        for i in range(0, points.shape[0], rows)
+    ]
+    return np.concatenate(parts, axis=0)
+
+
 def _draw_boundary(
     ax: Any,
     params: Params,
@@ -32,16 +51,19 @@ def _draw_boundary(
     import seaborn as sns
 
     grid = np.linspace(*x_range, 801)
-    dtype = str(params.W1.dtype).rpartition(".")[2]
-    proba = backend.to_host(predict_proba(params, backend.asarray(grid[:, None], dtype)))[:, 0]
+    proba = _proba(params, grid[:, None], backend)[:, 0]
     cross = crossings(grid, proba.astype(np.float64))
     colors = {0: "tab:blue", 1: "tab:orange"}
     x = X[:, 0]
     if y is not None:
         for label in (0, 1):
             if np.sum(y == label) > 1:
+                members = x[y == label]
+                if members.size > KDE_SAMPLES:
+                    pick = np.random.default_rng(label).choice(members.size, KDE_SAMPLES, False)
+                    members = members[np.sort(pick)]
                 sns.kdeplot(
-                    x=x[y == label],
+                    x=members,
                     ax=ax,
                     fill=True,
                     alpha=0.3,
@@ -92,10 +114,8 @@ def _draw_heatmap(
     g0 = np.linspace(lo[0] - pad[0], hi[0] + pad[0], 200)
     g1 = np.linspace(lo[1] - pad[1], hi[1] + pad[1], 200)
     m0, m1 = np.meshgrid(g0, g1)
-    dtype = str(params.W1.dtype).rpartition(".")[2]
     grid = np.column_stack([m0.ravel(), m1.ravel()])
-    proba = backend.to_host(predict_proba(params, backend.asarray(grid, dtype)))
-    proba = proba.reshape(m0.shape)
+    proba = _proba(params, grid, backend).reshape(m0.shape)
     mesh = ax.pcolormesh(m0, m1, proba, cmap="RdBu_r", vmin=0, vmax=1, shading="auto")
     ax.figure.colorbar(mesh, ax=ax, label="P(y = 1 | x)")
     ax.contour(m0, m1, proba, levels=[0.5], colors="black", linewidths=2)

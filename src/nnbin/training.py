@@ -39,11 +39,11 @@ class TrainResult:
 def _prepare(
     X: Any, y: Any, backend: str | None, dtype: str | None
 ) -> tuple[Backend, Array, Array, str]:
-    """Put X and y on one backend in one floating dtype, copying only host (NumPy) data."""
+    """Put X and y (checked by validate.training_data: one library, one device) on one
+    backend in one floating dtype, copying only host (NumPy) data."""
     if isinstance(X, np.ndarray) and isinstance(y, np.ndarray):
         be = get_backend(backend)
     else:
-        namespace(X, y)  # one clear error if they come from two libraries
         be = backend_of(X)
         if backend is not None and get_backend(backend) is not be:
             raise MixedArraysError(
