@@ -1,17 +1,19 @@
 """nox sessions: `nox` runs everything a CPU-only machine can run.
 
 nox -s quick                     unit tests + numpy/strict conformance (the inner loop)
-nox -s tests                     unit tests (CLI, data, files, errors, plots)
+nox -s tests                     mypy, then the unit tests (CLI, data, files, errors, plots)
 nox -s conformance               the conformance suite, one session per backend
 nox -s "conformance(backend='jax')"
-nox -s lint typecheck
+nox -s lint typecheck            (typecheck alone: the tests session runs it too)
 """
 
 from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests", "conformance"]
+# typecheck is not in the default list: the tests session runs mypy in the environment it
+# builds anyway (one install of every extra instead of two)
+nox.options.sessions = ["lint", "tests", "conformance"]
 nox.options.error_on_missing_interpreters = False
 
 # Backends the default run covers on a CPU-only machine, with the extra that installs each.
@@ -38,9 +40,17 @@ def tests(session: nox.Session) -> None:
     """Unit tests of everything around the math (CLI, files, errors, plots, estimator, JAX).
 
     SCIPY_ARRAY_API=1 lets scikit-learn's array-API estimator checks run."""
-    _install(session, "test,strict,plot,jax,torch,dask")
+    _install(session, "test,strict,plot,jax,torch,dask,sklearn")
+    session.install("mypy>=1.10")
+    session.run("mypy")  # the typecheck session's work, in this environment (one install)
+    # two workers: the 2-core CI machine runs them in about 3.5 min instead of 4.5
     session.run(
-        "pytest", "tests", *session.posargs, env={"NNBIN_BACKEND": "", "SCIPY_ARRAY_API": "1"}
+        "pytest",
+        "-n",
+        "2",
+        "tests",
+        *session.posargs,
+        env={"NNBIN_BACKEND": "", "SCIPY_ARRAY_API": "1"},
     )
 
 
@@ -64,6 +74,8 @@ def quick(session: nox.Session) -> None:
     session.run(
         "pytest",
         "-q",
+        "-n",
+        "2",
         "tests",
         "conformance",
         *session.posargs,
@@ -89,6 +101,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
+    """mypy alone (not in the default run: the tests session runs it in its environment)."""
     session.install("mypy>=1.10")
     _install(session, "strict,jax,plot,torch,sklearn,dask")
     session.run("mypy")
