@@ -40,7 +40,7 @@ def tests(session: nox.Session) -> None:
     """Unit tests of everything around the math (CLI, files, errors, plots, estimator, JAX).
 
     SCIPY_ARRAY_API=1 lets scikit-learn's array-API estimator checks run."""
-    _install(session, "test,strict,plot,jax,torch,dask,sklearn")
+    _install(session, "test,strict,plot,jax,torch,dask,sklearn,onnx")
     session.install("mypy>=1.10")
     session.run("mypy")  # the typecheck session's work, in this environment (one install)
     # two workers: the 2-core CI machine runs them in about 3.5 min instead of 4.5

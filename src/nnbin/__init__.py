@@ -14,11 +14,13 @@ from .backend import Backend, available_names, backend_of, get_backend
 from .data import DataFileError, load_data, two_gaussians
 from .errors import (
     BackendUnavailableError,
+    MissingDependencyError,
     MixedArraysError,
     NnbinError,
     TrainingDivergedError,
     UnknownBackendError,
 )
+from .export import export_onnx
 from .model import Params
 from .modelfile import Model, ModelFileError, load
 from .modelfile import save_result as save
@@ -49,6 +51,7 @@ __all__ = [
     "BinaryMLPClassifier",
     "DataFileError",
     "InvalidInputError",
+    "MissingDependencyError",
     "MixedArraysError",
     "Model",
     "ModelFileError",
@@ -61,6 +64,7 @@ __all__ = [
     "accuracy",
     "available_names",
     "backend_of",
+    "export_onnx",
     "forward",
     "get_backend",
     "init_params",

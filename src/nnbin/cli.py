@@ -166,6 +166,29 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", metavar="FILE", help="CSV to write (default, or '-': standard output)")
     pr.add_argument("--backend", help="backend to predict on (default: $NNBIN_BACKEND, numpy)")
 
+    ex = sub.add_parser(
+        "export",
+        help="write a saved model as an ONNX inference graph",
+        description="The inference graph of a saved model as ONNX, built by running "
+        "nnbin's own forward pass on ndonnx arrays: input X (any number of rows, the "
+        "model's features, its dtype), outputs probability (N, 1) and label (N, 1, int64). "
+        "Needs pip install 'nnbin[onnx]'.",
+    )
+    ex.add_argument("model", metavar="MODEL", help="a model file saved by nnbin train --save")
+    ex.add_argument("--onnx", required=True, metavar="FILE", help="the .onnx file to write")
+
+    cf = sub.add_parser(
+        "conformance",
+        help="run the conformance suite on one backend (pytest underneath)",
+        description="The conformance suite that ships with nnbin, on the backend named "
+        "(built in, or registered by another package through the nnbin.backends entry "
+        "point), against nnbin's independent NumPy reference. Further arguments go to "
+        "pytest (for example -x, -k NAME, -q); the exit status is pytest's. The report "
+        "lists every skipped check with its reason. Needs pip install 'nnbin[test]'.",
+    )
+    cf.add_argument("--backend", required=True, help="the backend's registered name")
+    cf.epilog = "Any other arguments are passed to pytest: nnbin conformance --backend NAME -x -q"
+
     pl = sub.add_parser(
         "plot",
         help="draw a saved model: boundary and loss curve",
@@ -418,6 +441,54 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from . import export
+    from .files import check_outputs
+    from .modelfile import load
+
+    missing = export.missing_packages()
+    if missing:
+        raise ValueError(f"export needs {', '.join(missing)}: pip install 'nnbin[onnx]'")
+    check_outputs({"--onnx": args.onnx}, {"MODEL": args.model})
+    model = load(args.model, backend="numpy")
+    export.export_onnx(model.params, args.onnx, metadata=export.model_metadata(model))
+    print(
+        f"ONNX graph written to {args.onnx}: input {export.INPUT} (N, {model.n_features}) "
+        f"{model.dtype}, outputs {', '.join(export.OUTPUTS)}"
+    )
+    return 0
+
+
+def _conformance(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("pytest") is None:
+        raise ValueError("the conformance suite runs under pytest: pip install 'nnbin[test]'")
+    name = args.backend.strip().lower()
+    backend_class(name)  # an unknown name: one line naming the registered ones
+    import pytest
+
+    folder = _conformance_folder()
+    os.environ[ENV_VAR] = name  # the suite tests this backend, and fails if it cannot run
+    # -rs: every skipped check with its reason; -p no:cacheprovider: nothing written into
+    # the installed package
+    return int(pytest.main([folder, "-rs", "-p", "no:cacheprovider", *args.pytest_args]))
+
+
+def _conformance_folder() -> str:
+    """The installed suite (``nnbin_conformance``), or ``conformance/`` of a source tree."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("nnbin_conformance")
+    if spec is not None and spec.origin:
+        return os.path.dirname(spec.origin)
+    here = os.path.dirname(os.path.abspath(__file__))
+    folder = os.path.join(here, os.pardir, os.pardir, "conformance")
+    if not os.path.isfile(os.path.join(folder, "conftest.py")):
+        raise ValueError("the conformance suite is not installed: pip install 'nnbin[test]'")
+    return os.path.normpath(folder)
+
+
 def _plot(args: argparse.Namespace) -> int:
     from .data import load_data
     from .files import check_outputs
@@ -554,7 +625,11 @@ def _backends(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "conformance":
+        args.pytest_args = extra  # everything else goes to pytest
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help()
         return 2
@@ -577,6 +652,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _predict(args)
         if args.command == "plot":
             return _plot(args)
+        if args.command == "export":
+            return _export(args)
+        if args.command == "conformance":
+            return _conformance(args)
         return _backends(args)
     except (NnbinError, ValueError, FloatingPointError, OSError) as exc:
         if args.debug:

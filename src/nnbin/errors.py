@@ -42,3 +42,7 @@ class DataFileError(NnbinError, ValueError):
 
 class ModelFileError(NnbinError, ValueError):
     """A model file that cannot be read as an nnbin model; the message says why."""
+
+
+class MissingDependencyError(NnbinError, ImportError):
+    """An optional package a feature needs is not installed; the message names the extra."""
