@@ -184,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(built in, or registered by another package through the nnbin.backends entry "
         "point), against nnbin's independent NumPy reference. Further arguments go to "
         "pytest (for example -x, -k NAME, -q); the exit status is pytest's. The report "
-        "lists every skipped check with its reason. Needs pip install 'nnbin[test]'.",
+        "lists every check with its outcome and every skip with its reason. "
+        "Needs pip install 'nnbin[test]'.",
     )
     cf.add_argument("--backend", required=True, help="the backend's registered name")
     cf.epilog = "Any other arguments are passed to pytest: nnbin conformance --backend NAME -x -q"
@@ -470,9 +471,9 @@ def _conformance(args: argparse.Namespace) -> int:
 
     folder = _conformance_folder()
     os.environ[ENV_VAR] = name  # the suite tests this backend, and fails if it cannot run
-    # -rs: every skipped check with its reason; -p no:cacheprovider: nothing written into
-    # the installed package
-    return int(pytest.main([folder, "-rs", "-p", "no:cacheprovider", *args.pytest_args]))
+    # -rA: every check with its outcome, each skip with its reason; -p no:cacheprovider:
+    # nothing written into the installed package
+    return int(pytest.main([folder, "-rA", "-p", "no:cacheprovider", *args.pytest_args]))
 
 
 def _conformance_folder() -> str:
