@@ -76,6 +76,8 @@ def quick(session: nox.Session) -> None:
         "-q",
         "-n",
         "2",
+        "-m",
+        "not slow and not heavy",  # the checks of half a minute or more run in `nox`
         "tests",
         "conformance",
         *session.posargs,

@@ -322,6 +322,7 @@ def test_gpucheck_keeps_to_its_budget_and_reports_as_it_goes(tmp_path, monkeypat
 NOT_ON_THE_GPU_MACHINE = ("array_api_strict", "dask", "distributed", "nox", "ndonnx")
 
 
+@pytest.mark.heavy
 def test_gpucheck_flow_runs_with_only_what_the_gpu_machine_has(tmp_path):
     """The check on the CPU, in a subprocess whose every process (the check and its jobs)
     fails to import what the GPU machine does not have: torch stands in for a GPU backend

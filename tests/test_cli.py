@@ -64,6 +64,7 @@ def _check_png(path) -> None:
     assert abs(cols.mean() / img.shape[1] - 0.5) < 0.1  # near x = 0 of [-10, 10]
 
 
+@pytest.mark.heavy
 def test_strict_prints_the_same_losses_as_numpy():
     pytest.importorskip("array_api_strict")
     a = _run("train", "--no-plot", "--dtype", "float64")

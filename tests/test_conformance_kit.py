@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BACKEND = '''
 """An out-of-tree nnbin backend: NumPy arrays under another name."""
 
@@ -69,6 +71,7 @@ def _conformance(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.heavy
 def test_an_out_of_tree_backend_passes_the_suite_under_its_own_name(tmp_path):
     out = _conformance(_package(tmp_path / "good"), "-q")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
