@@ -5,8 +5,9 @@ parameters come back as arrays of the caller's library on the same device."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar, cast
+from typing import Any, cast
 
+from nnbin.backend import Backend
 from nnbin.errors import BackendUnavailableError, TrainingDivergedError
 from nnbin.loop import OnLog, RunResult
 from nnbin.model import Params
@@ -76,20 +77,9 @@ class DlpackFused:
             return None
         pc, Xc, yc = self._wrap(be, params, X, y)
         with be.on_device(Xc):
-            if not be.fused_applies(pc, Xc):
-                if fused:
-                    return be._run(
-                        pc,
-                        Xc,
-                        yc,
-                        lr=lr,
-                        steps=steps,
-                        log_every=log_every,
-                        on_log=on_log,
-                        fused=True,
-                    )  # raises, saying why
+            if not fused and not be.fused_applies(pc, Xc):
                 return None
-            try:
+            try:  # with fused=True where it does not apply, cupy's run says why
                 result = be._run(
                     pc, Xc, yc, lr=lr, steps=steps, log_every=log_every, on_log=on_log, fused=True
                 )
@@ -105,12 +95,32 @@ class DlpackFused:
         return result
 
 
-class FusedThroughDlpack:
-    """What the torch and jax backends share to reach cupy's fused step: ``_dlpack`` (a
-    DlpackFused, or None where there is no CUDA GPU or no cupy) and ``_on_gpu(X)``."""
+class FusedThroughDlpack(Backend):
+    """A backend whose CUDA arrays can reach cupy's fused step (torch, jax): ``_dlpack`` (a
+    DlpackFused, or None where there is no CUDA GPU or no cupy) and ``_on_gpu(X)``. Its
+    ``run`` takes the fused step where it applies (unless ``fused=False``), else the
+    backend's own stepper on the shared schedule (:meth:`nnbin.Backend.run`)."""
 
-    name: ClassVar[str]
     _dlpack: DlpackFused | None
+
+    def run(
+        self,
+        params: Params,
+        X: Any,
+        y: Any,
+        *,
+        lr: float,
+        steps: int,
+        log_every: int,
+        on_log: OnLog | None = None,
+        fused: bool | None = None,
+    ) -> RunResult:
+        result = self._fused_run(
+            params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log, fused=fused
+        )
+        if result is not None:
+            return result
+        return super().run(params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log)
 
     def _on_gpu(self, X: Any) -> bool:
         raise NotImplementedError

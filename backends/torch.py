@@ -11,14 +11,14 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from nnbin.backend import Backend, cache_block_rows
-from nnbin.loop import CoreSteps, OnLog, RunResult, Steps
+from nnbin.backend import cache_block_rows
+from nnbin.loop import CoreSteps, Steps
 from nnbin.model import Params
 
 from .dlpack_fused import DlpackFused, FusedThroughDlpack
 
 
-class TorchBackend(FusedThroughDlpack, Backend):
+class TorchBackend(FusedThroughDlpack):
     name = "torch"
     package = "torch"
     extra = "torch"
@@ -132,26 +132,20 @@ class TorchBackend(FusedThroughDlpack, Backend):
     def _on_gpu(X: Any) -> bool:
         return bool(X.is_cuda)
 
-    def run(
-        self,
-        params: Params,
-        X: Any,
-        y: Any,
-        *,
-        lr: float,
-        steps: int,
-        log_every: int,
-        on_log: OnLog | None = None,
-        fused: bool | None = None,
-    ) -> RunResult:
-        result = self._fused_run(
-            params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log, fused=fused
-        )
-        if result is not None:
-            return result
-        with self._torch.no_grad():  # the backward pass is ours: no autograd graph
-            return super().run(params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log)
-
     def stepper(self, params: Params, X: Any, y: Any, lr: float) -> Steps:
         rows = None if X.is_cuda else self.block_rows(X.shape[0], params.W1.shape[1])
-        return CoreSteps(params, X, y, lr, rows)
+        return _NoGradSteps(params, X, y, lr, rows, self._torch.no_grad)
+
+
+class _NoGradSteps(CoreSteps):
+    """The core under ``torch.no_grad()``: the backward pass is ours, no autograd graph."""
+
+    def __init__(
+        self, params: Params, X: Any, y: Any, lr: float, block_rows: int | None, no_grad: Any
+    ) -> None:
+        super().__init__(params, X, y, lr, block_rows)
+        self._no_grad = no_grad
+
+    def chunk(self, lead: int, count: int, seg: int) -> list[float]:
+        with self._no_grad():
+            return super().chunk(lead, count, seg)

@@ -447,9 +447,7 @@ def _export(args: argparse.Namespace) -> int:
     from .files import check_outputs
     from .modelfile import load
 
-    missing = export.missing_packages()
-    if missing:
-        raise ValueError(f"export needs {', '.join(missing)}: pip install 'nnbin[onnx]'")
+    export.require()  # before anything else: one line naming the extra
     check_outputs({"--onnx": args.onnx}, {"MODEL": args.model})
     model = load(args.model, backend="numpy")
     export.export_onnx(model.params, args.onnx, metadata=export.model_metadata(model))

@@ -39,7 +39,8 @@ def missing_packages() -> list[str]:
     return [p for p in PACKAGES if importlib.util.find_spec(p) is None]
 
 
-def _require() -> None:
+def require() -> None:
+    """One MissingDependencyError naming the extra, if a package of it is missing."""
     missing = missing_packages()
     if missing:
         raise MissingDependencyError(
@@ -50,7 +51,7 @@ def _require() -> None:
 def onnx_model(params: Params, *, metadata: dict[str, Any] | None = None) -> Any:
     """The inference graph of ``params`` (host or any backend's arrays) as an
     ``onnx.ModelProto``, built by running nnbin's forward pass on ndonnx arrays."""
-    _require()
+    require()
     import ndonnx as ndx
 
     host = [np.ascontiguousarray(_host(p)) for p in params]

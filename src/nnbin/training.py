@@ -36,12 +36,11 @@ class TrainResult:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def _prepare(
-    X: Any, y: Any, backend: str | None, dtype: str | None
-) -> tuple[Backend, Array, Array, str]:
-    """Put X and y (checked by validate.training_data: one library, one device) on one
-    backend in one floating dtype, copying only host (NumPy) data."""
-    if isinstance(X, np.ndarray) and isinstance(y, np.ndarray):
+def _backend_and_dtype(X: Any, backend: str | None, dtype: str | None) -> tuple[Backend, str]:
+    """The backend that trains on X (checked by validate.training_data: one library, one
+    device) and the working dtype. Host (NumPy) data go to ``backend``; other arrays stay
+    with their library, and naming another backend for them is an error."""
+    if isinstance(X, np.ndarray):
         be = get_backend(backend)
     else:
         be = backend_of(X)
@@ -57,19 +56,22 @@ def _prepare(
         dtype = kind.rpartition(".")[2] if own and "float" in kind else be.default_dtype
     if dtype not in be.dtypes:
         raise ValueError(f"the {be.name} backend supports {', '.join(be.dtypes)}, not {dtype!r}")
+    return be, dtype
+
+
+def _place(be: Backend, X: Any, y: Any, dtype: str) -> tuple[Array, Array]:
+    """X and y on ``be`` in ``dtype``, copying only host (NumPy) data."""
     narrowed = dtype == "float32" and "float64" in str(getattr(X, "dtype", ""))
     if isinstance(X, np.ndarray):
         if narrowed and np.max(np.abs(X), initial=0.0) > np.finfo(np.float32).max:
             raise _too_big_for_float32()
-        X = be.asarray(X, dtype)
-        y = be.asarray(y, dtype)
-    else:
-        xp = namespace(X, y)
-        X = xp.astype(X, getattr(xp, dtype), copy=False)  # no copy when already right
-        y = xp.astype(y, getattr(xp, dtype), copy=False)
-        if narrowed and not bool(xp.all(xp.isfinite(X))):  # one check, only when narrowing
-            raise _too_big_for_float32()
-    return be, X, y, dtype
+        return be.asarray(X, dtype), be.asarray(y, dtype)
+    xp = namespace(X, y)
+    X = xp.astype(X, getattr(xp, dtype), copy=False)  # no copy when already right
+    y = xp.astype(y, getattr(xp, dtype), copy=False)
+    if narrowed and not bool(xp.all(xp.isfinite(X))):  # one check, only when narrowing
+        raise _too_big_for_float32()
+    return X, y
 
 
 def _too_big_for_float32() -> Exception:
@@ -116,15 +118,15 @@ def train(
         hidden=hidden, lr=lr, steps=steps, log_every=log_every, seed=seed
     )
     X, y = validate.training_data(X, y)
-    if isinstance(X, np.ndarray) or "cpu" in str(_device(X)).lower():
+    be, dtype = _backend_and_dtype(X, backend, dtype)
+    on_host = isinstance(X, np.ndarray) or "cpu" in str(_device(X)).lower()
+    if on_host and not be.out_of_core:  # Dask works chunk by chunk
         # host memory: checked before anything large is allocated (GPU libraries report
         # their own out-of-memory errors)
-        probe = get_backend(backend) if isinstance(X, np.ndarray) else backend_of(X)
-        if not probe.out_of_core:  # Dask works chunk by chunk
-            n, d = (int(v) for v in X.shape)
-            size = 4 if (dtype or probe.default_dtype) == "float32" else 8
-            validate.memory_fits(n, d, hidden, size, probe.memory_nh, probe.block_rows(n, hidden))
-    be, X, y, dtype = _prepare(X, y, backend, dtype)
+        n, d = (int(v) for v in X.shape)
+        size = 4 if dtype == "float32" else 8
+        validate.memory_fits(n, d, hidden, size, be.memory_nh, be.block_rows(n, hidden))
+    X, y = _place(be, X, y, dtype)
     params = be.init_params(X.shape[1], hidden, seed, dtype=dtype, device=_device(X))
     if data_parallel:
         n_dev = None if data_parallel is True else int(data_parallel)
