@@ -33,6 +33,7 @@ from __future__ import annotations
 import functools
 import math
 from pathlib import Path
+from typing import Any
 
 MAX_D = 64
 MAX_H = 256
@@ -101,3 +102,20 @@ def kernel_source(n_features: int, hidden: int, dtype: str, block: int = BLOCK) 
         name, _, value = option[2:].partition("=")
         lines.append(f"#define {name} {value}\n")
     return "".join(lines) + source()
+
+
+def scope_refusal(params: Any, config: Any) -> str | None:
+    """Why the fused step's scope leaves out this network or run (None: it covers it). It
+    covers the seed job's kind: one sigmoid hidden layer, full-batch gradient descent with
+    no stopping rule and no L2 penalty."""
+    if len(params) != 4:
+        return f"it covers one hidden layer, not {len(params) // 2 - 1}"
+    if config is None:
+        return None
+    if config.activation != "sigmoid":
+        return f"it covers sigmoid units, not {config.activation}"
+    if not config.plain_descent:
+        return "it covers full-batch gradient descent with no stopping rule"
+    if config.alpha:
+        return "it has no L2 penalty"
+    return None

@@ -38,6 +38,7 @@ import array_api_compat
 import numpy as np
 
 from nnbin.backend import Backend
+from nnbin.config import Config
 from nnbin.errors import BackendUnavailableError
 from nnbin.loop import RunResult
 from nnbin.model import Params
@@ -281,10 +282,21 @@ class CupyBackend(Backend):
         log_every: int,
         on_log: Callable[[int, float], None] | None = None,
         fused: bool | None = None,
+        config: Config | None = None,
+        validation: tuple[Any, Any] | None = None,
     ) -> RunResult:
         with self.on_device(X):
             return self._run(
-                params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log, fused=fused
+                params,
+                X,
+                y,
+                lr=lr,
+                steps=steps,
+                log_every=log_every,
+                on_log=on_log,
+                fused=fused,
+                config=config,
+                validation=validation,
             )
 
     def _run(
@@ -298,7 +310,29 @@ class CupyBackend(Backend):
         log_every: int,
         on_log: Callable[[int, float], None] | None,
         fused: bool | None,
+        config: Config | None = None,
+        validation: tuple[Any, Any] | None = None,
     ) -> RunResult:
+        scope = cuda_fused.scope_refusal(params, config)
+        if scope is not None:
+            if fused:
+                raise BackendUnavailableError(
+                    f"no fused step for this run: {scope}; fused=None (the default) runs the "
+                    "array-API core instead"
+                )
+            result = super().run(
+                params,
+                X,
+                y,
+                lr=lr,
+                steps=steps,
+                log_every=log_every,
+                on_log=on_log,
+                config=config,
+                validation=validation,
+            )
+            result.loop = f"python loop (array-API core); no fused step: {scope}"
+            return result
         if fused is not False and self.fused_applies(params, X):
             result, _ = self._fused_steps(params, X, y, lr, steps, log_every, on_log)
             result.loop = (

@@ -16,8 +16,9 @@ import array_api_compat
 import numpy as np
 
 from nnbin.backend import Backend
-from nnbin.loop import CoreSteps, Steps
-from nnbin.model import Params
+from nnbin.config import SEED, Config
+from nnbin.loop import CoreSteps, EpochSteps, Steps
+from nnbin.model import Params, like
 
 
 class DaskBackend(Backend):
@@ -76,8 +77,19 @@ class DaskBackend(Backend):
     def synchronize(self, x: Any) -> None:
         self._dask.compute(x)
 
-    def stepper(self, params: Params, X: Any, y: Any, lr: float) -> Steps:
-        return _PersistedSteps(Params(*self._dask.persist(*params)), X, y, lr, None, self._dask)
+    def stepper(
+        self,
+        params: Any,
+        X: Any,
+        y: Any,
+        lr: float,
+        config: Config = SEED,
+        validation: tuple[Any, Any] | None = None,
+    ) -> Steps:
+        params = like(params, self._dask.persist(*params))
+        if config.plain_descent:
+            return _PersistedSteps(params, X, y, lr, None, self._dask, config)
+        return _PersistedEpochs(params, X, y, lr, config, validation, self._dask)
 
 
 class _PersistedSteps(CoreSteps):
@@ -85,22 +97,61 @@ class _PersistedSteps(CoreSteps):
     steps: one evaluation of the graph gives both), so the graph never grows."""
 
     def __init__(
-        self, params: Params, X: Any, y: Any, lr: float, block_rows: int | None, dask: Any
+        self,
+        params: Params,
+        X: Any,
+        y: Any,
+        lr: float,
+        block_rows: int | None,
+        dask: Any,
+        config: Config = SEED,
     ) -> None:
-        super().__init__(params, X, y, lr, block_rows)
+        super().__init__(params, X, y, lr, block_rows, config)
         self._persist = dask.persist
         self._compute = dask.compute
 
     def plain(self, k: int) -> None:
         for _ in range(k):
             super().plain(1)
-            self.params = Params(*self._persist(*self.params))
+            self.params = like(self.params, self._persist(*self.params))
 
     def logged(self) -> Any:
         loss = super().logged()
         *kept, loss = self._persist(*self.params, loss)
-        self.params = Params(*kept)
+        self.params = like(self.params, kept)
         return loss
+
+    def to_host(self, losses: list[Any]) -> list[float]:
+        return [float(v) for v in self._compute(*losses)]
+
+
+class _PersistedEpochs(EpochSteps):
+    """Epochs of mini-batches (or another optimizer) with the parameters, the optimizer
+    state and the running loss persisted after every update, and each epoch's shuffled
+    copy of the data persisted once, so the graph never grows."""
+
+    def __init__(
+        self,
+        params: Any,
+        X: Any,
+        y: Any,
+        lr: float,
+        config: Config,
+        validation: tuple[Any, Any] | None,
+        dask: Any,
+    ) -> None:
+        super().__init__(params, X, y, lr, config, validation=validation, indices=np.asarray)
+        self._persist = dask.persist
+        self._compute = dask.compute
+
+    def shuffled(self, idx: Any) -> tuple[Any, Any]:
+        Xs, ys = self._persist(self.X[idx], self.y[idx])  # NumPy row numbers index Dask
+        return Xs, ys
+
+    def settle(self, total: Any) -> Any:
+        params, state, total = self._persist(tuple(self.params), self.state, total)
+        self.params, self.state = like(self.params, params), state
+        return total
 
     def to_host(self, losses: list[Any]) -> list[float]:
         return [float(v) for v in self._compute(*losses)]

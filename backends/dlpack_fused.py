@@ -8,10 +8,12 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from nnbin.backend import Backend
+from nnbin.config import Config
 from nnbin.errors import BackendUnavailableError, TrainingDivergedError
 from nnbin.loop import OnLog, RunResult
 from nnbin.model import Params
 
+from .cuda_fused import scope_refusal
 from .cupy import CupyBackend
 
 
@@ -114,13 +116,32 @@ class FusedThroughDlpack(Backend):
         log_every: int,
         on_log: OnLog | None = None,
         fused: bool | None = None,
+        config: Config | None = None,
+        validation: tuple[Any, Any] | None = None,
     ) -> RunResult:
-        result = self._fused_run(
-            params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log, fused=fused
+        scope = scope_refusal(params, config)
+        if scope is not None and fused:
+            raise BackendUnavailableError(
+                f"no fused step for this run: {scope}; fused=None (the default) runs "
+                f"{self.name}'s own path instead"
+            )
+        if scope is None:
+            result = self._fused_run(
+                params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log, fused=fused
+            )
+            if result is not None:
+                return result
+        return super().run(
+            params,
+            X,
+            y,
+            lr=lr,
+            steps=steps,
+            log_every=log_every,
+            on_log=on_log,
+            config=config,
+            validation=validation,
         )
-        if result is not None:
-            return result
-        return super().run(params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log)
 
     def _on_gpu(self, X: Any) -> bool:
         raise NotImplementedError

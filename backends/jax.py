@@ -6,6 +6,7 @@ verified on an H100 (BENCHMARKS.md)."""
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -13,9 +14,10 @@ import array_api_compat
 import numpy as np
 
 from nnbin.backprop import apply_update, loss_and_grads, value_and_grads
+from nnbin.config import SEED, Config
 from nnbin.errors import BackendUnavailableError
-from nnbin.loop import CHUNK_LOGS, OnLog, RunResult, Steps
-from nnbin.model import Params
+from nnbin.loop import CHUNK_LOGS, EpochSteps, OnLog, RunResult, Steps
+from nnbin.model import Params, like
 
 from .dlpack_fused import DlpackFused, FusedThroughDlpack
 
@@ -148,28 +150,58 @@ class JaxBackend(FusedThroughDlpack):
         log_every: int,
         on_log: OnLog | None = None,
         fused: bool | None = None,
+        config: Config | None = None,
+        validation: tuple[Any, Any] | None = None,
     ) -> RunResult:
         # the benchmark's hook: set again by a compiled run; a run through cupy's fused step
         # has no XLA buffers to report
         self.last_temp_bytes = None
         return super().run(
-            params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log, fused=fused
+            params,
+            X,
+            y,
+            lr=lr,
+            steps=steps,
+            log_every=log_every,
+            on_log=on_log,
+            fused=fused,
+            config=config,
+            validation=validation,
         )
 
-    def stepper(self, params: Params, X: Any, y: Any, lr: float) -> Steps:
-        return _CompiledSteps(self, params, X, y, lr)
+    def stepper(
+        self,
+        params: Any,
+        X: Any,
+        y: Any,
+        lr: float,
+        config: Config = SEED,
+        validation: tuple[Any, Any] | None = None,
+    ) -> Steps:
+        if config.plain_descent:
+            return _CompiledSteps(self, params, X, y, lr, config)
+        return _CompiledEpochs(self, params, X, y, lr, config, validation)
 
-    def _compiled_chunk(self, params: Params, X: Any, y: Any, lr: Any) -> tuple[Any, float]:
-        """The compiled :func:`_chunk` for these shapes (compiled once per shapes, dtype and
-        sharding; the counts are arguments) and the seconds compiling took now."""
-        key = (X.shape, str(X.dtype), params.W1.shape, str(getattr(X, "sharding", "")))
+    def _compiled_chunk(
+        self, params: Any, X: Any, y: Any, lr: Any, config: Config = SEED
+    ) -> tuple[Any, float]:
+        """The compiled :func:`_chunk` for these shapes (compiled once per shapes, dtype,
+        sharding, activation and penalty; the counts are arguments) and the seconds
+        compiling took now."""
+        key = (
+            X.shape,
+            str(X.dtype),
+            tuple(p.shape for p in params),
+            str(getattr(X, "sharding", "")),
+            config.activation,
+            config.alpha,
+        )
         seconds = 0.0
         if key not in self._compiled:
             t0 = time.perf_counter()
             i32 = self.xp.asarray(0, dtype=self.xp.int32)
-            self._compiled[key] = (
-                self._jax.jit(_chunk).lower(params, X, y, lr, i32, i32, i32).compile()
-            )
+            fn = functools.partial(_chunk, activation=config.activation, alpha=config.alpha)
+            self._compiled[key] = self._jax.jit(fn).lower(params, X, y, lr, i32, i32, i32).compile()
             seconds = time.perf_counter() - t0
         compiled = self._compiled[key]
         try:
@@ -184,15 +216,17 @@ class _CompiledSteps(Steps):
     the first chunk): the losses are recorded inside it, the last finite parameters kept
     there too, at no host cost; the chunk's end is its one wait."""
 
-    def __init__(self, be: JaxBackend, params: Params, X: Any, y: Any, lr: float) -> None:
-        self.be, self.params, self.X, self.y = be, params, X, y
+    def __init__(
+        self, be: JaxBackend, params: Any, X: Any, y: Any, lr: float, config: Config = SEED
+    ) -> None:
+        self.be, self.params, self.X, self.y, self.config = be, params, X, y, config
         self.lr = be.xp.asarray(lr, dtype=X.dtype)
         self._fn: Any = None
 
     def chunk(self, lead: int, count: int, seg: int) -> list[float]:
         if self._fn is None:
             self._fn, self.compile_seconds = self.be._compiled_chunk(
-                self.params, self.X, self.y, self.lr
+                self.params, self.X, self.y, self.lr, self.config
             )
         i32 = self.be.xp.int32
         ints = (self.be.xp.asarray(v, dtype=i32) for v in (lead, count, seg))
@@ -203,8 +237,17 @@ class _CompiledSteps(Steps):
 
 
 def _chunk(
-    params: Params, X: Any, y: Any, lr: Any, lead: Any, count: Any, seg: Any
-) -> tuple[Params, Params, Any]:
+    params: Any,
+    X: Any,
+    y: Any,
+    lr: Any,
+    lead: Any,
+    count: Any,
+    seg: Any,
+    *,
+    activation: str = "sigmoid",
+    alpha: float = 0.0,
+) -> tuple[Any, Any, Any]:
     """``lead`` plain steps, then ``count`` segments of ``seg`` steps, each starting with a
     step whose loss is recorded (at most CHUNK_LOGS a call); also the parameters before the
     last logged step that is finite with only finite ones before it. Traced once by
@@ -215,15 +258,17 @@ def _chunk(
     import jax.numpy as jnp
     from jax import lax
 
-    def plain(_: Any, p: Params) -> Params:
-        _, g = value_and_grads(p, X, y, with_loss=False)
+    kw: dict[str, Any] = {"activation": activation, "alpha": alpha}
+
+    def plain(_: Any, p: Any) -> Any:
+        _, g = value_and_grads(p, X, y, with_loss=False, **kw)
         return apply_update(p, g, lr)
 
-    def segment(i: Any, carry: tuple[Params, Params, Any, Any]) -> tuple[Params, Params, Any, Any]:
+    def segment(i: Any, carry: tuple[Any, Any, Any, Any]) -> tuple[Any, Any, Any, Any]:
         p, good, alive, losses = carry
-        loss, g = loss_and_grads(p, X, y)
+        loss, g = loss_and_grads(p, X, y, **kw)
         alive = alive & jnp.isfinite(loss)
-        good = Params(*(jnp.where(alive, a, b) for a, b in zip(p, good)))
+        good = like(p, (jnp.where(alive, a, b) for a, b in zip(p, good)))
         losses = losses.at[i].set(loss)
         p = lax.fori_loop(0, seg - 1, plain, apply_update(p, g, lr))
         return p, good, alive, losses
@@ -232,3 +277,76 @@ def _chunk(
     losses = jnp.full((CHUNK_LOGS,), jnp.nan, dtype=X.dtype)
     p, good, _, losses = lax.fori_loop(0, count, segment, (p, p, jnp.asarray(True), losses))
     return p, good, losses
+
+
+class _CompiledEpochs(EpochSteps):
+    """The general loop (:class:`nnbin.loop.EpochSteps`) with each epoch one call of one
+    compiled function (compiled on the first epoch; the shuffled order is an argument, so
+    no epoch compiles anew): the full mini-batches in a ``lax.fori_loop`` over
+    ``lax.dynamic_slice``s, the short last batch after it."""
+
+    def __init__(
+        self,
+        be: JaxBackend,
+        params: Any,
+        X: Any,
+        y: Any,
+        lr: float,
+        config: Config,
+        validation: tuple[Any, Any] | None,
+    ) -> None:
+        super().__init__(
+            params,
+            X,
+            y,
+            lr,
+            config,
+            validation=validation,
+            indices=lambda host: be.xp.asarray(host.astype(np.int32)),
+        )
+        self.be = be
+        self._fns: dict[bool, Any] = {}
+        self.loop = "jax.jit, one compiled call an epoch" + self.loop.partition("step")[2]
+
+    def epoch(self, with_loss: bool) -> Any:
+        order = self.order()
+        fn = self._fns.get(with_loss)
+        args = (self.params, self.state, self.X, self.y)
+        idx = None if order is None else self.indices(order)
+        if fn is None:
+            t0 = time.perf_counter()
+            jitted = self.be._jax.jit(functools.partial(self._epoch, with_loss=with_loss))
+            fn = self._fns[with_loss] = jitted.lower(*args, idx).compile()
+            self.compile_seconds += time.perf_counter() - t0
+        self.params, self.state, loss = fn(*args, idx)
+        return loss
+
+    def _epoch(self, params: Any, state: Any, X: Any, y: Any, idx: Any, *, with_loss: bool) -> Any:
+        from jax import lax
+
+        cfg, opt, n = self.config, self.opt, self.n
+        kw: dict[str, Any] = {"activation": cfg.activation, "alpha": cfg.alpha}
+        if idx is None:
+            loss, g = value_and_grads(params, X, y, with_loss=with_loss, **kw)
+            params, state = opt.update(params, g, state)
+            return params, state, loss
+        Xs, ys = X[idx], y[idx]
+        size = min(int(cfg.batch_size or n), n)
+        full, tail = divmod(n, size)
+        zero = self.be.xp.zeros((), dtype=X.dtype)
+
+        def batch(start: Any, rows: int, carry: Any) -> Any:
+            p, s, total = carry
+            xb = lax.dynamic_slice_in_dim(Xs, start, rows, axis=0)
+            yb = lax.dynamic_slice_in_dim(ys, start, rows, axis=0)
+            loss, g = value_and_grads(p, xb, yb, with_loss=with_loss, **kw)
+            p, s = opt.update(p, g, s)
+            if loss is not None:
+                total = total + loss * float(rows)
+            return p, s, total
+
+        carry = lax.fori_loop(0, full, lambda i, c: batch(i * size, size, c), (params, state, zero))
+        if tail:
+            carry = batch(full * size, tail, carry)
+        params, state, total = carry
+        return params, state, (total / float(n) if with_loss else None)

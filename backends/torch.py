@@ -12,8 +12,8 @@ import array_api_compat
 import numpy as np
 
 from nnbin.backend import cache_block_rows
-from nnbin.loop import CoreSteps, Steps
-from nnbin.model import Params
+from nnbin.config import SEED, Config
+from nnbin.loop import CoreSteps, EpochSteps, Steps
 
 from .dlpack_fused import DlpackFused, FusedThroughDlpack
 
@@ -132,20 +132,17 @@ class TorchBackend(FusedThroughDlpack):
     def _on_gpu(X: Any) -> bool:
         return bool(X.is_cuda)
 
-    def stepper(self, params: Params, X: Any, y: Any, lr: float) -> Steps:
-        rows = None if X.is_cuda else self.block_rows(X.shape[0], params.W1.shape[1])
-        return _NoGradSteps(params, X, y, lr, rows, self._torch.no_grad)
-
-
-class _NoGradSteps(CoreSteps):
-    """The core under ``torch.no_grad()``: the backward pass is ours, no autograd graph."""
-
-    def __init__(
-        self, params: Params, X: Any, y: Any, lr: float, block_rows: int | None, no_grad: Any
-    ) -> None:
-        super().__init__(params, X, y, lr, block_rows)
-        self._no_grad = no_grad
-
-    def chunk(self, lead: int, count: int, seg: int) -> list[float]:
-        with self._no_grad():
-            return super().chunk(lead, count, seg)
+    def stepper(
+        self,
+        params: Any,
+        X: Any,
+        y: Any,
+        lr: float,
+        config: Config = SEED,
+        validation: tuple[Any, Any] | None = None,
+    ) -> Steps:
+        steps = super().stepper(params, X, y, lr, config, validation)
+        if X.is_cuda and isinstance(steps, CoreSteps | EpochSteps):
+            steps.block_rows = None  # CUDA tensors run whole
+        steps.guard = self._torch.no_grad  # the backward pass is ours: no autograd graph
+        return steps

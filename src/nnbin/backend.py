@@ -23,9 +23,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .config import SEED, Config
 from .errors import BackendUnavailableError, UnknownBackendError
-from .loop import CoreSteps, OnLog, RunResult, Steps, run_steps
-from .model import Params, initial_weights
+from .loop import CoreSteps, EpochSteps, OnLog, RunResult, Steps, run_steps
+from .model import Params, initial_weights, like, widths
 
 ENV_VAR = "NNBIN_BACKEND"
 DEFAULT_BACKEND = "numpy"
@@ -83,18 +84,23 @@ class Backend:
     def init_params(
         self,
         n_features: int,
-        hidden: int,
+        hidden: int | tuple[int, ...],
         seed: int = 0,
         *,
         dtype: str | None = None,
         device: Any = None,
-    ) -> Params:
+        activation: str = "sigmoid",
+        init: str | None = None,
+    ) -> Any:
         """The initial parameters (:func:`nnbin.model.initial_weights`, drawn on the host in
         float64) cast to ``dtype`` (default: this backend's) and placed on ``device``."""
         dtype = dtype or self.default_dtype
-        return Params(
-            *(self.asarray(a, dtype, device) for a in initial_weights(n_features, hidden, seed))
-        )
+        host = initial_weights(n_features, hidden, seed, activation=activation, init=init)
+        return self.place(host, dtype, device)
+
+    def place(self, params: Any, dtype: str, device: Any = None) -> Any:
+        """Host parameters on this backend, in their container (Params or tuple)."""
+        return like(params, (self.asarray(a, dtype, device) for a in params))
 
     def to_host(self, x: Any) -> np.ndarray:
         """A NumPy copy of ``x`` (a device-to-host transfer on GPU backends)."""
@@ -140,27 +146,57 @@ class Backend:
         log_every: int,
         on_log: OnLog | None = None,
         fused: bool | None = None,
+        config: Config | None = None,
+        validation: tuple[Any, Any] | None = None,
     ) -> RunResult:
-        """Run ``steps`` full-batch steps; the loss is recorded every ``log_every`` steps.
+        """Run ``steps`` steps (epochs, with mini-batches); the loss is recorded every
+        ``log_every`` steps (every epoch when ``config`` has a stopping rule).
 
         The one run contract of every backend: the schedule and the bookkeeping (history,
         ``on_log``, the finite check, the divergence error) are :func:`nnbin.loop.run_steps`';
-        a backend supplies its :meth:`stepper`. ``fused``: backends with a native fused step
-        use it where it applies unless False; here (no fused step) True is an error.
+        a backend supplies its :meth:`stepper`. ``config``: activation, optimizer, batches,
+        penalty and stopping rule (default: the seed job's); ``validation``: the held-out
+        (X, y) early stopping scores. ``fused``: backends with a native fused step use it
+        where it applies unless False; here (no fused step) True is an error.
         """
         if fused:
             raise BackendUnavailableError(
                 f"the {self.name} backend has no fused step; fused=None or False runs the "
                 "array-API core"
             )
+        config = config or SEED
         return run_steps(
-            self.stepper(params, X, y, lr), lr=lr, steps=steps, log_every=log_every, on_log=on_log
+            self.stepper(params, X, y, lr, config, validation),
+            lr=lr,
+            steps=steps,
+            log_every=1 if config.stops else log_every,
+            on_log=on_log,
         )
 
-    def stepper(self, params: Params, X: Any, y: Any, lr: float) -> Steps:
+    def stepper(
+        self,
+        params: Params,
+        X: Any,
+        y: Any,
+        lr: float,
+        config: Config = SEED,
+        validation: tuple[Any, Any] | None = None,
+    ) -> Steps:
         """How this backend advances a run: by default the array-API core, one Python
-        iteration a step, through the samples in blocks of :meth:`block_rows`."""
-        return CoreSteps(params, X, y, lr, self.block_rows(X.shape[0], params.W1.shape[1]))
+        iteration a step (:class:`~nnbin.loop.CoreSteps`; with an optimizer other than plain
+        descent, mini-batches or a stopping rule, one epoch a step:
+        :class:`~nnbin.loop.EpochSteps`), through the samples in blocks of :meth:`block_rows`."""
+        rows = self.block_rows(X.shape[0], max_width(params))
+        if config.plain_descent:
+            return CoreSteps(params, X, y, lr, rows, config)
+        if config.batch_size is not None:
+            rows = None  # a mini-batch is its own block
+        return EpochSteps(params, X, y, lr, config, block_rows=rows, validation=validation)
+
+
+def max_width(params: Any) -> int:
+    """The widest hidden layer of ``params`` (what sizes a block of rows)."""
+    return max(widths(params))
 
 
 def cache_block_rows(hidden: int, itemsize: int = 8) -> int:

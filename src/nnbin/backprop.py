@@ -1,22 +1,25 @@
 """The backward pass, written by hand, and one gradient-descent step.
 
-Forward (see :mod:`nnbin.model`), for a block of B samples out of N::
+Forward (see :mod:`nnbin.model`), for a block of B samples out of N, hidden layers
+l = 1 .. L, h0 = X::
 
-    a1 = X W1 + b1      (B, H)        h = sigmoid(a1)     (B, H)
-    z  = h W2 + b2      (B, 1)        L = (1/N) sum(softplus(z) - y z)
+    hl = act(h(l-1) Wl + bl)    (B, Hl)       z = hL Wo + bo      (B, 1)
+    L  = (1/N) sum(softplus(z) - y z)  [+ (alpha / 2N) sum of every ||W||^2]
 
-Backward, the chain rule layer by layer::
+Backward, the chain rule layer by layer from the output::
 
     dL/dz  = (sigmoid(z) - y) / N                       (B, 1)
-    dL/dW2 = h^T dL/dz                                  (H, 1)
-    dL/db2 = sum_n dL/dz                                (1,)
-    dL/dh  = dL/dz W2^T                                 (B, H)
-    dL/da1 = dL/dh * h (1 - h)                          (B, H)   sigmoid' = h (1 - h)
-    dL/dW1 = X^T dL/da1                                 (D, H)
-    dL/db1 = sum_n dL/da1                               (H,)
+    dL/dWo = hL^T dL/dz,  dL/dbo = sum_n dL/dz
+    dL/daL = (dL/dz Wo^T) * act'(aL)                    (B, HL)
+    for l = L .. 1:
+        dL/dWl = h(l-1)^T dL/dal,  dL/dbl = sum_n dL/dal
+        dL/da(l-1) = (dL/dal Wl^T) * act'(a(l-1))       (B, H(l-1))   (l > 1)
+    L2: dL/dW += (alpha / N) W for every weight matrix (not the biases), as scikit-learn
 
-dL/dz needs no division by p or 1 - p (the seed notebook divided, which is inf/NaN
-once a sigmoid saturates): d/dz [softplus(z) - y z] = sigmoid(z) - y exactly.
+act' is written from the activation's output (sigmoid: h (1 - h); tanh: 1 - h^2; ReLU:
+h > 0), beside each activation in :mod:`nnbin.model`. dL/dz needs no division by p or
+1 - p (the seed notebook divided, which is inf/NaN once a sigmoid saturates):
+d/dz [softplus(z) - y z] = sigmoid(z) - y exactly.
 
 Gradients are sums over samples, so the batch can be processed in blocks whose partial
 sums are added; the result is the same full-batch gradient. Backends pick the block size
@@ -28,89 +31,134 @@ from __future__ import annotations
 from typing import Any
 
 from .loss import bce_with_logits_sum
-from .model import Array, Params, hidden_layer, namespace, sigmoid
+from .model import ACTIVATION_FNS, Array, hidden_outputs, layers, like, namespace, sigmoid
 
 
 def _block_grads(
-    xp: Any, params: Params, X: Array, y: Array, with_loss: bool
-) -> tuple[Array | None, Params]:
+    xp: Any, params: Any, X: Array, y: Array, with_loss: bool, activation: str = "sigmoid"
+) -> tuple[Array | None, Any]:
     """Loss and gradient of the *summed* loss over this block's rows (the caller divides by N)."""
-    W2 = params.W2
+    act_grad = ACTIVATION_FNS[activation][1]
+    pairs = layers(params)
+    Wo = pairs[-1][0]
 
     # the shapes in the right-hand column are aligned on purpose:
     # fmt: off
     # forward
-    h = hidden_layer(xp, params, X)                   # (B, H)
-    z = h @ W2 + params.b2                            # (B, 1)
+    hs = [X, *hidden_outputs(xp, params, X, activation)]  # h0 = X, h1 .. hL
+    h = hs[-1]                                        # (B, HL)
+    z = h @ Wo + pairs[-1][1]                         # (B, 1)
 
     # output layer
     dz = sigmoid(xp, z) - y                           # (B, 1)   N dL/dz
-    dW2 = (dz.T @ h).T                                # (H, 1) = h^T dz, as a row: no (H, B) copy
-    db2 = xp.sum(dz, axis=0)                          # (1,)
+    dWo = (dz.T @ h).T                                # (HL, 1) = hL^T dz, as a row: no (HL, B) copy
+    dbo = xp.sum(dz, axis=0)                          # (1,)
 
-    # hidden layer: dL/da1 = (dz W2^T) * s with s = h (1 - h). W2^T only scales column j
-    # by W2[j], so it is applied after the sum over samples: this saves one (B, H) product
+    # last hidden layer: dL/daL = (dz Wo^T) * s with s = act'(aL). Wo^T only scales column j
+    # by Wo[j], so it is applied after the sum over samples: this saves one (B, H) product
     # and, for the bias, a column sum over a tall array (slow on GPUs; a matmul is not).
-    # X^T dL/da1 and sum_n dL/da1 come from one product, [X dz, dz]^T s: one pass over s
-    # instead of two (measured 1.2x a step under XLA on the CPU).
-    s = h * (1.0 - h)                                 # (B, H)   sigmoid'(a1)
-    w2_row = W2.T                                     # (1, H)
-    d = X.shape[1]
-    outer = xp.concat([X * dz, dz], axis=1)           # (B, D + 1)
-    dW1_db1 = (outer.T @ s) * w2_row                  # (D + 1, H)
-    dW1 = dW1_db1[:d, ...]                            # (D, H) = X^T dL/da1
-    db1 = dW1_db1[d, ...]                             # (H,)   = sum_n dL/da1
+    # h(L-1)^T dL/daL and sum_n dL/daL come from one product, [h(L-1) dz, dz]^T s: one pass
+    # over s instead of two (measured 1.2x a step under XLA on the CPU).
+    s = act_grad(xp, h)                               # (B, HL)  act'(aL)
+    wo_row = Wo.T                                     # (1, HL)
+    below = hs[-2]                                    # (B, H(L-1))
+    d = below.shape[1]
+    outer = xp.concat([below * dz, dz], axis=1)       # (B, H(L-1) + 1)
+    dW_db = (outer.T @ s) * wo_row                    # (H(L-1) + 1, HL)
+    grads = [dW_db[:d, ...], dW_db[d, ...], dWo, dbo]  # dWL, dbL = sum_n dL/daL
 
+    # the layers below: dL/dal in full, weight and bias gradients from one product each
+    if len(pairs) > 2:
+        delta = (dz * s) * wo_row                     # (B, HL)  N dL/daL
+        ones = xp.ones_like(dz)                       # (B, 1)
+        for k in range(len(pairs) - 2, 0, -1):        # hidden layer k: hs[k] = hk
+            W_above = pairs[k][0]                     # (Hk, H(k+1))
+            delta = (delta @ W_above.T) * act_grad(xp, hs[k])  # (B, Hk)  N dL/dak
+            below = hs[k - 1]                         # (B, H(k-1))
+            d = below.shape[1]
+            dW_db = xp.concat([below, ones], axis=1).T @ delta  # (H(k-1) + 1, Hk)
+            grads = [dW_db[:d, ...], dW_db[d, ...], *grads]
     # fmt: on
     loss_sum = bce_with_logits_sum(xp, z, y) if with_loss else None
-    return loss_sum, Params(dW1, db1, dW2, db2)
+    return loss_sum, like(params, grads)
 
 
 def value_and_grads(
-    params: Params, X: Array, y: Array, *, with_loss: bool = True, block_rows: int | None = None
-) -> tuple[Array | None, Params]:
-    """Mean BCE (or None when ``with_loss`` is false) and its gradient, by blocks of rows."""
+    params: Any,
+    X: Array,
+    y: Array,
+    *,
+    with_loss: bool = True,
+    block_rows: int | None = None,
+    activation: str = "sigmoid",
+    alpha: float = 0.0,
+) -> tuple[Array | None, Any]:
+    """Mean BCE (plus the L2 penalty ``alpha``; the loss is None when ``with_loss`` is
+    false) and its gradient, by blocks of rows."""
     xp = namespace(X, y, *params)
     n = X.shape[0]
     if block_rows is None or block_rows >= n:
-        loss_sum, grads = _block_grads(xp, params, X, y, with_loss)
+        loss_sum, grads = _block_grads(xp, params, X, y, with_loss, activation)
     else:
         loss_sum, grads = _block_grads(
-            xp, params, X[:block_rows, ...], y[:block_rows, ...], with_loss
+            xp, params, X[:block_rows, ...], y[:block_rows, ...], with_loss, activation
         )
         for start in range(block_rows, n, block_rows):
             stop = min(start + block_rows, n)  # the standard leaves out-of-range stops undefined
             part_loss, part = _block_grads(
-                xp, params, X[start:stop, ...], y[start:stop, ...], with_loss
+                xp, params, X[start:stop, ...], y[start:stop, ...], with_loss, activation
             )
-            grads = Params(*(g + p for g, p in zip(grads, part)))
+            grads = like(params, (g + p for g, p in zip(grads, part)))
             if loss_sum is not None:
                 loss_sum = loss_sum + part_loss
     inv_n = 1.0 / n
-    grads = Params(*(g * inv_n for g in grads))
-    return (loss_sum * inv_n if loss_sum is not None else None), grads
+    grads = like(params, (g * inv_n for g in grads))
+    loss = loss_sum * inv_n if loss_sum is not None else None
+    if alpha:  # scikit-learn's L2: (alpha / 2N) sum ||W||^2 over the weights, not the biases
+        k = alpha / n
+        grads = like(
+            params, (g + k * p if i % 2 == 0 else g for i, (g, p) in enumerate(zip(grads, params)))
+        )
+        if loss is not None:
+            loss = loss + 0.5 * k * sum(xp.sum(W * W) for W, _ in layers(params))
+    return loss, grads
 
 
 def loss_and_grads(
-    params: Params, X: Array, y: Array, *, block_rows: int | None = None
-) -> tuple[Array, Params]:
-    """Mean binary cross-entropy (a 0-d array) and its gradient w.r.t. each parameter.
-
-    The gradient is a :class:`~nnbin.model.Params` with the parameters' shapes.
-    """
-    loss, grads = value_and_grads(params, X, y, with_loss=True, block_rows=block_rows)
+    params: Any,
+    X: Array,
+    y: Array,
+    *,
+    block_rows: int | None = None,
+    activation: str = "sigmoid",
+    alpha: float = 0.0,
+) -> tuple[Array, Any]:
+    """Mean binary cross-entropy (a 0-d array; plus the L2 penalty ``alpha``) and its
+    gradient w.r.t. each parameter, in the parameters' container and shapes."""
+    loss, grads = value_and_grads(
+        params, X, y, with_loss=True, block_rows=block_rows, activation=activation, alpha=alpha
+    )
     assert loss is not None
     return loss, grads
 
 
-def apply_update(params: Params, grads: Params, lr: float) -> Params:
+def apply_update(params: Any, grads: Any, lr: float) -> Any:
     """params - lr * grads, as new arrays."""
-    return Params(*(p - lr * g for p, g in zip(params, grads)))
+    return like(params, (p - lr * g for p, g in zip(params, grads)))
 
 
 def step(
-    params: Params, X: Array, y: Array, lr: float = 1.0, *, block_rows: int | None = None
-) -> Params:
+    params: Any,
+    X: Array,
+    y: Array,
+    lr: float = 1.0,
+    *,
+    block_rows: int | None = None,
+    activation: str = "sigmoid",
+    alpha: float = 0.0,
+) -> Any:
     """One full-batch gradient-descent step; returns new parameters."""
-    _, grads = value_and_grads(params, X, y, with_loss=False, block_rows=block_rows)
+    _, grads = value_and_grads(
+        params, X, y, with_loss=False, block_rows=block_rows, activation=activation, alpha=alpha
+    )
     return apply_update(params, grads, lr)

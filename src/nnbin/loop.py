@@ -24,16 +24,20 @@ This module imports the math and the errors, never the backend registry or train
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .backprop import apply_update, value_and_grads
+from .config import SEED, Config
 from .errors import TrainingDivergedError
-from .model import Array, Params
+from .model import Array, Params, forward, namespace
 
 #: seconds of work per chunk (Ctrl-C waits at most about this long, on_log too)
 CHUNK_SECONDS = 0.25
@@ -56,6 +60,10 @@ class RunResult:
     last_finite: tuple[int, Params] | None = None
     #: how the steps ran, when a backend has more than one way (else the backend's ``loop``)
     loop: str = ""
+    #: the steps (epochs) run: fewer than asked when a stopping rule ended the run
+    steps_run: int = 0
+    #: what the stopping rule saw (see :class:`StopRule`), when there is one
+    stop: StopRule | None = None
 
 
 def diverged(
@@ -123,6 +131,14 @@ class Steps:
     #: after ``chunk``: the parameters before its last logged step that is finite and
     #: follows only finite ones (None when there is none)
     good: Params | None = None
+    #: set when a stopping rule ended the run (the chunk's values end at that epoch)
+    stopped: bool = False
+    #: the stopping rule, when there is one
+    stop: StopRule | None = None
+    #: how the steps run, where it differs from the backend's ``loop`` (shown in results)
+    loop: str = ""
+    #: a context every chunk runs in (PyTorch: ``torch.no_grad``, the backward pass is ours)
+    guard: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
 
     def plain(self, k: int) -> None:
         """Advance ``k`` steps without computing the loss."""
@@ -205,14 +221,24 @@ def run_steps(
         budget = 1 << max(fits, 1).bit_length() - 1
         lead, count, seg = plan(s, steps, log_every, budget, max_logs)
         t0, compiling = time.perf_counter(), stepper.compile_seconds
-        values = stepper.chunk(lead, count, seg)
+        with stepper.guard():
+            values = stepper.chunk(lead, count, seg)
         ran = lead + count * seg
         spent = time.perf_counter() - t0 - (stepper.compile_seconds - compiling)
         per_step = max(spent, 0.0) / ran
         rec.record(s + lead, seg, values, stepper.good)
+        if stepper.stopped:  # a stopping rule ended the run after its last value
+            s += lead + len(values) * seg
+            break
         s += ran
     return RunResult(
-        stepper.result(), rec.history, stepper.compile_seconds, last_finite=rec.last_finite
+        stepper.result(),
+        rec.history,
+        stepper.compile_seconds,
+        last_finite=rec.last_finite,
+        loop=stepper.loop,
+        steps_run=s,
+        stop=stepper.stop,
     )
 
 
@@ -223,13 +249,26 @@ class CoreSteps(Steps):
     :func:`nnbin.model.sigmoid`)."""
 
     def __init__(
-        self, params: Params, X: Array, y: Array, lr: float, block_rows: int | None = None
+        self,
+        params: Params,
+        X: Array,
+        y: Array,
+        lr: float,
+        block_rows: int | None = None,
+        config: Config = SEED,
     ) -> None:
         self.params, self.X, self.y, self.lr, self.block_rows = params, X, y, lr, block_rows
+        self.activation, self.alpha = config.activation, config.alpha
 
     def _grads(self, with_loss: bool) -> tuple[Array | None, Params]:
         return value_and_grads(
-            self.params, self.X, self.y, with_loss=with_loss, block_rows=self.block_rows
+            self.params,
+            self.X,
+            self.y,
+            with_loss=with_loss,
+            block_rows=self.block_rows,
+            activation=self.activation,
+            alpha=self.alpha,
         )
 
     def plain(self, k: int) -> None:
@@ -247,6 +286,176 @@ class CoreSteps(Steps):
             return super().chunk(lead, count, seg)
 
 
+class StopRule:
+    """scikit-learn's stopping rule, read after every epoch.
+
+    With ``early_stopping``: the accuracy on the held-out samples; an epoch whose score is
+    below the best so far plus ``tol`` counts as no improvement, and the best-scoring
+    parameters are kept (the run returns them). Otherwise: the training loss; an epoch
+    whose loss is above the best so far minus ``tol`` counts as no improvement. The run
+    stops once more than ``n_iter_no_change`` epochs in a row did not improve.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.early, self.tol, self.patience = config.early_stopping, config.tol, config.patience
+        self.count = 0
+        self.best_loss = math.inf
+        self.best_score = -math.inf
+        self.scores: list[float] = []
+        self.best_params: Params | None = None
+
+    def update(self, loss: float, score: float | None, params: Params) -> bool:
+        """Take one epoch's loss (and validation score); True when the run must stop."""
+        if self.early:
+            assert score is not None
+            self.scores.append(score)
+            self.count = self.count + 1 if score < self.best_score + self.tol else 0
+            if score > self.best_score:
+                self.best_score, self.best_params = score, params
+        else:
+            self.count = self.count + 1 if loss > self.best_loss - self.tol else 0
+        self.best_loss = min(self.best_loss, loss)
+        return self.count > self.patience
+
+
+class EpochSteps(Steps):
+    """The general loop: one step of the schedule is one **epoch**, the samples in
+    mini-batches of ``config.batch_size`` from a shuffle drawn on the host with
+    ``numpy.random.default_rng([shuffle_seed, 1])`` (the same batches on every backend),
+    or one full batch; each batch is one update of ``config.optimizer``. A logged epoch's
+    loss is scikit-learn's: the mean over the epoch of each batch's loss, taken before that
+    batch's update. With a stopping rule every epoch is logged and the rule reads it.
+
+    ``validation``: the held-out (X, y) that early stopping scores. ``indices(host)``
+    turns a host array of row numbers into one the backend's ``take`` accepts.
+    """
+
+    def __init__(
+        self,
+        params: Params,
+        X: Array,
+        y: Array,
+        lr: float,
+        config: Config,
+        *,
+        block_rows: int | None = None,
+        validation: tuple[Array, Array] | None = None,
+        indices: Callable[[np.ndarray], Array] | None = None,
+    ) -> None:
+        import dataclasses
+
+        self.params, self.X, self.y, self.config = params, X, y, config
+        self.block_rows = block_rows
+        self.opt = dataclasses.replace(config.optimizer, lr=lr)
+        self.state = self.opt.init(params)
+        self.n = int(X.shape[0])
+        self.rng = (
+            np.random.default_rng([config.shuffle_seed, 1])
+            if config.batch_size is not None
+            else None
+        )
+        self.xp = namespace(X, y)
+        self.indices = indices or self._indices
+        self.validation = validation
+        if config.early_stopping and validation is None:
+            raise ValueError("early stopping needs held-out samples (validation=)")
+        self.stop = StopRule(config) if config.stops else None
+        batches = (
+            "full batch"
+            if config.batch_size is None
+            else f"mini-batches of {config.batch_size}, shuffled each epoch"
+        )
+        self.loop = f"python loop, one epoch a step ({batches}; {config.optimizer.name})"
+
+    def _indices(self, host: np.ndarray) -> Array:
+        import array_api_compat
+
+        return self.xp.asarray(host, device=array_api_compat.device(self.X))
+
+    def order(self) -> np.ndarray | None:
+        """This epoch's order of the samples on the host (None: full batch, no shuffle)."""
+        return None if self.rng is None else self.rng.permutation(self.n)
+
+    def epoch(self, with_loss: bool) -> Array | None:
+        """One epoch; its loss (scikit-learn's mean of the batch losses) when asked."""
+        cfg = self.config
+        kw: dict[str, Any] = {
+            "block_rows": self.block_rows,
+            "activation": cfg.activation,
+            "alpha": cfg.alpha,
+        }
+        order = self.order()
+        if order is None:
+            loss, grads = value_and_grads(self.params, self.X, self.y, with_loss=with_loss, **kw)
+            self.params, self.state = self.opt.update(self.params, grads, self.state)
+            return self.settle(loss)
+        Xs, ys = self.shuffled(self.indices(order))
+        size = int(cfg.batch_size or self.n)
+        total: Array | None = None
+        for a in range(0, self.n, size):
+            b = min(a + size, self.n)
+            loss, grads = value_and_grads(
+                self.params, Xs[a:b, ...], ys[a:b, ...], with_loss=with_loss, **kw
+            )
+            self.params, self.state = self.opt.update(self.params, grads, self.state)
+            if loss is not None:
+                part = loss * float(b - a)
+                total = part if total is None else total + part
+            total = self.settle(total)
+        return None if total is None else total / float(self.n)
+
+    def shuffled(self, idx: Array) -> tuple[Array, Array]:
+        """X and y in this epoch's order."""
+        return self.xp.take(self.X, idx, axis=0), self.xp.take(self.y, idx, axis=0)
+
+    def settle(self, total: Array | None) -> Array | None:
+        """After each update (Dask: persist the parameters, the state and the running loss,
+        so the graph never grows); returns ``total``."""
+        return total
+
+    def score(self) -> float:
+        """Accuracy of the current parameters on the held-out samples."""
+        assert self.validation is not None
+        Xv, yv = self.validation
+        z = forward(self.params, Xv, self.config.activation)
+        xp = self.xp
+        return float(xp.mean(xp.astype((z >= 0.0) == (yv == 1.0), yv.dtype)))
+
+    def plain(self, k: int) -> None:
+        for _ in range(k):
+            self.epoch(False)
+
+    def logged(self) -> Array:
+        loss = self.epoch(True)
+        assert loss is not None
+        return loss
+
+    def chunk(self, lead: int, count: int, seg: int) -> list[float]:
+        with np.errstate(over="ignore"):
+            if self.stop is None:
+                return super().chunk(lead, count, seg)
+            assert lead == 0 and seg == 1, "a stopping rule logs every epoch"
+            values: list[float] = []
+            before: list[Params] = []
+            for _ in range(count):
+                before.append(self.params)
+                values.append(float(self.logged()))
+                if not math.isfinite(values[-1]):
+                    break
+                score = self.score() if self.config.early_stopping else None
+                if self.stop.update(values[-1], score, self.params):
+                    self.stopped = True
+                    break
+            ok = finite_prefix(values)
+            self.good = before[ok - 1] if ok else None
+            return values
+
+    def result(self) -> Params:
+        if self.stop is not None and self.stop.best_params is not None:
+            return self.stop.best_params  # early stopping keeps the best-scoring parameters
+        return self.params
+
+
 def python_loop(
     params: Params,
     X: Array,
@@ -257,13 +466,19 @@ def python_loop(
     log_every: int,
     block_rows: int | None = None,
     on_log: OnLog | None = None,
+    config: Config = SEED,
 ) -> RunResult:
     """The array-API core on the shared schedule: what a backend without its own loop runs
     (and the tests' plain reference for the backends that have one)."""
+    stepper: Steps
+    if config.plain_descent:
+        stepper = CoreSteps(params, X, y, lr, block_rows, config)
+    else:
+        stepper = EpochSteps(params, X, y, lr, config, block_rows=block_rows)
     return run_steps(
-        CoreSteps(params, X, y, lr, block_rows),
+        stepper,
         lr=lr,
         steps=steps,
-        log_every=log_every,
+        log_every=1 if config.stops else log_every,
         on_log=on_log,
     )

@@ -1,11 +1,17 @@
-"""Parameters and the forward pass.
+"""Parameters, activations and the forward pass.
 
-The network, for X of shape (N, D)::
+The network, for X of shape (N, D) and L hidden layers (the seed network: L = 1, 32
+sigmoid units)::
 
-    a1 = X W1 + b1        (N, H)   hidden pre-activations
-    h  = sigmoid(a1)      (N, H)   hidden units
-    z  = h W2 + b2        (N, 1)   output logits
-    p  = sigmoid(z)       (N, 1)   P(y = 1 | x)
+    h0 = X                                       (N, D)
+    hl = act(h(l-1) Wl + bl),   l = 1 .. L        (N, Hl)   hidden units
+    z  = hL Wo + bo                              (N, 1)    output logits
+    p  = sigmoid(z)                              (N, 1)    P(y = 1 | x)
+
+The parameters are one flat tuple ``(W1, b1, ..., WL, bL, Wo, bo)``: a :class:`Params`
+(``W1, b1, W2, b2``) for one hidden layer, a plain tuple for more. Both are pytrees JAX
+jits and vmaps over. Each activation's derivative sits beside it, written in terms of the
+activation's *output* (what the backward pass keeps).
 
 Every function takes the array namespace from its inputs
 (``array_api_compat.array_namespace``), so NumPy arrays give NumPy arrays, JAX arrays
@@ -14,6 +20,8 @@ give JAX arrays, CuPy arrays stay on their GPU. Nothing is updated in place.
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar, cast
 
@@ -28,7 +36,9 @@ Array = Any  # an array of any array-API library
 
 
 class Params(NamedTuple):
-    """The network's parameters. A NamedTuple, so JAX treats it as a pytree."""
+    """The parameters of a network with one hidden layer (the seed network's). A
+    NamedTuple, so JAX treats it as a pytree; deeper networks are plain tuples
+    ``(W1, b1, ..., Wo, bo)`` (see :func:`layers`)."""
 
     W1: Array  #: (D, H) input -> hidden weights
     b1: Array  #: (H,)   hidden biases
@@ -48,22 +58,72 @@ def namespace(*arrays: Array) -> Any:
         ) from None
 
 
-def initial_weights(n_features: int = 1, hidden: int = 32, seed: int = 0) -> Params:
-    """The initial parameters on the host, float64 NumPy arrays: W ~ N(0, 1), b = 0.
+#: hidden-layer activations, by name; scikit-learn's "logistic" is an alias of "sigmoid"
+ACTIVATIONS = ("sigmoid", "tanh", "relu")
+#: initialisations: N(0, 1) (the seed network's), Glorot (uniform), He (normal)
+INITS = ("normal", "glorot", "he")
 
-    Drawn from ``numpy.random.default_rng(seed)`` (W1 first, then W2), so one seed gives the
-    same starting point on every backend: :meth:`nnbin.Backend.init_params` casts them to
-    the working dtype and only then moves them to the device.
+
+def layers(params: Any) -> list[tuple[Array, Array]]:
+    """The (W, b) pairs of ``params``, input layer first, output layer last."""
+    return list(zip(params[0::2], params[1::2]))
+
+
+def like(params: Any, arrays: Any) -> Any:
+    """``arrays`` in the container type of ``params``: a :class:`Params` for one hidden
+    layer, a tuple otherwise."""
+    return Params(*arrays) if isinstance(params, Params) else tuple(arrays)
+
+
+def widths(params: Any) -> tuple[int, ...]:
+    """The hidden-layer widths of ``params`` (one entry per hidden layer)."""
+    return tuple(int(W.shape[1]) for W, _ in layers(params)[:-1])
+
+
+def default_init(activation: str) -> str:
+    """The initialisation suited to ``activation``: N(0, 1) for sigmoid (the seed network's,
+    so its numbers never move), Glorot for tanh, He for ReLU."""
+    return {"sigmoid": "normal", "tanh": "glorot", "relu": "he"}[activation]
+
+
+def initial_weights(
+    n_features: int = 1,
+    hidden: int | tuple[int, ...] = 32,
+    seed: int = 0,
+    *,
+    activation: str = "sigmoid",
+    init: str | None = None,
+) -> Any:
+    """The initial parameters on the host, float64 NumPy arrays, biases 0.
+
+    Weights drawn from ``numpy.random.default_rng(seed)``, layer by layer from the input
+    (the seed network: W1 then W2), so one seed gives the same starting point on every
+    backend: :meth:`nnbin.Backend.init_params` casts them to the working dtype and only
+    then moves them to the device. ``init``: "normal" W ~ N(0, 1); "glorot" W ~ U(-r, r)
+    with r = sqrt(f / (fan_in + fan_out)), f = 2 for sigmoid and 6 otherwise (scikit-learn's
+    choice); "he" W ~ N(0, 2 / fan_in). Default: :func:`default_init` of ``activation``.
     """
-    if n_features < 1 or hidden < 1:
-        raise ValueError(f"n_features and hidden must be >= 1, got {n_features} and {hidden}")
+    sizes = (hidden,) if isinstance(hidden, int) else tuple(hidden)
+    if n_features < 1 or not sizes or min(sizes) < 1:
+        raise ValueError(
+            f"n_features and every hidden width must be >= 1, got {n_features}, {hidden}"
+        )
+    init = default_init(activation) if init is None else init
     rng = np.random.default_rng(seed)
-    return Params(
-        rng.standard_normal((n_features, hidden)),
-        np.zeros((hidden,)),
-        rng.standard_normal((hidden, 1)),
-        np.zeros((1,)),
-    )
+    dims = (n_features, *sizes, 1)
+    out: list[np.ndarray] = []
+    for fan_in, fan_out in itertools.pairwise(dims):
+        if init == "normal":
+            W = rng.standard_normal((fan_in, fan_out))
+        elif init == "glorot":
+            r = math.sqrt((2.0 if activation == "sigmoid" else 6.0) / (fan_in + fan_out))
+            W = rng.uniform(-r, r, (fan_in, fan_out))
+        elif init == "he":
+            W = rng.standard_normal((fan_in, fan_out)) * math.sqrt(2.0 / fan_in)
+        else:
+            raise ValueError(f"init must be one of {', '.join(INITS)}, not {init!r}")
+        out += [W, np.zeros((fan_out,))]
+    return Params(*out) if len(sizes) == 1 else tuple(out)
 
 
 def quiet_overflow(fn: F) -> F:
@@ -92,20 +152,62 @@ def sigmoid(xp: Any, a: Array) -> Array:
     return 1.0 / (1.0 + xp.exp(-a))
 
 
-def hidden_layer(xp: Any, params: Params, X: Array) -> Array:
-    """h = sigmoid(X W1 + b1), shape (N, H)."""
-    # tensordot, not @: NumPy's matmul has no fast path for the (N, 1) @ (1, H) outer
-    # product of the seed network (measured 3-4x slower); tensordot is a matmul elsewhere.
-    return sigmoid(xp, xp.tensordot(X, params.W1, axes=1) + params.b1)
+def sigmoid_grad(xp: Any, h: Array) -> Array:
+    """sigmoid'(a) from h = sigmoid(a): h (1 - h)."""
+    return h * (1.0 - h)
 
 
-def forward(params: Params, X: Array) -> Array:
-    """Output logits z = sigmoid(X W1 + b1) W2 + b2, shape (N, 1)."""
+def tanh(xp: Any, a: Array) -> Array:
+    """tanh(a)."""
+    return xp.tanh(a)
+
+
+def tanh_grad(xp: Any, h: Array) -> Array:
+    """tanh'(a) from h = tanh(a): 1 - h^2."""
+    return 1.0 - h * h
+
+
+def relu(xp: Any, a: Array) -> Array:
+    """max(a, 0)."""
+    return xp.maximum(a, xp.zeros_like(a))
+
+
+def relu_grad(xp: Any, h: Array) -> Array:
+    """relu'(a) from h = relu(a): 1 where h > 0, else 0 (0 at a = 0, as scikit-learn)."""
+    return xp.astype(h > 0.0, h.dtype)
+
+
+#: name -> (activation, its derivative from the activation's output)
+ACTIVATION_FNS: dict[str, tuple[Callable[[Any, Array], Array], Callable[[Any, Array], Array]]] = {
+    "sigmoid": (sigmoid, sigmoid_grad),
+    "tanh": (tanh, tanh_grad),
+    "relu": (relu, relu_grad),
+}
+
+
+def hidden_outputs(xp: Any, params: Any, X: Array, activation: str = "sigmoid") -> list[Array]:
+    """[h1, ..., hL], the outputs of the hidden layers, each (N, Hl)."""
+    act = ACTIVATION_FNS[activation][0]
+    h, out = X, []
+    for W, b in layers(params)[:-1]:
+        # tensordot, not @: NumPy's matmul has no fast path for the (N, 1) @ (1, H) outer
+        # product of the seed network (measured 3-4x slower); tensordot is a matmul elsewhere.
+        h = act(xp, xp.tensordot(h, W, axes=1) + b)
+        out.append(h)
+    return out
+
+
+def hidden_layer(xp: Any, params: Any, X: Array, activation: str = "sigmoid") -> Array:
+    """hL, the output of the last hidden layer, shape (N, HL)."""
+    return hidden_outputs(xp, params, X, activation)[-1]
+
+
+def forward(params: Any, X: Array, activation: str = "sigmoid") -> Array:
+    """Output logits z, shape (N, 1)."""
     xp = namespace(X, *params)
-    return hidden_layer(xp, params, X) @ params.W2 + params.b2
+    return hidden_layer(xp, params, X, activation) @ params[-2] + params[-1]
 
 
-def predict_proba(params: Params, X: Array) -> Array:
+def predict_proba(params: Any, X: Array, activation: str = "sigmoid") -> Array:
     """P(y = 1 | x) = sigmoid(z), shape (N, 1)."""
-    xp = namespace(X, *params)
-    return sigmoid(xp, hidden_layer(xp, params, X) @ params.W2 + params.b2)
+    return sigmoid(namespace(X, *params), forward(params, X, activation))

@@ -1,4 +1,6 @@
-"""Full-batch gradient-descent training on any backend."""
+"""Training on any backend: the seed job's full-batch gradient descent by default; deeper
+networks, other activations and optimizers, mini-batches, an L2 penalty and early stopping
+on request."""
 
 from __future__ import annotations
 
@@ -13,9 +15,10 @@ import numpy as np
 from . import validate
 from .backend import Backend, backend_of, get_backend
 from .backprop import loss_and_grads
+from .config import Config
 from .errors import InvalidInputError, MixedArraysError
 from .loop import diverged
-from .model import Array, Params, namespace, quiet_overflow
+from .model import INITS, Array, Params, namespace, quiet_overflow, widths
 
 
 @dataclass
@@ -34,6 +37,15 @@ class TrainResult:
     compile_seconds: float = 0.0
     run_seconds: float = 0.0
     settings: dict[str, Any] = field(default_factory=dict)
+    #: steps (epochs, with mini-batches) run: fewer than ``steps`` when a stopping rule ended it
+    n_iter: int = 0
+    #: the lowest recorded training loss (scikit-learn's ``best_loss_``)
+    best_loss: float | None = None
+    #: with early stopping: the held-out accuracy after each epoch, and the best of them
+    validation_scores: list[float] = field(default_factory=list)
+    best_validation_score: float | None = None
+    #: the hidden-layer activation the parameters go with
+    activation: str = "sigmoid"
 
 
 def _backend_and_dtype(X: Any, backend: str | None, dtype: str | None) -> tuple[Backend, str]:
@@ -86,7 +98,7 @@ def train(
     X: Any,
     y: Any,
     *,
-    hidden: int = 32,
+    hidden: int | tuple[int, ...] = 32,
     lr: float = 1.0,
     steps: int = 1000,
     log_every: int = 100,
@@ -96,8 +108,23 @@ def train(
     data_parallel: bool | int = False,
     fused: bool | None = None,
     on_log: Callable[[int, float], None] | None = None,
+    activation: str = "sigmoid",
+    init: str | None = None,
+    optimizer: str = "gd",
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    epsilon: float = 1e-8,
+    batch_size: int | None = None,
+    alpha: float = 0.0,
+    early_stopping: bool = False,
+    validation_fraction: float = 0.1,
+    n_iter_no_change: int | None = None,
+    tol: float = 1e-4,
 ) -> TrainResult:
-    """Train the network on (X, y) by full-batch gradient descent on mean BCE.
+    """Train the network on (X, y) on mean BCE; by default the seed job: one layer of 32
+    sigmoid units, full-batch gradient descent.
 
     X is (N, D) and y is (N, 1) with labels 0 and 1. NumPy inputs run on ``backend``
     (default: ``NNBIN_BACKEND``, else numpy) and are moved there once; arrays of another
@@ -112,11 +139,46 @@ def train(
 
     ``fused``: on backends with a fused step (cupy; torch and jax arrays on a CUDA GPU with
     cupy installed, which reach cupy's kernels through DLPack), None uses it where it
-    applies, False always runs the array-API core, True requires the fused step.
+    applies, False always runs the array-API core, True requires the fused step. It covers
+    one sigmoid hidden layer trained by full-batch gradient descent with no penalty.
+
+    The network: ``hidden`` is one width or a sequence of them (``(64, 32)``: two hidden
+    layers); ``activation`` "sigmoid" (also "logistic"), "tanh" or "relu"; ``init``
+    "normal" (N(0, 1), the seed network's), "glorot" or "he" (default: normal for sigmoid,
+    Glorot for tanh, He for ReLU), drawn from ``numpy.random.default_rng(seed)``.
+
+    Training: ``optimizer`` "gd" (plain gradient descent), "momentum" (``momentum``,
+    ``nesterov``) or "adam" (``beta1``, ``beta2``, ``epsilon``), with step size ``lr``;
+    ``batch_size`` None is full batch, else each of the ``steps`` is an **epoch** of
+    mini-batches from a shuffle seeded by ``seed`` (the same batches on every backend);
+    ``alpha`` an L2 penalty (alpha / 2n) sum ||W||^2 as scikit-learn scales it. Stopping,
+    as scikit-learn defines it: ``n_iter_no_change`` epochs in a row whose training loss
+    does not improve by ``tol`` end the run (None: never); with ``early_stopping`` a seeded
+    ``validation_fraction`` of the samples is held out, the rule reads its accuracy instead
+    (``n_iter_no_change`` default 10) and the best-scoring parameters are returned. With a
+    stopping rule the loss is recorded every epoch.
     """
     hidden, lr, steps, log_every, seed = validate.hyperparameters(
         hidden=hidden, lr=lr, steps=steps, log_every=log_every, seed=seed
     )
+    config = validate.config(
+        activation=activation,
+        optimizer=optimizer,
+        momentum=momentum,
+        nesterov=nesterov,
+        beta1=beta1,
+        beta2=beta2,
+        epsilon=epsilon,
+        batch_size=batch_size,
+        alpha=alpha,
+        shuffle_seed=seed,
+        early_stopping=early_stopping,
+        validation_fraction=validation_fraction,
+        n_iter_no_change=n_iter_no_change,
+        tol=tol,
+    )
+    if init is not None and init not in INITS:
+        raise InvalidInputError(f"init must be one of {', '.join(INITS)}, got {init!r}")
     X, y = validate.training_data(X, y)
     be, dtype = _backend_and_dtype(X, backend, dtype)
     on_host = isinstance(X, np.ndarray) or "cpu" in str(_device(X)).lower()
@@ -125,21 +187,53 @@ def train(
         # their own out-of-memory errors)
         n, d = (int(v) for v in X.shape)
         size = 4 if dtype == "float32" else 8
-        validate.memory_fits(n, d, hidden, size, be.memory_nh, be.block_rows(n, hidden))
+        width = hidden if isinstance(hidden, int) else max(hidden)
+        validate.memory_fits(n, d, hidden, size, be.memory_nh, be.block_rows(n, width))
     X, y = _place(be, X, y, dtype)
-    params = be.init_params(X.shape[1], hidden, seed, dtype=dtype, device=_device(X))
+    validation = None
+    if config.early_stopping:
+        X, y, validation = _hold_out(X, y, config.validation_fraction, seed)
+    params = be.init_params(
+        X.shape[1],
+        hidden,
+        seed,
+        dtype=dtype,
+        device=_device(X),
+        activation=config.activation,
+        init=init,
+    )
     if data_parallel:
         n_dev = None if data_parallel is True else int(data_parallel)
         params, X, y = be.distribute(params, X, y, n_dev)
     t0 = time.perf_counter()
     initial = params
     # the backend's run records the losses, calls on_log and raises on divergence
-    run = be.run(params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log, fused=fused)
-    final_loss, _ = loss_and_grads(run.params, X, y, block_rows=be.block_rows(X.shape[0], hidden))
+    run = be.run(
+        params,
+        X,
+        y,
+        lr=lr,
+        steps=steps,
+        log_every=log_every,
+        on_log=on_log,
+        fused=fused,
+        config=config,
+        validation=validation,
+    )
+    final_loss, _ = loss_and_grads(
+        run.params,
+        X,
+        y,
+        block_rows=be.block_rows(X.shape[0], max(widths(run.params))),
+        activation=config.activation,
+        alpha=config.alpha,
+    )
     final = float(final_loss)  # also waits for the device: the run time below is honest
     elapsed = time.perf_counter() - t0 - run.compile_seconds
     if not math.isfinite(final):  # the loss after the last step, which no run records
         raise diverged(steps, lr, run.last_finite, initial)
+    stop = run.stop
+    recorded = [v for _, v in run.history]
     return TrainResult(
         params=run.params,
         history=run.history,
@@ -157,7 +251,65 @@ def train(
             "seed": seed,
             "data_parallel": data_parallel,
             "fused": fused,
+            **_options(config, init),
         },
+        n_iter=run.steps_run if stop is not None else steps,
+        best_loss=min(recorded) if recorded else None,
+        validation_scores=list(stop.scores) if stop is not None else [],
+        best_validation_score=(
+            stop.best_score if stop is not None and config.early_stopping else None
+        ),
+        activation=config.activation,
+    )
+
+
+def _options(config: Config, init: str | None) -> dict[str, Any]:
+    """The settings beyond the seed job's, as saved with a model: only those that differ
+    from the defaults, so a seed-job model's settings read as before."""
+    out: dict[str, Any] = {}
+    default = Config()
+    opt = config.optimizer
+    if config.activation != default.activation:
+        out["activation"] = config.activation
+    if init is not None:
+        out["init"] = init
+    if opt.name != "gd":
+        out["optimizer"] = opt.name
+        if opt.name == "momentum":
+            out.update(momentum=opt.momentum, nesterov=opt.nesterov)
+        else:
+            out.update(beta1=opt.beta1, beta2=opt.beta2, epsilon=opt.epsilon)
+    for name in ("batch_size", "alpha", "early_stopping", "n_iter_no_change"):
+        if getattr(config, name) != getattr(default, name):
+            out[name] = getattr(config, name)
+    if config.early_stopping:
+        out["validation_fraction"] = config.validation_fraction
+    if config.stops:
+        out["tol"] = config.tol
+    return out
+
+
+def _hold_out(X: Array, y: Array, fraction: float, seed: int) -> tuple[Array, Array, Any]:
+    """(X, y) split into the samples trained on and the held-out ``fraction`` (at least one
+    sample each side), by a permutation drawn on the host from
+    ``numpy.random.default_rng([seed, 2])``: the same split on every backend."""
+    n = int(X.shape[0])
+    held = min(max(1, math.ceil(fraction * n)), n - 1)
+    if n < 2:
+        raise InvalidInputError("early stopping needs at least 2 samples (one held out)")
+    order = np.random.default_rng([seed, 2]).permutation(n)
+    xp = namespace(X, y)
+    dev = _device(X)
+    keep = xp.asarray(np.sort(order[held:]), device=dev)
+    out = xp.asarray(np.sort(order[:held]), device=dev)
+    if type(X).__module__.startswith("dask"):
+        keep, out = np.sort(order[held:]), np.sort(order[:held])
+        return X[keep], y[keep], (X[out], y[out])
+    take = xp.take
+    return (
+        take(X, keep, axis=0),
+        take(y, keep, axis=0),
+        (take(X, out, axis=0), take(y, out, axis=0)),
     )
 
 

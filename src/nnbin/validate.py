@@ -7,6 +7,7 @@ once, not per step.
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from typing import Any
@@ -41,20 +42,130 @@ def whole_number(name: str, v: Any, least: int) -> int:
 MAX_STEPS = 2**31 - 1
 
 
+def hidden_sizes(hidden: Any) -> int | tuple[int, ...]:
+    """One hidden layer's width (a whole number >= 1), or a sequence of them (one per
+    layer, at least one): an int for one layer given as an int, else a tuple."""
+    if isinstance(hidden, (list, tuple)):
+        if not hidden:
+            raise InvalidInputError("hidden must name at least one layer width, got ()")
+        sizes = tuple(whole_number("every hidden width", h, 1) for h in hidden)
+        return sizes
+    return whole_number("hidden", hidden, 1)
+
+
 def hyperparameters(
     *, hidden: Any, lr: Any, steps: Any, log_every: Any, seed: Any = 0
-) -> tuple[int, float, int, int, int]:
-    """hidden >= 1, lr > 0 and finite, steps >= 0, log_every >= 0, seed >= 0, as Python
-    numbers (so that they can be saved with a model)."""
+) -> tuple[int | tuple[int, ...], float, int, int, int]:
+    """hidden >= 1 (or a sequence of widths), lr > 0 and finite, steps >= 0,
+    log_every >= 0, seed >= 0, as Python numbers (so that they can be saved with a model)."""
     steps_, every = whole_number("steps", steps, 0), whole_number("log_every", log_every, 0)
     if steps_ > MAX_STEPS or every > MAX_STEPS:
         raise InvalidInputError(f"steps and log_every must be <= {MAX_STEPS:,} (2**31 - 1)")
     return (
-        whole_number("hidden", hidden, 1),
+        hidden_sizes(hidden),
         step_size(lr),
         steps_,
         every,
         whole_number("seed", seed, 0),
+    )
+
+
+def _real(
+    name: str,
+    v: Any,
+    *,
+    low: float,
+    high: float = math.inf,
+    open_low: bool = False,
+    open_high: bool = False,
+) -> float:
+    """``v`` as a finite Python float between ``low`` and ``high`` (each end included
+    unless ``open_low``/``open_high``)."""
+    if isinstance(v, (bool, str, bytes)) or type(v).__name__ in ("bool_", "bool"):
+        raise InvalidInputError(f"{name} must be a number, got {v!r}")
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{name} must be a number, got {v!r}") from None
+    if (
+        not math.isfinite(x)
+        or not low <= x <= high
+        or (open_low and x == low)
+        or (open_high and x == high)
+    ):
+        where = f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+        raise InvalidInputError(f"{name} must be a finite number in {where}, got {v!r}")
+    return x
+
+
+def activation_name(activation: Any) -> str:
+    """One of nnbin.model.ACTIVATIONS; scikit-learn's "logistic" means "sigmoid"."""
+    from .model import ACTIVATIONS
+
+    name = "sigmoid" if activation == "logistic" else activation
+    if name not in ACTIVATIONS:
+        raise InvalidInputError(
+            f"activation must be one of {', '.join(ACTIVATIONS)} (or 'logistic'), "
+            f"got {activation!r}"
+        )
+    return str(name)
+
+
+def config(
+    *,
+    activation: Any = "sigmoid",
+    optimizer: Any = "gd",
+    momentum: Any = 0.9,
+    nesterov: Any = False,
+    beta1: Any = 0.9,
+    beta2: Any = 0.999,
+    epsilon: Any = 1e-8,
+    batch_size: Any = None,
+    alpha: Any = 0.0,
+    shuffle_seed: Any = 0,
+    early_stopping: Any = False,
+    validation_fraction: Any = 0.1,
+    n_iter_no_change: Any = None,
+    tol: Any = 1e-4,
+) -> Any:
+    """A checked :class:`nnbin.config.Config` from the user's options."""
+    from .config import Config
+    from .optim import OPTIMIZERS, Optimizer
+
+    if optimizer not in OPTIMIZERS:
+        raise InvalidInputError(
+            f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}"
+        )
+    for name, flag in (("nesterov", nesterov), ("early_stopping", early_stopping)):
+        if not isinstance(flag, bool) and type(flag).__name__ != "bool_":
+            raise InvalidInputError(f"{name} must be True or False, got {flag!r}")
+    opt = Optimizer(
+        name=str(optimizer),
+        momentum=_real("momentum", momentum, low=0.0, high=1.0),
+        nesterov=bool(nesterov),
+        beta1=_real("beta1", beta1, low=0.0, high=1.0, open_high=True),
+        beta2=_real("beta2", beta2, low=0.0, high=1.0, open_high=True),
+        epsilon=_real("epsilon", epsilon, low=0.0, open_low=True),
+    )
+    return Config(
+        activation=activation_name(activation),
+        optimizer=opt,
+        batch_size=None if batch_size is None else whole_number("batch_size", batch_size, 1),
+        alpha=_real("alpha", alpha, low=0.0),
+        shuffle_seed=whole_number("seed", shuffle_seed, 0),
+        early_stopping=bool(early_stopping),
+        validation_fraction=_real(
+            "validation_fraction",
+            validation_fraction,
+            low=0.0,
+            high=1.0,
+            open_low=True,
+            open_high=True,
+        ),
+        n_iter_no_change=None
+        if n_iter_no_change is None
+        else whole_number("n_iter_no_change", n_iter_no_change, 1),
+        tol=_real("tol", tol, low=0.0),
     )
 
 
@@ -77,18 +188,27 @@ def available_memory() -> int:
 
 
 def memory_fits(
-    n: int, d: int, hidden: int, itemsize: int, working_nh: float, block_rows: int | None
+    n: int,
+    d: int,
+    hidden: int | tuple[int, ...],
+    itemsize: int,
+    working_nh: float,
+    block_rows: int | None,
 ) -> None:
     """Refuse, before anything is allocated, a run whose parameters and step temporaries
     cannot fit in host memory: about 8 copies of the parameters (they, the gradients, the
-    update, temporaries) and ``working_nh`` (rows, H) arrays a step (rows: a block, or N)."""
-    params = (d * hidden + 2 * hidden + 1) * itemsize * 8
+    update, temporaries) and ``working_nh`` (rows, H) arrays a step for each hidden layer
+    (rows: a block, or N)."""
+    sizes = (hidden,) if isinstance(hidden, int) else tuple(hidden)
+    dims = (d, *sizes, 1)
+    count = sum(a * b + b for a, b in itertools.pairwise(dims))
+    params = count * itemsize * 8
     rows = n if block_rows is None else min(n, block_rows)
-    need = params + int(working_nh * rows * hidden * itemsize)
+    need = params + int(working_nh * rows * sum(sizes) * itemsize)
     have = available_memory()
     if need > 0.9 * have:
         raise InvalidInputError(
-            f"training would need about {need / 2**30:.1f} GiB (hidden={hidden:,}, "
+            f"training would need about {need / 2**30:.1f} GiB (hidden={hidden}, "
             f"{n:,} samples, {d} feature(s)) but {have / 2**30:.1f} GiB of memory is "
             "available: use fewer hidden units or samples"
         )
@@ -130,27 +250,39 @@ def model_inputs(
 
     if (
         not isinstance(params, tuple)
-        or len(params) != 4
+        or len(params) < 4
+        or len(params) % 2
         or not all(hasattr(p, "shape") and hasattr(p, "dtype") for p in params)
     ):
         raise InvalidInputError(
-            "params must be nnbin.Params(W1, b1, W2, b2) (four arrays), as nnbin.init_params "
-            f"or a TrainResult's .params give; got {type(params).__name__}"
+            "params must be nnbin.Params(W1, b1, W2, b2) (four arrays) or, for a deeper "
+            "network, a tuple (W1, b1, ..., Wo, bo), as nnbin.init_params or a TrainResult's "
+            f".params give; got {type(params).__name__}"
         )
-    params = Params(*params)
-    for name, p in zip(Params._fields, params, strict=True):
+    params = Params(*params) if len(params) == 4 else tuple(params)
+    names = [f"{k}{i // 2 + 1}" for i, k in zip(range(len(params)), "Wb" * len(params))]
+    for name, p in zip(names, params, strict=True):
         _not_masked(p, name)
-    W1, b1, W2, b2 = params
+    W1 = params[0]
     if W1.ndim != 2:
         raise InvalidInputError(f"W1 must have shape (D, H), got {tuple(W1.shape)}")
-    d, h = W1.shape
-    want = {"b1": (h,), "W2": (h, 1), "b2": (1,)}
-    for name, p in zip(("b1", "W2", "b2"), (b1, W2, b2), strict=True):
-        if tuple(p.shape) != want[name]:
+    d = W1.shape[0]
+    fan_in = d
+    for k in range(0, len(params), 2):
+        W, b = params[k], params[k + 1]
+        last = k == len(params) - 2
+        if W.ndim != 2 or W.shape[0] != fan_in or (last and W.shape[1] != 1):
+            want_w = f"({fan_in}, {1 if last else 'H'})"
             raise InvalidInputError(
-                f"{name} must have shape {want[name]} for W1 of shape {tuple(W1.shape)}, got "
-                f"{tuple(p.shape)}: the parameters do not belong together"
+                f"{names[k]} must have shape {want_w} after the layer below, got "
+                f"{tuple(W.shape)}: the parameters do not belong together"
             )
+        if tuple(b.shape) != (W.shape[1],):
+            raise InvalidInputError(
+                f"{names[k + 1]} must have shape {(W.shape[1],)} for {names[k]} of shape "
+                f"{tuple(W.shape)}, got {tuple(b.shape)}: the parameters do not belong together"
+            )
+        fan_in = W.shape[1]
     _matrix(X)
     if X.shape[1] != d:
         raise InvalidInputError(

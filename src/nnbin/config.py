@@ -1,0 +1,54 @@
+"""What a training run does besides the data and the step size: the hidden activation, the
+optimizer, mini-batches, the L2 penalty and the stopping rule. The defaults are the seed
+job's (sigmoid units, plain full-batch gradient descent, no penalty, every step run).
+
+The values are checked by :func:`nnbin.validate.config` at the entry points; this module
+only holds them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .optim import Optimizer
+
+
+@dataclass(frozen=True)
+class Config:
+    #: hidden-layer activation: "sigmoid", "tanh" or "relu"
+    activation: str = "sigmoid"
+    #: the optimizer and its hyperparameters (its ``lr`` is set from the run's step size)
+    optimizer: Optimizer = field(default_factory=Optimizer)
+    #: samples per mini-batch, drawn from a seeded shuffle each epoch; None: full batch
+    batch_size: int | None = None
+    #: L2 penalty on the weights, scikit-learn's scaling: (alpha / 2n) sum ||W||^2
+    alpha: float = 0.0
+    #: seed of the shuffles and of the validation split (drawn on the host with NumPy, so
+    #: the batch order is the same on every backend)
+    shuffle_seed: int = 0
+    #: hold out ``validation_fraction`` of the samples and stop when their accuracy has not
+    #: improved by ``tol`` for ``n_iter_no_change`` epochs, keeping the best parameters
+    early_stopping: bool = False
+    validation_fraction: float = 0.1
+    #: epochs without improvement before stopping; None: never stop early on the training
+    #: loss (with ``early_stopping`` it defaults to 10)
+    n_iter_no_change: int | None = None
+    tol: float = 1e-4
+
+    @property
+    def stops(self) -> bool:
+        """Whether a stopping rule reads the loss or the validation score every epoch."""
+        return self.early_stopping or self.n_iter_no_change is not None
+
+    @property
+    def plain_descent(self) -> bool:
+        """Full-batch gradient descent with no stopping rule: the seed job's loop (any
+        activation, depth and penalty)."""
+        return self.optimizer.name == "gd" and self.batch_size is None and not self.stops
+
+    @property
+    def patience(self) -> int:
+        return 10 if self.n_iter_no_change is None else self.n_iter_no_change
+
+
+SEED = Config()

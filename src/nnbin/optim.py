@@ -1,0 +1,86 @@
+"""The optimizers, written by hand: plain gradient descent, momentum (optionally Nesterov's)
+and Adam, as scikit-learn's ``MLPClassifier`` defines them. Pure functions on pytrees:
+``state = init(params)``; ``params, state = update(params, grads, state)``. Nothing is
+updated in place, and no value is read to the host, so one update runs eagerly on any
+array-API library or traced by ``jax.jit``.
+
+    gd:        p <- p - lr g
+    momentum:  v <- mu v - lr g;  p <- p + v              (Nesterov: p <- p + mu v - lr g)
+    adam:      t <- t + 1;  m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
+               p <- p - lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import array_api_compat
+
+from .model import Array, like
+
+OPTIMIZERS = ("gd", "momentum", "adam")
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """An optimizer and its hyperparameters (Python floats, never arrays: a NumPy scalar
+    would turn another library's arrays into NumPy ones)."""
+
+    name: str = "gd"
+    lr: float = 1.0
+    momentum: float = 0.9
+    nesterov: bool = False
+    beta1: float = 0.9
+    beta2: float = 0.999
+    epsilon: float = 1e-8
+
+    def __post_init__(self) -> None:
+        if self.name not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.name!r}")
+
+    def init(self, params: Any) -> Any:
+        """The optimizer's starting state for ``params`` (a pytree: () for gd)."""
+        if self.name == "gd":
+            return ()
+        zeros = like(params, (_zeros_like(p) for p in params))
+        if self.name == "momentum":
+            return (zeros,)
+        # adam: the step count as a 0-d array of the parameters' dtype (traced under jit)
+        p0 = params[0]
+        t = _namespace(p0).zeros((), dtype=p0.dtype, device=array_api_compat.device(p0))
+        return (t, zeros, like(params, (_zeros_like(p) for p in params)))
+
+    def update(self, params: Any, grads: Any, state: Any) -> tuple[Any, Any]:
+        """One update: the new parameters and the new state."""
+        lr = self.lr
+        if self.name == "gd":
+            return like(params, (p - lr * g for p, g in zip(params, grads))), state
+        if self.name == "momentum":
+            mu = self.momentum
+            (velocity,) = state
+            velocity = like(params, (mu * v - lr * g for v, g in zip(velocity, grads)))
+            if self.nesterov:
+                steps: Any = (mu * v - lr * g for v, g in zip(velocity, grads))
+            else:
+                steps = velocity
+            return like(params, (p + u for p, u in zip(params, steps))), (velocity,)
+        b1, b2, eps = self.beta1, self.beta2, self.epsilon
+        t, m, v = state
+        t = t + 1.0
+        m = like(params, (b1 * a + (1.0 - b1) * g for a, g in zip(m, grads)))
+        v = like(params, (b2 * a + (1.0 - b2) * (g * g) for a, g in zip(v, grads)))
+        xp = _namespace(t)
+        rate = lr * xp.sqrt(1.0 - b2**t) / (1.0 - b1**t)  # a 0-d array
+        new = like(params, (p - rate * a / (xp.sqrt(b) + eps) for p, a, b in zip(params, m, v)))
+        return new, (t, m, v)
+
+
+def _zeros_like(a: Array) -> Array:
+    return _namespace(a).zeros_like(a)
+
+
+def _namespace(a: Array) -> Any:
+    from .model import namespace
+
+    return namespace(a)
