@@ -126,3 +126,231 @@ def gradient_magnitudes(
         "W2": np.dot(np.abs(h).T, dz),
         "b2": np.sum(dz, axis=0),
     }
+
+
+# --- the deeper network and its optimizers ------------------------------------------------
+# Written separately from nnbin and from the seed reference above: layers are a list of
+# {"W", "b"} dicts, each activation's derivative is taken from the *pre-activation* a (nnbin
+# takes it from the output), the backward pass keeps every dL/da in full (nnbin folds the
+# output weights in after the sum), and the optimizers follow scikit-learn's formulas as its
+# documentation states them. What nnbin and this share is the contract only: the order in
+# which weights are drawn, the shuffle and the validation split (drawn with NumPy from the
+# seeds nnbin documents), and the loss's definition.
+
+
+def act(name: str, a: np.ndarray) -> np.ndarray:
+    if name == "sigmoid":
+        return sigmoid(a)
+    if name == "tanh":
+        return np.tanh(a)
+    if name == "relu":
+        return np.where(a > 0.0, a, 0.0)
+    raise ValueError(name)
+
+
+def act_derivative(name: str, a: np.ndarray) -> np.ndarray:
+    """d act / d a at the pre-activation a."""
+    if name == "sigmoid":
+        s = sigmoid(a)
+        return s * (1.0 - s)
+    if name == "tanh":
+        return 1.0 / np.cosh(a) ** 2
+    if name == "relu":
+        return (a > 0.0).astype(np.float64)
+    raise ValueError(name)
+
+
+def deep_weights(
+    n_features: int, hidden: tuple[int, ...], seed: int, activation: str, init: str
+) -> list[dict[str, np.ndarray]]:
+    """Layer by layer from the input, each weight matrix drawn from one
+    numpy.random.default_rng(seed): "normal" N(0, 1); "glorot" uniform on +-sqrt(f / (fan_in
+    + fan_out)), f = 2 for sigmoid, else 6; "he" N(0, 1) * sqrt(2 / fan_in). Biases 0."""
+    rng = np.random.default_rng(seed)
+    sizes = [n_features, *hidden, 1]
+    layers = []
+    for i in range(len(sizes) - 1):
+        fan_in, fan_out = sizes[i], sizes[i + 1]
+        if init == "normal":
+            W = rng.standard_normal((fan_in, fan_out))
+        elif init == "glorot":
+            bound = np.sqrt((2.0 if activation == "sigmoid" else 6.0) / (fan_in + fan_out))
+            W = rng.uniform(-bound, bound, (fan_in, fan_out))
+        else:
+            W = rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)
+        layers.append({"W": W, "b": np.zeros(fan_out)})
+    return layers
+
+
+def deep_forward(
+    layers: list[dict[str, np.ndarray]], X: np.ndarray, activation: str
+) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+    """Pre-activations a_l and outputs h_l of every hidden layer (h_0 = X), and the logits."""
+    pre, outs = [], [X]
+    for layer in layers[:-1]:
+        a = outs[-1] @ layer["W"] + layer["b"]
+        pre.append(a)
+        outs.append(act(activation, a))
+    z = outs[-1] @ layers[-1]["W"] + layers[-1]["b"]
+    return pre, outs, z
+
+
+def deep_loss(
+    layers: list[dict[str, np.ndarray]],
+    X: np.ndarray,
+    y: np.ndarray,
+    activation: str,
+    alpha: float = 0.0,
+) -> float:
+    """Mean BCE from the logits plus (alpha / 2N) times the sum of squared weights."""
+    _, _, z = deep_forward(layers, X, activation)
+    bce = np.mean(np.maximum(z, 0.0) - y * z + np.log1p(np.exp(-np.abs(z))))
+    l2 = sum(float(np.sum(layer["W"] ** 2)) for layer in layers)
+    return float(bce + alpha * l2 / (2.0 * X.shape[0]))
+
+
+def deep_gradients(
+    layers: list[dict[str, np.ndarray]],
+    X: np.ndarray,
+    y: np.ndarray,
+    activation: str,
+    alpha: float = 0.0,
+) -> list[dict[str, np.ndarray]]:
+    N = X.shape[0]
+    pre, outs, z = deep_forward(layers, X, activation)
+    delta = (sigmoid(z) - y) / N  # dL/dz
+    grads: list[dict[str, np.ndarray]] = [{} for _ in layers]
+    for i in range(len(layers) - 1, -1, -1):
+        grads[i]["W"] = outs[i].T @ delta + (alpha / N) * layers[i]["W"]
+        grads[i]["b"] = delta.sum(axis=0)
+        if i > 0:  # dL/da of the layer below
+            delta = (delta @ layers[i]["W"].T) * act_derivative(activation, pre[i - 1])
+    return grads
+
+
+def flat(layers: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+    """The layers as nnbin orders its parameters: W1, b1, W2, b2, ..."""
+    return [a for layer in layers for a in (layer["W"], layer["b"])]
+
+
+class Sgd:
+    """scikit-learn's SGD: v <- momentum v - lr g; p <- p + v, or with Nesterov's momentum
+    p <- p + momentum v - lr g (momentum 0 is plain gradient descent)."""
+
+    def __init__(self, lr: float, momentum: float = 0.0, nesterov: bool = False) -> None:
+        self.lr, self.momentum, self.nesterov = lr, momentum, nesterov
+        self.v: list[np.ndarray] | None = None
+
+    def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
+        if self.v is None:
+            self.v = [np.zeros_like(p) for p in params]
+        for k, g in enumerate(grads):
+            self.v[k] = self.momentum * self.v[k] - self.lr * g
+            if self.nesterov:
+                params[k] += self.momentum * self.v[k] - self.lr * g
+            else:
+                params[k] += self.v[k]
+
+
+class Adam:
+    """Kingma and Ba's Adam as scikit-learn writes it: the bias corrections folded into the
+    step size, lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)."""
+
+    def __init__(self, lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> None:
+        self.lr, self.b1, self.b2, self.eps = lr, b1, b2, eps
+        self.t = 0
+        self.m: list[np.ndarray] | None = None
+        self.v: list[np.ndarray] | None = None
+
+    def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
+        if self.m is None or self.v is None:
+            self.m = [np.zeros_like(p) for p in params]
+            self.v = [np.zeros_like(p) for p in params]
+        self.t += 1
+        lr_t = self.lr * np.sqrt(1.0 - self.b2**self.t) / (1.0 - self.b1**self.t)
+        for k, g in enumerate(grads):
+            self.m[k] = self.b1 * self.m[k] + (1.0 - self.b1) * g
+            self.v[k] = self.b2 * self.v[k] + (1.0 - self.b2) * g**2
+            params[k] -= lr_t * self.m[k] / (np.sqrt(self.v[k]) + self.eps)
+
+
+@dataclass
+class DeepRun:
+    losses: list[tuple[int, float]]  # (epoch, mean of that epoch's batch losses)
+    final: list[np.ndarray]  # W1, b1, ... as nnbin orders them
+    epochs: int  # epochs run (fewer than asked when a stopping rule ended the run)
+    scores: list[float]  # held-out accuracy after each epoch (early stopping)
+
+
+def deep_train(
+    layers: list[dict[str, np.ndarray]],
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    activation: str,
+    optimizer: Sgd | Adam,
+    epochs: int,
+    log_every: int,
+    batch_size: int | None = None,
+    alpha: float = 0.0,
+    seed: int = 0,
+    early_stopping: bool = False,
+    validation_fraction: float = 0.1,
+    n_iter_no_change: int | None = None,
+    tol: float = 1e-4,
+) -> DeepRun:
+    """Epochs of mini-batches (rows shuffled each epoch by
+    numpy.random.default_rng([seed, 1]).permutation), every batch one optimizer step on its
+    mean loss with the penalty scaled by the batch size, the epoch's loss the batch losses
+    weighted by batch size. Early stopping holds out the ceil(fraction N) samples first in
+    numpy.random.default_rng([seed, 2]).permutation(N) (both sides kept in their original
+    order) and stops after more than n_iter_no_change epochs without a held-out accuracy
+    above the best by tol, returning the best; without it, n_iter_no_change applies to
+    the training loss instead."""
+    params = [a.copy() for a in flat(layers)]
+    Xv = yv = None
+    if early_stopping:
+        order = np.random.default_rng([seed, 2]).permutation(X.shape[0])
+        held = min(max(1, int(np.ceil(validation_fraction * X.shape[0]))), X.shape[0] - 1)
+        out, keep = np.sort(order[:held]), np.sort(order[held:])
+        X, y, Xv, yv = X[keep], y[keep], X[out], y[out]
+        if n_iter_no_change is None:
+            n_iter_no_change = 10
+    N = X.shape[0]
+    rng = np.random.default_rng([seed, 1])
+    size = N if batch_size is None else batch_size
+
+    def as_layers(p: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        return [{"W": p[2 * i], "b": p[2 * i + 1]} for i in range(len(p) // 2)]
+
+    losses, scores = [], []
+    best_loss, best_score, stale, best = np.inf, -np.inf, 0, None
+    ran = 0
+    for epoch in range(epochs):
+        rows = np.arange(N) if batch_size is None else rng.permutation(N)
+        total = 0.0
+        for start in range(0, N, size):
+            idx = rows[start : start + size]
+            lay = as_layers(params)
+            total += deep_loss(lay, X[idx], y[idx], activation, alpha) * len(idx)
+            g = deep_gradients(lay, X[idx], y[idx], activation, alpha)
+            optimizer.step(params, flat(g))
+        ran = epoch + 1
+        epoch_loss = total / N
+        stopping = early_stopping or n_iter_no_change is not None
+        if stopping or epoch % log_every == 0:
+            losses.append((epoch, epoch_loss))
+        if early_stopping:
+            _, _, zv = deep_forward(as_layers(params), Xv, activation)
+            score = float(np.mean((zv >= 0.0) == (yv == 1.0)))
+            scores.append(score)
+            stale = stale + 1 if score < best_score + tol else 0
+            if score > best_score:
+                best_score, best = score, [p.copy() for p in params]
+        elif n_iter_no_change is not None:
+            stale = stale + 1 if epoch_loss > best_loss - tol else 0
+            best_loss = min(best_loss, epoch_loss)
+        if stopping and stale > n_iter_no_change:
+            break
+    final = best if (early_stopping and best is not None) else params
+    return DeepRun(losses, final, ran, scores)

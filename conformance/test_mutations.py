@@ -21,10 +21,10 @@ from .helpers import check_gradients, random_case
 # name -> (function, variable assigned there, the buggy expression assigned instead)
 MUTANTS = {
     "drop the sigmoid-derivative factor": ("_block_grads", "s", "xp.ones_like(h)"),
-    "transpose the wrong operand": ("_block_grads", "dW1", "dW1_db1[:d, ...].T"),
+    "transpose the wrong operand": ("_block_grads", "dWL", "dW_db[:d, ...].T"),
     "forget the 1/N": ("value_and_grads", "inv_n", "1.0"),
     "flip the sign of dL/dz": ("_block_grads", "dz", "y - sigmoid(xp, z)"),
-    "drop W2 from the bias gradient": ("_block_grads", "db1", "(outer.T @ s)[d, ...]"),
+    "drop W2 from the bias gradient": ("_block_grads", "dbL", "(outer.T @ s)[d, ...]"),
 }
 
 

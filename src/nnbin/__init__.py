@@ -24,6 +24,7 @@ from .export import export_onnx
 from .model import Params
 from .modelfile import Model, ModelFileError, load
 from .modelfile import save_result as save
+from .optim import Optimizer
 from .training import TrainResult, train
 from .validate import InvalidInputError
 
@@ -56,6 +57,7 @@ __all__ = [
     "Model",
     "ModelFileError",
     "NnbinError",
+    "Optimizer",
     "Params",
     "TrainResult",
     "TrainingDivergedError",

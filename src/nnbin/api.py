@@ -19,86 +19,132 @@ from . import loss as _loss
 from . import model as _model
 from .backend import backend_of, get_backend
 from .errors import InvalidInputError
-from .model import Array, Params, quiet_overflow
-from .validate import model_inputs, step_size
+from .model import Array, quiet_overflow
+from .validate import activation_name, hidden_sizes, model_inputs, penalty, step_size
 
 
 def init_params(
     n_features: int = 1,
-    hidden: int = 32,
+    hidden: int | tuple[int, ...] = 32,
     seed: int = 0,
     *,
     dtype: str | None = None,
     backend: str | None = None,
     device: Any = None,
-) -> Params:
-    """Initial parameters: W ~ N(0, 1), b = 0.
+    activation: str = "sigmoid",
+    init: str | None = None,
+) -> Any:
+    """Initial parameters: weights drawn as ``init`` says, biases 0. One hidden layer gives a
+    :class:`Params` (W1, b1, W2, b2); ``hidden=(64, 32)`` a tuple (W1, b1, W2, b2, W3, b3).
 
-    The weights are drawn on the host from ``numpy.random.default_rng(seed)`` in float64
-    (W1 first, then W2), cast to ``dtype`` and only then moved to the backend's device,
-    so one seed gives the same starting point on every backend.
-    ``backend`` defaults to ``NNBIN_BACKEND`` (else numpy); ``dtype`` to the backend's default.
+    ``init``: "normal" W ~ N(0, 1) (the seed network's), "glorot", "he"; default: the one
+    suited to ``activation`` (sigmoid: normal, tanh: Glorot, ReLU: He). The weights are drawn
+    on the host from ``numpy.random.default_rng(seed)`` in float64, layer by layer from the
+    input, cast to ``dtype`` and only then moved to the backend's device, so one seed gives
+    the same starting point on every backend. ``backend`` defaults to ``NNBIN_BACKEND``
+    (else numpy); ``dtype`` to the backend's default.
     """
-    return get_backend(backend).init_params(n_features, hidden, seed, dtype=dtype, device=device)
+    hidden = hidden_sizes(hidden)
+    activation = activation_name(activation)
+    return get_backend(backend).init_params(
+        n_features, hidden, seed, dtype=dtype, device=device, activation=activation, init=init
+    )
 
 
 @quiet_overflow
-def forward(params: Params, X: Array) -> Array:
-    """Output logits z = sigmoid(X W1 + b1) W2 + b2, shape (N, 1)."""
+def forward(params: Any, X: Array, *, activation: str = "sigmoid") -> Array:
+    """Output logits z, shape (N, 1), of the network with hidden ``activation``."""
     params, X, _ = model_inputs(params, X)
-    return _model.forward(params, X)
+    return _model.forward(params, X, activation_name(activation))
 
 
 @quiet_overflow
-def predict_proba(params: Params, X: Array) -> Array:
+def predict_proba(params: Any, X: Array, *, activation: str = "sigmoid") -> Array:
     """P(y = 1 | x) = sigmoid(z), shape (N, 1)."""
     params, X, _ = model_inputs(params, X)
-    return _model.predict_proba(params, X)
+    return _model.predict_proba(params, X, activation_name(activation))
 
 
 @quiet_overflow
-def loss(params: Params, X: Array, y: Array) -> Array:
-    """Mean binary cross-entropy of the network on (X, y), a 0-d array."""
+def loss(
+    params: Any, X: Array, y: Array, *, activation: str = "sigmoid", alpha: float = 0.0
+) -> Array:
+    """Mean binary cross-entropy of the network on (X, y), plus the L2 penalty
+    (alpha / 2N) sum ||W||^2 when ``alpha`` > 0, a 0-d array."""
     params, X, y = model_inputs(params, X, y)
-    return _loss.loss(params, X, y)
+    act, a = activation_name(activation), penalty(alpha)
+    value = _loss.loss(params, X, y, act)
+    if a:
+        value = value + _loss.l2_penalty(_model.namespace(X, *params), params, a, X.shape[0])
+    return value
 
 
 @quiet_overflow
 def loss_and_grads(
-    params: Params, X: Array, y: Array, *, block_rows: int | None = None
-) -> tuple[Array, Params]:
-    """Mean binary cross-entropy (a 0-d array) and its gradient w.r.t. each parameter, a
-    :class:`~nnbin.model.Params` with the parameters' shapes."""
+    params: Any,
+    X: Array,
+    y: Array,
+    *,
+    block_rows: int | None = None,
+    activation: str = "sigmoid",
+    alpha: float = 0.0,
+) -> tuple[Array, Any]:
+    """Mean binary cross-entropy (a 0-d array; plus the L2 penalty ``alpha``) and its
+    gradient w.r.t. each parameter, in the parameters' container and shapes."""
     params, X, y = model_inputs(params, X, y, block_rows=block_rows)
-    return backprop.loss_and_grads(params, X, y, block_rows=block_rows)
+    return backprop.loss_and_grads(
+        params,
+        X,
+        y,
+        block_rows=block_rows,
+        activation=activation_name(activation),
+        alpha=penalty(alpha),
+    )
 
 
 @quiet_overflow
 def step(
-    params: Params, X: Array, y: Array, lr: Any = 1.0, *, block_rows: int | None = None
-) -> Params:
-    """One full-batch gradient-descent step; returns new parameters."""
+    params: Any,
+    X: Array,
+    y: Array,
+    lr: Any = 1.0,
+    *,
+    block_rows: int | None = None,
+    activation: str = "sigmoid",
+    alpha: float = 0.0,
+) -> Any:
+    """One full-batch gradient-descent step; returns new parameters. (Other optimizers:
+    :class:`nnbin.Optimizer`'s ``init`` and ``update`` on :func:`loss_and_grads`' gradients.)"""
     rate = step_size(lr, traced=True)
     params, X, y = model_inputs(params, X, y, block_rows=block_rows)
-    return backprop.step(params, X, y, rate, block_rows=block_rows)
+    return backprop.step(
+        params,
+        X,
+        y,
+        rate,
+        block_rows=block_rows,
+        activation=activation_name(activation),
+        alpha=penalty(alpha),
+    )
 
 
 @quiet_overflow
-def accuracy(params: Params, X: Array, y: Array) -> float:
+def accuracy(params: Any, X: Array, y: Array, *, activation: str = "sigmoid") -> float:
     """Fraction of samples whose predicted class (probability >= 0.5) equals the label.
 
     Worked out in the blocks of samples training uses on the backend (never a whole (N, H)
     array on an eager CPU library), with one read of the result."""
     params, X, y = model_inputs(params, X, y)
     xp = _model.namespace(X, y, *params)
-    n, h = int(X.shape[0]), int(params.W1.shape[1])
+    n, h = int(X.shape[0]), max(_model.widths(params))
     if n == 0:
         raise InvalidInputError("accuracy needs at least one sample; X has no rows")
     rows = backend_of(X).block_rows(n, h) or n
     correct: Any = None
+    act = activation_name(activation)
     for start in range(0, n, rows):
         stop = min(start + rows, n)
-        z = _model.forward(params, X[start:stop, ...])
+        z = _model.forward(params, X[start:stop, ...], act)
         hits = xp.sum(xp.astype((z >= 0.0) == (y[start:stop, ...] == 1.0), y.dtype))
         correct = hits if correct is None else correct + hits
     return float(correct) / n

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .loss import bce_with_logits_sum
+from .loss import bce_with_logits_sum, l2_penalty
 from .model import ACTIVATION_FNS, Array, hidden_outputs, layers, like, namespace, sigmoid
 
 
@@ -65,19 +65,21 @@ def _block_grads(
     d = below.shape[1]
     outer = xp.concat([below * dz, dz], axis=1)       # (B, H(L-1) + 1)
     dW_db = (outer.T @ s) * wo_row                    # (H(L-1) + 1, HL)
-    grads = [dW_db[:d, ...], dW_db[d, ...], dWo, dbo]  # dWL, dbL = sum_n dL/daL
+    dWL = dW_db[:d, ...]                              # (H(L-1), HL) = h(L-1)^T dL/daL
+    dbL = dW_db[d, ...]                               # (HL,)        = sum_n dL/daL
+    grads = [dWL, dbL, dWo, dbo]
 
     # the layers below: dL/dal in full, weight and bias gradients from one product each
     if len(pairs) > 2:
         delta = (dz * s) * wo_row                     # (B, HL)  N dL/daL
         ones = xp.ones_like(dz)                       # (B, 1)
         for k in range(len(pairs) - 2, 0, -1):        # hidden layer k: hs[k] = hk
-            W_above = pairs[k][0]                     # (Hk, H(k+1))
-            delta = (delta @ W_above.T) * act_grad(xp, hs[k])  # (B, Hk)  N dL/dak
+            back = delta @ pairs[k][0].T              # (B, Hk)  N dL/dhk (through W(k+1))
+            delta = back * act_grad(xp, hs[k])        # (B, Hk)  N dL/dak
             below = hs[k - 1]                         # (B, H(k-1))
             d = below.shape[1]
-            dW_db = xp.concat([below, ones], axis=1).T @ delta  # (H(k-1) + 1, Hk)
-            grads = [dW_db[:d, ...], dW_db[d, ...], *grads]
+            dWb_k = xp.concat([below, ones], axis=1).T @ delta  # (H(k-1) + 1, Hk)
+            grads = [dWb_k[:d, ...], dWb_k[d, ...], *grads]
     # fmt: on
     loss_sum = bce_with_logits_sum(xp, z, y) if with_loss else None
     return loss_sum, like(params, grads)
@@ -120,7 +122,7 @@ def value_and_grads(
             params, (g + k * p if i % 2 == 0 else g for i, (g, p) in enumerate(zip(grads, params)))
         )
         if loss is not None:
-            loss = loss + 0.5 * k * sum(xp.sum(W * W) for W, _ in layers(params))
+            loss = loss + l2_penalty(xp, params, alpha, n)
     return loss, grads
 
 

@@ -24,7 +24,13 @@ def bce_with_logits_sum(xp: Any, z: Array, y: Array) -> Array:
     return xp.sum(xp.maximum(z, xp.zeros_like(z)) - y * z + xp.log1p(xp.exp(-xp.abs(z))))
 
 
-def loss(params: Params, X: Array, y: Array) -> Array:
+def loss(params: Params, X: Array, y: Array, activation: str = "sigmoid") -> Array:
     """Mean binary cross-entropy of the network on (X, y), a 0-d array."""
     xp = namespace(X, y, *params)
-    return bce_with_logits_sum(xp, forward(params, X), y) / X.shape[0]
+    return bce_with_logits_sum(xp, forward(params, X, activation), y) / X.shape[0]
+
+
+def l2_penalty(xp: Any, params: Any, alpha: float, n: int) -> Array:
+    """scikit-learn's L2 term (alpha / 2n) sum ||W||^2 over the weight matrices (W1, W2,
+    ...; not the biases), a 0-d array."""
+    return 0.5 * alpha / n * sum(xp.sum(W * W) for W in params[0::2])

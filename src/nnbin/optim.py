@@ -55,16 +55,19 @@ class Optimizer:
         """One update: the new parameters and the new state."""
         lr = self.lr
         if self.name == "gd":
-            return like(params, (p - lr * g for p, g in zip(params, grads))), state
+            descended = like(params, (p - lr * g for p, g in zip(params, grads)))
+            return descended, state
         if self.name == "momentum":
             mu = self.momentum
             (velocity,) = state
             velocity = like(params, (mu * v - lr * g for v, g in zip(velocity, grads)))
-            if self.nesterov:
-                steps: Any = (mu * v - lr * g for v, g in zip(velocity, grads))
-            else:
-                steps = velocity
-            return like(params, (p + u for p, u in zip(params, steps))), (velocity,)
+            # Nesterov's step looks ahead along the new velocity
+            ahead = (
+                like(params, (mu * v - lr * g for v, g in zip(velocity, grads)))
+                if self.nesterov
+                else velocity
+            )
+            return like(params, (p + u for p, u in zip(params, ahead))), (velocity,)
         b1, b2, eps = self.beta1, self.beta2, self.epsilon
         t, m, v = state
         t = t + 1.0

@@ -98,6 +98,11 @@ def _real(
     return x
 
 
+def penalty(alpha: Any) -> float:
+    """An L2 penalty: a finite number >= 0, as a Python float."""
+    return _real("alpha", alpha, low=0.0)
+
+
 def activation_name(activation: Any) -> str:
     """One of nnbin.model.ACTIVATIONS; scikit-learn's "logistic" means "sigmoid"."""
     from .model import ACTIVATIONS
