@@ -284,6 +284,7 @@ class CupyBackend(Backend):
         fused: bool | None = None,
         config: Config | None = None,
         validation: tuple[Any, Any] | None = None,
+        state: Any = None,
     ) -> RunResult:
         with self.on_device(X):
             return self._run(
@@ -297,6 +298,7 @@ class CupyBackend(Backend):
                 fused=fused,
                 config=config,
                 validation=validation,
+                state=state,
             )
 
     def _run(
@@ -312,6 +314,7 @@ class CupyBackend(Backend):
         fused: bool | None,
         config: Config | None = None,
         validation: tuple[Any, Any] | None = None,
+        state: Any = None,
     ) -> RunResult:
         scope = cuda_fused.scope_refusal(params, config)
         if scope is not None:
@@ -330,6 +333,7 @@ class CupyBackend(Backend):
                 on_log=on_log,
                 config=config,
                 validation=validation,
+                state=state,
             )
             result.loop = f"python loop (array-API core); no fused step: {scope}"
             return result

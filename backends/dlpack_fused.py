@@ -118,6 +118,7 @@ class FusedThroughDlpack(Backend):
         fused: bool | None = None,
         config: Config | None = None,
         validation: tuple[Any, Any] | None = None,
+        state: Any = None,
     ) -> RunResult:
         scope = scope_refusal(params, config)
         if scope is not None and fused:
@@ -141,6 +142,7 @@ class FusedThroughDlpack(Backend):
             on_log=on_log,
             config=config,
             validation=validation,
+            state=state,
         )
 
     def _on_gpu(self, X: Any) -> bool:

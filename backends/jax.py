@@ -17,7 +17,7 @@ from nnbin.backprop import apply_update, loss_and_grads, value_and_grads
 from nnbin.config import SEED, Config
 from nnbin.errors import BackendUnavailableError
 from nnbin.loop import CHUNK_LOGS, EpochSteps, OnLog, RunResult, Steps
-from nnbin.model import Params, like
+from nnbin.model import ACTIVATION_FNS, Params, like
 
 from .dlpack_fused import DlpackFused, FusedThroughDlpack
 
@@ -152,6 +152,7 @@ class JaxBackend(FusedThroughDlpack):
         fused: bool | None = None,
         config: Config | None = None,
         validation: tuple[Any, Any] | None = None,
+        state: Any = None,
     ) -> RunResult:
         # the benchmark's hook: set again by a compiled run; a run through cupy's fused step
         # has no XLA buffers to report
@@ -167,6 +168,7 @@ class JaxBackend(FusedThroughDlpack):
             fused=fused,
             config=config,
             validation=validation,
+            state=state,
         )
 
     def stepper(
@@ -195,6 +197,7 @@ class JaxBackend(FusedThroughDlpack):
             str(getattr(X, "sharding", "")),
             config.activation,
             config.alpha,
+            ACTIVATION_FNS[config.activation],  # the functions traced (patched: compile anew)
         )
         seconds = 0.0
         if key not in self._compiled:
@@ -281,9 +284,10 @@ def _chunk(
 
 class _CompiledEpochs(EpochSteps):
     """The general loop (:class:`nnbin.loop.EpochSteps`) with each epoch one call of one
-    compiled function (compiled on the first epoch; the shuffled order is an argument, so
-    no epoch compiles anew): the full mini-batches in a ``lax.fori_loop`` over
-    ``lax.dynamic_slice``s, the short last batch after it."""
+    compiled function (:func:`_epoch`, compiled once per shapes and settings and kept on the
+    backend; the shuffled order is an argument, so no epoch compiles anew): the full
+    mini-batches in a ``lax.fori_loop`` over ``lax.dynamic_slice``s, the short last batch
+    after it."""
 
     def __init__(
         self,
@@ -305,48 +309,69 @@ class _CompiledEpochs(EpochSteps):
             indices=lambda host: be.xp.asarray(host.astype(np.int32)),
         )
         self.be = be
-        self._fns: dict[bool, Any] = {}
         self.loop = "jax.jit, one compiled call an epoch" + self.loop.partition("step")[2]
 
     def epoch(self, with_loss: bool) -> Any:
         order = self.order()
-        fn = self._fns.get(with_loss)
-        args = (self.params, self.state, self.X, self.y)
         idx = None if order is None else self.indices(order)
+        args = (self.params, self.state, self.X, self.y, idx)
+        key = (
+            "epoch",
+            self.X.shape,
+            str(self.X.dtype),
+            tuple(p.shape for p in self.params),
+            str(getattr(self.X, "sharding", "")),
+            self.config,
+            self.opt,
+            with_loss,
+            idx is None,
+            # the functions traced: a patched update or derivative must compile anew
+            type(self.opt).update,
+            ACTIVATION_FNS[self.config.activation],
+        )
+        fn = self.be._compiled.get(key)
         if fn is None:
             t0 = time.perf_counter()
-            jitted = self.be._jax.jit(functools.partial(self._epoch, with_loss=with_loss))
-            fn = self._fns[with_loss] = jitted.lower(*args, idx).compile()
+            static = functools.partial(
+                _epoch, config=self.config, opt=self.opt, with_loss=with_loss
+            )
+            fn = self.be._compiled[key] = self.be._jax.jit(static).lower(*args).compile()
             self.compile_seconds += time.perf_counter() - t0
-        self.params, self.state, loss = fn(*args, idx)
+        self.params, self.state, loss = fn(*args)
         return loss
 
-    def _epoch(self, params: Any, state: Any, X: Any, y: Any, idx: Any, *, with_loss: bool) -> Any:
-        from jax import lax
 
-        cfg, opt, n = self.config, self.opt, self.n
-        kw: dict[str, Any] = {"activation": cfg.activation, "alpha": cfg.alpha}
-        if idx is None:
-            loss, g = value_and_grads(params, X, y, with_loss=with_loss, **kw)
-            params, state = opt.update(params, g, state)
-            return params, state, loss
-        Xs, ys = X[idx], y[idx]
-        size = min(int(cfg.batch_size or n), n)
-        full, tail = divmod(n, size)
-        zero = self.be.xp.zeros((), dtype=X.dtype)
+def _epoch(
+    params: Any, state: Any, X: Any, y: Any, idx: Any, *, config: Config, opt: Any, with_loss: bool
+) -> tuple[Any, Any, Any]:
+    """One epoch of :class:`nnbin.loop.EpochSteps`, traced by jax.jit: X and y are
+    arguments (never closed over), ``idx`` the epoch's order (None: the data's own)."""
+    import jax.numpy as jnp
+    from jax import lax
 
-        def batch(start: Any, rows: int, carry: Any) -> Any:
-            p, s, total = carry
-            xb = lax.dynamic_slice_in_dim(Xs, start, rows, axis=0)
-            yb = lax.dynamic_slice_in_dim(ys, start, rows, axis=0)
-            loss, g = value_and_grads(p, xb, yb, with_loss=with_loss, **kw)
-            p, s = opt.update(p, g, s)
-            if loss is not None:
-                total = total + loss * float(rows)
-            return p, s, total
+    kw: dict[str, Any] = {"activation": config.activation, "alpha": config.alpha}
+    n = int(X.shape[0])
+    if config.batch_size is None:
+        loss, g = value_and_grads(params, X, y, with_loss=with_loss, **kw)
+        params, state = opt.update(params, g, state)
+        return params, state, loss
+    Xs, ys = (X, y) if idx is None else (X[idx], y[idx])
+    size = min(int(config.batch_size), n)
+    full, tail = divmod(n, size)
 
-        carry = lax.fori_loop(0, full, lambda i, c: batch(i * size, size, c), (params, state, zero))
-        if tail:
-            carry = batch(full * size, tail, carry)
-        params, state, total = carry
-        return params, state, (total / float(n) if with_loss else None)
+    def batch(start: Any, rows: int, carry: Any) -> Any:
+        p, s, total = carry
+        xb = lax.dynamic_slice_in_dim(Xs, start, rows, axis=0)
+        yb = lax.dynamic_slice_in_dim(ys, start, rows, axis=0)
+        loss, g = value_and_grads(p, xb, yb, with_loss=with_loss, **kw)
+        p, s = opt.update(p, g, s)
+        if loss is not None:
+            total = total + loss * float(rows)
+        return p, s, total
+
+    zero = jnp.zeros((), dtype=X.dtype)
+    carry = lax.fori_loop(0, full, lambda i, c: batch(i * size, size, c), (params, state, zero))
+    if tail:
+        carry = batch(full * size, tail, carry)
+    params, state, total = carry
+    return params, state, (total / float(n) if with_loss else None)

@@ -36,8 +36,86 @@ def test_roundtrip_keeps_parameters_and_metadata(tmp_path, trained):
     with safe_open(str(path), framework="np") as f:
         meta = f.metadata()
         assert sorted(f.keys()) == ["W1", "W2", "b1", "b2"]
-    assert meta["format"] == "nnbin-model" and meta["format_version"] == str(FORMAT_VERSION)
+    # a seed-kind model (one sigmoid layer) is written as format 1: every nnbin reads it
+    assert meta["format"] == "nnbin-model" and meta["format_version"] == "1"
+    assert "hidden_layers" not in meta and "activation" not in meta
     assert json.loads(meta["history"]) == [list(h) for h in result.history]
+
+
+def test_deep_model_roundtrip_keeps_architecture(tmp_path):
+    X, y = nnbin.two_gaussians(200, seed=1)
+    result = nnbin.train(
+        X,
+        y,
+        hidden=(5, 3),
+        activation="tanh",
+        optimizer="adam",
+        lr=0.05,
+        steps=20,
+        batch_size=64,
+        backend="numpy",
+    )
+    path = tmp_path / "deep.safetensors"
+    nnbin.save(path, result)
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as f:
+        meta = f.metadata()
+        assert sorted(f.keys()) == ["W1", "W2", "W3", "b1", "b2", "b3"]
+    assert meta["format_version"] == str(FORMAT_VERSION) == "2"
+    assert json.loads(meta["hidden_layers"]) == [5, 3] and meta["activation"] == "tanh"
+    model = nnbin.load(path, backend="numpy")
+    assert model.hidden == (5, 3) and model.activation == "tanh"
+    assert model.settings["optimizer"] == "adam" and model.settings["batch_size"] == 64
+    for a, b in zip(model.params, result.params, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(
+        nnbin.predict_proba(model.params, X, activation=model.activation),
+        nnbin.predict_proba(result.params, X, activation="tanh"),
+    )
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        ({"hidden_layers": "[5, 4]"}, "W2 has shape"),
+        ({"hidden_layers": "[5]"}, "holds arrays"),
+        ({"hidden_layers": "[]"}, "hidden_layers must list"),
+        ({"hidden_layers": "[5, true]"}, "hidden_layers must list"),
+        ({"hidden_layers": "[" + "1, " * 100 + "1]"}, "hidden_layers must list"),
+        ({"hidden_layers": "[4, 3]"}, "impossible shapes"),
+        ({"activation": "softsign"}, "unknown activation"),
+        ({"format_version": "3"}, "newer nnbin"),
+    ],
+)
+def test_deep_model_metadata_is_checked(tmp_path, edit, message):
+    """Every architecture field is checked against the arrays before anything is built."""
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(0)
+    arrays = {
+        "W1": rng.normal(size=(1, 5)),
+        "b1": np.zeros(5),
+        "W2": rng.normal(size=(5, 3)),
+        "b2": np.zeros(3),
+        "W3": rng.normal(size=(3, 1)),
+        "b3": np.zeros(1),
+    }
+    meta = {
+        "format": "nnbin-model",
+        "format_version": "2",
+        "n_features": "1",
+        "hidden": "5",
+        "hidden_layers": "[5, 3]",
+        "activation": "relu",
+        "dtype": "float64",
+    }
+    path = tmp_path / "m.safetensors"
+    save_file(arrays, str(path), metadata=meta)
+    assert nnbin.load(path).hidden == (5, 3)  # the unedited file loads
+    save_file(arrays, str(path), metadata={**meta, **edit})
+    with pytest.raises(nnbin.ModelFileError, match=message):
+        nnbin.load(path)
 
 
 @pytest.mark.parametrize("target", ["strict", "jax", "torch"])

@@ -148,6 +148,7 @@ class Backend:
         fused: bool | None = None,
         config: Config | None = None,
         validation: tuple[Any, Any] | None = None,
+        state: Any = None,
     ) -> RunResult:
         """Run ``steps`` steps (epochs, with mini-batches); the loss is recorded every
         ``log_every`` steps (every epoch when ``config`` has a stopping rule).
@@ -156,7 +157,8 @@ class Backend:
         ``on_log``, the finite check, the divergence error) are :func:`nnbin.loop.run_steps`';
         a backend supplies its :meth:`stepper`. ``config``: activation, optimizer, batches,
         penalty and stopping rule (default: the seed job's); ``validation``: the held-out
-        (X, y) early stopping scores. ``fused``: backends with a native fused step use it
+        (X, y) early stopping scores; ``state``: the optimizer state to continue from.
+        ``fused``: backends with a native fused step use it
         where it applies unless False; here (no fused step) True is an error.
         """
         if fused:
@@ -165,8 +167,11 @@ class Backend:
                 "array-API core"
             )
         config = config or SEED
+        stepper = self.stepper(params, X, y, lr, config, validation)
+        if state is not None:  # continue the optimizer (partial_fit, warm starts)
+            stepper.state = state
         return run_steps(
-            self.stepper(params, X, y, lr, config, validation),
+            stepper,
             lr=lr,
             steps=steps,
             log_every=1 if config.stops else log_every,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -38,6 +39,30 @@ def _int_at_least(least: int, most: int | None = None) -> Callable[[str], int]:
 _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
 _step_count = _int_at_least(0, validate.MAX_STEPS)
+
+
+def _widths(text: str) -> int | tuple[int, ...]:
+    """``32`` or ``64,32``: one hidden width, or one per layer."""
+    parts = [p.strip() for p in text.split(",")]
+    sizes = tuple(_positive_int(p) for p in parts)
+    return sizes[0] if len(sizes) == 1 else sizes
+
+
+def _real_between(low: float, high: float) -> Any:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"must be in [{low:g}, {high:g}], got {text}")
+        return value
+
+    return parse
+
+
+_fraction = _real_between(0.0, 1.0)
+_non_negative = _real_between(0.0, math.inf)
 
 
 def _step_size(text: str) -> float:
@@ -88,9 +113,63 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["float32", "float64"],
         help="working dtype (default: the backend's, float64 for numpy)",
     )
-    t.add_argument("--hidden", type=_positive_int, default=32, help="hidden units (32)")
+    t.add_argument(
+        "--hidden",
+        type=_widths,
+        default=32,
+        metavar="H[,H...]",
+        help="hidden units, or one width per hidden layer: 64,32 (32)",
+    )
+    t.add_argument(
+        "--activation",
+        choices=["sigmoid", "logistic", "tanh", "relu"],
+        default="sigmoid",
+        help="hidden-layer activation (sigmoid)",
+    )
+    t.add_argument(
+        "--init",
+        choices=["normal", "glorot", "he"],
+        help="initial weights (default: normal for sigmoid, glorot for tanh, he for relu)",
+    )
     t.add_argument("--lr", type=_step_size, default=1.0, help="step size (1.0)")
-    t.add_argument("--steps", type=_step_count, default=1000, help="full-batch steps (1000)")
+    t.add_argument(
+        "--steps",
+        type=_step_count,
+        default=1000,
+        help="full-batch steps, or epochs with --batch-size (1000)",
+    )
+    t.add_argument(
+        "--optimizer",
+        choices=["gd", "momentum", "adam"],
+        default="gd",
+        help="gradient descent, momentum (see --momentum, --nesterov) or Adam (gd)",
+    )
+    t.add_argument("--momentum", type=_fraction, default=0.9, help="momentum (0.9)")
+    t.add_argument("--nesterov", action="store_true", help="Nesterov's momentum")
+    t.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        metavar="B",
+        help="mini-batches of B samples, reshuffled (seeded) each epoch (default: full batch)",
+    )
+    t.add_argument(
+        "--alpha", type=_non_negative, default=0.0, help="L2 penalty, scikit-learn's scaling (0)"
+    )
+    t.add_argument(
+        "--early-stopping",
+        action="store_true",
+        help="hold out --validation-fraction of the samples; stop when their accuracy stops "
+        "improving (keeps the best parameters)",
+    )
+    t.add_argument("--validation-fraction", type=_fraction, default=0.1, help="held out (0.1)")
+    t.add_argument(
+        "--n-iter-no-change",
+        type=_positive_int,
+        metavar="K",
+        help="stop after more than K epochs without improvement by --tol (default: never; "
+        "10 with --early-stopping)",
+    )
+    t.add_argument("--tol", type=_non_negative, default=1e-4, help="improvement (1e-4)")
     t.add_argument(
         "--log-every",
         type=_step_count,
@@ -334,11 +413,24 @@ def _train(args: argparse.Namespace) -> int:
             data_parallel=args.data_parallel or False,
             fused=False if args.no_fused else None,
             on_log=progress,
+            activation=args.activation,
+            init=args.init,
+            optimizer=args.optimizer,
+            momentum=args.momentum,
+            nesterov=args.nesterov,
+            batch_size=args.batch_size,
+            alpha=args.alpha,
+            early_stopping=args.early_stopping,
+            validation_fraction=args.validation_fraction,
+            n_iter_no_change=args.n_iter_no_change,
+            tol=args.tol,
         )
     finally:
         progress.close()
     Xd, yd = be.asarray(X, result.dtype), be.asarray(y, result.dtype)
-    acc = accuracy(result.params, Xd, yd)
+    acc = accuracy(result.params, Xd, yd, activation=result.activation)
+    if result.n_iter < args.steps:
+        print(f"stopped after {result.n_iter} epochs: no improvement by --tol")
     print(
         f"final loss {result.final_loss:.10g}  training accuracy {acc:.4f}  "
         f"({result.backend}, {result.dtype}, {result.loop}: "
@@ -363,8 +455,9 @@ def _train(args: argparse.Namespace) -> int:
             y,
             figure,
             backend=be,
-            title=f"nnbin: {args.steps} steps on {result.backend} ({result.dtype}), "
+            title=f"nnbin: {result.n_iter} steps on {result.backend} ({result.dtype}), "
             f"final loss {result.final_loss:.3g}",
+            activation=result.activation,
         )
         if X.shape[1] == 1:
             where = ", ".join(f"{c:.3f}" for c in cross) or "none in [-10, 10]"
@@ -391,6 +484,10 @@ def _persistent_cache(be: object) -> None:
     except OSError:
         return
     use(folder)
+
+
+def _widths_text(hidden: int | tuple[int, ...]) -> str:
+    return str(hidden) if isinstance(hidden, int) else ",".join(map(str, hidden))
 
 
 def _can_plot() -> bool:
@@ -426,7 +523,8 @@ def _predict(args: argparse.Namespace) -> int:
         raise ValueError(
             f"the model takes {model.n_features} feature(s) but {args.data} has {X.shape[1]}{hint}"
         )
-    p = be.to_host(predict_proba(model.params, be.asarray(X, model.dtype)))[:, 0]
+    Xd = be.asarray(X, model.dtype)
+    p = be.to_host(predict_proba(model.params, Xd, activation=model.activation))[:, 0]
     buf = io.StringIO()
     buf.write("probability,label\n")
     for v in p.astype(np.float64):
@@ -450,7 +548,12 @@ def _export(args: argparse.Namespace) -> int:
     export.require()  # before anything else: one line naming the extra
     check_outputs({"--onnx": args.onnx}, {"MODEL": args.model})
     model = load(args.model, backend="numpy")
-    export.export_onnx(model.params, args.onnx, metadata=export.model_metadata(model))
+    export.export_onnx(
+        model.params,
+        args.onnx,
+        metadata=export.model_metadata(model),
+        activation=model.activation,
+    )
     print(
         f"ONNX graph written to {args.onnx}: input {export.INPUT} (N, {model.n_features}) "
         f"{model.dtype}, outputs {', '.join(export.OUTPUTS)}"
@@ -519,7 +622,9 @@ def _plot(args: argparse.Namespace) -> int:
         backend=be,
         history=model.history or None,
         title=f"nnbin model {os.path.basename(args.model)}: "
-        f"{model.n_features} feature(s), {model.hidden} hidden{loss}",
+        f"{model.n_features} feature(s), {_widths_text(model.hidden)} hidden "
+        f"({model.activation}){loss}",
+        activation=model.activation,
     )
     if model.n_features == 1:
         print(

@@ -23,6 +23,8 @@ class Config:
     batch_size: int | None = None
     #: L2 penalty on the weights, scikit-learn's scaling: (alpha / 2n) sum ||W||^2
     alpha: float = 0.0
+    #: reshuffle the samples each epoch (False: the batches in the data's order)
+    shuffle: bool = True
     #: seed of the shuffles and of the validation split (drawn on the host with NumPy, so
     #: the batch order is the same on every backend)
     shuffle_seed: int = 0

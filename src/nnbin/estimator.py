@@ -1,8 +1,14 @@
 """A scikit-learn-compatible estimator over nnbin (scikit-learn is an optional dependency).
 
     from nnbin.estimator import BinaryMLPClassifier
-    clf = BinaryMLPClassifier(hidden=32, lr=1.0, steps=1000).fit(X, y)
+    clf = BinaryMLPClassifier(hidden_layer_sizes=(64, 32), max_iter=300).fit(X, y)
     clf.predict_proba(X)     # (N, 2): P(classes_[0]), P(classes_[1])
+
+It takes scikit-learn's ``MLPClassifier`` parameter names, meanings and defaults (ReLU,
+Adam at 1e-3, mini-batches of min(200, N), ``max_iter`` epochs, the training-loss stopping
+rule), so in a binary task replacing ``MLPClassifier`` with it is a one-word change; the
+seed job's defaults (sigmoid, full-batch descent at step size 1) stay those of
+:func:`nnbin.train` and the command line.
 
 Array-API inputs (array-api-strict, PyTorch, CuPy, JAX) are supported: with
 ``sklearn.set_config(array_api_dispatch=True)`` arrays of a library go in and arrays of
@@ -11,32 +17,51 @@ that library, on the same device, come out.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import validate
 from .backend import backend_of, get_backend
-from .model import Params, forward, namespace, predict_proba, quiet_overflow
+from .model import forward, namespace, predict_proba, quiet_overflow
 from .training import train
+
+SOLVERS = {"adam": "adam", "sgd": "momentum"}
 
 
 class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
-    """nnbin's network (D inputs -> ``hidden`` sigmoid units -> 1 sigmoid output), trained by
-    full-batch gradient descent on mean binary cross-entropy.
+    """A multi-layer perceptron for two classes, trained on mean binary cross-entropy with
+    nnbin's hand-written backward pass, on any nnbin backend. scikit-learn's
+    ``MLPClassifier`` parameters, with its defaults:
 
     Parameters
     ----------
-    hidden : int, default 32
-    lr : float, default 1.0
-        Step size.
-    steps : int, default 1000
-        Full-batch gradient-descent steps.
-    seed : int, default 0
-        Seed of the initial weights.
+    hidden_layer_sizes : int or tuple of int, default (100,)
+    activation : {"relu", "tanh", "logistic"}, default "relu"  ("sigmoid" = "logistic")
+    solver : {"adam", "sgd"}, default "adam"  ("lbfgs" is refused with one line)
+    alpha : float, default 1e-4   L2 penalty, scaled as scikit-learn scales it
+    batch_size : int or "auto", default "auto" = min(200, n_samples)
+    learning_rate : "constant" (the only schedule)
+    learning_rate_init : float, default 1e-3
+    power_t : float  (for an "invscaling" schedule, which nnbin does not have; ignored)
+    max_iter : int, default 200   epochs
+    shuffle : bool, default True  reshuffle the samples each epoch
+    random_state : int or None    the seed of the initial weights, shuffles and split
+        (None: drawn from NumPy's global random state, as scikit-learn does)
+    tol, n_iter_no_change : stop after more than n_iter_no_change epochs without an
+        improvement of tol (of the training loss, or with early stopping of the held-out
+        accuracy)
+    verbose : bool   print the loss of each epoch
+    warm_start : bool   fit starts from the fitted parameters (a new optimizer)
+    momentum, nesterovs_momentum : for solver "sgd"
+    early_stopping, validation_fraction : hold out a fraction, keep the best parameters
+    beta_1, beta_2, epsilon : for solver "adam"
+    max_fun : for "lbfgs", ignored
     backend : str or None
         nnbin backend for NumPy input (default: ``NNBIN_BACKEND``, else numpy). Arrays of
         another library always run on that library's backend.
@@ -46,25 +71,69 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
     Attributes
     ----------
     classes_ : ndarray of shape (2,)  the two labels; ``classes_[1]`` is the positive class
-    params_ : nnbin.Params            the fitted parameters
-    weights_in_ : array (D, hidden)   params_.W1, of the library and device of the fit data
-    loss_curve_ : list of (step, loss)
-    n_features_in_ : int
+    params_ : the fitted parameters (W1, b1, ..., Wk, bk), of the fit data's library
+    coefs_, intercepts_ : lists of the weight matrices and bias vectors, as scikit-learn's
+    loss_curve_ : list of float   the training loss of each epoch
+    n_iter_ : int   epochs run;  t_ : int   samples seen
+    best_loss_ : float or None (None with early stopping)
+    validation_scores_, best_validation_score_ : with early stopping (else None)
+    n_layers_, n_outputs_ (1), out_activation_ ("logistic"), n_features_in_
+    weights_in_ : the first weight matrix, of the library and device of the fit data
+    loop_ : str   how the steps ran
     """
 
     def __init__(
         self,
-        hidden: int = 32,
-        lr: float = 1.0,
-        steps: int = 1000,
-        seed: int = 0,
+        hidden_layer_sizes: int | tuple[int, ...] = (100,),
+        activation: str = "relu",
+        *,
+        solver: str = "adam",
+        alpha: float = 1e-4,
+        batch_size: int | str = "auto",
+        learning_rate: str = "constant",
+        learning_rate_init: float = 1e-3,
+        power_t: float = 0.5,
+        max_iter: int = 200,
+        shuffle: bool = True,
+        random_state: int | None = None,
+        tol: float = 1e-4,
+        verbose: bool = False,
+        warm_start: bool = False,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        n_iter_no_change: int = 10,
+        max_fun: int = 15000,
         backend: str | None = None,
         dtype: str | None = None,
     ) -> None:
-        self.hidden = hidden
-        self.lr = lr
-        self.steps = steps
-        self.seed = seed
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.backend = backend
         self.dtype = dtype
 
@@ -90,58 +159,221 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
             check_same_namespace(X, self, attribute="weights_in_", method=method)
         return validate_data(self, X, reset=False, dtype=self._dtypes(X))
 
-    @quiet_overflow
-    def fit(self, X: Any, y: Any) -> BinaryMLPClassifier:
-        # the checks train() makes, before any data are looked at (InvalidInputError is a
-        # ValueError, what scikit-learn's checks expect)
-        validate.hyperparameters(
-            hidden=self.hidden, lr=self.lr, steps=self.steps, log_every=0, seed=self.seed
+    def _options(self) -> dict[str, Any]:
+        """The training options of :func:`nnbin.train`, checked (one ValueError each)."""
+        if self.solver == "lbfgs":
+            raise ValueError(
+                "solver='lbfgs' is not available in nnbin: use solver='adam' (the default) or 'sgd'"
+            )
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be 'adam' or 'sgd', got {self.solver!r}")
+        if self.learning_rate != "constant":
+            raise ValueError(
+                f"learning_rate={self.learning_rate!r} is not available in nnbin: only "
+                "'constant' (the default)"
+            )
+        sizes = self.hidden_layer_sizes
+        hidden = validate.hidden_sizes(
+            [sizes] if isinstance(sizes, (int, np.integer)) else list(sizes)
         )
-        X, y = validate_data(self, X, y, reset=True, dtype=self._dtypes(X))
+        max_iter = validate.whole_number("max_iter", self.max_iter, 1)
+        for name in ("verbose", "warm_start"):
+            value = getattr(self, name)
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {value!r}")
+        return {
+            "hidden": hidden,
+            "activation": validate.activation_name(self.activation),
+            "optimizer": SOLVERS[self.solver],
+            "lr": validate.step_size(self.learning_rate_init),
+            "steps": max_iter,
+            "alpha": self.alpha,
+            "momentum": self.momentum,
+            "nesterov": self.nesterovs_momentum,
+            "beta1": self.beta_1,
+            "beta2": self.beta_2,
+            "epsilon": self.epsilon,
+            "early_stopping": self.early_stopping,
+            "validation_fraction": self.validation_fraction,
+            "n_iter_no_change": validate.whole_number("n_iter_no_change", self.n_iter_no_change, 1),
+            "tol": self.tol,
+            "shuffle": self.shuffle,
+            "init": "glorot",  # scikit-learn's initialisation, for every activation
+        }
+
+    def _seed(self) -> int:
+        if self.random_state is None:  # scikit-learn's meaning: NumPy's global random state
+            return int(np.random.randint(0, 2**31 - 1))
+        if isinstance(self.random_state, np.random.RandomState):
+            return int(self.random_state.randint(0, 2**31 - 1))
+        return validate.whole_number("random_state", self.random_state, 0)
+
+    def _targets(self, X: Any, y: Any, reset: bool, classes: Any = None) -> tuple[Any, Any]:
+        """X validated, and y as a (N, 1) 0/1 column of X's library and dtype."""
+        X, y = validate_data(self, X, y, reset=reset, dtype=self._dtypes(X))
         y_host = np.asarray(_to_host(y))
         check_classification_targets(y_host)
-        y_type = type_of_target(y_host, input_name="y", raise_unknown=True)
-        if y_type != "binary":
-            raise ValueError(
-                f"Only binary classification is supported. The type of the target is {y_type}."
-            )
-        classes = np.unique(y_host)
-        if classes.size != 2:
-            raise ValueError(
-                f"BinaryMLPClassifier needs exactly two classes in y; got {classes.size} "
-                f"class{'es' if classes.size != 1 else ''} ({classes[:5].tolist()})"
-            )
+        if classes is None:
+            y_type = type_of_target(y_host, input_name="y", raise_unknown=True)
+            if y_type != "binary":
+                raise ValueError(
+                    f"Only binary classification is supported. The type of the target is {y_type}."
+                )
+            classes = np.unique(y_host)
+            if classes.size != 2:
+                raise ValueError(
+                    f"BinaryMLPClassifier needs exactly two classes in y; got {classes.size} "
+                    f"class{'es' if classes.size != 1 else ''} ({classes[:5].tolist()})"
+                )
+        unknown = np.setdiff1d(np.unique(y_host), classes)
+        if unknown.size:
+            raise ValueError(f"y holds labels {unknown[:5].tolist()} not in classes_ {classes}")
         self.classes_ = classes
         target = (y_host == classes[1]).astype(np.float64).reshape(-1, 1)
         if isinstance(X, np.ndarray):
-            Xf, yf = X, target
+            return X, target
+        be = backend_of(X)
+        return X, be.asarray(target, str(X.dtype).rpartition(".")[2], device=_device(X))
+
+    @quiet_overflow
+    def fit(self, X: Any, y: Any) -> BinaryMLPClassifier:
+        """Train on (X, y) for up to ``max_iter`` epochs (from the fitted parameters with
+        ``warm_start``)."""
+        options = self._options()  # the checks come first, before the data are looked at
+        warm = self.warm_start and hasattr(self, "params_")
+        X, yf = self._targets(X, y, reset=not warm, classes=self.classes_ if warm else None)
+        return self._fit(X, yf, options, start=self.params_ if warm else None, state=None)
+
+    @quiet_overflow
+    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> BinaryMLPClassifier:
+        """One epoch over (X, y), continuing the parameters and the optimizer state of the
+        calls before (the first call needs ``classes`` unless y holds both labels)."""
+        options = self._options()
+        options.update(steps=1, early_stopping=False, n_iter_no_change=None)
+        first = not hasattr(self, "params_")
+        if first:
+            given = None if classes is None else np.unique(np.asarray(classes))
+            if given is not None and given.size != 2:
+                raise ValueError(f"classes must name exactly two labels, got {given.tolist()}")
+            X, yf = self._targets(X, y, reset=True, classes=given)
         else:
-            be = backend_of(X)
-            yf = be.asarray(target, str(X.dtype).rpartition(".")[2], device=_device(X))
-            Xf = X
-        result = train(
-            Xf,
+            X, yf = self._targets(X, y, reset=False, classes=self.classes_)
+        return self._fit(
+            X,
             yf,
-            hidden=int(self.hidden),
-            lr=float(self.lr),
-            steps=int(self.steps),
-            log_every=max(1, int(self.steps) // 10),
-            seed=int(self.seed),
+            options,
+            start=None if first else self.params_,
+            state=None if first else self._optimizer_state,
+            incremental=True,
+        )
+
+    def _fit(
+        self,
+        X: Any,
+        yf: Any,
+        options: dict[str, Any],
+        *,
+        start: Any,
+        state: Any,
+        incremental: bool = False,
+    ) -> BinaryMLPClassifier:
+        n = int(X.shape[0])
+        if self.batch_size == "auto":
+            batch = min(200, n)
+        else:
+            batch = validate.whole_number("batch_size", self.batch_size, 1)
+            if batch > n:
+                warnings.warn(
+                    f"Got batch_size={batch} larger than the {n} samples: using {n}",
+                    UserWarning,
+                    stacklevel=3,
+                )
+                batch = n
+        continuing = incremental and start is not None
+        # partial_fit: the first call's seed, moved on by the calls since (a new shuffle each)
+        seed = int(self._seed_) + int(self._calls_) if continuing else self._seed()
+        on_log = None
+        if self.verbose:
+
+            def on_log(step: int, value: float) -> None:
+                print(f"Iteration {step + 1}, loss = {value:.8f}")
+
+        result = train(
+            X,
+            yf,
+            log_every=1,
+            seed=seed,
             dtype=self._working_dtype(X),
             backend=self.backend if isinstance(X, np.ndarray) else None,
+            batch_size=batch,
+            params=start,
+            optimizer_state=state,
+            on_log=on_log,
+            **options,
         )
-        self.params_: Params = result.params
+        if not continuing:
+            self._seed_: int = seed
+            self._calls_: int = 0
+        self._calls_ += 1
+        self.params_: Any = result.params
+        self.loop_ = result.loop
+        self._optimizer_state = result.optimizer_state
+        host = backend_of(result.params[0]).to_host
+        self.coefs_ = [np.asarray(host(W)) for W in result.params[0::2]]
+        self.intercepts_ = [np.asarray(host(b)) for b in result.params[1::2]]
+        self.n_layers_ = len(self.coefs_) + 1
+        self.n_outputs_ = 1
+        self.out_activation_ = "logistic"
         # of the fit data's library and device (scikit-learn checks predict's input by it):
         # NumPy for host data, whichever backend trained
-        self.weights_in_ = (
-            np.asarray(backend_of(result.params.W1).to_host(result.params.W1))
-            if isinstance(X, np.ndarray)
-            else result.params.W1
+        self.weights_in_ = self.coefs_[0] if isinstance(X, np.ndarray) else result.params[0]
+        curve = [v for _, v in result.history]
+        previous = (
+            list(getattr(self, "loss_curve_", [])) if incremental and start is not None else []
         )
-        self.loss_curve_ = result.history
+        self.loss_curve_ = previous + curve
         self.final_loss_ = result.final_loss
-        self.n_iter_ = int(self.steps)
+        self.n_iter_ = (
+            getattr(self, "n_iter_", 0) if incremental and start is not None else 0
+        ) + result.n_iter
+        self.t_ = (
+            getattr(self, "t_", 0) if incremental and start is not None else 0
+        ) + result.n_iter * n
+        if options["early_stopping"]:
+            self.validation_scores_: list[float] | None = list(result.validation_scores)
+            self.best_validation_score_ = result.best_validation_score
+            self.best_loss_ = None
+        else:
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+            self.best_loss_ = min(self.loss_curve_) if self.loss_curve_ else None
+        if not incremental and result.n_iter == options["steps"]:
+            warnings.warn(
+                f"Stochastic Optimizer: Maximum iterations ({options['steps']}) reached and "
+                "the optimization hasn't converged yet.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        self._warn_if_collapsed(X, yf)
         return self
+
+    def _warn_if_collapsed(self, X: Any, yf: Any) -> None:
+        """One warning when every training sample gets the same predicted class although
+        both classes are there: training collapsed (the usual causes named)."""
+        Xp, _ = self._placed(X)
+        xp = namespace(Xp)
+        z = forward(self.params_, Xp, validate.activation_name(self.activation))
+        some, every = bool(xp.any(z > 0.0)), bool(xp.all(z > 0.0))
+        labels = np.asarray(_to_host(yf)) > 0.5
+        if labels.any() and not labels.all() and (every or not some):
+            warnings.warn(
+                f"BinaryMLPClassifier predicts one class ({self.classes_[int(every)]!r}) "
+                "for every training sample: training collapsed. Likely causes: unscaled "
+                "features (standardise them, e.g. with sklearn.preprocessing.StandardScaler) "
+                "or a step size too large for them (learning_rate_init)",
+                UserWarning,
+                stacklevel=4,
+            )
 
     def _working_dtype(self, X: Any) -> str | None:
         """``dtype``, else host data's own float type where the backend can work in it
@@ -168,7 +400,8 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         X, back = self._placed(self._validate(X, method))
         xp = namespace(X)
-        return back(xp.reshape(forward(self.params_, X), (-1,)))
+        z = forward(self.params_, X, validate.activation_name(self.activation))
+        return back(xp.reshape(z, (-1,)))
 
     @quiet_overflow
     def predict_proba(self, X: Any) -> Any:
@@ -176,7 +409,7 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         X, back = self._placed(self._validate(X, "predict_proba"))
         xp = namespace(X)
-        p1 = predict_proba(self.params_, X)
+        p1 = predict_proba(self.params_, X, validate.activation_name(self.activation))
         return back(xp.concat([1.0 - p1, p1], axis=1))
 
     def _placed(self, X: Any) -> tuple[Any, Any]:
@@ -184,10 +417,10 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         (NumPy) data on a model fitted with another backend (``backend="jax"``, say) go to
         that backend and the results come back to the host; arrays of a library stay in it
         (they were fitted there: scikit-learn's namespace check says so otherwise)."""
-        W1 = self.params_.W1
+        W1 = self.params_[0]
         if isinstance(X, np.ndarray) and not isinstance(W1, np.ndarray):
             be = backend_of(W1)
-            dtype = str(be.to_host(self.params_.b2).dtype)
+            dtype = str(be.to_host(self.params_[-1]).dtype)
             return be.asarray(X, dtype), be.to_host
         return self._as_params_dtype(X), _same
 
@@ -207,7 +440,7 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
 
     def _as_params_dtype(self, X: Any) -> Any:
         xp = namespace(X)
-        want = self.params_.W1.dtype
+        want = self.params_[0].dtype
         if X.dtype != want:
             X = xp.astype(X, want)
         return X

@@ -26,7 +26,7 @@ import numpy as np
 
 from .errors import MissingDependencyError, ModelFileError
 from .files import atomic_write
-from .model import Params, forward, sigmoid
+from .model import Params, forward, like, sigmoid
 
 #: the packages the export needs (onnxruntime for the tests and users' checks)
 PACKAGES = ("ndonnx", "onnx", "onnxruntime")
@@ -48,9 +48,12 @@ def require() -> None:
         )
 
 
-def onnx_model(params: Params, *, metadata: dict[str, Any] | None = None) -> Any:
-    """The inference graph of ``params`` (host or any backend's arrays) as an
-    ``onnx.ModelProto``, built by running nnbin's forward pass on ndonnx arrays."""
+def onnx_model(
+    params: Params, *, metadata: dict[str, Any] | None = None, activation: str = "sigmoid"
+) -> Any:
+    """The inference graph of ``params`` (host or any backend's arrays; any depth) with
+    hidden ``activation`` as an ``onnx.ModelProto``, built by running nnbin's forward pass
+    on ndonnx arrays."""
     require()
     import ndonnx as ndx
 
@@ -64,9 +67,9 @@ def onnx_model(params: Params, *, metadata: dict[str, Any] | None = None) -> Any
     if not all(np.all(np.isfinite(a)) for a in host):
         raise ModelFileError("refusing to export parameters that are not all finite")
     d = int(host[0].shape[0])
-    graph_params = Params(*(ndx.asarray(a) for a in host))
+    graph_params = like(params, (ndx.asarray(a) for a in host))
     x = ndx.argument(shape=("N", d), dtype=getattr(ndx, dtype))
-    z = forward(graph_params, x)  # nnbin's own forward pass, recorded as ONNX
+    z = forward(graph_params, x, activation)  # nnbin's own forward pass, recorded as ONNX
     probability = sigmoid(ndx, z)
     label = ndx.astype(z >= 0.0, ndx.int64)
     model = ndx.build({INPUT: x}, {OUTPUTS[0]: probability, OUTPUTS[1]: label})
@@ -78,6 +81,8 @@ def onnx_model(params: Params, *, metadata: dict[str, Any] | None = None) -> Any
         "nnbin_version": __version__,
         "n_features": str(d),
         "hidden": str(int(host[0].shape[1])),
+        "hidden_layers": json.dumps([int(a.shape[1]) for a in host[0:-2:2]]),
+        "activation": activation,
         "dtype": dtype,
         **{k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()},
     }
@@ -88,13 +93,17 @@ def onnx_model(params: Params, *, metadata: dict[str, Any] | None = None) -> Any
 
 
 def export_onnx(
-    params: Params, path: str | os.PathLike[str], *, metadata: dict[str, Any] | None = None
+    params: Params,
+    path: str | os.PathLike[str],
+    *,
+    metadata: dict[str, Any] | None = None,
+    activation: str = "sigmoid",
 ) -> None:
-    """Write the inference graph of ``params`` to ``path`` (atomically, by the rules of
-    :mod:`nnbin.files`), after ``onnx.checker`` has passed it."""
+    """Write the inference graph of ``params`` (hidden ``activation``) to ``path``
+    (atomically, by the rules of :mod:`nnbin.files`), after ``onnx.checker`` has passed it."""
     import onnx
 
-    model = onnx_model(params, metadata=metadata)
+    model = onnx_model(params, metadata=metadata, activation=activation)
     onnx.checker.check_model(model, full_check=True)
     data = model.SerializeToString()
     atomic_write(path, lambda fh: fh.write(data))

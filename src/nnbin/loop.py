@@ -64,6 +64,8 @@ class RunResult:
     steps_run: int = 0
     #: what the stopping rule saw (see :class:`StopRule`), when there is one
     stop: StopRule | None = None
+    #: the optimizer's final state (momentum, Adam's moments), to continue a run from
+    optimizer_state: Any = ()
 
 
 def diverged(
@@ -137,6 +139,8 @@ class Steps:
     stop: StopRule | None = None
     #: how the steps run, where it differs from the backend's ``loop`` (shown in results)
     loop: str = ""
+    #: the optimizer's state (none for plain gradient descent)
+    state: Any = ()
     #: a context every chunk runs in (PyTorch: ``torch.no_grad``, the backward pass is ours)
     guard: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
 
@@ -239,6 +243,7 @@ def run_steps(
         loop=stepper.loop,
         steps_run=s,
         stop=stepper.stop,
+        optimizer_state=stepper.state,
     )
 
 
@@ -341,13 +346,15 @@ class EpochSteps(Steps):
         block_rows: int | None = None,
         validation: tuple[Array, Array] | None = None,
         indices: Callable[[np.ndarray], Array] | None = None,
+        state: Any = None,
     ) -> None:
         import dataclasses
 
         self.params, self.X, self.y, self.config = params, X, y, config
         self.block_rows = block_rows
         self.opt = dataclasses.replace(config.optimizer, lr=lr)
-        self.state = self.opt.init(params)
+        #: the optimizer's state (continued from ``state`` when given: partial_fit)
+        self.state = self.opt.init(params) if state is None else state
         self.n = int(X.shape[0])
         self.rng = (
             np.random.default_rng([config.shuffle_seed, 1])
@@ -373,8 +380,11 @@ class EpochSteps(Steps):
         return self.xp.asarray(host, device=array_api_compat.device(self.X))
 
     def order(self) -> np.ndarray | None:
-        """This epoch's order of the samples on the host (None: full batch, no shuffle)."""
-        return None if self.rng is None else self.rng.permutation(self.n)
+        """This epoch's order of the samples on the host (None: one batch of every sample
+        in the data's order: full batch, or mini-batches with ``shuffle`` off)."""
+        if self.rng is None or not self.config.shuffle:
+            return None
+        return self.rng.permutation(self.n)
 
     def epoch(self, with_loss: bool) -> Array | None:
         """One epoch; its loss (scikit-learn's mean of the batch losses) when asked."""
@@ -385,11 +395,11 @@ class EpochSteps(Steps):
             "alpha": cfg.alpha,
         }
         order = self.order()
-        if order is None:
+        if cfg.batch_size is None:
             loss, grads = value_and_grads(self.params, self.X, self.y, with_loss=with_loss, **kw)
             self.params, self.state = self.opt.update(self.params, grads, self.state)
             return self.settle(loss)
-        Xs, ys = self.shuffled(self.indices(order))
+        Xs, ys = (self.X, self.y) if order is None else self.shuffled(self.indices(order))
         size = int(cfg.batch_size or self.n)
         total: Array | None = None
         for a in range(0, self.n, size):

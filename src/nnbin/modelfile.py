@@ -1,10 +1,13 @@
 """Model files: safetensors (never pickle), written atomically.
 
-A file holds the four parameter arrays (``W1``, ``b1``, ``W2``, ``b2``) and string
-metadata: the format name and version, the nnbin version, n_features, hidden, dtype, the
-backend it was trained on, the training settings, the final loss and the loss history
-(JSON). Loading checks every one of those against the arrays before anything is used, and
-puts the parameters on any backend, whichever one trained them.
+A file holds the parameter arrays (``W1``, ``b1``, ..., ``Wk``, ``bk``: the output layer
+last) and string metadata: the format name and version, the nnbin version, n_features,
+hidden (the first layer's width), dtype, the backend it was trained on, the training
+settings, the final loss and the loss history (JSON). Format 2 adds the architecture:
+``hidden_layers`` (JSON list of widths) and ``activation``. A model of the seed network's
+kind (one sigmoid hidden layer) is written as format 1, which every nnbin reads; format 1
+files load as one sigmoid layer. Loading checks every field against the arrays before
+anything is used, and puts the parameters on any backend, whichever one trained them.
 """
 
 from __future__ import annotations
@@ -18,32 +21,43 @@ import numpy as np
 
 from .errors import ModelFileError
 from .files import atomic_write
-from .model import Params
+from .model import ACTIVATIONS, Params
 
 FORMAT = "nnbin-model"
-FORMAT_VERSION = 1
-NAMES = ("W1", "b1", "W2", "b2")
+FORMAT_VERSION = 2
+#: the most hidden layers a model file may declare (checked before anything is built)
+MAX_LAYERS = 64
+
+
+def names(n_arrays: int) -> list[str]:
+    """The array names of a network of ``n_arrays // 2`` layers: W1, b1, W2, b2, ..."""
+    return [f"{k}{i}" for i in range(1, n_arrays // 2 + 1) for k in "Wb"]
 
 
 @dataclass
 class Model:
     """Parameters and what is known about how they were trained."""
 
-    params: Params
+    #: a :class:`~nnbin.Params` (one hidden layer) or a tuple (W1, b1, ..., Wk, bk)
+    params: Any
     dtype: str
     backend: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
     final_loss: float | None = None
     history: list[tuple[int, float]] = field(default_factory=list)
     nnbin_version: str = ""
+    #: the hidden-layer activation
+    activation: str = "sigmoid"
 
     @property
     def n_features(self) -> int:
-        return int(self.params.W1.shape[0])
+        return int(self.params[0].shape[0])
 
     @property
-    def hidden(self) -> int:
-        return int(self.params.W1.shape[1])
+    def hidden(self) -> int | tuple[int, ...]:
+        """The hidden width (one layer), or the widths (several)."""
+        sizes = tuple(int(W.shape[1]) for W in self.params[0:-2:2])
+        return sizes[0] if len(sizes) == 1 else sizes
 
 
 def save(path: str | os.PathLike[str], model: Model, *, to_host: Any = np.asarray) -> None:
@@ -53,12 +67,17 @@ def save(path: str | os.PathLike[str], model: Model, *, to_host: Any = np.asarra
 
     from . import __version__
 
-    arrays = {n: np.ascontiguousarray(to_host(a)) for n, a in zip(NAMES, model.params)}
+    arrays = {
+        n: np.ascontiguousarray(to_host(a)) for n, a in zip(names(len(model.params)), model.params)
+    }
     if any(not np.all(np.isfinite(a)) for a in arrays.values()):
         raise ModelFileError("refusing to save parameters that are not all finite")
+    seed_kind = len(arrays) == 4 and model.activation == "sigmoid"
     meta = {
         "format": FORMAT,
-        "format_version": str(FORMAT_VERSION),
+        # the lowest format that describes the model: a seed-kind model stays readable by
+        # every nnbin
+        "format_version": "1" if seed_kind else str(FORMAT_VERSION),
         "nnbin_version": __version__,
         "n_features": str(arrays["W1"].shape[0]),
         "hidden": str(arrays["W1"].shape[1]),
@@ -68,6 +87,9 @@ def save(path: str | os.PathLike[str], model: Model, *, to_host: Any = np.asarra
         "final_loss": json.dumps(model.final_loss),
         "history": json.dumps(model.history),
     }
+    if not seed_kind:
+        meta["hidden_layers"] = json.dumps([int(arrays[n].shape[1]) for n in list(arrays)[0:-2:2]])
+        meta["activation"] = model.activation
     data = st_save(arrays, metadata=meta)
     atomic_write(path, lambda fh: fh.write(data), durable=True)
 
@@ -87,7 +109,8 @@ def load(path: str | os.PathLike[str], backend: str | None = None) -> Model:
             f"{path} holds {dtype} parameters; the {be.name} backend "
             f"supports {', '.join(be.dtypes)}"
         )
-    params = Params(*(be.asarray(arrays[n], dtype) for n in NAMES))
+    placed = [be.asarray(arrays[n], dtype) for n in names(len(arrays))]
+    params = Params(*placed) if len(placed) == 4 else tuple(placed)
     try:
         history = [(int(s), float(v)) for s, v in json.loads(meta.get("history", "[]"))]
         settings = json.loads(meta.get("settings", "{}"))
@@ -107,6 +130,7 @@ def load(path: str | os.PathLike[str], backend: str | None = None) -> Model:
         final,
         history,
         meta.get("nnbin_version", ""),
+        meta.get("activation", "sigmoid"),
     )
 
 
@@ -201,26 +225,46 @@ def _parse(raw: bytes, path: str) -> tuple[dict[str, np.ndarray], dict[str, str]
         arrays = st_load(raw)
     except (SafetensorError, ValueError) as exc:
         raise ModelFileError(f"{path} is corrupted or truncated ({exc})") from None
-    if set(arrays) != set(NAMES):
-        raise ModelFileError(f"{path} holds arrays {sorted(arrays)}, expected {list(NAMES)}")
     dtype = meta.get("dtype", "")
     if dtype not in ("float32", "float64"):
         raise ModelFileError(f"{path}: unsupported dtype {dtype!r} in metadata")
     try:
         d, h = int(meta["n_features"]), int(meta["hidden"])
-    except (KeyError, ValueError, OverflowError):
+        layers = json.loads(meta["hidden_layers"]) if "hidden_layers" in meta else [h]
+    except (KeyError, ValueError, OverflowError, RecursionError):
         raise ModelFileError(f"{path}: n_features/hidden missing from metadata") from None
-    if d < 1 or h < 1:
+    if not (
+        isinstance(layers, list)
+        and 1 <= len(layers) <= MAX_LAYERS
+        and all(isinstance(w, int) and not isinstance(w, bool) for w in layers)
+    ):
         raise ModelFileError(
-            f"{path}: impossible shapes in metadata (n_features={d}, hidden={h}; both must be >= 1)"
+            f"{path}: hidden_layers must list 1 to {MAX_LAYERS} whole numbers, got "
+            f"{meta.get('hidden_layers')!r}"
         )
-    want = {"W1": (d, h), "b1": (h,), "W2": (h, 1), "b2": (1,)}
-    for n in NAMES:
+    if d < 1 or min(layers) < 1 or layers[0] != h:
+        raise ModelFileError(
+            f"{path}: impossible shapes in metadata (n_features={d}, hidden={h}, "
+            f"hidden_layers={layers}; all must be >= 1, hidden the first layer's width)"
+        )
+    activation = meta.get("activation", "sigmoid")
+    if activation not in ACTIVATIONS:
+        raise ModelFileError(
+            f"{path}: unknown activation {activation!r} (this nnbin knows {', '.join(ACTIVATIONS)})"
+        )
+    sizes = [d, *layers, 1]
+    want: dict[str, tuple[int, ...]] = {}
+    for i in range(len(sizes) - 1):
+        want[f"W{i + 1}"] = (sizes[i], sizes[i + 1])
+        want[f"b{i + 1}"] = (sizes[i + 1],)
+    if set(arrays) != set(want):
+        raise ModelFileError(f"{path} holds arrays {sorted(arrays)}, expected {list(want)}")
+    for n in want:
         a = arrays[n]
         if a.shape != want[n]:
             raise ModelFileError(
                 f"{path}: {n} has shape {a.shape}, expected {want[n]} for "
-                f"n_features={d}, hidden={h}"
+                f"n_features={d}, hidden layers {layers}"
             )
         if str(a.dtype) != dtype:
             raise ModelFileError(f"{path}: {n} is {a.dtype} but the metadata says {dtype}")
@@ -238,6 +282,7 @@ def from_result(result: Any) -> Model:
         dict(result.settings),
         result.final_loss,
         list(result.history),
+        activation=getattr(result, "activation", "sigmoid"),
     )
 
 
@@ -246,7 +291,7 @@ def save_result(path: str | os.PathLike[str], result: Any) -> None:
     from .backend import backend_of
 
     model = result if isinstance(result, Model) else from_result(result)
-    be = backend_of(model.params.W1)
+    be = backend_of(model.params[0])
     save(path, model, to_host=be.to_host)
 
 

@@ -24,15 +24,21 @@ def crossings(x: np.ndarray, p: np.ndarray, level: float = 0.5) -> list[float]:
 KDE_SAMPLES = 200_000
 
 
-def _proba(params: Params, points: np.ndarray, backend: Backend) -> np.ndarray:
+def _proba(
+    params: Params, points: np.ndarray, backend: Backend, activation: str = "sigmoid"
+) -> np.ndarray:
     """P(y = 1 | x) at ``points`` (host, (M, D)) as a host array, worked out in the blocks of
     samples training uses on the backend (at most 4,096 rows), so that no (M, H) array of a
     wide network is built whole."""
-    dtype = str(params.W1.dtype).rpartition(".")[2]
-    h = int(params.W1.shape[1])
+    dtype = str(params[0].dtype).rpartition(".")[2]
+    h = max(int(W.shape[1]) for W in params[0:-2:2])
     rows = min(backend.block_rows(points.shape[0], h) or 4096, 4096)
     parts = [
-        backend.to_host(predict_proba(params, backend.asarray(points[i : i + rows], dtype)))
+        backend.to_host(
+            predict_proba(
+                params, backend.asarray(points[i : i + rows], dtype), activation=activation
+            )
+        )
         for i in range(0, points.shape[0], rows)
     ]
     return np.concatenate(parts, axis=0)
@@ -46,12 +52,13 @@ def _draw_boundary(
     backend: Backend,
     x_range: tuple[float, float],
     max_points: int,
+    activation: str = "sigmoid",
 ) -> list[float]:
     """Class densities, samples and the probability curve on ``ax``; the 0.5 crossings."""
     import seaborn as sns
 
     grid = np.linspace(*x_range, 801)
-    proba = _proba(params, grid[:, None], backend)[:, 0]
+    proba = _proba(params, grid[:, None], backend, activation)[:, 0]
     cross = crossings(grid, proba.astype(np.float64))
     colors = {0: "tab:blue", 1: "tab:orange"}
     x = X[:, 0]
@@ -106,7 +113,13 @@ def _draw_boundary(
 
 
 def _draw_heatmap(
-    ax: Any, params: Params, X: np.ndarray, y: np.ndarray | None, backend: Backend, max_points: int
+    ax: Any,
+    params: Params,
+    X: np.ndarray,
+    y: np.ndarray | None,
+    backend: Backend,
+    max_points: int,
+    activation: str = "sigmoid",
 ) -> None:
     """P(y = 1 | x) over the plane of two features, with the 0.5 contour and the samples."""
     lo, hi = X.min(axis=0), X.max(axis=0)
@@ -115,7 +128,7 @@ def _draw_heatmap(
     g1 = np.linspace(lo[1] - pad[1], hi[1] + pad[1], 200)
     m0, m1 = np.meshgrid(g0, g1)
     grid = np.column_stack([m0.ravel(), m1.ravel()])
-    proba = _proba(params, grid, backend).reshape(m0.shape)
+    proba = _proba(params, grid, backend, activation).reshape(m0.shape)
     mesh = ax.pcolormesh(m0, m1, proba, cmap="RdBu_r", vmin=0, vmax=1, shading="auto")
     ax.figure.colorbar(mesh, ax=ax, label="P(y = 1 | x)")
     ax.contour(m0, m1, proba, levels=[0.5], colors="black", linewidths=2)
@@ -158,6 +171,7 @@ def boundary_figure(
     history: list[tuple[int, float]] | None = None,
     x_range: tuple[float, float] = (-10.0, 10.0),
     max_points: int = 2000,
+    activation: str = "sigmoid",
 ) -> list[float]:
     """Write the model's figure to ``path`` and return the 0.5 crossings (D = 1).
 
@@ -173,7 +187,7 @@ def boundary_figure(
 
     X = np.asarray(X, dtype=np.float64)
     y = None if y is None else np.asarray(y).reshape(-1)
-    d = int(params.W1.shape[0])
+    d = int(params[0].shape[0])
     if X.ndim != 2 or X.shape[1] != d:
         raise ValueError(f"the model has {d} features but the data have shape {X.shape}")
     panels = (1 if d <= 2 else 0) + (1 if history else 0)
@@ -184,9 +198,9 @@ def boundary_figure(
     )
     cross: list[float] = []
     if d == 1:
-        cross = _draw_boundary(axes[0, 0], params, X, y, backend, x_range, max_points)
+        cross = _draw_boundary(axes[0, 0], params, X, y, backend, x_range, max_points, activation)
     elif d == 2:
-        _draw_heatmap(axes[0, 0], params, X, y, backend, max_points)
+        _draw_heatmap(axes[0, 0], params, X, y, backend, max_points, activation)
     if history:
         _draw_loss(axes[0, -1], history)
     # a "$" (in a file name, say) would start matplotlib's mathtext: shown as itself instead

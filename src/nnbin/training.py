@@ -46,6 +46,8 @@ class TrainResult:
     best_validation_score: float | None = None
     #: the hidden-layer activation the parameters go with
     activation: str = "sigmoid"
+    #: the optimizer's final state (``train(..., optimizer_state=)`` continues from it)
+    optimizer_state: Any = ()
 
 
 def _backend_and_dtype(X: Any, backend: str | None, dtype: str | None) -> tuple[Backend, str]:
@@ -122,6 +124,9 @@ def train(
     validation_fraction: float = 0.1,
     n_iter_no_change: int | None = None,
     tol: float = 1e-4,
+    shuffle: bool = True,
+    params: Any = None,
+    optimizer_state: Any = None,
 ) -> TrainResult:
     """Train the network on (X, y) on mean BCE; by default the seed job: one layer of 32
     sigmoid units, full-batch gradient descent.
@@ -156,7 +161,12 @@ def train(
     does not improve by ``tol`` end the run (None: never); with ``early_stopping`` a seeded
     ``validation_fraction`` of the samples is held out, the rule reads its accuracy instead
     (``n_iter_no_change`` default 10) and the best-scoring parameters are returned. With a
-    stopping rule the loss is recorded every epoch.
+    stopping rule the loss is recorded every epoch. ``shuffle=False`` takes the
+    mini-batches in the data's order.
+
+    Continuing a run: ``params`` (arrays of the data's library and dtype, the shapes
+    ``hidden`` gives) start the run instead of drawn weights, and ``optimizer_state`` (a
+    result's ``optimizer_state``) continues the optimizer's momentum or moments.
     """
     hidden, lr, steps, log_every, seed = validate.hyperparameters(
         hidden=hidden, lr=lr, steps=steps, log_every=log_every, seed=seed
@@ -176,6 +186,7 @@ def train(
         validation_fraction=validation_fraction,
         n_iter_no_change=n_iter_no_change,
         tol=tol,
+        shuffle=shuffle,
     )
     if init is not None and init not in INITS:
         raise InvalidInputError(f"init must be one of {', '.join(INITS)}, got {init!r}")
@@ -193,15 +204,18 @@ def train(
     validation = None
     if config.early_stopping:
         X, y, validation = _hold_out(X, y, config.validation_fraction, seed)
-    params = be.init_params(
-        X.shape[1],
-        hidden,
-        seed,
-        dtype=dtype,
-        device=_device(X),
-        activation=config.activation,
-        init=init,
-    )
+    if params is None:
+        params = be.init_params(
+            X.shape[1],
+            hidden,
+            seed,
+            dtype=dtype,
+            device=_device(X),
+            activation=config.activation,
+            init=init,
+        )
+    else:
+        params = _starting_params(params, X, hidden, dtype)
     if data_parallel:
         n_dev = None if data_parallel is True else int(data_parallel)
         params, X, y = be.distribute(params, X, y, n_dev)
@@ -219,6 +233,7 @@ def train(
         fused=fused,
         config=config,
         validation=validation,
+        state=optimizer_state,
     )
     final_loss, _ = loss_and_grads(
         run.params,
@@ -260,7 +275,25 @@ def train(
             stop.best_score if stop is not None and config.early_stopping else None
         ),
         activation=config.activation,
+        optimizer_state=run.optimizer_state,
     )
+
+
+def _starting_params(params: Any, X: Array, hidden: int | tuple[int, ...], dtype: str) -> Any:
+    """The caller's starting parameters, checked against the data and ``hidden``."""
+    from .validate import model_inputs
+
+    params, _, _ = model_inputs(params, X[:1, ...])
+    sizes = (hidden,) if isinstance(hidden, int) else tuple(hidden)
+    if widths(params) != sizes:
+        raise InvalidInputError(
+            f"params have hidden widths {widths(params)} but hidden={hidden}: pass the "
+            "widths the parameters have"
+        )
+    if any(not str(p.dtype).endswith(dtype) for p in params):
+        raise InvalidInputError(f"params must be {dtype}, as the data; got {params[0].dtype}")
+    namespace(X, *params)  # one library: MixedArraysError otherwise
+    return params
 
 
 def _options(config: Config, init: str | None) -> dict[str, Any]:

@@ -132,6 +132,7 @@ def config(
     validation_fraction: Any = 0.1,
     n_iter_no_change: Any = None,
     tol: Any = 1e-4,
+    shuffle: Any = True,
 ) -> Any:
     """A checked :class:`nnbin.config.Config` from the user's options."""
     from .config import Config
@@ -141,7 +142,11 @@ def config(
         raise InvalidInputError(
             f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}"
         )
-    for name, flag in (("nesterov", nesterov), ("early_stopping", early_stopping)):
+    for name, flag in (
+        ("nesterov", nesterov),
+        ("early_stopping", early_stopping),
+        ("shuffle", shuffle),
+    ):
         if not isinstance(flag, bool) and type(flag).__name__ != "bool_":
             raise InvalidInputError(f"{name} must be True or False, got {flag!r}")
     opt = Optimizer(
@@ -171,6 +176,7 @@ def config(
         if n_iter_no_change is None
         else whole_number("n_iter_no_change", n_iter_no_change, 1),
         tol=_real("tol", tol, low=0.0),
+        shuffle=bool(shuffle),
     )
 
 
