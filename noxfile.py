@@ -117,6 +117,14 @@ def bench(session: nox.Session) -> None:
     session.run("nnbin", "bench", *session.posargs)
 
 
+@nox.session
+def quality(session: nox.Session) -> None:
+    """Accuracy and fit time beside scikit-learn's MLPClassifier (BENCHMARKS.md); arguments
+    go to `nnbin quality`, for example `nox -s quality -- --repeats 3`."""
+    _install(session, "sklearn,jax")
+    session.run("nnbin", "quality", *session.posargs)
+
+
 @nox.session(venv_backend="none")
 def gpu(session: nox.Session) -> None:
     """The GPU check, with this interpreter and no installs (a GPU machine has no network):

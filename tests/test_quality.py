@@ -1,0 +1,25 @@
+"""The quality benchmark's machinery (its numbers are in BENCHMARKS.md, measured with
+`nnbin quality`): both estimators run the epochs asked, on the held-out split."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("sklearn", reason="scikit-learn not installed")
+
+from nnbin import quality
+from nnbin.cli import main
+
+
+def test_quality_rows_and_table():
+    rows = quality.run(["moons"], backends=("numpy",), epochs={"moons": 5})
+    assert [r.model for r in rows] == ["sklearn MLPClassifier", "nnbin:numpy float64"]
+    assert all(r.epochs == 5 and r.shape == (1500, 2) for r in rows)
+    assert all(0.5 < r.accuracy <= 1.0 and 0.5 < r.roc_auc <= 1.0 for r in rows)
+    table = quality.markdown(rows)
+    assert table.count("\n") == 3 and "x time" in table.splitlines()[-1]
+
+
+def test_unknown_dataset_is_one_line(capsys):
+    assert main(["quality", "--datasets", "mnist"]) == 2
+    assert "unknown data set(s) mnist" in capsys.readouterr().err
