@@ -1,8 +1,9 @@
 """nox sessions: `nox` runs everything a CPU-only machine can run.
 
+nox                              lint, then tests: mypy, the unit tests and the conformance
+                                 suite on every CPU backend, in one environment
 nox -s quick                     unit tests + numpy/strict conformance (the inner loop)
-nox -s tests                     mypy, then the unit tests (CLI, data, files, errors, plots)
-nox -s conformance               the conformance suite, one session per backend
+nox -s conformance               the conformance suite, one session (environment) per backend
 nox -s "conformance(backend='jax')"
 nox -s lint typecheck            (typecheck alone: the tests session runs it too)
 """
@@ -11,9 +12,11 @@ from __future__ import annotations
 
 import nox
 
-# typecheck is not in the default list: the tests session runs mypy in the environment it
-# builds anyway (one install of every extra instead of two)
-nox.options.sessions = ["lint", "tests", "conformance"]
+# One environment holds every CPU backend: the tests session runs mypy, the unit tests and
+# the conformance suite on every backend in it (one install of each library, one pytest
+# run, two workers). The per-backend sessions (conformance(backend=...)), each with only
+# its backend's library installed, are there to run one backend alone.
+nox.options.sessions = ["lint", "tests"]
 nox.options.error_on_missing_interpreters = False
 
 # Backends the default run covers on a CPU-only machine, with the extra that installs each.
@@ -37,20 +40,25 @@ def _install(session: nox.Session, extras: str) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Unit tests of everything around the math (CLI, files, errors, plots, estimator, JAX).
+    """mypy, then in one pytest run (two workers) the unit tests (CLI, files, errors, plots,
+    estimator, JAX) and the conformance suite on every CPU backend, each required to run.
 
     SCIPY_ARRAY_API=1 lets scikit-learn's array-API estimator checks run."""
     _install(session, "test,strict,plot,jax,torch,dask,sklearn,onnx")
     session.install("mypy>=1.10")
     session.run("mypy")  # the typecheck session's work, in this environment (one install)
-    # two workers: the 2-core CI machine runs them in about 3.5 min instead of 4.5
     session.run(
         "pytest",
         "-n",
         "2",
         "tests",
+        "conformance",
         *session.posargs,
-        env={"NNBIN_BACKEND": "", "SCIPY_ARRAY_API": "1"},
+        env={
+            "NNBIN_BACKEND": "",
+            "NNBIN_CONFORMANCE_BACKENDS": ",".join(CPU_BACKENDS),
+            "SCIPY_ARRAY_API": "1",
+        },
     )
 
 

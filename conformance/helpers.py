@@ -109,8 +109,37 @@ def check_gradients(case: Case, loss_and_grads: GradFn, **kwargs: Any) -> None:
         assert_close(case.be, g, expected[name], dtype=case.dtype, what="op", label=f"d{name}")
 
 
+#: where reference runs are kept between sessions (set from pytest's cache folder by
+#: conftest.py; None: computed in each process)
+CACHE_DIR: str | None = None
+
+
 @functools.cache
 def reference_seed_run(dtype: str, steps: int, log_every: int) -> ref.Run:
+    """The reference's seed run (about 5 s for 1,000 steps), kept on disk in pytest's cache
+    under a key of the reference's own source, NumPy's version and the arguments, so that
+    the sessions of one machine (one per backend, each xdist worker) compute it once."""
+    import hashlib
+    import inspect
+    import os
+
+    key = hashlib.sha256(
+        f"{inspect.getsource(ref)}|{np.__version__}|{dtype}|{steps}|{log_every}".encode()
+    ).hexdigest()[:24]
+    path = None if CACHE_DIR is None else os.path.join(CACHE_DIR, f"seed-run-{key}.npz")
+    if path is not None and os.path.exists(path):
+        try:
+            with np.load(path) as f:
+                losses = [(int(s), float(v)) for s, v in f["losses"]]
+                final = {k: f[k] for k in NAMES}
+                return ref.Run(losses, final, float(f["final_loss"]))
+        except (OSError, KeyError, ValueError):
+            pass  # unreadable: computed again below
     X, y = seed_data()
     w = {k: rounded(v, dtype) for k, v in ref.initial_weights(1, 32, seed=0).items()}
-    return ref.train(w, rounded(X, dtype), y, lr=1.0, steps=steps, log_every=log_every)
+    run = ref.train(w, rounded(X, dtype), y, lr=1.0, steps=steps, log_every=log_every)
+    if path is not None:
+        tmp = f"{path}.{os.getpid()}.tmp.npz"
+        np.savez(tmp, losses=np.array(run.losses), final_loss=run.final_loss, **run.final)
+        os.replace(tmp, path)  # atomic: another worker reads the whole file or none
+    return run
