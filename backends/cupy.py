@@ -271,35 +271,11 @@ class CupyBackend(Backend):
         loss_and_grads: tuple[Any, Params] = out
         return loss_and_grads
 
-    def run(
-        self,
-        params: Params,
-        X: Any,
-        y: Any,
-        *,
-        lr: float,
-        steps: int,
-        log_every: int,
-        on_log: Callable[[int, float], None] | None = None,
-        fused: bool | None = None,
-        config: Config | None = None,
-        validation: tuple[Any, Any] | None = None,
-        state: Any = None,
-    ) -> RunResult:
+    def run(self, params: Any, X: Any, y: Any, **options: Any) -> RunResult:
+        """:meth:`nnbin.Backend.run` (the same arguments), on X's device: the fused step
+        where it applies (see :meth:`_run`), else the array-API core."""
         with self.on_device(X):
-            return self._run(
-                params,
-                X,
-                y,
-                lr=lr,
-                steps=steps,
-                log_every=log_every,
-                on_log=on_log,
-                fused=fused,
-                config=config,
-                validation=validation,
-                state=state,
-            )
+            return self._run(params, X, y, **options)
 
     def _run(
         self,

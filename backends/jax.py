@@ -16,7 +16,7 @@ import numpy as np
 from nnbin.backprop import apply_update, loss_and_grads, value_and_grads
 from nnbin.config import SEED, Config
 from nnbin.errors import BackendUnavailableError
-from nnbin.loop import CHUNK_LOGS, EpochSteps, OnLog, RunResult, Steps
+from nnbin.loop import CHUNK_LOGS, EpochSteps, RunResult, Steps
 from nnbin.model import ACTIVATION_FNS, Params, like
 
 from .dlpack_fused import DlpackFused, FusedThroughDlpack
@@ -139,37 +139,12 @@ class JaxBackend(FusedThroughDlpack):
         devices = X.devices()
         return len(devices) == 1 and next(iter(devices)).platform == "gpu"
 
-    def run(
-        self,
-        params: Params,
-        X: Any,
-        y: Any,
-        *,
-        lr: float,
-        steps: int,
-        log_every: int,
-        on_log: OnLog | None = None,
-        fused: bool | None = None,
-        config: Config | None = None,
-        validation: tuple[Any, Any] | None = None,
-        state: Any = None,
-    ) -> RunResult:
-        # the benchmark's hook: set again by a compiled run; a run through cupy's fused step
-        # has no XLA buffers to report
+    def run(self, params: Any, X: Any, y: Any, **options: Any) -> RunResult:
+        """:meth:`nnbin.Backend.run` (the same arguments), after resetting the benchmark's
+        hook: set again by a compiled run; a run through cupy's fused step has no XLA
+        buffers to report."""
         self.last_temp_bytes = None
-        return super().run(
-            params,
-            X,
-            y,
-            lr=lr,
-            steps=steps,
-            log_every=log_every,
-            on_log=on_log,
-            fused=fused,
-            config=config,
-            validation=validation,
-            state=state,
-        )
+        return super().run(params, X, y, **options)
 
     def stepper(
         self,
@@ -283,11 +258,14 @@ def _chunk(
 
 
 class _CompiledEpochs(EpochSteps):
-    """The general loop (:class:`nnbin.loop.EpochSteps`) with each epoch one call of one
-    compiled function (:func:`_epoch`, compiled once per shapes and settings and kept on the
-    backend; the shuffled order is an argument, so no epoch compiles anew): the full
-    mini-batches in a ``lax.fori_loop`` over ``lax.dynamic_slice``s, the short last batch
-    after it."""
+    """The general loop (:class:`nnbin.loop.EpochSteps`) compiled: a chunk of the shared
+    schedule is one call of one compiled function (:func:`_epochs`: its epochs in a
+    ``lax.fori_loop``, each epoch's full mini-batches in another over
+    ``lax.dynamic_slice``s, the short last batch after it, the losses recorded inside), with
+    the chunk's shuffled orders (drawn on the host, as on every backend) an argument of a
+    power-of-two number of rows, so a run compiles once per few chunk lengths, never per
+    epoch. With a stopping rule, which reads every epoch's loss and score on the host, each
+    epoch is one call of :func:`_epoch` instead."""
 
     def __init__(
         self,
@@ -309,26 +287,59 @@ class _CompiledEpochs(EpochSteps):
             indices=lambda host: be.xp.asarray(host.astype(np.int32)),
         )
         self.be = be
-        self.loop = "jax.jit, one compiled call an epoch" + self.loop.partition("step")[2]
+        how = "one compiled call an epoch" if self.stop else "one compiled call a chunk of epochs"
+        self.loop = f"jax.jit, {how}" + self.loop.partition("step")[2]
+        # the shuffled orders of a chunk go in one (rows, N) argument of a fixed number of
+        # rows (a power of two, about 64 MiB of int32 at most), so the run compiles once
+        self.rows = min(CHUNK_LOGS, 1 << max((1 << 24) // max(self.n, 1), 1).bit_length() - 1)
+        self.max_chunk = self.rows
 
-    def epoch(self, with_loss: bool) -> Any:
-        order = self.order()
-        idx = None if order is None else self.indices(order)
-        args = (self.params, self.state, self.X, self.y, idx)
-        key = (
-            "epoch",
+    def _key(self, *extra: Any) -> tuple[Any, ...]:
+        return (
             self.X.shape,
             str(self.X.dtype),
             tuple(p.shape for p in self.params),
             str(getattr(self.X, "sharding", "")),
             self.config,
             self.opt,
-            with_loss,
-            idx is None,
             # the functions traced: a patched update or derivative must compile anew
             type(self.opt).update,
             ACTIVATION_FNS[self.config.activation],
+            *extra,
         )
+
+    def chunk(self, lead: int, count: int, seg: int) -> list[float]:
+        if self.stop is not None:  # the rule reads each epoch on the host
+            return super().chunk(lead, count, seg)
+        total = lead + count * seg
+        rows = self.rows
+        assert total <= rows, f"a chunk of {total} epochs > {rows}"
+        orders = [self.order() for _ in range(total)]
+        perms = None
+        if orders and orders[0] is not None:
+            host = np.zeros((rows, self.n), dtype=np.int32)
+            host[:total] = np.stack(orders).astype(np.int32)
+            perms = self.be.xp.asarray(host)
+        i32 = self.be.xp.int32
+        counts = tuple(self.be.xp.asarray(v, dtype=i32) for v in (lead, count, seg))
+        args = (self.params, self.state, self.X, self.y, perms, *counts)
+        key = self._key("epochs", rows if perms is not None else None)
+        fn = self.be._compiled.get(key)
+        if fn is None:
+            t0 = time.perf_counter()
+            static = functools.partial(_epochs, config=self.config, opt=self.opt)
+            fn = self.be._compiled[key] = self.be._jax.jit(static).lower(*args).compile()
+            self.compile_seconds += time.perf_counter() - t0
+        self.params, self.state, self.good, losses = fn(*args)
+        values = np.asarray(losses)[:count].tolist()  # waits for the chunk: the one wait
+        self.be._jax.block_until_ready(self.params)
+        return [float(v) for v in values]
+
+    def epoch(self, with_loss: bool) -> Any:
+        order = self.order()
+        idx = None if order is None else self.indices(order)
+        args = (self.params, self.state, self.X, self.y, idx)
+        key = self._key("epoch", with_loss, idx is None)
         fn = self.be._compiled.get(key)
         if fn is None:
             t0 = time.perf_counter()
@@ -339,6 +350,51 @@ class _CompiledEpochs(EpochSteps):
             self.compile_seconds += time.perf_counter() - t0
         self.params, self.state, loss = fn(*args)
         return loss
+
+
+def _epochs(
+    params: Any,
+    state: Any,
+    X: Any,
+    y: Any,
+    perms: Any,
+    lead: Any,
+    count: Any,
+    seg: Any,
+    *,
+    config: Config,
+    opt: Any,
+) -> tuple[Any, Any, Any, Any]:
+    """A chunk of epochs (``lead`` plain ones, then ``count`` segments of ``seg``, each
+    starting with an epoch whose loss is recorded, at most CHUNK_LOGS a call), epoch e in
+    the order ``perms[e]`` (None: the data's own); also the parameters before the last
+    recorded epoch that is finite with only finite ones before it (as :func:`_chunk`)."""
+    import jax.numpy as jnp
+    from jax import lax
+
+    def run(e: Any, p: Any, s: Any, with_loss: bool) -> tuple[Any, Any, Any]:
+        idx = None if perms is None else perms[e]
+        return _epoch(p, s, X, y, idx, config=config, opt=opt, with_loss=with_loss)
+
+    def plain(e: Any, carry: tuple[Any, Any]) -> tuple[Any, Any]:
+        p, s, _ = run(e, *carry, False)
+        return p, s
+
+    def segment(i: Any, carry: tuple[Any, ...]) -> tuple[Any, ...]:
+        p, s, good, alive, losses = carry
+        first = lead + i * seg
+        p_next, s_next, loss = run(first, p, s, True)
+        alive = alive & jnp.isfinite(loss)
+        good = like(p, (jnp.where(alive, a, b) for a, b in zip(p, good)))
+        losses = losses.at[i].set(loss)
+        p_next, s_next = lax.fori_loop(first + 1, first + seg, plain, (p_next, s_next))
+        return p_next, s_next, good, alive, losses
+
+    p, s = lax.fori_loop(0, lead, plain, (params, state))
+    losses = jnp.full((CHUNK_LOGS,), jnp.nan, dtype=X.dtype)
+    carry = (p, s, p, jnp.asarray(True), losses)
+    p, s, good, _, losses = lax.fori_loop(0, count, segment, carry)
+    return p, s, good, losses
 
 
 def _epoch(

@@ -161,3 +161,32 @@ def test_data_parallel_errors_are_clear():
         nnbin.train(X, y, steps=1, backend="jax", data_parallel=64)
     with pytest.raises(nnbin.BackendUnavailableError, match="no data-parallel"):
         nnbin.train(X, y, steps=1, backend="numpy", data_parallel=2)
+
+
+def test_mini_batch_runs_compile_once_and_match_the_core(data):
+    """A run of mini-batch epochs is one compiled function called once a chunk (the chunk's
+    shuffled orders an argument), compiled once however many chunks the run takes, with
+    the losses and parameters of the array-API core on NumPy."""
+    X, y = data
+    be = nnbin.get_backend("jax")
+    options = dict(
+        hidden=(6, 3),
+        activation="tanh",
+        optimizer="adam",
+        lr=0.01,
+        batch_size=96,
+        steps=40,
+        log_every=5,
+        seed=3,
+    )
+    before = len(be._compiled)
+    got = nnbin.train(X, y, **options)
+    assert got.loop.startswith("jax.jit, one compiled call a chunk of epochs")
+    compiled = len(be._compiled) - before
+    assert compiled == 1, f"{compiled} compilations for one run"
+    again = nnbin.train(X, y, **options)  # the same shapes and settings: nothing compiled
+    assert len(be._compiled) - before == 1 and again.compile_seconds == 0.0
+    ref = nnbin.train(np.asarray(X), np.asarray(y), backend="numpy", dtype="float32", **options)
+    np.testing.assert_allclose([v for _, v in got.history], [v for _, v in ref.history], rtol=2e-5)
+    for a, b in zip(got.params, ref.params, strict=True):
+        np.testing.assert_allclose(np.asarray(a), b, rtol=2e-4, atol=2e-5)

@@ -99,9 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train (the seed job, or --data) and draw the decision boundary",
         description="Train on the seed job's data (10,000 samples of N(-6,1) labelled 0 and "
-        "10,000 of N(6,1) labelled 1): 1 input -> HIDDEN sigmoid units -> 1 sigmoid output, "
-        "full-batch gradient descent on mean binary cross-entropy. Prints the loss every "
-        "LOG_EVERY steps and the training accuracy, and writes the decision-boundary figure.",
+        "10,000 of N(6,1) labelled 1), or on --data: by default 1 input -> 32 sigmoid units "
+        "-> 1 sigmoid output, full-batch gradient descent on mean binary cross-entropy; "
+        "--hidden 64,32 --activation relu --optimizer adam --batch-size 256 --alpha ... "
+        "--early-stopping train a deeper network otherwise (each step an epoch with "
+        "--batch-size). Prints the loss every LOG_EVERY steps and the training accuracy, "
+        "and writes the decision-boundary figure.",
     )
     t.add_argument(
         "--backend",
@@ -589,6 +592,7 @@ def _conformance(args: argparse.Namespace) -> int:
 
     folder = _conformance_folder()
     os.environ[ENV_VAR] = name  # the suite tests this backend, and fails if it cannot run
+    os.environ.pop("NNBIN_CONFORMANCE_BACKENDS", None)  # this backend alone, whatever the caller's
     # -rA: every check with its outcome, each skip with its reason; -p no:cacheprovider:
     # nothing written into the installed package
     return int(pytest.main([folder, "-rA", "-p", "no:cacheprovider", *args.pytest_args]))

@@ -141,6 +141,8 @@ class Steps:
     loop: str = ""
     #: the optimizer's state (none for plain gradient descent)
     state: Any = ()
+    #: the most steps one chunk may hold (None: no limit beyond the time budget)
+    max_chunk: int | None = None
     #: a context every chunk runs in (PyTorch: ``torch.no_grad``, the backward pass is ours)
     guard: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
 
@@ -223,6 +225,8 @@ def run_steps(
         # few (one per length), whatever the timings
         fits = 1 if per_step is None else int(seconds / max(per_step, 1e-9))
         budget = 1 << max(fits, 1).bit_length() - 1
+        if stepper.max_chunk is not None:
+            budget = min(budget, stepper.max_chunk)
         lead, count, seg = plan(s, steps, log_every, budget, max_logs)
         t0, compiling = time.perf_counter(), stepper.compile_seconds
         with stepper.guard():
