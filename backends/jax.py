@@ -7,6 +7,7 @@ verified on an H100 (BENCHMARKS.md)."""
 from __future__ import annotations
 
 import functools
+import math
 import time
 from typing import Any
 
@@ -263,9 +264,9 @@ class _CompiledEpochs(EpochSteps):
     ``lax.fori_loop``, each epoch's full mini-batches in another over
     ``lax.dynamic_slice``s, the short last batch after it, the losses recorded inside), with
     the chunk's shuffled orders (drawn on the host, as on every backend) an argument of a
-    power-of-two number of rows, so a run compiles once per few chunk lengths, never per
-    epoch. With a stopping rule, which reads every epoch's loss and score on the host, each
-    epoch is one call of :func:`_epoch` instead."""
+    fixed power-of-two number of rows, so a run compiles once. With a stopping rule the
+    chunk is :func:`_stopping_epochs`: every epoch recorded and read by the rule inside the
+    compiled loop, the rule's state carried from chunk to chunk."""
 
     def __init__(
         self,
@@ -287,8 +288,10 @@ class _CompiledEpochs(EpochSteps):
             indices=lambda host: be.xp.asarray(host.astype(np.int32)),
         )
         self.be = be
-        how = "one compiled call an epoch" if self.stop else "one compiled call a chunk of epochs"
-        self.loop = f"jax.jit, {how}" + self.loop.partition("step")[2]
+        rule = ", the stopping rule inside" if self.stop else ""
+        self.loop = (
+            f"jax.jit, one compiled call a chunk of epochs{rule}" + self.loop.partition("step")[2]
+        )
         # the shuffled orders of a chunk go in one (rows, N) argument of a fixed number of
         # rows (a power of two, about 64 MiB of int32 at most), so the run compiles once
         self.rows = min(CHUNK_LOGS, 1 << max((1 << 24) // max(self.n, 1), 1).bit_length() - 1)
@@ -308,48 +311,89 @@ class _CompiledEpochs(EpochSteps):
             *extra,
         )
 
+    def _orders(self, total: int) -> Any:
+        """The next ``total`` epochs' shuffled orders as one (rows, N) int32 argument (None
+        when the epochs take the data's own order)."""
+        assert total <= self.rows, f"a chunk of {total} epochs > {self.rows}"
+        host = np.zeros((self.rows, self.n), dtype=np.int32)
+        for e in range(total):
+            order = self.order()
+            if order is None:  # no shuffle: every epoch in the data's order
+                return None
+            host[e] = order
+        return self.be.xp.asarray(host)
+
+    def _compiled(self, fn: Any, args: tuple[Any, ...], *key: Any, **static: Any) -> Any:
+        full = self._key(fn.__name__, *key)
+        compiled = self.be._compiled.get(full)
+        if compiled is None:
+            t0 = time.perf_counter()
+            jitted = self.be._jax.jit(functools.partial(fn, **static))
+            compiled = self.be._compiled[full] = jitted.lower(*args).compile()
+            self.compile_seconds += time.perf_counter() - t0
+        return compiled
+
     def chunk(self, lead: int, count: int, seg: int) -> list[float]:
-        if self.stop is not None:  # the rule reads each epoch on the host
-            return super().chunk(lead, count, seg)
+        if self.stop is not None:
+            return self._stopping_chunk(lead, count, seg)
         total = lead + count * seg
-        rows = self.rows
-        assert total <= rows, f"a chunk of {total} epochs > {rows}"
-        orders = [self.order() for _ in range(total)]
-        perms = None
-        if orders and orders[0] is not None:
-            host = np.zeros((rows, self.n), dtype=np.int32)
-            host[:total] = np.stack(orders).astype(np.int32)
-            perms = self.be.xp.asarray(host)
+        perms = self._orders(total)
         i32 = self.be.xp.int32
         counts = tuple(self.be.xp.asarray(v, dtype=i32) for v in (lead, count, seg))
         args = (self.params, self.state, self.X, self.y, perms, *counts)
-        key = self._key("epochs", rows if perms is not None else None)
-        fn = self.be._compiled.get(key)
-        if fn is None:
-            t0 = time.perf_counter()
-            static = functools.partial(_epochs, config=self.config, opt=self.opt)
-            fn = self.be._compiled[key] = self.be._jax.jit(static).lower(*args).compile()
-            self.compile_seconds += time.perf_counter() - t0
+        fn = self._compiled(_epochs, args, perms is None, config=self.config, opt=self.opt)
         self.params, self.state, self.good, losses = fn(*args)
         values = np.asarray(losses)[:count].tolist()  # waits for the chunk: the one wait
         self.be._jax.block_until_ready(self.params)
         return [float(v) for v in values]
 
-    def epoch(self, with_loss: bool) -> Any:
-        order = self.order()
-        idx = None if order is None else self.indices(order)
-        args = (self.params, self.state, self.X, self.y, idx)
-        key = self._key("epoch", with_loss, idx is None)
-        fn = self.be._compiled.get(key)
-        if fn is None:
-            t0 = time.perf_counter()
-            static = functools.partial(
-                _epoch, config=self.config, opt=self.opt, with_loss=with_loss
-            )
-            fn = self.be._compiled[key] = self.be._jax.jit(static).lower(*args).compile()
-            self.compile_seconds += time.perf_counter() - t0
-        self.params, self.state, loss = fn(*args)
-        return loss
+    def _stopping_chunk(self, lead: int, count: int, seg: int) -> list[float]:
+        """``count`` epochs, each recorded and read by the stopping rule inside the compiled
+        call (:func:`_stopping_epochs`); the rule's state goes in and comes back, so a run
+        stops at the epoch the host rule would, and the chunk's later epochs do nothing."""
+        assert lead == 0 and seg == 1, "a stopping rule records every epoch"
+        rule, xp, cfg = self.stop, self.be.xp, self.config
+        assert rule is not None
+        f = self.X.dtype
+        rule_in = (
+            xp.asarray(rule.count, dtype=xp.int32),
+            xp.asarray(rule.best_loss, dtype=f),
+            xp.asarray(rule.best_score, dtype=f),
+            rule.best_params if rule.best_params is not None else self.params,
+        )
+        Xv, yv = self.validation if self.validation is not None else (self.X, self.y)
+        perms = self._orders(count)
+        args = (
+            self.params,
+            self.state,
+            self.X,
+            self.y,
+            perms,
+            xp.asarray(count, dtype=xp.int32),
+            Xv,
+            yv,
+            rule_in,
+        )
+        fn = self._compiled(
+            _stopping_epochs,
+            args,
+            perms is None,
+            Xv.shape,
+            config=cfg,
+            opt=self.opt,
+            patience=cfg.patience,
+        )
+        self.params, self.state, self.good, losses, scores, ran, stopped, rule_out = fn(*args)
+        ran = int(ran)
+        values = [float(v) for v in np.asarray(losses)[:ran]]
+        rule.count = int(rule_out[0])
+        rule.best_loss = float(rule_out[1])
+        rule.best_score = float(rule_out[2])
+        if cfg.early_stopping and rule.best_score > -math.inf:
+            rule.best_params = rule_out[3]
+            rule.scores += [float(v) for v in np.asarray(scores)[:ran]]
+        self.stopped = bool(stopped)
+        return values
 
 
 def _epochs(
@@ -395,6 +439,89 @@ def _epochs(
     carry = (p, s, p, jnp.asarray(True), losses)
     p, s, good, _, losses = lax.fori_loop(0, count, segment, carry)
     return p, s, good, losses
+
+
+def _stopping_epochs(
+    params: Any,
+    state: Any,
+    X: Any,
+    y: Any,
+    perms: Any,
+    count: Any,
+    Xv: Any,
+    yv: Any,
+    rule: tuple[Any, Any, Any, Any],
+    *,
+    config: Config,
+    opt: Any,
+    patience: int,
+) -> tuple[Any, ...]:
+    """Up to ``count`` epochs, each one's loss recorded and read by the stopping rule of
+    :class:`nnbin.loop.StopRule` (on the held-out (Xv, yv) accuracy with early stopping,
+    else on the training loss), in the compiled loop: once the rule says stop, or a loss is
+    not finite, the remaining epochs do nothing. ``rule`` is (count, best loss, best score,
+    best parameters) before the chunk; returns the parameters, the optimizer state, the
+    last finite parameters (as :func:`_chunk`), the losses and scores, how many epochs
+    ran, whether the rule stopped, and the rule's new state."""
+    import jax.numpy as jnp
+    from jax import lax
+
+    from nnbin.model import forward
+
+    early, tol = config.early_stopping, config.tol
+    losses = jnp.full((CHUNK_LOGS,), jnp.nan, dtype=X.dtype)
+    scores = jnp.full((CHUNK_LOGS,), jnp.nan, dtype=X.dtype)
+
+    def body(i: Any, carry: tuple[Any, ...]) -> tuple[Any, ...]:
+        def run(c: tuple[Any, ...]) -> tuple[Any, ...]:
+            (
+                p,
+                s,
+                good,
+                losses,
+                scores,
+                ran,
+                stopped,
+                _halted,
+                (stale, best_loss, best_score, best),
+            ) = c
+            idx = None if perms is None else perms[i]
+            p2, s2, loss = _epoch(p, s, X, y, idx, config=config, opt=opt, with_loss=True)
+            finite = jnp.isfinite(loss)
+            good = like(p, (jnp.where(finite, a, b) for a, b in zip(p, good)))
+            losses = losses.at[i].set(loss)
+            if early:
+                z = forward(p2, Xv, config.activation)
+                score = jnp.mean(((z >= 0.0) == (yv == 1.0)).astype(X.dtype))
+                scores = scores.at[i].set(score)
+                stale2 = jnp.where(score < best_score + tol, stale + 1, 0)
+                improved = score > best_score
+                best_score = jnp.where(improved, score, best_score)
+                best = like(best, (jnp.where(improved, a, b) for a, b in zip(p2, best)))
+            else:
+                stale2 = jnp.where(loss > best_loss - tol, stale + 1, 0)
+            stale = jnp.where(finite, stale2, stale)
+            best_loss = jnp.where(finite, jnp.minimum(best_loss, loss), best_loss)
+            stopped = finite & (stale > patience)
+            rule = (stale, best_loss, best_score, best)
+            return p2, s2, good, losses, scores, ran + 1, stopped, ~finite, rule
+
+        done = carry[6] | carry[7]
+        return lax.cond(done, lambda c: c, run, carry)
+
+    start = (
+        params,
+        state,
+        params,
+        losses,
+        scores,
+        jnp.asarray(0, jnp.int32),
+        jnp.asarray(False),
+        jnp.asarray(False),
+        rule,
+    )
+    p, s, good, losses, scores, ran, stopped, _, rule = lax.fori_loop(0, count, body, start)
+    return p, s, good, losses, scores, ran, stopped, rule
 
 
 def _epoch(
