@@ -125,3 +125,67 @@ def test_divergence_is_reported_with_step_and_lr():
         np.errstate(all="ignore"),
     ):
         nnbin.train(X, y, steps=3, log_every=1, lr=1e308)
+
+
+# --- the deeper network's options --------------------------------------------------------
+
+
+def test_init_params_of_any_depth_and_initialisation():
+    p = nnbin.init_params(3, (5, 4), seed=1, activation="relu")
+    assert type(p) is tuple and [a.shape for a in p] == [(3, 5), (5,), (5, 4), (4,), (4, 1), (1,)]
+    big = nnbin.init_params(400, (300,), seed=0, init="he")
+    assert abs(np.std(big[0]) - np.sqrt(2 / 400)) < 0.01 * np.sqrt(2 / 400) * 10
+    glorot = nnbin.init_params(400, (300,), seed=0, activation="tanh")  # default: Glorot
+    bound = np.sqrt(6 / 700)
+    assert np.max(np.abs(glorot[0])) <= bound and np.max(np.abs(glorot[0])) > 0.99 * bound
+    seed_net = nnbin.init_params(1, 32, seed=0)  # the seed network: N(0, 1), a Params
+    assert isinstance(seed_net, nnbin.Params)
+    np.testing.assert_array_equal(seed_net.W1, np.random.default_rng(0).standard_normal((1, 32)))
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"activation": "softmax"}, "activation must be one of"),
+        ({"optimizer": "rmsprop"}, "optimizer must be one of"),
+        ({"batch_size": 0}, "batch_size must be >= 1"),
+        ({"alpha": -1.0}, "alpha must be a finite number"),
+        ({"validation_fraction": 1.0, "early_stopping": True}, "validation_fraction"),
+        ({"beta2": 1.0, "optimizer": "adam"}, "beta2 must be"),
+        ({"momentum": 1.5, "optimizer": "momentum"}, "momentum must be"),
+        ({"n_iter_no_change": 0}, "n_iter_no_change must be >= 1"),
+        ({"hidden": ()}, "at least one layer"),
+        ({"hidden": (4, 0)}, "every hidden width must be >= 1"),
+        ({"init": "xavier"}, "init must be one of"),
+        ({"nesterov": "yes"}, "nesterov must be True or False"),
+    ],
+)
+def test_bad_training_options_are_one_clear_error(options, message):
+    X, y = nnbin.two_gaussians(20, seed=0)
+    with pytest.raises(nnbin.InvalidInputError, match=message):
+        nnbin.train(X, y, steps=2, **options)
+
+
+def test_starting_parameters_must_fit_the_network():
+    X, y = nnbin.two_gaussians(20, seed=0)
+    p = nnbin.init_params(1, (4, 3))
+    with pytest.raises(nnbin.InvalidInputError, match="hidden widths"):
+        nnbin.train(X, y, hidden=(4, 2), params=p, steps=1)
+    bad = (p[0], p[1], p[2][:, :2], p[3], p[4], p[5])
+    with pytest.raises(nnbin.InvalidInputError, match="do not belong together"):
+        nnbin.loss(bad, X, y)
+
+
+def test_deep_functions_take_the_activation_and_penalty():
+    X, y = nnbin.two_gaussians(50, seed=2)
+    p = nnbin.init_params(1, (4, 3), seed=2, activation="tanh")
+    loss, grads = nnbin.loss_and_grads(p, X, y, activation="tanh", alpha=0.5)
+    assert float(loss) == pytest.approx(float(nnbin.loss(p, X, y, activation="tanh", alpha=0.5)))
+    assert float(loss) > float(nnbin.loss(p, X, y, activation="tanh"))  # the penalty counts
+    stepped = nnbin.step(p, X, y, 0.1, activation="tanh", alpha=0.5)
+    for a, b, g in zip(stepped, p, grads, strict=True):
+        np.testing.assert_allclose(a, b - 0.1 * g)
+    opt = nnbin.Optimizer("adam", lr=0.01)
+    new, state = opt.update(p, grads, opt.init(p))
+    assert float(state[0]) == 1.0 and all(a.shape == b.shape for a, b in zip(new, p))
+    assert nnbin.accuracy(p, X, y, activation="tanh") >= 0.0

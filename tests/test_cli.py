@@ -337,3 +337,63 @@ def test_a_signal_stops_any_backend_within_about_a_chunk(tmp_path, backend, sig)
     assert "interrupted" in err, err
     assert stopped_after < 10  # the whole run would take hours on any machine
     assert list(tmp_path.iterdir()) == []  # nothing written, no temporary left behind
+
+
+def test_deep_network_options_train_save_and_predict(tmp_path, capsys):
+    model = tmp_path / "deep.safetensors"
+    code = main(
+        [
+            "train",
+            "--hidden",
+            "8,4",
+            "--activation",
+            "tanh",
+            "--optimizer",
+            "momentum",
+            "--nesterov",
+            "--lr",
+            "0.05",
+            "--batch-size",
+            "100",
+            "--steps",
+            "40",
+            "--log-every",
+            "10",
+            "--alpha",
+            "1e-3",
+            "--n-per-class",
+            "300",
+            "--n-iter-no-change",
+            "3",
+            "--tol",
+            "1e-3",
+            "--no-plot",
+            "--quiet",
+            "--save",
+            str(model),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "training accuracy 1.0000" in out and "mini-batches of 100" in out
+    data = tmp_path / "x.csv"
+    data.write_text("x\n-6\n6\n")
+    assert main(["predict", "--model", str(model), "--data", str(data)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "probability,label" and [line[-1] for line in lines[1:]] == ["0", "1"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--hidden", "8,0"], "must be >= 1"),
+        (["--hidden", "8,x"], "expected a whole number"),
+        (["--activation", "softmax"], "invalid choice"),
+        (["--alpha", "-1"], "must be in"),
+        (["--validation-fraction", "2"], "must be in"),
+    ],
+)
+def test_deep_network_options_are_checked(args, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--no-plot", *args])
+    assert exc.value.code == 2 and message in capsys.readouterr().err
