@@ -18,6 +18,11 @@ import nox
 # its backend's library installed, are there to run one backend alone.
 nox.options.sessions = ["lint", "tests"]
 nox.options.error_on_missing_interpreters = False
+# uv builds the environments where it is installed (several times faster than pip), else
+# virtualenv and pip. uv reads its own index settings (UV_INDEX_URL, UV_FIND_LINKS), not
+# pip's configuration: a machine whose wheels come from a local index through pip.conf (this
+# project's CI machines have no uv) points uv at it with those variables.
+nox.options.default_venv_backend = "uv|virtualenv"
 
 # Backends the default run covers on a CPU-only machine, with the extra that installs each.
 CPU_BACKENDS = {

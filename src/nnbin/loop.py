@@ -371,10 +371,11 @@ class EpochSteps(Steps):
         if config.early_stopping and validation is None:
             raise ValueError("early stopping needs held-out samples (validation=)")
         self.stop = StopRule(config) if config.stops else None
+        order = "shuffled each epoch" if config.shuffle else "in the data's order"
         batches = (
             "full batch"
             if config.batch_size is None
-            else f"mini-batches of {config.batch_size}, shuffled each epoch"
+            else f"mini-batches of {config.batch_size}, {order}"
         )
         self.loop = f"python loop, one epoch a step ({batches}; {config.optimizer.name})"
 
