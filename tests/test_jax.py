@@ -190,3 +190,32 @@ def test_mini_batch_runs_compile_once_and_match_the_core(data):
     np.testing.assert_allclose([v for _, v in got.history], [v for _, v in ref.history], rtol=2e-5)
     for a, b in zip(got.params, ref.params, strict=True):
         np.testing.assert_allclose(np.asarray(a), b, rtol=2e-4, atol=2e-5)
+
+
+def test_deep_parameters_are_a_pytree_jax_jits_and_vmaps_over(data):
+    """Eight (5, 3)-tanh networks, eight seeds, one vmapped and jitted Adam step each."""
+    X, y = data
+    stacked = tuple(
+        jnp.stack(leaves)
+        for leaves in zip(
+            *(
+                nnbin.init_params(1, (5, 3), seed=s, activation="tanh", backend="jax")
+                for s in range(8)
+            )
+        )
+    )
+    opt = nnbin.Optimizer("adam", lr=0.01)
+
+    def one(p):
+        loss, g = nnbin.loss_and_grads(p, X, y, activation="tanh", alpha=0.1)
+        new, _ = opt.update(p, g, opt.init(p))
+        return loss, new
+
+    losses, new = jax.jit(jax.vmap(one))(stacked)
+    assert losses.shape == (8,) and [a.shape[0] for a in new] == [8] * 6
+    for k in (0, 5):  # each slice is that seed's network, stepped on its own
+        p = tuple(a[k] for a in stacked)
+        loss, p1 = one(p)
+        np.testing.assert_allclose(losses[k], loss, rtol=1e-5)
+        for a, b in zip(new, p1, strict=True):
+            np.testing.assert_allclose(a[k], b, rtol=1e-5, atol=1e-6)

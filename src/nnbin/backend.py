@@ -96,11 +96,7 @@ class Backend:
         float64) cast to ``dtype`` (default: this backend's) and placed on ``device``."""
         dtype = dtype or self.default_dtype
         host = initial_weights(n_features, hidden, seed, activation=activation, init=init)
-        return self.place(host, dtype, device)
-
-    def place(self, params: Any, dtype: str, device: Any = None) -> Any:
-        """Host parameters on this backend, in their container (Params or tuple)."""
-        return like(params, (self.asarray(a, dtype, device) for a in params))
+        return like(host, (self.asarray(a, dtype, device) for a in host))
 
     def to_host(self, x: Any) -> np.ndarray:
         """A NumPy copy of ``x`` (a device-to-host transfer on GPU backends)."""
