@@ -32,6 +32,11 @@ CPU_BACKENDS = {
     "torch": "torch",
     "dask": "dask",
 }
+# Two pytest workers on two cores: each library's thread pool (OpenBLAS, MKL, PyTorch's
+# OpenMP) at one thread, or two workers' pools of two threads spin against each other (the
+# torch float64 seed run took 120 s that way in one CI run).
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
 # Installed before the extras: pip takes this machine's local CPU build of torch 2.13.0,
 # where an unpinned torch could download a multi-GB CUDA build.
 PINNED = ["torch==2.13.0"]
@@ -63,6 +68,7 @@ def tests(session: nox.Session) -> None:
             "NNBIN_BACKEND": "",
             "NNBIN_CONFORMANCE_BACKENDS": ",".join(CPU_BACKENDS),
             "SCIPY_ARRAY_API": "1",
+            **ONE_THREAD,
         },
     )
 
@@ -94,7 +100,7 @@ def quick(session: nox.Session) -> None:
         "tests",
         "conformance",
         *session.posargs,
-        env={"NNBIN_BACKEND": "", "SCIPY_ARRAY_API": "1"},
+        env={"NNBIN_BACKEND": "", "SCIPY_ARRAY_API": "1", **ONE_THREAD},
     )
 
 
