@@ -292,47 +292,40 @@ class CupyBackend(Backend):
         validation: tuple[Any, Any] | None = None,
         state: Any = None,
     ) -> RunResult:
-        scope = cuda_fused.scope_refusal(params, config)
-        if scope is not None:
-            if fused:
-                raise BackendUnavailableError(
-                    f"no fused step for this run: {scope}; fused=None (the default) runs the "
-                    "array-API core instead"
+        # why the fused step does not run: outside its scope (the network, the optimizer),
+        # or these data and this GPU (None: it runs, unless fused=False)
+        why = cuda_fused.scope_refusal(params, config)
+        if why is None and fused is not False:
+            why = self.fused_refusal(params, X)
+            if why is None:
+                result, _ = self._fused_steps(params, X, y, lr, steps, log_every, on_log)
+                result.loop = (
+                    FUSED_LOOP
+                    + ("; CUDA-graph replay between logging steps" if self.cuda_graphs else "")
+                    + (
+                        "; --use_fast_math"
+                        if "--use_fast_math" in self._compile_options(str(X.dtype))
+                        else ""
+                    )
                 )
-            result = super().run(
-                params,
-                X,
-                y,
-                lr=lr,
-                steps=steps,
-                log_every=log_every,
-                on_log=on_log,
-                config=config,
-                validation=validation,
-                state=state,
-            )
-            result.loop = f"python loop (array-API core); no fused step: {scope}"
-            return result
-        if fused is not False and self.fused_applies(params, X):
-            result, _ = self._fused_steps(params, X, y, lr, steps, log_every, on_log)
-            result.loop = (
-                FUSED_LOOP
-                + ("; CUDA-graph replay between logging steps" if self.cuda_graphs else "")
-                + (
-                    "; --use_fast_math"
-                    if "--use_fast_math" in self._compile_options(str(X.dtype))
-                    else ""
-                )
-            )
-            return result
+                return result
         if fused:
+            d, h = (int(v) for v in params[0].shape)
             raise BackendUnavailableError(
-                f"no fused step for D={params.W1.shape[0]}, H={params.W1.shape[1]}, "
-                f"{X.dtype}: {self.fused_refusal(params, X)}; fused=None (the default) runs "
-                "the array-API core instead"
+                f"no fused step for D={d}, H={h}, {X.dtype}: {why}; fused=None (the default) "
+                "runs the array-API core instead"
             )
-        result = super().run(params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log)
-        result.loop = "python loop (array-API core)" + (
-            "" if fused is False else f"; no fused step: {self.fused_refusal(params, X)}"
+        result = super().run(
+            params,
+            X,
+            y,
+            lr=lr,
+            steps=steps,
+            log_every=log_every,
+            on_log=on_log,
+            config=config,
+            validation=validation,
+            state=state,
         )
+        result.loop = "python loop (array-API core)" + (f"; no fused step: {why}" if why else "")
         return result

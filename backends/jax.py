@@ -167,10 +167,7 @@ class JaxBackend(FusedThroughDlpack):
         sharding, activation and penalty; the counts are arguments) and the seconds
         compiling took now."""
         key = (
-            X.shape,
-            str(X.dtype),
-            tuple(p.shape for p in params),
-            str(getattr(X, "sharding", "")),
+            *_shapes(params, X),
             config.activation,
             config.alpha,
             ACTIVATION_FNS[config.activation],  # the functions traced (patched: compile anew)
@@ -188,6 +185,11 @@ class JaxBackend(FusedThroughDlpack):
         except Exception:  # not every platform reports it
             self.last_temp_bytes = None
         return compiled, seconds
+
+
+def _shapes(params: Any, X: Any) -> tuple[Any, ...]:
+    """What a compiled run depends on besides its settings: shapes, dtype, sharding."""
+    return (X.shape, str(X.dtype), tuple(p.shape for p in params), str(getattr(X, "sharding", "")))
 
 
 class _CompiledSteps(Steps):
@@ -299,10 +301,7 @@ class _CompiledEpochs(EpochSteps):
 
     def _key(self, *extra: Any) -> tuple[Any, ...]:
         return (
-            self.X.shape,
-            str(self.X.dtype),
-            tuple(p.shape for p in self.params),
-            str(getattr(self.X, "sharding", "")),
+            *_shapes(self.params, self.X),
             self.config,
             self.opt,
             # the functions traced: a patched update or derivative must compile anew

@@ -170,7 +170,7 @@ class Backend:
             stepper,
             lr=lr,
             steps=steps,
-            log_every=1 if config.stops else log_every,
+            log_every=log_every,
             on_log=on_log,
         )
 

@@ -82,6 +82,11 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
     loop_ : str   how the steps ran
     """
 
+    # fitted attributes that partial_fit continues (annotations only: no class attribute)
+    loss_curve_: list[float]
+    n_iter_: int
+    t_: int
+
     def __init__(
         self,
         hidden_layer_sizes: int | tuple[int, ...] = (100,),
@@ -328,17 +333,10 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         # NumPy for host data, whichever backend trained
         self.weights_in_ = self.coefs_[0] if isinstance(X, np.ndarray) else result.params[0]
         curve = [v for _, v in result.history]
-        previous = (
-            list(getattr(self, "loss_curve_", [])) if incremental and start is not None else []
-        )
-        self.loss_curve_ = previous + curve
+        self.loss_curve_ = (self.loss_curve_ if continuing else []) + curve
         self.final_loss_ = result.final_loss
-        self.n_iter_ = (
-            getattr(self, "n_iter_", 0) if incremental and start is not None else 0
-        ) + result.n_iter
-        self.t_ = (
-            getattr(self, "t_", 0) if incremental and start is not None else 0
-        ) + result.n_iter * n
+        self.n_iter_ = (self.n_iter_ if continuing else 0) + result.n_iter
+        self.t_ = (self.t_ if continuing else 0) + result.n_iter * n
         if options["early_stopping"]:
             self.validation_scores_: list[float] | None = list(result.validation_scores)
             self.best_validation_score_ = result.best_validation_score
@@ -354,7 +352,8 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        self._warn_if_collapsed(X, yf)
+        if not incremental:  # a forward pass over the data: once a fit, not every call
+            self._warn_if_collapsed(X, yf)
         return self
 
     def _warn_if_collapsed(self, X: Any, yf: Any) -> None:

@@ -218,6 +218,8 @@ def run_steps(
     holds (default: ``CHUNK_SECONDS``, read at each call).
     """
     seconds = CHUNK_SECONDS if seconds is None else seconds
+    if stepper.stop is not None:
+        log_every = 1  # the stopping rule reads every epoch's loss: each one is recorded
     rec = Recorder(lr, stepper.params if initial is None else initial, on_log)
     s, per_step = 0, None
     while s < steps:
@@ -399,11 +401,11 @@ class EpochSteps(Steps):
             "activation": cfg.activation,
             "alpha": cfg.alpha,
         }
-        order = self.order()
         if cfg.batch_size is None:
             loss, grads = value_and_grads(self.params, self.X, self.y, with_loss=with_loss, **kw)
             self.params, self.state = self.opt.update(self.params, grads, self.state)
             return self.settle(loss)
+        order = self.order()
         Xs, ys = (self.X, self.y) if order is None else self.shuffled(self.indices(order))
         size = int(cfg.batch_size or self.n)
         total: Array | None = None
@@ -490,10 +492,4 @@ def python_loop(
         stepper = CoreSteps(params, X, y, lr, block_rows, config)
     else:
         stepper = EpochSteps(params, X, y, lr, config, block_rows=block_rows)
-    return run_steps(
-        stepper,
-        lr=lr,
-        steps=steps,
-        log_every=1 if config.stops else log_every,
-        on_log=on_log,
-    )
+    return run_steps(stepper, lr=lr, steps=steps, log_every=log_every, on_log=on_log)

@@ -49,7 +49,7 @@ class Optimizer:
         # adam: the step count as a 0-d array of the parameters' dtype (traced under jit)
         p0 = params[0]
         t = _namespace(p0).zeros((), dtype=p0.dtype, device=array_api_compat.device(p0))
-        return (t, zeros, like(params, (_zeros_like(p) for p in params)))
+        return (t, zeros, zeros)  # m and v: the same zeros (nothing is updated in place)
 
     def update(self, params: Any, grads: Any, state: Any) -> tuple[Any, Any]:
         """One update: the new parameters and the new state."""
