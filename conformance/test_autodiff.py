@@ -43,7 +43,7 @@ def test_hand_written_gradients_match_torch_autograd(n, d, h):
         assert err <= rtol("float64", "op"), f"d{name}: {err:.3g} from torch.autograd"
 
 
-DEEP = [(5,), (7, 3), (5, 4, 3)]  # 1, 2 and 3 hidden layers, odd widths
+DEEP = [(5,), (7, 3), (5, 3, 7)]  # 1, 2 and 3 hidden layers, odd widths
 
 
 def _deep_params(be, d, hidden, seed):

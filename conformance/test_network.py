@@ -24,7 +24,7 @@ from .helpers import assert_close, rounded
 from .test_mutations import _Plant
 
 ACTIVATIONS = ["sigmoid", "tanh", "relu"]
-DEPTHS = [(5,), (7, 3), (5, 4, 3)]  # 1, 2 and 3 hidden layers, odd widths
+DEPTHS = [(5,), (7, 3), (5, 3, 7)]  # 1, 2 and 3 hidden layers, odd widths
 
 
 def _names(n_layers: int) -> list[str]:
