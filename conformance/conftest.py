@@ -16,6 +16,29 @@ from .helpers import configure_for_conformance
 #: a comma-separated list of backends to check in one run, each required to run (what
 #: `nox` uses: one pytest run over every CPU backend); NNBIN_BACKEND names one
 LIST_VAR = "NNBIN_CONFORMANCE_BACKENDS"
+#: "K/N": run the K-th of N shards of the suite (every N-th test, from the K-th on, in
+#: collection order), so that N processes run it together (the GPU check, which has no
+#: pytest-xdist); the N shards of one collection are disjoint and together the whole
+SHARD_VAR = "NNBIN_CONFORMANCE_SHARD"
+
+
+def shard() -> tuple[int, int] | None:
+    """NNBIN_CONFORMANCE_SHARD as (k, n), 1 <= k <= n; None when unset; a UsageError
+    that says what to write when it is malformed."""
+    text = os.environ.get(SHARD_VAR, "").strip()
+    if not text:
+        return None
+    k_text, sep, n_text = text.partition("/")
+    try:
+        k, n = int(k_text), int(n_text)
+    except ValueError:
+        k = n = 0
+    if not sep or not 1 <= k <= n:
+        raise pytest.UsageError(
+            f"{SHARD_VAR}={text!r}: write K/N with 1 <= K <= N (for example 2/4: the "
+            "second of four shards), or unset it to run the whole suite"
+        )
+    return k, n
 
 
 def _names() -> tuple[list[str], bool]:
@@ -29,11 +52,29 @@ def _names() -> tuple[list[str], bool]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    shard()  # a malformed shard is an error before anything is collected
     cache = getattr(config, "cache", None)  # None with -p no:cacheprovider
     if cache is not None:
         from . import helpers
 
         helpers.CACHE_DIR = str(cache.mkdir("nnbin-reference"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    which = shard()
+    if which is None:
+        return
+    k, n = which
+    kept = [item for i, item in enumerate(items) if i % n == k - 1]
+    dropped = [item for i, item in enumerate(items) if i % n != k - 1]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+    items[:] = kept
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    which = shard()
+    return None if which is None else f"nnbin conformance: shard {which[0]} of {which[1]}"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -224,11 +225,17 @@ def test_gpucheck_plan_fits_the_budget_most_important_first():
     assert steps[0].title == "the GPU"
     group = steps[1]
     assert isinstance(group, gpucheck.Group)
-    assert [j.title for j in group.jobs][:3] == [
-        "conformance, cupy",
-        "conformance, jax",
-        "conformance, torch",
-    ]
+    suites = [j for j in group.jobs if j.cmd[-1] == "conformance"]
+    shards = gpucheck.CONFORMANCE_SHARDS
+    assert group.jobs[: len(suites)] == suites and len(suites) == sum(shards.values())
+    for name, n in shards.items():
+        mine = [j for j in suites if j.env["NNBIN_BACKEND"] == name]
+        assert [j.title for j in mine] == [
+            f"conformance, {name} ({k}/{n})" for k in range(1, n + 1)
+        ]
+        assert [j.env.get("NNBIN_CONFORMANCE_SHARD") for j in mine] == [
+            f"{k}/{n}" for k in range(1, n + 1)
+        ]
     assert {"seed job on cupy", "conformance, cupy fast math"} <= {j.title for j in group.jobs}
     # timings run alone, after the correctness checks, float32 at the three sizes first
     assert [s.title for s in steps[2:5]] == [
@@ -299,6 +306,9 @@ def test_gpucheck_keeps_to_its_budget_and_reports_as_it_goes(tmp_path, monkeypat
     assert "## quick" in report and "hello" in report
     assert "## slow" in report and "exit 124" in report and "(stopped after 3 s)" in report
     assert "## fails" in report and "exit 4" in report and "boom" in report
+    # each job's own time, not the time it was waited for (after "slow", listed before it)
+    took = re.search(r"exit 4, ([0-9.]+) s", report)
+    assert took and float(took.group(1)) < 2.5, report
     assert "Failed: slow, fails." in report
     assert "Not run (a package is missing): lacks (needs no_such_package_x)." in report
     # a job whose cap does not fit what is left is not started (not killed half-way)
@@ -406,4 +416,7 @@ def test_gpucheck_flow_runs_with_only_what_the_gpu_machine_has(tmp_path):
     cut = run("-m", "nnbin.gpucheck", str(out), "--assume", "torch", "--budget", "15")
     report = (out / "report.md").read_text()
     assert cut.returncode == 1
-    assert "Not run (out of time): conformance, torch, seed job on torch, benchmark, 2e4" in report
+    assert (
+        "Not run (out of time): conformance, torch (1/2), conformance, torch (2/2), "
+        "seed job on torch, benchmark, 2e4"
+    ) in report

@@ -103,3 +103,42 @@ def test_pytest_arguments_pass_through(tmp_path):
 def test_the_readme_names_the_one_command():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert "nnbin conformance --backend" in readme
+
+
+SUITE = ["conformance"]
+
+
+def _collect(**env: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """``pytest --collect-only conformance`` on numpy, with ``env`` added: the run, and
+    the test ids it collected."""
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--collect-only", *SUITE],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NNBIN_BACKEND": "numpy", **env},
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=300,
+    )
+    return out, [line for line in out.stdout.splitlines() if "::" in line]
+
+
+def test_shards_of_the_suite_are_disjoint_and_together_the_whole():
+    """NNBIN_CONFORMANCE_SHARD=K/N (the GPU check runs a backend's suite as N processes at
+    once): every test in exactly one shard, the shards within one test of the same size."""
+    out, whole = _collect()
+    assert out.returncode == 0 and len(whole) > 100
+    shards = []
+    for k in (1, 2, 3):
+        out, ids = _collect(NNBIN_CONFORMANCE_SHARD=f"{k}/3")
+        assert out.returncode == 0 and ids
+        shards.append(ids)
+    assert sorted(i for ids in shards for i in ids) == sorted(whole)
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
+    assert set(shards[0]).isdisjoint(shards[1]) and set(shards[1]).isdisjoint(shards[2])
+
+
+@pytest.mark.parametrize("text", ["4/3", "0/2", "2", "a/b", "1/0"])
+def test_a_malformed_shard_is_one_usage_error(text):
+    out, ids = _collect(NNBIN_CONFORMANCE_SHARD=text)
+    assert out.returncode == 4 and not ids, out.stdout + out.stderr  # pytest's usage error
+    assert "write K/N with 1 <= K <= N" in out.stderr and "Traceback" not in out.stderr
