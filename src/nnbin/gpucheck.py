@@ -134,6 +134,11 @@ def gpu_backends(py: str = sys.executable, timeout: float = 120.0) -> list[str]:
     return [name for name in found if name in GPU_BACKENDS]
 
 
+def shards(n: int) -> list[str]:
+    """The values of NNBIN_CONFORMANCE_SHARD that split the suite into ``n``."""
+    return [f"{k}/{n}" for k in range(1, n + 1)]
+
+
 def plan(found: list[str], out: str, py: str = sys.executable) -> list[Step]:
     """The jobs, most important first; their caps add up to at most DEFAULT_BUDGET."""
     steps: list[Step] = [
@@ -204,15 +209,14 @@ def plan(found: list[str], out: str, py: str = sys.executable) -> list[Step]:
     # have no time of their own yet: each is meant to take well under half its cap.
     correctness = [
         Job(
-            f"conformance, {name}" + (f" ({k}/{n})" if n > 1 else ""),
+            f"conformance, {name} ({shard})",
             pytest,
             200 if name == "jax" else 150,
-            {"NNBIN_BACKEND": name, **({"NNBIN_CONFORMANCE_SHARD": f"{k}/{n}"} if n > 1 else {})},
+            {"NNBIN_BACKEND": name, "NNBIN_CONFORMANCE_SHARD": shard},
             (*test_needs, *libs[name]),
         )
         for name in found
-        for n in [CONFORMANCE_SHARDS[name]]
-        for k in range(1, n + 1)
+        for shard in shards(CONFORMANCE_SHARDS[name])
     ]
     if "cupy" in found:
         correctness.append(

@@ -118,23 +118,24 @@ def activation_name(activation: Any) -> str:
 
 def config(
     *,
-    activation: Any = "sigmoid",
-    optimizer: Any = "gd",
-    momentum: Any = 0.9,
-    nesterov: Any = False,
-    beta1: Any = 0.9,
-    beta2: Any = 0.999,
-    epsilon: Any = 1e-8,
-    batch_size: Any = None,
-    alpha: Any = 0.0,
-    shuffle_seed: Any = 0,
-    early_stopping: Any = False,
-    validation_fraction: Any = 0.1,
-    n_iter_no_change: Any = None,
-    tol: Any = 1e-4,
-    shuffle: Any = True,
+    activation: Any,
+    optimizer: Any,
+    momentum: Any,
+    nesterov: Any,
+    beta1: Any,
+    beta2: Any,
+    epsilon: Any,
+    batch_size: Any,
+    alpha: Any,
+    shuffle_seed: Any,
+    early_stopping: Any,
+    validation_fraction: Any,
+    n_iter_no_change: Any,
+    tol: Any,
+    shuffle: Any,
 ) -> Any:
-    """A checked :class:`nnbin.config.Config` from the user's options."""
+    """A checked :class:`nnbin.config.Config` from the user's options (every one given:
+    the defaults are :func:`nnbin.train`'s)."""
     from .config import Config
     from .optim import OPTIMIZERS, Optimizer
 
