@@ -6,14 +6,14 @@ tested, the fused kernels' source runs as C++ under a SIMT emulator and the driv
 CuPy stand-in.
 Host data are moved to the GPU once; the loss reaches the host only on logging steps.
 
-Training uses the fused step (backends/cuda_fused.py: two kernels a step, no (N, H)
+Training uses the fused step (backends/cuda/kernels.py: two kernels a step, no (N, H)
 array) where it applies — float32/float64, D <= 64, H <= 256, C-contiguous data, a kernel
 whose sums stay in registers (at most LOCAL_LIMIT bytes of local memory a thread, and that
 for every resident thread within a quarter of the free memory) — unless ``fused=False`` is
 asked for (``nnbin.train(..., fused=False)``, ``nnbin train --no-fused``); otherwise the
 array-API core runs. ``TrainResult.loop`` says which ran and, for the core, why.
 
-The driver (backends/cuda_driver.py) runs the fused steps on a stream of their own, ordered
+The driver (backends/cuda/driver.py) runs the fused steps on a stream of their own, ordered
 by events. Logging steps are launched one by one (their loss goes to the host); the steps
 between them are replayed as CUDA graphs (at most ``graph_steps`` steps; no cuBLAS inside,
 so capture is allowed), kept with the run's buffers in a workspace that later runs on the
@@ -23,7 +23,7 @@ float32 kernels with ``--use_fast_math`` (approximate exp and division: 3.1x fas
 on an H100, where those bound the step; less exact).
 
 The torch and jax backends hand their CUDA arrays to the same fused step through DLPack, with
-no copies either way (``backends/dlpack_fused.py``).
+no copies either way (``backends/cuda/dlpack.py``).
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ from nnbin.errors import BackendUnavailableError
 from nnbin.loop import RunResult
 from nnbin.model import Params
 
-from . import cuda_driver, cuda_fused
+from .cuda import driver as cuda_driver
+from .cuda import kernels as cuda_fused
 
 FUSED_LOOP = "fused CUDA step (2 kernels, no (N, H) arrays)"
 #: the most local memory a thread of the fused kernel may use (beyond it: the core runs)
@@ -106,14 +107,12 @@ class CupyBackend(Backend):
     def gpu_devices(self) -> list[str]:
         return self.devices()
 
-    # the conformance suite's optional hooks (conformance/helpers.py looks them up)
     @staticmethod
     def full_precision() -> None:
         """CuPy reads CUPY_TF32 at import: the suite must not run with TF32 matmuls."""
         if os.environ.get("CUPY_TF32", "0") == "1":
             raise BackendUnavailableError("unset CUPY_TF32 for full-precision float32 matmuls")
 
-    # the benchmark's optional hooks (nnbin/bench.py looks them up)
     def out_of_memory(self, exc: BaseException) -> bool:
         return isinstance(exc, self._cupy.cuda.memory.OutOfMemoryError)
 
@@ -291,6 +290,7 @@ class CupyBackend(Backend):
         config: Config | None = None,
         validation: tuple[Any, Any] | None = None,
         state: Any = None,
+        steps_per_call: int | None = None,
     ) -> RunResult:
         # why the fused step does not run: outside its scope (the network, the optimizer),
         # or these data and this GPU (None: it runs, unless fused=False)
@@ -326,6 +326,7 @@ class CupyBackend(Backend):
             config=config,
             validation=validation,
             state=state,
+            steps_per_call=steps_per_call,
         )
         result.loop = "python loop (array-API core)" + (f"; no fused step: {why}" if why else "")
         return result

@@ -17,8 +17,8 @@ import numpy as np
 
 from nnbin.backend import Backend
 from nnbin.config import SEED, Config
-from nnbin.loop import CoreSteps, EpochSteps, Steps
-from nnbin.model import Params, like
+from nnbin.loop import CoreStepper, Stepper
+from nnbin.model import like
 
 
 class DaskBackend(Backend):
@@ -27,8 +27,8 @@ class DaskBackend(Backend):
     extra = "dask"
     memory_nh = 1.0
     out_of_core = True
-    # the benchmark's hook: ~60 ms of graph scheduling a step would make the default
-    # benchmark minutes long; measure it by name: nnbin bench --backends numpy,dask --sizes 2000000
+    # ~60 ms of graph scheduling a step would make the default benchmark minutes long;
+    # measure it by name: nnbin bench --backends numpy,dask --sizes 2000000
     in_default_bench = False
     default_dtype = "float64"
     loop = "python loop, parameters persisted every step"
@@ -85,73 +85,25 @@ class DaskBackend(Backend):
         lr: float,
         config: Config = SEED,
         validation: tuple[Any, Any] | None = None,
-    ) -> Steps:
+    ) -> Stepper:
         params = like(params, self._dask.persist(*params))
-        if config.plain_descent:
-            return _PersistedSteps(params, X, y, lr, None, self._dask, config)
-        return _PersistedEpochs(params, X, y, lr, config, validation, self._dask)
+        stepper = _Persisted(params, X, y, lr, config, validation=validation, indices=np.asarray)
+        stepper.dask = self._dask
+        return stepper
 
 
-class _PersistedSteps(CoreSteps):
-    """The core with the parameters persisted after every step (with the loss on logged
-    steps: one evaluation of the graph gives both), so the graph never grows."""
+class _Persisted(CoreStepper):
+    """The core with the parameters, the optimizer state and the running loss persisted
+    after every update (one evaluation of the graph gives them all), and each epoch's
+    shuffled copy of the data persisted once, so the graph never grows."""
 
-    def __init__(
-        self,
-        params: Params,
-        X: Any,
-        y: Any,
-        lr: float,
-        block_rows: int | None,
-        dask: Any,
-        config: Config = SEED,
-    ) -> None:
-        super().__init__(params, X, y, lr, block_rows, config)
-        self._persist = dask.persist
-        self._compute = dask.compute
-
-    def plain(self, k: int) -> None:
-        for _ in range(k):
-            super().plain(1)
-            self.params = like(self.params, self._persist(*self.params))
-
-    def logged(self) -> Any:
-        loss = super().logged()
-        *kept, loss = self._persist(*self.params, loss)
-        self.params = like(self.params, kept)
-        return loss
-
-    def to_host(self, losses: list[Any]) -> list[float]:
-        return [float(v) for v in self._compute(*losses)]
-
-
-class _PersistedEpochs(EpochSteps):
-    """Epochs of mini-batches (or another optimizer) with the parameters, the optimizer
-    state and the running loss persisted after every update, and each epoch's shuffled
-    copy of the data persisted once, so the graph never grows."""
-
-    def __init__(
-        self,
-        params: Any,
-        X: Any,
-        y: Any,
-        lr: float,
-        config: Config,
-        validation: tuple[Any, Any] | None,
-        dask: Any,
-    ) -> None:
-        super().__init__(params, X, y, lr, config, validation=validation, indices=np.asarray)
-        self._persist = dask.persist
-        self._compute = dask.compute
+    dask: Any
 
     def shuffled(self, idx: Any) -> tuple[Any, Any]:
-        Xs, ys = self._persist(self.X[idx], self.y[idx])  # NumPy row numbers index Dask
+        Xs, ys = self.dask.persist(self.X[idx], self.y[idx])  # NumPy row numbers index Dask
         return Xs, ys
 
     def settle(self, total: Any) -> Any:
-        params, state, total = self._persist(tuple(self.params), self.state, total)
+        params, state, total = self.dask.persist(tuple(self.params), self.state, total)
         self.params, self.state = like(self.params, params), state
         return total
-
-    def to_host(self, losses: list[Any]) -> list[float]:
-        return [float(v) for v in self._compute(*losses)]

@@ -1,11 +1,12 @@
-"""JAX: the training run compiled once (a ``lax.fori_loop`` under ``jax.jit``) and run on
-the shared schedule (:mod:`nnbin.loop`): one call of it a chunk, CPU or GPU.
+"""JAX: the core's steps compiled once (``lax.fori_loop``s under ``jax.jit``) and run in
+the one loop (:mod:`nnbin.loop`): one compiled call a call of the loop, CPU or GPU.
 Arrays on one CUDA GPU, where cupy is installed, train with the cupy backend's fused step
 instead, reached through DLPack with no copies (``fused=False``: the compiled core);
 verified on an H100 (BENCHMARKS.md)."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import time
@@ -14,13 +15,13 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from nnbin.backprop import apply_update, loss_and_grads, value_and_grads
+from nnbin.backprop import value_and_grads
 from nnbin.config import SEED, Config
 from nnbin.errors import BackendUnavailableError
-from nnbin.loop import CHUNK_LOGS, EpochSteps, RunResult, Steps
+from nnbin.loop import MAX_LOGS, Advanced, CoreStepper, Stepper, finite_prefix, stop_update
 from nnbin.model import ACTIVATION_FNS, Params, like
 
-from .dlpack_fused import DlpackFused, FusedThroughDlpack
+from .cuda.dlpack import DlpackFused, FusedThroughDlpack
 
 X64_HINT = (
     "float64 on JAX needs 64-bit mode: set JAX_ENABLE_X64=1 before starting Python, or call "
@@ -68,7 +69,8 @@ class JaxBackend(FusedThroughDlpack):
         if dtype == "float64":
             self._jax.config.update("jax_enable_x64", True)
 
-    # the command line's optional hook (nnbin/cli.py looks it up): it owns its process
+    has_persistent_cache = True
+
     def use_persistent_cache(self, folder: str) -> None:
         """Keep compiled runs in ``folder`` (JAX's persistent compilation cache), so a second
         ``nnbin train --backend jax`` of the same shapes compiles nothing. Process-wide, so
@@ -78,13 +80,11 @@ class JaxBackend(FusedThroughDlpack):
         config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
-    # the conformance suite's optional hook (conformance/helpers.py looks it up)
     def full_precision(self) -> None:
         """float64 available and float32 matmuls at full precision, process-wide."""
         self._jax.config.update("jax_enable_x64", True)
         self._jax.config.update("jax_default_matmul_precision", "highest")
 
-    # the benchmark's optional hooks (nnbin/bench.py looks them up)
     @staticmethod
     def out_of_memory(exc: BaseException) -> bool:
         """XLA reports an allocation failure as RESOURCE_EXHAUSTED (XlaRuntimeError)."""
@@ -140,13 +140,6 @@ class JaxBackend(FusedThroughDlpack):
         devices = X.devices()
         return len(devices) == 1 and next(iter(devices)).platform == "gpu"
 
-    def run(self, params: Any, X: Any, y: Any, **options: Any) -> RunResult:
-        """:meth:`nnbin.Backend.run` (the same arguments), after resetting the benchmark's
-        hook: set again by a compiled run; a run through cupy's fused step has no XLA
-        buffers to report."""
-        self.last_temp_bytes = None
-        return super().run(params, X, y, **options)
-
     def stepper(
         self,
         params: Any,
@@ -155,36 +148,8 @@ class JaxBackend(FusedThroughDlpack):
         lr: float,
         config: Config = SEED,
         validation: tuple[Any, Any] | None = None,
-    ) -> Steps:
-        if config.plain_descent:
-            return _CompiledSteps(self, params, X, y, lr, config)
-        return _CompiledEpochs(self, params, X, y, lr, config, validation)
-
-    def _compiled_chunk(
-        self, params: Any, X: Any, y: Any, lr: Any, config: Config = SEED
-    ) -> tuple[Any, float]:
-        """The compiled :func:`_chunk` for these shapes (compiled once per shapes, dtype,
-        sharding, activation and penalty; the counts are arguments) and the seconds
-        compiling took now."""
-        key = (
-            *_shapes(params, X),
-            config.activation,
-            config.alpha,
-            ACTIVATION_FNS[config.activation],  # the functions traced (patched: compile anew)
-        )
-        seconds = 0.0
-        if key not in self._compiled:
-            t0 = time.perf_counter()
-            i32 = self.xp.asarray(0, dtype=self.xp.int32)
-            fn = functools.partial(_chunk, activation=config.activation, alpha=config.alpha)
-            self._compiled[key] = self._jax.jit(fn).lower(params, X, y, lr, i32, i32, i32).compile()
-            seconds = time.perf_counter() - t0
-        compiled = self._compiled[key]
-        try:
-            self.last_temp_bytes = int(compiled.memory_analysis().temp_size_in_bytes)
-        except Exception:  # not every platform reports it
-            self.last_temp_bytes = None
-        return compiled, seconds
+    ) -> Stepper:
+        return _Compiled(self, params, X, y, lr, config, validation)
 
 
 def _shapes(params: Any, X: Any) -> tuple[Any, ...]:
@@ -192,83 +157,15 @@ def _shapes(params: Any, X: Any) -> tuple[Any, ...]:
     return (X.shape, str(X.dtype), tuple(p.shape for p in params), str(getattr(X, "sharding", "")))
 
 
-class _CompiledSteps(Steps):
-    """A chunk of the shared schedule as one call of one compiled function (compiled on
-    the first chunk): the losses are recorded inside it, the last finite parameters kept
-    there too, at no host cost; the chunk's end is its one wait."""
-
-    def __init__(
-        self, be: JaxBackend, params: Any, X: Any, y: Any, lr: float, config: Config = SEED
-    ) -> None:
-        self.be, self.params, self.X, self.y, self.config = be, params, X, y, config
-        self.lr = be.xp.asarray(lr, dtype=X.dtype)
-        self._fn: Any = None
-
-    def chunk(self, lead: int, count: int, seg: int) -> list[float]:
-        if self._fn is None:
-            self._fn, self.compile_seconds = self.be._compiled_chunk(
-                self.params, self.X, self.y, self.lr, self.config
-            )
-        i32 = self.be.xp.int32
-        ints = (self.be.xp.asarray(v, dtype=i32) for v in (lead, count, seg))
-        self.params, self.good, losses = self._fn(self.params, self.X, self.y, self.lr, *ints)
-        values = np.asarray(losses)[:count].tolist()  # waits for the chunk: the one wait
-        self.be._jax.block_until_ready(self.params)
-        return [float(v) for v in values]
-
-
-def _chunk(
-    params: Any,
-    X: Any,
-    y: Any,
-    lr: Any,
-    lead: Any,
-    count: Any,
-    seg: Any,
-    *,
-    activation: str = "sigmoid",
-    alpha: float = 0.0,
-) -> tuple[Any, Any, Any]:
-    """``lead`` plain steps, then ``count`` segments of ``seg`` steps, each starting with a
-    step whose loss is recorded (at most CHUNK_LOGS a call); also the parameters before the
-    last logged step that is finite with only finite ones before it. Traced once by
-    jax.jit: the counts are arguments, so every chunk runs the same compiled code. X and y
-    are arguments, never closed over: closed-over arrays become compile-time constants (a
-    2e7-sample compile took 31 s that way).
-    """
-    import jax.numpy as jnp
-    from jax import lax
-
-    kw: dict[str, Any] = {"activation": activation, "alpha": alpha}
-
-    def plain(_: Any, p: Any) -> Any:
-        _, g = value_and_grads(p, X, y, with_loss=False, **kw)
-        return apply_update(p, g, lr)
-
-    def segment(i: Any, carry: tuple[Any, Any, Any, Any]) -> tuple[Any, Any, Any, Any]:
-        p, good, alive, losses = carry
-        loss, g = loss_and_grads(p, X, y, **kw)
-        alive = alive & jnp.isfinite(loss)
-        good = like(p, (jnp.where(alive, a, b) for a, b in zip(p, good)))
-        losses = losses.at[i].set(loss)
-        p = lax.fori_loop(0, seg - 1, plain, apply_update(p, g, lr))
-        return p, good, alive, losses
-
-    p = lax.fori_loop(0, lead, plain, params)
-    losses = jnp.full((CHUNK_LOGS,), jnp.nan, dtype=X.dtype)
-    p, good, _, losses = lax.fori_loop(0, count, segment, (p, p, jnp.asarray(True), losses))
-    return p, good, losses
-
-
-class _CompiledEpochs(EpochSteps):
-    """The general loop (:class:`nnbin.loop.EpochSteps`) compiled: a chunk of the shared
-    schedule is one call of one compiled function (:func:`_epochs`: its epochs in a
-    ``lax.fori_loop``, each epoch's full mini-batches in another over
-    ``lax.dynamic_slice``s, the short last batch after it, the losses recorded inside), with
-    the chunk's shuffled orders (drawn on the host, as on every backend) an argument of a
-    fixed power-of-two number of rows, so a run compiles once. With a stopping rule the
-    chunk is :func:`_stopping_epochs`: every epoch recorded and read by the rule inside the
-    compiled loop, the rule's state carried from chunk to chunk."""
+class _Compiled(CoreStepper):
+    """The core's steps compiled: one call of :meth:`advance` is one call of one compiled
+    function (:func:`_advance`: the steps a ``lax.fori_loop``, each epoch's full
+    mini-batches another over ``lax.dynamic_slice``s, the losses recorded inside, the last
+    finite parameters and the stopping rule (:func:`nnbin.loop.stop_update`, the same
+    function the eager loop calls) in its carry). It compiles once a run: the counts, the
+    step size and the call's shuffled orders (drawn on the host, as on every backend, in a
+    fixed (rows, N) argument) are arguments; X and y too, never closed over (closed-over
+    arrays become compile-time constants: a 2e7-sample compile took 31 s that way)."""
 
     def __init__(
         self,
@@ -280,6 +177,7 @@ class _CompiledEpochs(EpochSteps):
         config: Config,
         validation: tuple[Any, Any] | None,
     ) -> None:
+        xp = be.xp
         super().__init__(
             params,
             X,
@@ -287,247 +185,185 @@ class _CompiledEpochs(EpochSteps):
             lr,
             config,
             validation=validation,
-            indices=lambda host: be.xp.asarray(host.astype(np.int32)),
+            indices=lambda host: xp.asarray(host.astype(np.int32)),
         )
         self.be = be
-        rule = ", the stopping rule inside" if self.stop else ""
-        self.loop = (
-            f"jax.jit, one compiled call a chunk of epochs{rule}" + self.loop.partition("step")[2]
-        )
-        # the shuffled orders of a chunk go in one (rows, N) argument of a fixed number of
-        # rows (a power of two, about 64 MiB of int32 at most), so the run compiles once
-        self.rows = min(CHUNK_LOGS, 1 << max((1 << 24) // max(self.n, 1), 1).bit_length() - 1)
-        self.max_chunk = self.rows
+        be.last_temp_bytes = None  # set again when this run compiles
+        self.lr = xp.asarray(lr, dtype=X.dtype)  # an argument: one compile for every lr
+        self.shuffles = config.batch_size is not None and config.shuffle
+        if self.shuffles:
+            # a call's shuffled orders in one (rows, N) int32 argument of a fixed number of
+            # rows (a power of two, about 64 MiB at most), so the run compiles once
+            self.rows = min(MAX_LOGS, 1 << max((1 << 24) // max(self.n, 1), 1).bit_length() - 1)
+            self.max_steps_per_call = self.rows
+        if not config.plain_descent:
+            rule = ", the stopping rule inside" if self.rule else ""
+            how = self.loop.partition("step")[2]
+            self.loop = f"jax.jit, one compiled call a chunk of epochs{rule}{how}"
 
-    def _key(self, *extra: Any) -> tuple[Any, ...]:
-        return (
-            *_shapes(self.params, self.X),
-            self.config,
-            self.opt,
-            # the functions traced: a patched update or derivative must compile anew
-            type(self.opt).update,
-            ACTIVATION_FNS[self.config.activation],
-            *extra,
-        )
-
-    def _orders(self, total: int) -> Any:
-        """The next ``total`` epochs' shuffled orders as one (rows, N) int32 argument (None
-        when the epochs take the data's own order)."""
-        assert total <= self.rows, f"a chunk of {total} epochs > {self.rows}"
+    def _orders(self, n: int) -> Any:
+        """The next ``n`` epochs' shuffled orders as one (rows, N) int32 argument."""
         host = np.zeros((self.rows, self.n), dtype=np.int32)
-        for e in range(total):
+        for e in range(n):
             order = self.order()
-            if order is None:  # no shuffle: every epoch in the data's order
-                return None
+            assert order is not None  # shuffles is set
             host[e] = order
         return self.be.xp.asarray(host)
 
-    def _compiled(self, fn: Any, args: tuple[Any, ...], *key: Any, **static: Any) -> Any:
-        full = self._key(fn.__name__, *key)
-        compiled = self.be._compiled.get(full)
+    def _compile(self, args: tuple[Any, ...]) -> Any:
+        cfg = self.config
+        key = (
+            *_shapes(self.params, self.X),
+            dataclasses.replace(cfg, shuffle_seed=0),  # the seed is in the orders, not here
+            dataclasses.replace(self.opt, lr=1.0),  # the step size is an argument
+            # the functions traced: a patched update or derivative must compile anew
+            type(self.opt).update,
+            ACTIVATION_FNS[cfg.activation],
+            args[4] is None,
+            args[8].shape,
+        )
+        compiled = self.be._compiled.get(key)
         if compiled is None:
             t0 = time.perf_counter()
-            jitted = self.be._jax.jit(functools.partial(fn, **static))
-            compiled = self.be._compiled[full] = jitted.lower(*args).compile()
+            fn = functools.partial(_advance, config=cfg, opt=self.opt)
+            compiled = self.be._compiled[key] = self.be._jax.jit(fn).lower(*args).compile()
             self.compile_seconds += time.perf_counter() - t0
+        try:
+            self.be.last_temp_bytes = int(compiled.memory_analysis().temp_size_in_bytes)
+        except Exception:  # not every platform reports it
+            self.be.last_temp_bytes = None
         return compiled
 
-    def chunk(self, lead: int, count: int, seg: int) -> list[float]:
-        if self.stop is not None:
-            return self._stopping_chunk(lead, count, seg)
-        total = lead + count * seg
-        perms = self._orders(total)
-        i32 = self.be.xp.int32
-        counts = tuple(self.be.xp.asarray(v, dtype=i32) for v in (lead, count, seg))
-        args = (self.params, self.state, self.X, self.y, perms, *counts)
-        fn = self._compiled(_epochs, args, perms is None, config=self.config, opt=self.opt)
-        self.params, self.state, self.good, losses = fn(*args)
-        values = np.asarray(losses)[:count].tolist()  # waits for the chunk: the one wait
-        self.be._jax.block_until_ready(self.params)
-        return [float(v) for v in values]
-
-    def _stopping_chunk(self, lead: int, count: int, seg: int) -> list[float]:
-        """``count`` epochs, each recorded and read by the stopping rule inside the compiled
-        call (:func:`_stopping_epochs`); the rule's state goes in and comes back, so a run
-        stops at the epoch the host rule would, and the chunk's later epochs do nothing."""
-        assert lead == 0 and seg == 1, "a stopping rule records every epoch"
-        rule, xp, cfg = self.stop, self.be.xp, self.config
-        assert rule is not None
-        f = self.X.dtype
-        rule_in = (
-            xp.asarray(rule.count, dtype=xp.int32),
-            xp.asarray(rule.best_loss, dtype=f),
-            xp.asarray(rule.best_score, dtype=f),
-            rule.best_params if rule.best_params is not None else self.params,
-        )
+    def advance(self, n: int, every: int) -> Advanced:
+        xp, rule = self.be.xp, self.rule
+        i32, f = xp.int32, self.X.dtype
+        rule_in = None
+        if rule is not None:
+            best = rule.best_params if rule.best_params is not None else self.params
+            rule_in = (
+                xp.asarray(rule.count, dtype=i32),
+                xp.asarray(rule.best_loss, dtype=f),
+                xp.asarray(rule.best_score, dtype=f),
+                best,
+            )
         Xv, yv = self.validation if self.validation is not None else (self.X, self.y)
-        perms = self._orders(count)
-        args = (
-            self.params,
-            self.state,
-            self.X,
-            self.y,
-            perms,
-            xp.asarray(count, dtype=xp.int32),
-            Xv,
-            yv,
-            rule_in,
-        )
-        fn = self._compiled(
-            _stopping_epochs,
-            args,
-            perms is None,
-            Xv.shape,
-            config=cfg,
-            opt=self.opt,
-            patience=cfg.patience,
-        )
-        self.params, self.state, self.good, losses, scores, ran, stopped, rule_out = fn(*args)
-        ran = int(ran)
+        perms = self._orders(n) if self.shuffles else None
+        counts = (xp.asarray(n, dtype=i32), xp.asarray(every, dtype=i32))
+        args = (self.params, self.state, self.X, self.y, perms, self.lr, *counts, Xv, yv, rule_in)
+        params, state, good, losses, scores, ran, stopped, rule_out = self._compile(args)(*args)
+        ran = int(ran)  # waits for the call: its one wait
         values = [float(v) for v in np.asarray(losses)[:ran]]
-        rule.count = int(rule_out[0])
-        rule.best_loss = float(rule_out[1])
-        rule.best_score = float(rule_out[2])
-        if cfg.early_stopping and rule.best_score > -math.inf:
-            rule.best_params = rule_out[3]
-            rule.scores += [float(v) for v in np.asarray(scores)[:ran]]
-        self.stopped = bool(stopped)
-        return values
+        self.be._jax.block_until_ready(params)
+        self.params, self.state = params, state
+        if rule is not None:
+            rule.count, rule.best_loss = int(rule_out[0]), float(rule_out[1])
+            rule.best_score = float(rule_out[2])
+            if rule.early and rule.best_score > -math.inf:
+                rule.best_params = rule_out[3]
+                rule.scores += [float(v) for v in np.asarray(scores)[:ran]]
+        ok = finite_prefix(values)
+        return Advanced(values, good if ok else None, bool(stopped))
 
 
-def _epochs(
+def _advance(
     params: Any,
     state: Any,
     X: Any,
     y: Any,
     perms: Any,
-    lead: Any,
-    count: Any,
-    seg: Any,
-    *,
-    config: Config,
-    opt: Any,
-) -> tuple[Any, Any, Any, Any]:
-    """A chunk of epochs (``lead`` plain ones, then ``count`` segments of ``seg``, each
-    starting with an epoch whose loss is recorded, at most CHUNK_LOGS a call), epoch e in
-    the order ``perms[e]`` (None: the data's own); also the parameters before the last
-    recorded epoch that is finite with only finite ones before it (as :func:`_chunk`)."""
-    import jax.numpy as jnp
-    from jax import lax
-
-    def run(e: Any, p: Any, s: Any, with_loss: bool) -> tuple[Any, Any, Any]:
-        idx = None if perms is None else perms[e]
-        return _epoch(p, s, X, y, idx, config=config, opt=opt, with_loss=with_loss)
-
-    def plain(e: Any, carry: tuple[Any, Any]) -> tuple[Any, Any]:
-        p, s, _ = run(e, *carry, False)
-        return p, s
-
-    def segment(i: Any, carry: tuple[Any, ...]) -> tuple[Any, ...]:
-        p, s, good, alive, losses = carry
-        first = lead + i * seg
-        p_next, s_next, loss = run(first, p, s, True)
-        alive = alive & jnp.isfinite(loss)
-        good = like(p, (jnp.where(alive, a, b) for a, b in zip(p, good)))
-        losses = losses.at[i].set(loss)
-        p_next, s_next = lax.fori_loop(first + 1, first + seg, plain, (p_next, s_next))
-        return p_next, s_next, good, alive, losses
-
-    p, s = lax.fori_loop(0, lead, plain, (params, state))
-    losses = jnp.full((CHUNK_LOGS,), jnp.nan, dtype=X.dtype)
-    carry = (p, s, p, jnp.asarray(True), losses)
-    p, s, good, _, losses = lax.fori_loop(0, count, segment, carry)
-    return p, s, good, losses
-
-
-def _stopping_epochs(
-    params: Any,
-    state: Any,
-    X: Any,
-    y: Any,
-    perms: Any,
-    count: Any,
+    lr: Any,
+    n: Any,
+    every: Any,
     Xv: Any,
     yv: Any,
-    rule: tuple[Any, Any, Any, Any],
+    rule: tuple[Any, Any, Any, Any] | None,
     *,
     config: Config,
     opt: Any,
-    patience: int,
 ) -> tuple[Any, ...]:
-    """Up to ``count`` epochs, each one's loss recorded and read by the stopping rule of
-    :class:`nnbin.loop.StopRule` (on the held-out (Xv, yv) accuracy with early stopping,
-    else on the training loss), in the compiled loop: once the rule says stop, or a loss is
-    not finite, the remaining epochs do nothing. ``rule`` is (count, best loss, best score,
-    best parameters) before the chunk; returns the parameters, the optimizer state, the
-    last finite parameters (as :func:`_chunk`), the losses and scores, how many epochs
-    ran, whether the rule stopped, and the rule's new state."""
+    """:meth:`nnbin.loop.Stepper.advance` traced: ``n`` steps (epochs, with mini-batches),
+    epoch e in the order ``perms[e]`` (None: the data's own); with ``every`` > 0 the first
+    and every ``every``-th after it logged (at most MAX_LOGS), each segment's plain steps
+    after its logged one. With the stopping ``rule`` ((count, best loss, best score, best
+    parameters) before the call; ``every`` is then 1) each epoch is read by
+    :func:`nnbin.loop.stop_update` (on the held-out (Xv, yv) accuracy with early stopping),
+    and once it says stop, or a loss is not finite, the remaining epochs do nothing.
+    Returns the parameters, the optimizer state, the parameters before the last finite
+    logged step (with only finite ones before it), the losses and scores, how many logged
+    steps ran, whether the rule stopped, and the rule's new state."""
     import jax.numpy as jnp
     from jax import lax
 
     from nnbin.model import forward
 
+    opt = dataclasses.replace(opt, lr=lr)  # the traced step size
     early, tol = config.early_stopping, config.tol
-    losses = jnp.full((CHUNK_LOGS,), jnp.nan, dtype=X.dtype)
-    scores = jnp.full((CHUNK_LOGS,), jnp.nan, dtype=X.dtype)
+    losses = jnp.full((MAX_LOGS,), jnp.nan, dtype=X.dtype)
+    scores = jnp.full((MAX_LOGS,), jnp.nan, dtype=X.dtype)
 
-    def body(i: Any, carry: tuple[Any, ...]) -> tuple[Any, ...]:
-        def run(c: tuple[Any, ...]) -> tuple[Any, ...]:
-            (
-                p,
-                s,
-                good,
-                losses,
-                scores,
-                ran,
-                stopped,
-                _halted,
-                (stale, best_loss, best_score, best),
-            ) = c
-            idx = None if perms is None else perms[i]
-            p2, s2, loss = _epoch(p, s, X, y, idx, config=config, opt=opt, with_loss=True)
-            finite = jnp.isfinite(loss)
-            good = like(p, (jnp.where(finite, a, b) for a, b in zip(p, good)))
-            losses = losses.at[i].set(loss)
+    def where(c: Any, a: Any, b: Any) -> Any:
+        return like(a, (jnp.where(c, u, v) for u, v in zip(a, b)))
+
+    def epoch(e: Any, p: Any, s: Any, with_loss: bool) -> tuple[Any, Any, Any]:
+        idx = None if perms is None else perms[e]
+        return _epoch(p, s, X, y, idx, config=config, opt=opt, with_loss=with_loss)
+
+    def plain(e: Any, carry: tuple[Any, Any]) -> tuple[Any, Any]:
+        p, s, _ = epoch(e, *carry, False)
+        return p, s
+
+    def segment(i: Any, carry: tuple[Any, ...]) -> tuple[Any, ...]:
+        p, s, good, alive, losses, scores, ran, stopped, rule = carry
+        first = i * every
+        p2, s2, loss = epoch(first, p, s, True)
+        finite = jnp.isfinite(loss)
+        alive = alive & finite
+        good = where(alive, p, good)
+        losses = losses.at[i].set(loss)
+        if rule is None:
+            p2, s2 = lax.fori_loop(first + 1, jnp.minimum(first + every, n), plain, (p2, s2))
+        else:
+            count, best_loss, best_score, best = rule
+            score: Any = -jnp.inf
             if early:
                 z = forward(p2, Xv, config.activation)
                 score = jnp.mean(((z >= 0.0) == (yv == 1.0)).astype(X.dtype))
                 scores = scores.at[i].set(score)
-                stale2 = jnp.where(score < best_score + tol, stale + 1, 0)
-                improved = score > best_score
-                best_score = jnp.where(improved, score, best_score)
-                best = like(best, (jnp.where(improved, a, b) for a, b in zip(p2, best)))
-            else:
-                stale2 = jnp.where(loss > best_loss - tol, stale + 1, 0)
-            stale = jnp.where(finite, stale2, stale)
-            best_loss = jnp.where(finite, jnp.minimum(best_loss, loss), best_loss)
-            stopped = finite & (stale > patience)
-            rule = (stale, best_loss, best_score, best)
-            return p2, s2, good, losses, scores, ran + 1, stopped, ~finite, rule
+            count2, best_loss2, best_score2, improved, stop = stop_update(
+                jnp, count, best_loss, best_score, loss, score,
+                early=early, tol=tol, patience=config.patience,
+            )  # fmt: skip
+            if early:
+                best = where(finite & improved, p2, best)
+            rule = (
+                jnp.where(finite, count2, count),
+                jnp.where(finite, best_loss2, best_loss),
+                jnp.where(finite, best_score2, best_score),
+                best,
+            )
+            stopped = finite & stop
+        return p2, s2, good, alive, losses, scores, ran + 1, stopped, rule
 
-        done = carry[6] | carry[7]
-        return lax.cond(done, lambda c: c, run, carry)
+    def body(i: Any, carry: tuple[Any, ...]) -> tuple[Any, ...]:
+        if rule is None:
+            return segment(i, carry)
+        done = carry[7] | ~carry[3]  # the rule stopped, or a loss was not finite
+        return lax.cond(done, lambda c: c, lambda c: segment(i, c), carry)
 
-    start = (
-        params,
-        state,
-        params,
-        losses,
-        scores,
-        jnp.asarray(0, jnp.int32),
-        jnp.asarray(False),
-        jnp.asarray(False),
-        rule,
-    )
-    p, s, good, losses, scores, ran, stopped, _, rule = lax.fori_loop(0, count, body, start)
+    lead = jnp.where(every == 0, n, 0)
+    count = jnp.where(every == 0, 0, (n + every - 1) // jnp.maximum(every, 1))
+    p, s = lax.fori_loop(0, lead, plain, (params, state))
+    start: tuple[Any, ...] = (p, s, p, jnp.asarray(True), losses, scores)
+    start += (jnp.asarray(0, jnp.int32), jnp.asarray(False), rule)
+    p, s, good, _, losses, scores, ran, stopped, rule = lax.fori_loop(0, count, body, start)
     return p, s, good, losses, scores, ran, stopped, rule
 
 
 def _epoch(
     params: Any, state: Any, X: Any, y: Any, idx: Any, *, config: Config, opt: Any, with_loss: bool
 ) -> tuple[Any, Any, Any]:
-    """One epoch of :class:`nnbin.loop.EpochSteps`, traced by jax.jit: X and y are
-    arguments (never closed over), ``idx`` the epoch's order (None: the data's own)."""
+    """One step (an epoch, with mini-batches) of :class:`nnbin.loop.CoreStepper`, traced: X
+    and y are arguments (never closed over), ``idx`` the epoch's order (None: the data's own)."""
     import jax.numpy as jnp
     from jax import lax
 

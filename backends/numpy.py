@@ -13,7 +13,7 @@ class NumpyBackend(Backend):
     extra = "numpy"  # a core dependency; listed for symmetry
     memory_nh = 0.1
     default_dtype = "float64"
-    #: the benchmark's hook: NumPy reports its buffers to tracemalloc (peak memory a step)
+    #: NumPy reports its buffers to tracemalloc (the benchmark's peak memory a step)
     memory_traced = True
 
     def __init__(self) -> None:

@@ -14,7 +14,7 @@ class StrictBackend(Backend):
     package = "array_api_strict"
     extra = "strict"
     default_dtype = "float64"
-    #: the benchmark's hook: NumPy reports its buffers to tracemalloc (peak memory a step)
+    #: NumPy reports its buffers to tracemalloc (the benchmark's peak memory a step)
     memory_traced = True
 
     def __init__(self) -> None:

@@ -11,11 +11,11 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from nnbin.backend import cache_block_rows
+from nnbin.backend import cache_block_rows, max_width
 from nnbin.config import SEED, Config
-from nnbin.loop import CoreSteps, EpochSteps, Steps
+from nnbin.loop import Advanced, CoreStepper, Stepper
 
-from .dlpack_fused import DlpackFused, FusedThroughDlpack
+from .cuda.dlpack import DlpackFused, FusedThroughDlpack
 
 
 class TorchBackend(FusedThroughDlpack):
@@ -51,13 +51,11 @@ class TorchBackend(FusedThroughDlpack):
     def gpu_devices(self) -> list[str]:
         return self.devices()[1:]
 
-    # the conformance suite's optional hooks (conformance/helpers.py looks them up)
     def full_precision(self) -> None:
         """No TF32 in CUDA matmuls and convolutions, process-wide."""
         self._torch.backends.cuda.matmul.allow_tf32 = False
         self._torch.backends.cudnn.allow_tf32 = False
 
-    # the benchmark's optional hooks (nnbin/bench.py looks them up)
     def out_of_memory(self, exc: BaseException) -> bool:
         oom = getattr(self._torch.cuda, "OutOfMemoryError", None)
         return bool(
@@ -140,9 +138,20 @@ class TorchBackend(FusedThroughDlpack):
         lr: float,
         config: Config = SEED,
         validation: tuple[Any, Any] | None = None,
-    ) -> Steps:
-        steps = super().stepper(params, X, y, lr, config, validation)
-        if X.is_cuda and isinstance(steps, CoreSteps | EpochSteps):
-            steps.block_rows = None  # CUDA tensors run whole
-        steps.guard = self._torch.no_grad  # the backward pass is ours: no autograd graph
-        return steps
+    ) -> Stepper:
+        # CUDA tensors and mini-batches run whole; CPU full batches in blocks
+        whole = X.is_cuda or config.batch_size is not None
+        rows = None if whole else self.block_rows(X.shape[0], max_width(params))
+        stepper = _NoGrad(params, X, y, lr, config, block_rows=rows, validation=validation)
+        stepper.no_grad = self._torch.no_grad
+        return stepper
+
+
+class _NoGrad(CoreStepper):
+    """The core with autograd off: the backward pass is nnbin's, no graph is recorded."""
+
+    no_grad: Any
+
+    def advance(self, n: int, every: int) -> Advanced:
+        with self.no_grad():
+            return super().advance(n, every)

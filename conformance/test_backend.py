@@ -87,7 +87,7 @@ def test_gradients(backend, dtype, shape, blocks):
 
 def _fused_case(backend, dtype, shape):
     """The case of ``shape``, or a skip where the backend has no fused step for it."""
-    if not getattr(backend, "has_fused", False):
+    if not backend.has_fused:
         pytest.skip(f"{backend.name} has no fused step")
     case = _case(backend, dtype, shape)
     if not backend.fused_applies(case.params, case.Xd):
@@ -100,7 +100,7 @@ def _path_kwargs(backend, path):
     also has a fused step (a skip where it has only one path)."""
     if path == "default":
         return {}
-    if not getattr(backend, "has_fused", False):
+    if not backend.has_fused:
         pytest.skip(f"{backend.name} has one path, run as 'default'")
     return {"fused": False}
 
@@ -234,7 +234,7 @@ def test_extreme_logits_are_finite(backend, dtype, path):
     """|z| up to 1e4: the loss is |z| per misclassified sample, gradients stay bounded."""
     loss_and_grads = nnbin.loss_and_grads
     if path == "fused":
-        if not getattr(backend, "has_fused", False):
+        if not backend.has_fused:
             pytest.skip(f"{backend.name} has no fused step")
         loss_and_grads = backend.fused_loss_and_grads
     rng = np.random.default_rng(7)

@@ -109,14 +109,14 @@ KERNEL_MUTANTS = {
 
 @pytest.mark.parametrize("name", [None, *KERNEL_MUTANTS])
 def test_planted_kernel_bug_is_caught(backend, name, monkeypatch):
-    if not getattr(backend, "has_fused", False):
+    if not backend.has_fused:
         pytest.skip(f"{backend.name} has no fused step")
     if not hasattr(backend, "_modules"):
         pytest.skip(
             "the kernels are mutated on the cupy backend (torch and jax reach the "
             "same kernels through DLPack)"
         )
-    from nnbin_backends import cuda_fused
+    from nnbin_backends.cuda import kernels as cuda_fused
 
     original = cuda_fused.source
 

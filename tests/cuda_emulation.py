@@ -1,6 +1,6 @@
 """Run the fused step's CUDA kernels on the CPU, from their exact source text.
 
-The kernel source (backends/cuda_fused.py) is the text NVRTC compiles, with no branch for
+The kernel source (backends/cuda/kernels.py) is the text NVRTC compiles, with no branch for
 this emulator: a prelude put before it here spells what CUDA provides — ``threadIdx``,
 ``blockIdx``, ``__global__``, ``__launch_bounds__``, ``__shared__``, ``__syncthreads`` and
 ``__shfl_down_sync`` (emulated through a shared buffer between two barriers; the kernels

@@ -266,7 +266,7 @@ def test_jax_runs_from_the_command_line_keep_their_compiled_code(tmp_path, monke
     cache = tmp_path / "cache"
     train(cache)
     kept = sorted(p.name for p in (cache / "jax-compiled").iterdir())
-    assert any(name.startswith("jit__chunk") for name in kept)
+    assert any(name.startswith("jit__advance") for name in kept)  # the compiled call
     train(cache)  # the same shapes: nothing new to compile, so nothing new is kept
     assert sorted(p.name for p in (cache / "jax-compiled").iterdir()) == kept
     train("off")
@@ -285,9 +285,9 @@ def test_jax_runs_from_the_command_line_keep_their_compiled_code(tmp_path, monke
     ],
 )
 def test_a_signal_stops_any_backend_within_about_a_chunk(tmp_path, backend, sig):
-    """Every backend runs on the shared schedule of chunks of ~0.25 s (nnbin/loop.py): a
-    signal ends a run of minutes at once (exit 130 or 143, "interrupted"), not after the run
-    or a compiled call of it; JAX runs a chunk as one compiled call."""
+    """Every backend runs in the one loop of calls of ~0.25 s (nnbin/loop.py): a signal ends
+    a run of minutes at once (exit 130 or 143, "interrupted"), not after the run; JAX runs a
+    call as one compiled call."""
     import os
     import signal
     import time
@@ -387,10 +387,10 @@ def test_deep_network_options_train_save_and_predict(tmp_path, capsys):
     "args, message",
     [
         (["--hidden", "8,0"], "must be >= 1"),
-        (["--hidden", "8,x"], "expected a whole number"),
-        (["--activation", "softmax"], "invalid choice"),
-        (["--alpha", "-1"], "must be in"),
-        (["--validation-fraction", "2"], "must be in"),
+        (["--hidden", "8,x"], "every hidden width must be a whole number"),
+        (["--activation", "softmax"], "activation must be one of"),
+        (["--alpha", "-1"], "alpha must be a finite number >= 0"),
+        (["--validation-fraction", "2"], "validation_fraction must be a finite number in (0, 1)"),
     ],
 )
 def test_deep_network_options_are_checked(args, message, capsys):

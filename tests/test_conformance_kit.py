@@ -67,7 +67,9 @@ def _conformance(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         env=env,
         cwd=root,
-        timeout=600,
+        # no wall-clock limit: the whole suite takes minutes on a loaded 2-core machine,
+        # and a test must not fail because the machine is slow
+        timeout=None,
     )
 
 

@@ -222,8 +222,9 @@ def backend(tmp_path, monkeypatch):
     # The emulator is about a thousand times slower than a GPU: chunks bounded by time would
     # be a few steps long here. What these tests check is the driver (graphs, streams,
     # buffers) under the schedule a GPU sees, where a chunk reaches the next logged step.
-    monkeypatch.setattr("nnbin.loop.CHUNK_SECONDS", 1e9)
-    from nnbin_backends import cuda_driver, cuda_fused
+    monkeypatch.setattr("nnbin.loop.CALL_SECONDS", 1e9)
+    from nnbin_backends.cuda import driver as cuda_driver
+    from nnbin_backends.cuda import kernels as cuda_fused
     from nnbin_backends.cupy import CupyBackend
 
     be = object.__new__(CupyBackend)  # no GPU here: skip __init__'s device check
@@ -392,7 +393,7 @@ def test_local_memory_refuses_the_fused_step_with_the_reason(backend, monkeypatc
 
 
 def test_the_registers_a_kernel_uses_set_the_grid(backend):
-    from nnbin_backends import cuda_fused
+    from nnbin_backends.cuda import kernels as cuda_fused
 
     kernel = types.SimpleNamespace(num_regs=242)  # the seed network's, on an H100
     assert backend._max_blocks(kernel) == 2 * 1  # 2 SMs x one 256-thread block each
@@ -415,7 +416,7 @@ def test_work_is_queued_and_the_caller_is_ordered_after_it(backend):
 
 
 def test_a_workspace_and_its_graphs_are_reused_across_runs(backend):
-    from nnbin_backends.cuda_driver import MAX_WORKSPACES
+    from nnbin_backends.cuda.driver import MAX_WORKSPACES
 
     X, y = nnbin.two_gaussians(n_per_class=100, seed=0)
     p0 = nnbin.init_params(1, 4, seed=0)
@@ -519,7 +520,7 @@ def test_conformance_kernel_mutants_on_the_stand_in(emulated, name, monkeypatch)
 def bridged(backend, monkeypatch):
     """The stand-in as the cupy backend that torch/jax arrays reach through DLPack;
     ``shared`` records, for every array handed over, whether no copy was made."""
-    from nnbin_backends import dlpack_fused as bridge
+    from nnbin_backends.cuda import dlpack as bridge
 
     shared = []
 
@@ -536,7 +537,7 @@ def bridged(backend, monkeypatch):
 
 def test_torch_tensors_reach_the_fused_kernels_through_dlpack(bridged):
     torch = pytest.importorskip("torch")
-    from nnbin_backends import dlpack_fused as bridge
+    from nnbin_backends.cuda import dlpack as bridge
     from nnbin_backends.torch import TorchBackend
 
     _, shared = bridged
@@ -571,7 +572,7 @@ def test_torch_tensors_reach_the_fused_kernels_through_dlpack(bridged):
 def test_jax_arrays_reach_the_fused_kernels_through_dlpack(bridged):
     jax = pytest.importorskip("jax")
     import jax.numpy as jnp
-    from nnbin_backends import dlpack_fused as bridge
+    from nnbin_backends.cuda import dlpack as bridge
     from nnbin_backends.jax import JaxBackend
 
     _, shared = bridged

@@ -105,7 +105,7 @@ API_CASES = {
     "dtype unsupported": (
         lambda: nnbin.train(X0, Y0, dtype="float16"),
         ValueError,
-        "supports float32, float64",
+        "dtype must be one of float32, float64",
     ),
     "unknown backend": (
         lambda: nnbin.train(X0, Y0, backend="nope"),
@@ -278,7 +278,7 @@ CLI_CASES = {
     "zero --lr": (["train", "--lr", "0"], "finite number > 0"),
     "NaN --lr": (["train", "--lr", "nan"], "finite number > 0"),
     "non-numeric --hidden": (["train", "--hidden", "many"], "whole number"),
-    "unknown --dtype": (["train", "--dtype", "float16"], "invalid choice"),
+    "unknown --dtype": (["train", "--dtype", "float16"], "dtype must be one of float32, float64"),
     "unknown --backend": (["train", "--backend", "nope"], "unknown backend 'nope'"),
     "unknown flag": (["train", "--fast"], "unrecognized arguments"),
     "--data missing": (["train", "--data", "missing.csv"], "does not exist"),

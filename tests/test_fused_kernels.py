@@ -1,4 +1,4 @@
-"""The fused-step CUDA source (backends/cuda_fused.py), checked without a GPU.
+"""The fused-step CUDA source (backends/cuda/kernels.py), checked without a GPU.
 
 1. Its exact text is compiled as C++ and both kernels run on the CPU under a SIMT emulator
    (tests/cuda_emulation.py: threads as coroutines, real barriers, emulated shuffles); the
@@ -16,7 +16,7 @@ import subprocess
 import numpy as np
 import pytest
 from cuda_emulation import Kernel, compile_kernels
-from nnbin_backends import cuda_fused
+from nnbin_backends.cuda import kernels as cuda_fused
 
 from conformance import reference as ref
 from conformance.tolerances import relative_error, rtol

@@ -15,16 +15,17 @@ MATH = {"nnbin.model", "nnbin.loss", "nnbin.backprop"}
 MATH_MAY_IMPORT = MATH | {"nnbin.errors"}
 
 
-def _module_name(package: str, path: Path) -> str:
-    return package if path.stem == "__init__" else f"{package}.{path.stem}"
+def _module_name(package: str, folder: Path, path: Path) -> str:
+    parts = [package, *path.relative_to(folder).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def import_graph() -> dict[str, set[str]]:
     """Module -> the nnbin modules it imports anywhere in its text (top level or not)."""
     modules = {
-        _module_name(pkg, p): (pkg, p)
+        _module_name(pkg, folder, p): (pkg, p)
         for pkg, folder in PACKAGES.items()
-        for p in sorted(folder.glob("*.py"))
+        for p in sorted(folder.rglob("*.py"))
     }
     graph: dict[str, set[str]] = {}
     for name, (_pkg, path) in modules.items():
@@ -45,7 +46,7 @@ def import_graph() -> dict[str, set[str]]:
             for t in targets:
                 while t and t not in modules:
                     t = t.rpartition(".")[0]
-                if t and t != name and t not in PACKAGES:
+                if t and t != name and t not in PACKAGES and not name.startswith(f"{t}."):
                     found.add(t)
         graph[name] = found
     return graph

@@ -9,6 +9,7 @@ The math (:mod:`nnbin.model`, :mod:`nnbin.loss`, :mod:`nnbin.backprop`) takes it
 namespace from its inputs; backends (``NNBIN_BACKEND``) only move data and run loops.
 """
 
+from ._version import __version__
 from .api import accuracy, forward, init_params, loss, loss_and_grads, predict_proba, step
 from .backend import Backend, available_names, backend_of, get_backend
 from .data import DataFileError, load_data, two_gaussians
@@ -27,8 +28,6 @@ from .modelfile import save_result as save
 from .optim import Optimizer
 from .training import TrainResult, train
 from .validate import InvalidInputError
-
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:

@@ -25,7 +25,7 @@ import numpy as np
 
 from .config import SEED, Config
 from .errors import BackendUnavailableError, UnknownBackendError
-from .loop import CoreSteps, EpochSteps, OnLog, RunResult, Steps, run_steps
+from .loop import CoreStepper, OnLog, RunResult, Stepper, run_steps
 from .model import Params, initial_weights, like, widths
 
 ENV_VAR = "NNBIN_BACKEND"
@@ -39,11 +39,9 @@ class Backend:
     Class attributes describe the backend without importing anything, so that
     ``nnbin backends`` can list backends whose package is not installed.
 
-    What only the benchmark or the conformance suite needs is not here: they look up
-    optional hooks by name (``nnbin/bench.py``: ``out_of_memory``, ``release_memory``,
-    ``step_peak_bytes``, ``memory_traced``, ``last_temp_bytes``, ``in_default_bench``;
-    ``conformance/helpers.py``: ``forbid_host_sync``, ``full_precision``), each documented
-    where it is used.
+    The hooks that only the command line, the benchmark or the conformance suite call are
+    declared here too, each with the default a backend without it gets (the end of this
+    class), so nothing looks a hook up by name.
     """
 
     name: ClassVar[str]
@@ -131,6 +129,40 @@ class Backend:
         """
         return None
 
+    # --- hooks for the command line, the benchmark and the conformance suite ---------------
+
+    #: the command line may keep compiled runs between commands (JAX's persistent cache)
+    has_persistent_cache: ClassVar[bool] = False
+    #: in ``nnbin bench``'s default list of backends (Dask's per-step scheduling is not)
+    in_default_bench: ClassVar[bool] = True
+    #: the library's buffers are NumPy's, which tracemalloc sees (peak memory a step)
+    memory_traced: ClassVar[bool] = False
+    #: the compiler's temporary buffer size of the last compiled run (None: not known)
+    last_temp_bytes: int | None = None
+
+    def use_persistent_cache(self, folder: str) -> None:
+        """Keep compiled runs in ``folder``, process-wide (where ``has_persistent_cache``)."""
+
+    def out_of_memory(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is this library's out-of-memory error (the benchmark skips the cell)."""
+        return isinstance(exc, MemoryError)
+
+    def release_memory(self) -> None:
+        """Give cached device memory back between benchmark cells."""
+
+    def step_peak_bytes(self, run_one_step: Any) -> int | None:
+        """The device memory one step takes at its peak (None: not measurable here)."""
+        return None
+
+    def full_precision(self) -> None:
+        """float64 usable and float32 matmuls at full precision, process-wide (no TF32), for
+        the conformance suite."""
+
+    def forbid_host_sync(self, x: Any) -> Any:
+        """A context in which a host synchronisation on ``x``'s device raises (None: this
+        library cannot say), for the conformance suite's check that a step never waits."""
+        return None
+
     def run(
         self,
         params: Params,
@@ -145,25 +177,26 @@ class Backend:
         config: Config | None = None,
         validation: tuple[Any, Any] | None = None,
         state: Any = None,
+        steps_per_call: int | None = None,
     ) -> RunResult:
         """Run ``steps`` steps (epochs, with mini-batches); the loss is recorded every
         ``log_every`` steps (every epoch when ``config`` has a stopping rule).
 
-        The one run contract of every backend: the schedule and the bookkeeping (history,
-        ``on_log``, the finite check, the divergence error) are :func:`nnbin.loop.run_steps`';
-        a backend supplies its :meth:`stepper`. ``config``: activation, optimizer, batches,
-        penalty and stopping rule (default: the seed job's); ``validation``: the held-out
-        (X, y) early stopping scores; ``state``: the optimizer state to continue from.
-        ``fused``: backends with a native fused step use it
-        where it applies unless False; here (no fused step) True is an error.
+        The one run contract of every backend: the loop and its bookkeeping (history,
+        ``on_log``, the finite check, the divergence error, the stopping rule) are
+        :func:`nnbin.loop.run_steps`'; a backend supplies its :meth:`stepper`. ``config``:
+        activation, optimizer, batches, penalty and stopping rule (default: the seed job's);
+        ``validation``: the held-out (X, y) early stopping scores; ``state``: the optimizer
+        state to continue from; ``steps_per_call``: steps a call holds (default: about
+        ``nnbin.loop.CALL_SECONDS`` of work). ``fused``: backends with a native fused step
+        use it where it applies unless False; here (no fused step) True is an error.
         """
         if fused:
             raise BackendUnavailableError(
                 f"the {self.name} backend has no fused step; fused=None or False runs the "
                 "array-API core"
             )
-        config = config or SEED
-        stepper = self.stepper(params, X, y, lr, config, validation)
+        stepper = self.stepper(params, X, y, lr, config or SEED, validation)
         if state is not None:  # continue the optimizer (partial_fit, warm starts)
             stepper.state = state
         return run_steps(
@@ -172,6 +205,7 @@ class Backend:
             steps=steps,
             log_every=log_every,
             on_log=on_log,
+            steps_per_call=steps_per_call,
         )
 
     def stepper(
@@ -182,17 +216,14 @@ class Backend:
         lr: float,
         config: Config = SEED,
         validation: tuple[Any, Any] | None = None,
-    ) -> Steps:
+    ) -> Stepper:
         """How this backend advances a run: by default the array-API core, one Python
-        iteration a step (:class:`~nnbin.loop.CoreSteps`; with an optimizer other than plain
-        descent, mini-batches or a stopping rule, one epoch a step:
-        :class:`~nnbin.loop.EpochSteps`), through the samples in blocks of :meth:`block_rows`."""
+        iteration a step (:class:`~nnbin.loop.CoreStepper`), through the samples in blocks
+        of :meth:`block_rows` (a mini-batch is its own block)."""
         rows = self.block_rows(X.shape[0], max_width(params))
-        if config.plain_descent:
-            return CoreSteps(params, X, y, lr, rows, config)
         if config.batch_size is not None:
-            rows = None  # a mini-batch is its own block
-        return EpochSteps(params, X, y, lr, config, block_rows=rows, validation=validation)
+            rows = None
+        return CoreStepper(params, X, y, lr, config, block_rows=rows, validation=validation)
 
 
 def max_width(params: Any) -> int:

@@ -119,7 +119,7 @@ def _peak_nh(
     tracemalloc (NumPy reports its buffers to it), JAX from XLA's memory analysis, torch on
     CUDA from its allocator's peak, CuPy from its memory pool; None where not measurable
     (torch on the CPU, Dask)."""
-    if getattr(be, "memory_traced", False):  # hook: NumPy-based, seen by tracemalloc
+    if be.memory_traced:  # NumPy-based, seen by tracemalloc
         import tracemalloc
 
         tracemalloc.start()
@@ -129,15 +129,11 @@ def _peak_nh(
         traced = tracemalloc.get_traced_memory()[1] - base
         tracemalloc.stop()
         return traced / _nh_bytes(n, dtype)
-    hook = getattr(be, "step_peak_bytes", None)  # GPU allocators: their peak over one step
-    peak = (
-        None
-        if hook is None
-        else hook(lambda: be.run(params, X, y, lr=1.0, steps=1, log_every=0, **kw))
-    )
+    # GPU allocators: their peak over one step
+    peak = be.step_peak_bytes(lambda: be.run(params, X, y, lr=1.0, steps=1, log_every=0, **kw))
     if peak is not None:
         return peak / _nh_bytes(n, dtype)
-    temp = getattr(be, "last_temp_bytes", None)
+    temp = be.last_temp_bytes
     return None if temp is None else temp / _nh_bytes(n, dtype)
 
 
@@ -271,24 +267,22 @@ def _loaded_backends(names: Sequence[str]) -> list[Any]:
 
 def _out_of_memory(exc: BaseException, libraries: list[Any]) -> bool:
     """Whether ``exc`` is a failed allocation, as any loaded library reports one (the
-    backends' optional ``out_of_memory`` hook: CuPy's OutOfMemoryError, PyTorch's, XLA's
+    backends' ``out_of_memory`` hook: CuPy's OutOfMemoryError, PyTorch's, XLA's
     RESOURCE_EXHAUSTED)."""
     if isinstance(exc, MemoryError):
         return True
-    return any(getattr(be, "out_of_memory", lambda e: False)(exc) for be in libraries)
+    return any(be.out_of_memory(exc) for be in libraries)
 
 
 def _release_memory(libraries: list[Any]) -> None:
-    """Free each library's cached device memory between cells (the optional
+    """Free each library's cached device memory between cells (the
     ``release_memory`` hook), so one cell's pool does not starve the next."""
     import gc
 
     gc.collect()
     for be in libraries:
-        release = getattr(be, "release_memory", None)
-        if release is not None:
-            with contextlib.suppress(Exception):
-                release()
+        with contextlib.suppress(Exception):
+            be.release_memory()
 
 
 def _guarded(
@@ -525,7 +519,7 @@ def runnable_backends() -> list[str]:
     """Every backend that runs here and belongs in the default benchmark."""
     names = []
     for name in available_names():
-        if is_installed(name) and getattr(backend_class(name), "in_default_bench", True):
+        if is_installed(name) and backend_class(name).in_default_bench:
             try:
                 get_backend(name)
                 names.append(name)

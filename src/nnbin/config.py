@@ -2,13 +2,15 @@
 optimizer, mini-batches, the L2 penalty and the stopping rule. The defaults are the seed
 job's (sigmoid units, plain full-batch gradient descent, no penalty, every step run).
 
-The values are checked by :func:`nnbin.validate.config` at the entry points; this module
-only holds them.
+The values are declared and checked in :mod:`nnbin.options` at the entry points;
+:meth:`Config.of` gathers the checked ones the loop reads.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from .optim import Optimizer
 
@@ -36,6 +38,30 @@ class Config:
     #: loss (with ``early_stopping`` it defaults to 10)
     n_iter_no_change: int | None = None
     tol: float = 1e-4
+
+    @classmethod
+    def of(cls, options: Mapping[str, Any]) -> Config:
+        """The configuration of a run from its checked options (:func:`nnbin.options.resolve`)."""
+        o = options
+        return cls(
+            activation=o["activation"],
+            optimizer=Optimizer(
+                name=o["optimizer"],  # its lr is the run's step size, set by the loop
+                momentum=o["momentum"],
+                nesterov=o["nesterov"],
+                beta1=o["beta1"],
+                beta2=o["beta2"],
+                epsilon=o["epsilon"],
+            ),
+            batch_size=o["batch_size"],
+            alpha=o["alpha"],
+            shuffle=o["shuffle"],
+            shuffle_seed=o["seed"],
+            early_stopping=o["early_stopping"],
+            validation_fraction=o["validation_fraction"],
+            n_iter_no_change=o["n_iter_no_change"],
+            tol=o["tol"],
+        )
 
     @property
     def stops(self) -> bool:

@@ -46,3 +46,13 @@ class ModelFileError(NnbinError, ValueError):
 
 class MissingDependencyError(NnbinError, ImportError):
     """An optional package a feature needs is not installed; the message names the extra."""
+
+
+class UnsafeOutputError(NnbinError, OSError):
+    """An output path nnbin will not write (not a regular file, or one of the command's own
+    inputs); the message says why."""
+
+
+class UnsafeInputError(NnbinError, OSError):
+    """An input path nnbin will not read (not a regular file: a FIFO or a device would hang
+    or never end); the message says why."""

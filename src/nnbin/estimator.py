@@ -28,7 +28,10 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import validate
 from .backend import backend_of, get_backend
+from .errors import InvalidInputError
 from .model import forward, namespace, predict_proba, quiet_overflow
+from .options import BY_SKLEARN, Flag, Whole, from_sklearn
+from .options import check as check_option
 from .training import train
 
 SOLVERS = {"adam": "adam", "sgd": "momentum"}
@@ -165,53 +168,36 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         return validate_data(self, X, reset=False, dtype=self._dtypes(X))
 
     def _options(self) -> dict[str, Any]:
-        """The training options of :func:`nnbin.train`, checked (one ValueError each)."""
+        """The training options of :func:`nnbin.train`, from this estimator's parameters by
+        the options table's scikit-learn names (:func:`nnbin.options.from_sklearn`), each
+        checked under the name its user wrote (one InvalidInputError)."""
         if self.solver == "lbfgs":
-            raise ValueError(
+            raise InvalidInputError(
                 "solver='lbfgs' is not available in nnbin: use solver='adam' (the default) or 'sgd'"
             )
-        if self.solver not in SOLVERS:
-            raise ValueError(f"solver must be 'adam' or 'sgd', got {self.solver!r}")
         if self.learning_rate != "constant":
-            raise ValueError(
+            raise InvalidInputError(
                 f"learning_rate={self.learning_rate!r} is not available in nnbin: only "
                 "'constant' (the default)"
             )
-        sizes = self.hidden_layer_sizes
-        hidden = validate.hidden_sizes(
-            [sizes] if isinstance(sizes, (int, np.integer)) else list(sizes)
-        )
-        max_iter = validate.whole_number("max_iter", self.max_iter, 1)
         for name in ("verbose", "warm_start"):
-            value = getattr(self, name)
-            if not isinstance(value, (bool, np.bool_)):
-                raise ValueError(f"{name} must be True or False, got {value!r}")
-        return {
-            "hidden": hidden,
-            "activation": validate.activation_name(self.activation),
-            "optimizer": SOLVERS[self.solver],
-            "lr": validate.step_size(self.learning_rate_init),
-            "steps": max_iter,
-            "alpha": self.alpha,
-            "momentum": self.momentum,
-            "nesterov": self.nesterovs_momentum,
-            "beta1": self.beta_1,
-            "beta2": self.beta_2,
-            "epsilon": self.epsilon,
-            "early_stopping": self.early_stopping,
-            "validation_fraction": self.validation_fraction,
-            "n_iter_no_change": validate.whole_number("n_iter_no_change", self.n_iter_no_change, 1),
-            "tol": self.tol,
-            "shuffle": self.shuffle,
-            "init": "glorot",  # scikit-learn's initialisation, for every activation
+            Flag().check(name, getattr(self, name))
+        # batch_size "auto" and random_state take values of scikit-learn's own, read at fit
+        # time; the backend (host data only) and the working dtype are applied there too
+        given = {
+            sk: getattr(self, sk) for sk in BY_SKLEARN if sk not in ("batch_size", "random_state")
         }
+        checked = from_sklearn(given)
+        del checked["backend"], checked["dtype"]
+        return {**checked, "init": "glorot"}  # scikit-learn's initialisation
 
     def _seed(self) -> int:
         if self.random_state is None:  # scikit-learn's meaning: NumPy's global random state
             return int(np.random.randint(0, 2**31 - 1))
         if isinstance(self.random_state, np.random.RandomState):
             return int(self.random_state.randint(0, 2**31 - 1))
-        return validate.whole_number("random_state", self.random_state, 0)
+        seed: int = check_option("seed", self.random_state, "random_state")
+        return seed
 
     def _targets(self, X: Any, y: Any, reset: bool, classes: Any = None) -> tuple[Any, Any]:
         """X validated, and y as a (N, 1) 0/1 column of X's library and dtype."""
@@ -286,7 +272,7 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         if self.batch_size == "auto":
             batch = min(200, n)
         else:
-            batch = validate.whole_number("batch_size", self.batch_size, 1)
+            batch = Whole(1).check("batch_size", self.batch_size)
             if batch > n:
                 warnings.warn(
                     f"Got batch_size={batch} larger than the {n} samples: using {n}",

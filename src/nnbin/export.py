@@ -74,7 +74,7 @@ def onnx_model(
     label = ndx.astype(z >= 0.0, ndx.int64)
     model = ndx.build({INPUT: x}, {OUTPUTS[0]: probability, OUTPUTS[1]: label})
     model.producer_name = "nnbin"
-    from . import __version__
+    from ._version import __version__
 
     model.producer_version = __version__
     meta = {

@@ -26,9 +26,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import IO
 
-
-class UnsafeOutputError(OSError):
-    """An output path nnbin will not write (not a regular file); the message says why."""
+from .errors import UnsafeInputError, UnsafeOutputError
 
 
 def _kind(mode: int) -> str:
@@ -99,10 +97,6 @@ def check_outputs(outputs: dict[str, str | None], inputs: dict[str, str | None])
                 f"{here} and {taken[target]} are the same file: give each output its own name"
             )
         taken[target] = here
-
-
-class UnsafeInputError(OSError):
-    """An input path nnbin will not read (not a regular file); the message says why."""
 
 
 def input_size(path: str | os.PathLike[str]) -> int:

@@ -16,7 +16,7 @@ wherever it stops:
 3. the benchmark in float32 at N = 2e4 (1,000 steps), 2e6 (200) and 2e7 (50) beside
    ``jax.grad`` + ``fori_loop`` and PyTorch autograd, alone on the GPU;
 4. the fused step's profile (CUDA events around each kernel, registers, compile variants:
-   ``backends/cuda_profile.py``);
+   ``backends/cuda/profile.py``);
 5. what the budget leaves: float64, the fused step without CUDA graphs.
 
 The parent process never imports a GPU library: the GPUs are found by a child process,
@@ -265,7 +265,7 @@ def plan(found: list[str], out: str, py: str = sys.executable) -> list[Step]:
                     py,
                     "-c",
                     "import sys; import nnbin.backend as b; b.available_names(); "
-                    "from nnbin_backends.cuda_profile import main; sys.exit(main(sys.argv[1:]))",
+                    "from nnbin_backends.cuda.profile import main; sys.exit(main(sys.argv[1:]))",
                     profile,
                 ],
                 40,

@@ -1,50 +1,200 @@
-"""One run of many training steps, the same on every backend: the schedule and the
-bookkeeping live here, once; a backend supplies only how to advance its parameters.
+"""The training loop, one for every backend: advance k steps, then log.
 
-The schedule. A run of ``steps`` steps with a loss record every ``log_every`` steps
-(0: none) is a sequence of **chunks**; a chunk is ``lead`` plain steps, then ``count``
-segments of ``seg`` steps, each segment starting with its **logged step** (the loss is
-computed before that step's update). :func:`plan` sizes each chunk so that it holds about
-``CHUNK_SECONDS`` of work (from the time per step measured on the chunks before; rounded
-down to a power of two), at most
-``CHUNK_LOGS`` logged steps, and never crosses a logged step it cannot finish. Between
-chunks Python runs: Ctrl-C stops any backend within about a chunk, and the losses reach
-``on_log`` as they come. A compiled backend (JAX) runs a whole chunk as one call of one
-compiled function; no chunk size compiles anew.
+    s = 0
+    while s < steps:
+        n, every = the next call (k steps at most, never past a log it cannot finish)
+        losses = stepper.advance(n, every)   # a backend's one call: eager, compiled or fused
+        record them (history, on_log); stop at a non-finite one, or when the rule says so
+        s += n
 
-The bookkeeping (:class:`Recorder`): the history of (step, loss), ``on_log``, the finite
-check, the last finite parameters and the divergence error, for every backend alike.
+A call's first step is logged when ``s`` is a multiple of ``every`` (the loss is taken
+before that step's update), and so is every ``every``-th after it. ``k``, the steps a call
+holds, is ``steps_per_call`` (as Keras's ``steps_per_execution``) or, by default, sized
+from the time the calls before took: a power of two that fits about ``CALL_SECONDS``, so
+Ctrl-C stops any backend within about that long and a compiled or graphed backend sees few
+call lengths. With a stopping rule every epoch is logged and the rule reads it.
 
-What a backend supplies is a :class:`Steps`: ``plain(k)`` (k steps, no loss) and
-``logged()`` (one step that also returns its loss as an array, not yet on the host), or a
-whole ``chunk(lead, count, seg)`` where it can run many segments in one call.
+What is written here once: the schedule (:func:`next_call`), the history and ``on_log``,
+the finite check and the divergence error (:func:`diverged`), the last finite parameters
+(:func:`logged_segments` for eager steppers; a compiled stepper keeps them in its carry,
+from the same rule), and scikit-learn's stopping rule (:func:`stop_update`, array-API
+code that runs on host scalars here and traced under ``jax.jit`` in the JAX backend).
 
-This module imports the math and the errors, never the backend registry or training.
+What a backend supplies is a :class:`Stepper`: ``advance(n, every)``. The array-API core's
+eager stepper is :class:`CoreStepper` (NumPy, array-api-strict, PyTorch, CuPy's core path;
+Dask overrides how an update settles). This module imports the math and the errors, never
+the backend registry or training.
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .backprop import apply_update, value_and_grads
+from .backprop import value_and_grads
 from .config import SEED, Config
 from .errors import TrainingDivergedError
 from .model import Array, Params, forward, namespace
 
-#: seconds of work per chunk (Ctrl-C waits at most about this long, on_log too)
-CHUNK_SECONDS = 0.25
-#: the most logged steps one chunk holds
-CHUNK_LOGS = 256
+#: seconds of work a call holds by default (Ctrl-C waits at most about this long, on_log too)
+CALL_SECONDS = 0.25
+#: the most logged steps one call holds (a compiled call records them in a buffer this long)
+MAX_LOGS = 256
 
 OnLog = Callable[[int, float], None]
+
+
+# --- scikit-learn's stopping rule, once ------------------------------------------------------
+
+
+def stop_update(
+    xp: Any,
+    count: Any,
+    best_loss: Any,
+    best_score: Any,
+    loss: Any,
+    score: Any,
+    *,
+    early: bool,
+    tol: float,
+    patience: int,
+) -> tuple[Any, Any, Any, Any, Any]:
+    """One epoch of scikit-learn's stopping rule: with ``early``, the held-out ``score``
+    counts as no improvement when below the best so far plus ``tol``; otherwise the
+    training ``loss`` when above the best so far minus ``tol``. The run stops once more than
+    ``patience`` epochs in a row did not improve. Returns (count, best loss, best score,
+    whether the score is the best yet, whether to stop). Array-API code: NumPy scalars on the
+    host, JAX arrays under ``jax.jit``."""
+    if early:
+        count = xp.where(score < best_score + tol, count + 1, 0)
+        improved = score > best_score
+        best_score = xp.where(improved, score, best_score)
+    else:
+        count = xp.where(loss > best_loss - tol, count + 1, 0)
+        improved = loss < best_loss
+    return count, xp.minimum(best_loss, loss), best_score, improved, count > patience
+
+
+@dataclass
+class StopRule:
+    """The stopping rule's state between calls, on the host (a compiled stepper carries it
+    into its call and hands it back)."""
+
+    early: bool
+    tol: float
+    patience: int
+    count: int = 0
+    best_loss: float = math.inf
+    best_score: float = -math.inf
+    #: the held-out accuracy after each epoch (early stopping)
+    scores: list[float] = field(default_factory=list)
+    #: the best-scoring parameters so far (early stopping: the run returns them)
+    best_params: Params | None = None
+
+    @classmethod
+    def of(cls, config: Config) -> StopRule | None:
+        if not config.stops:
+            return None
+        return cls(config.early_stopping, config.tol, config.patience)
+
+    def update(self, loss: float, score: float | None, params: Params) -> bool:
+        """Take one epoch's loss (and validation score); True when the run must stop."""
+        count, best_loss, best_score, improved, stop = stop_update(
+            np,
+            self.count,
+            np.float64(self.best_loss),
+            np.float64(self.best_score),
+            np.float64(loss),
+            np.float64(-math.inf if score is None else score),
+            early=self.early,
+            tol=self.tol,
+            patience=self.patience,
+        )
+        self.count, self.best_loss = int(count), float(best_loss)
+        self.best_score = float(best_score)
+        if self.early:
+            assert score is not None
+            self.scores.append(score)
+            if improved:
+                self.best_params = params
+        return bool(stop)
+
+
+# --- what a backend supplies ---------------------------------------------------------------
+
+
+@dataclass
+class Advanced:
+    """What one call of :meth:`Stepper.advance` did."""
+
+    #: the logged losses, as Python floats (the call's one wait for the device)
+    losses: list[float]
+    #: the parameters before the last logged step that is finite with only finite ones
+    #: before it (None: no such step in this call)
+    good: Params | None = None
+    #: the stopping rule ended the run at the last of ``losses``
+    stopped: bool = False
+
+
+class Stepper:
+    """How one backend advances the parameters of one run."""
+
+    params: Params
+    #: the optimizer's state (none for plain gradient descent)
+    state: Any = ()
+    #: how the steps run, where it differs from the backend's ``loop`` (shown in results)
+    loop: str = ""
+    #: seconds spent compiling (0 for eager backends)
+    compile_seconds: float = 0.0
+    #: scikit-learn's stopping rule, when the run has one
+    rule: StopRule | None = None
+    #: the most steps one call may hold (None: the time budget alone)
+    max_steps_per_call: int | None = None
+
+    def advance(self, n: int, every: int) -> Advanced:
+        """``n`` steps; with ``every`` > 0 the first is logged and every ``every``-th after
+        it. Blocks until the work is done where the library can say (so the time a call
+        took is honest)."""
+        raise NotImplementedError
+
+    def result(self) -> Params:
+        """The parameters to hand back (early stopping: the best-scoring ones)."""
+        if self.rule is not None and self.rule.best_params is not None:
+            return self.rule.best_params
+        return self.params
+
+
+def logged_segments(
+    n: int,
+    every: int,
+    logged: Callable[[], Array],
+    plain: Callable[[int], None],
+    current: Callable[[], Params],
+) -> Advanced:
+    """An eager stepper's call: its segments (a logged step, then plain ones) and the
+    bookkeeping of the last finite parameters; ``current()`` gives the parameters before a
+    logged step (a copy where the stepper reuses its buffers)."""
+    if every <= 0:
+        plain(n)
+        return Advanced([])
+    losses: list[Array] = []
+    before: list[Params] = []
+    for start in range(0, n, every):
+        before.append(current())
+        losses.append(logged())
+        plain(min(every, n - start) - 1)
+    values = [float(v) for v in losses]  # the call's one wait
+    ok = finite_prefix(values)
+    return Advanced(values, before[ok - 1] if ok else None)
+
+
+# --- the loop ------------------------------------------------------------------------------
 
 
 @dataclass
@@ -62,7 +212,7 @@ class RunResult:
     loop: str = ""
     #: the steps (epochs) run: fewer than asked when a stopping rule ended the run
     steps_run: int = 0
-    #: what the stopping rule saw (see :class:`StopRule`), when there is one
+    #: what the stopping rule saw, when there is one
     stop: StopRule | None = None
     #: the optimizer's final state (momentum, Adam's moments), to continue a run from
     optimizer_state: Any = ()
@@ -92,253 +242,92 @@ def finite_prefix(values: Sequence[float]) -> int:
     return len(values)
 
 
-class Recorder:
-    """The loop bookkeeping, written once: history, ``on_log``, the finite check, the last
-    finite parameters, and the divergence error (raised at the first non-finite loss)."""
-
-    def __init__(self, lr: float, initial: Params, on_log: OnLog | None = None) -> None:
-        self.lr = lr
-        self.initial = initial
-        self.on_log = on_log
-        self.history: list[tuple[int, float]] = []
-        self.last_finite: tuple[int, Params] | None = None
-
-    def record(self, first: int, seg: int, losses: Sequence[float], good: Params | None) -> None:
-        """The losses of one chunk's logged steps (at ``first``, ``first + seg``, ...) and
-        ``good``: the parameters before the last of them that is finite and follows only
-        finite ones (None when there is none)."""
-        ok = finite_prefix(losses)
-        if ok and good is not None:
-            self.last_finite = (first + (ok - 1) * seg, good)
-        for k in range(ok):
-            at, value = first + k * seg, float(losses[k])
-            self.history.append((at, value))
-            if self.on_log is not None:
-                self.on_log(at, value)
-        if ok < len(losses):
-            raise diverged(first + ok * seg, self.lr, self.last_finite, self.initial)
-
-
-class Steps:
-    """How one backend advances the parameters of one run (the schedule and bookkeeping
-    are :func:`run_steps`'). ``params`` are the current parameters.
-
-    Eager backends implement ``plain`` and ``logged``; backends that can run many segments
-    in one call (a compiled loop, a GPU driver) override ``chunk`` instead.
-    """
-
-    params: Params
-    #: seconds spent compiling before or during the run (0 for eager backends)
-    compile_seconds: float = 0.0
-    #: after ``chunk``: the parameters before its last logged step that is finite and
-    #: follows only finite ones (None when there is none)
-    good: Params | None = None
-    #: set when a stopping rule ended the run (the chunk's values end at that epoch)
-    stopped: bool = False
-    #: the stopping rule, when there is one
-    stop: StopRule | None = None
-    #: how the steps run, where it differs from the backend's ``loop`` (shown in results)
-    loop: str = ""
-    #: the optimizer's state (none for plain gradient descent)
-    state: Any = ()
-    #: the most steps one chunk may hold (None: no limit beyond the time budget)
-    max_chunk: int | None = None
-    #: a context every chunk runs in (PyTorch: ``torch.no_grad``, the backward pass is ours)
-    guard: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
-
-    def plain(self, k: int) -> None:
-        """Advance ``k`` steps without computing the loss."""
-        raise NotImplementedError
-
-    def logged(self) -> Array:
-        """Advance one step and return its loss (before the update), not yet on the host."""
-        raise NotImplementedError
-
-    def to_host(self, losses: list[Array]) -> list[float]:
-        """The logged losses as Python floats (the chunk's one wait for the device)."""
-        return [float(v) for v in losses]
-
-    def chunk(self, lead: int, count: int, seg: int) -> list[float]:
-        """``lead`` plain steps, then ``count`` segments of ``seg`` steps, each beginning
-        with a logged step; returns their losses and sets ``good``. Blocks until the work
-        is done where the library can say (so the time per step the plan uses is honest)."""
-        self.plain(lead)
-        losses: list[Array] = []
-        before: list[Params] = []
-        for _ in range(count):
-            before.append(self.params)
-            losses.append(self.logged())
-            self.plain(seg - 1)
-        values = self.to_host(losses)
-        ok = finite_prefix(values)
-        self.good = before[ok - 1] if ok else None
-        return values
-
-    def result(self) -> Params:
-        """The parameters to hand back at the end."""
-        return self.params
-
-
-def plan(
-    s: int, steps: int, log_every: int, budget: int, max_logs: int = CHUNK_LOGS
-) -> tuple[int, int, int]:
-    """The next chunk from step ``s``, as (lead, count, seg), holding about ``budget`` steps.
-
-    Whole segments (the last may be shorter) go together while they fit the budget; a
-    segment longer than the budget is split: its logged step alone, then plain chunks.
-    """
-    if log_every > 0 and s % log_every == 0:  # a logged step starts here
-        seg = min(log_every, steps - s)
-        if seg > budget:  # a long segment: its logged step now, its plain steps after
-            return 0, 1, 1
-        whole = (steps - s) // log_every
-        count = max(1, min(whole, max_logs, budget // log_every))
-        if count * log_every > steps - s:  # only the short last segment is left
-            count = 1
-        return 0, count, seg
-    stop = steps if log_every <= 0 else min(steps, s + log_every - s % log_every)
-    return min(stop - s, budget), 0, 1
+def next_call(s: int, steps: int, every: int, k: int) -> tuple[int, int]:
+    """(n, every) of the call from step ``s``: at most ``k`` steps and ``MAX_LOGS`` logs;
+    plain steps up to the next logged step when ``s`` is not one; from a logged step, whole
+    segments of ``every`` steps (the run's last one may be short), or the logged step and
+    ``k - 1`` plain ones when a segment is longer than ``k``."""
+    left = steps - s
+    if every <= 0:
+        return min(k, left), 0
+    if s % every:
+        return min(k, every - s % every, left), 0
+    whole = min(max(k // every, 1), MAX_LOGS) * every
+    return min(whole if k >= every else k, left), every
 
 
 def run_steps(
-    stepper: Steps,
+    stepper: Stepper,
     *,
     lr: float,
     steps: int,
     log_every: int,
     on_log: OnLog | None = None,
     initial: Params | None = None,
-    seconds: float | None = None,
-    max_logs: int = CHUNK_LOGS,
+    steps_per_call: int | None = None,
 ) -> RunResult:
-    """Run ``steps`` steps of ``stepper`` on the shared schedule with the shared bookkeeping.
+    """Run ``steps`` steps of ``stepper``: the one loop.
 
     ``initial``: the caller's starting parameters (for the divergence error when no loss
-    was finite; default: ``stepper.params`` at the start). ``seconds``: the work a chunk
-    holds (default: ``CHUNK_SECONDS``, read at each call).
+    was finite; default: ``stepper.params`` at the start). ``steps_per_call``: the steps a
+    call holds (default: sized by ``CALL_SECONDS``, read at each call).
     """
-    seconds = CHUNK_SECONDS if seconds is None else seconds
-    if stepper.stop is not None:
-        log_every = 1  # the stopping rule reads every epoch's loss: each one is recorded
-    rec = Recorder(lr, stepper.params if initial is None else initial, on_log)
-    s, per_step = 0, None
+    every = 1 if stepper.rule is not None else log_every  # the rule reads every epoch
+    initial = stepper.params if initial is None else initial
+    history: list[tuple[int, float]] = []
+    last_finite: tuple[int, Params] | None = None
+    s, k = 0, steps_per_call or 1
     while s < steps:
-        # a power of two: the few chunk lengths a GPU driver then sees keep its CUDA graphs
-        # few (one per length), whatever the timings
-        fits = 1 if per_step is None else int(seconds / max(per_step, 1e-9))
-        budget = 1 << max(fits, 1).bit_length() - 1
-        if stepper.max_chunk is not None:
-            budget = min(budget, stepper.max_chunk)
-        lead, count, seg = plan(s, steps, log_every, budget, max_logs)
+        if stepper.max_steps_per_call is not None:
+            k = min(k, stepper.max_steps_per_call)
+        n, logs = next_call(s, steps, every, k)
         t0, compiling = time.perf_counter(), stepper.compile_seconds
-        with stepper.guard():
-            values = stepper.chunk(lead, count, seg)
-        ran = lead + count * seg
+        out = stepper.advance(n, logs)
         spent = time.perf_counter() - t0 - (stepper.compile_seconds - compiling)
-        per_step = max(spent, 0.0) / ran
-        rec.record(s + lead, seg, values, stepper.good)
-        if stepper.stopped:  # a stopping rule ended the run after its last value
-            s += lead + len(values) * seg
+        ok = finite_prefix(out.losses)
+        for i, value in enumerate(out.losses[:ok]):
+            history.append((s + i * logs, value))
+            if on_log is not None:
+                on_log(s + i * logs, value)
+        if ok and out.good is not None:
+            last_finite = (s + (ok - 1) * logs, out.good)
+        if ok < len(out.losses):
+            raise diverged(s + ok * logs, lr, last_finite, initial)
+        if out.stopped:  # the rule ended the run after its last loss (one epoch a log)
+            s += len(out.losses)
             break
-        s += ran
+        s += n
+        if steps_per_call is None:  # a power of two that fits CALL_SECONDS
+            fits = int(CALL_SECONDS / max(spent / n, 1e-9))
+            k = 1 << max(fits, 1).bit_length() - 1
     return RunResult(
         stepper.result(),
-        rec.history,
+        history,
         stepper.compile_seconds,
-        last_finite=rec.last_finite,
+        last_finite=last_finite,
         loop=stepper.loop,
         steps_run=s,
-        stop=stepper.stop,
+        stop=stepper.rule,
         optimizer_state=stepper.state,
     )
 
 
-class CoreSteps(Steps):
+# --- the array-API core, eagerly -------------------------------------------------------------
+
+
+class CoreStepper(Stepper):
     """The array-API core, one Python iteration a step (NumPy, array-api-strict, PyTorch,
-    CuPy's core path). The gradient pass goes through the samples ``block_rows`` at a time
-    (None: all at once). NumPy's overflow warning inside the sigmoid is off (see
-    :func:`nnbin.model.sigmoid`)."""
-
-    def __init__(
-        self,
-        params: Params,
-        X: Array,
-        y: Array,
-        lr: float,
-        block_rows: int | None = None,
-        config: Config = SEED,
-    ) -> None:
-        self.params, self.X, self.y, self.lr, self.block_rows = params, X, y, lr, block_rows
-        self.activation, self.alpha = config.activation, config.alpha
-
-    def _grads(self, with_loss: bool) -> tuple[Array | None, Params]:
-        return value_and_grads(
-            self.params,
-            self.X,
-            self.y,
-            with_loss=with_loss,
-            block_rows=self.block_rows,
-            activation=self.activation,
-            alpha=self.alpha,
-        )
-
-    def plain(self, k: int) -> None:
-        for _ in range(k):
-            _, grads = self._grads(False)
-            self.params = apply_update(self.params, grads, self.lr)
-
-    def logged(self) -> Array:
-        loss, grads = self._grads(True)
-        self.params = apply_update(self.params, grads, self.lr)
-        return loss
-
-    def chunk(self, lead: int, count: int, seg: int) -> list[float]:
-        with np.errstate(over="ignore"):
-            return super().chunk(lead, count, seg)
-
-
-class StopRule:
-    """scikit-learn's stopping rule, read after every epoch.
-
-    With ``early_stopping``: the accuracy on the held-out samples; an epoch whose score is
-    below the best so far plus ``tol`` counts as no improvement, and the best-scoring
-    parameters are kept (the run returns them). Otherwise: the training loss; an epoch
-    whose loss is above the best so far minus ``tol`` counts as no improvement. The run
-    stops once more than ``n_iter_no_change`` epochs in a row did not improve.
-    """
-
-    def __init__(self, config: Config) -> None:
-        self.early, self.tol, self.patience = config.early_stopping, config.tol, config.patience
-        self.count = 0
-        self.best_loss = math.inf
-        self.best_score = -math.inf
-        self.scores: list[float] = []
-        self.best_params: Params | None = None
-
-    def update(self, loss: float, score: float | None, params: Params) -> bool:
-        """Take one epoch's loss (and validation score); True when the run must stop."""
-        if self.early:
-            assert score is not None
-            self.scores.append(score)
-            self.count = self.count + 1 if score < self.best_score + self.tol else 0
-            if score > self.best_score:
-                self.best_score, self.best_params = score, params
-        else:
-            self.count = self.count + 1 if loss > self.best_loss - self.tol else 0
-        self.best_loss = min(self.best_loss, loss)
-        return self.count > self.patience
-
-
-class EpochSteps(Steps):
-    """The general loop: one step of the schedule is one **epoch**, the samples in
-    mini-batches of ``config.batch_size`` from a shuffle drawn on the host with
+    CuPy's core path, Dask). A step is one full-batch update (the seed job's gradient
+    descent), or, with mini-batches, one **epoch**: the samples in batches of
+    ``config.batch_size`` from a shuffle drawn on the host with
     ``numpy.random.default_rng([shuffle_seed, 1])`` (the same batches on every backend),
-    or one full batch; each batch is one update of ``config.optimizer``. A logged epoch's
-    loss is scikit-learn's: the mean over the epoch of each batch's loss, taken before that
-    batch's update. With a stopping rule every epoch is logged and the rule reads it.
+    each batch one update of ``config.optimizer``. A logged epoch's loss is scikit-learn's:
+    the mean over the epoch of each batch's loss, taken before that batch's update.
 
-    ``validation``: the held-out (X, y) that early stopping scores. ``indices(host)``
-    turns a host array of row numbers into one the backend's ``take`` accepts.
+    The gradient pass goes through the samples ``block_rows`` at a time (None: all at once).
+    ``validation``: the held-out (X, y) that early stopping scores. ``indices(host)`` turns a
+    host array of row numbers into one the backend's ``take`` accepts. ``state``: the
+    optimizer state to continue from (partial_fit, warm starts).
     """
 
     def __init__(
@@ -347,19 +336,16 @@ class EpochSteps(Steps):
         X: Array,
         y: Array,
         lr: float,
-        config: Config,
+        config: Config = SEED,
         *,
         block_rows: int | None = None,
         validation: tuple[Array, Array] | None = None,
         indices: Callable[[np.ndarray], Array] | None = None,
         state: Any = None,
     ) -> None:
-        import dataclasses
-
         self.params, self.X, self.y, self.config = params, X, y, config
         self.block_rows = block_rows
         self.opt = dataclasses.replace(config.optimizer, lr=lr)
-        #: the optimizer's state (continued from ``state`` when given: partial_fit)
         self.state = self.opt.init(params) if state is None else state
         self.n = int(X.shape[0])
         self.rng = (
@@ -372,14 +358,15 @@ class EpochSteps(Steps):
         self.validation = validation
         if config.early_stopping and validation is None:
             raise ValueError("early stopping needs held-out samples (validation=)")
-        self.stop = StopRule(config) if config.stops else None
-        order = "shuffled each epoch" if config.shuffle else "in the data's order"
-        batches = (
-            "full batch"
-            if config.batch_size is None
-            else f"mini-batches of {config.batch_size}, {order}"
-        )
-        self.loop = f"python loop, one epoch a step ({batches}; {config.optimizer.name})"
+        self.rule = StopRule.of(config)
+        if not config.plain_descent:
+            order = "shuffled each epoch" if config.shuffle else "in the data's order"
+            batches = (
+                "full batch"
+                if config.batch_size is None
+                else f"mini-batches of {config.batch_size}, {order}"
+            )
+            self.loop = f"python loop, one epoch a step ({batches}; {config.optimizer.name})"
 
     def _indices(self, host: np.ndarray) -> Array:
         import array_api_compat
@@ -394,7 +381,8 @@ class EpochSteps(Steps):
         return self.rng.permutation(self.n)
 
     def epoch(self, with_loss: bool) -> Array | None:
-        """One epoch; its loss (scikit-learn's mean of the batch losses) when asked."""
+        """One step (an epoch, with mini-batches); its loss (scikit-learn's mean of the
+        batch losses) when asked."""
         cfg = self.config
         kw: dict[str, Any] = {
             "block_rows": self.block_rows,
@@ -438,39 +426,33 @@ class EpochSteps(Steps):
         xp = self.xp
         return float(xp.mean(xp.astype((z >= 0.0) == (yv == 1.0), yv.dtype)))
 
-    def plain(self, k: int) -> None:
+    def _plain(self, k: int) -> None:
         for _ in range(k):
             self.epoch(False)
 
-    def logged(self) -> Array:
+    def _logged(self) -> Array:
         loss = self.epoch(True)
         assert loss is not None
         return loss
 
-    def chunk(self, lead: int, count: int, seg: int) -> list[float]:
-        with np.errstate(over="ignore"):
-            if self.stop is None:
-                return super().chunk(lead, count, seg)
-            assert lead == 0 and seg == 1, "a stopping rule logs every epoch"
+    def advance(self, n: int, every: int) -> Advanced:
+        with np.errstate(over="ignore"):  # see nnbin.model.sigmoid
+            if self.rule is None:
+                return logged_segments(n, every, self._logged, self._plain, lambda: self.params)
             values: list[float] = []
             before: list[Params] = []
-            for _ in range(count):
+            stopped = False
+            for _ in range(n):  # one epoch a log, each read by the rule
                 before.append(self.params)
-                values.append(float(self.logged()))
+                values.append(float(self._logged()))
                 if not math.isfinite(values[-1]):
                     break
                 score = self.score() if self.config.early_stopping else None
-                if self.stop.update(values[-1], score, self.params):
-                    self.stopped = True
+                if self.rule.update(values[-1], score, self.params):
+                    stopped = True
                     break
             ok = finite_prefix(values)
-            self.good = before[ok - 1] if ok else None
-            return values
-
-    def result(self) -> Params:
-        if self.stop is not None and self.stop.best_params is not None:
-            return self.stop.best_params  # early stopping keeps the best-scoring parameters
-        return self.params
+            return Advanced(values, before[ok - 1] if ok else None, stopped)
 
 
 def python_loop(
@@ -485,11 +467,7 @@ def python_loop(
     on_log: OnLog | None = None,
     config: Config = SEED,
 ) -> RunResult:
-    """The array-API core on the shared schedule: what a backend without its own loop runs
-    (and the tests' plain reference for the backends that have one)."""
-    stepper: Steps
-    if config.plain_descent:
-        stepper = CoreSteps(params, X, y, lr, block_rows, config)
-    else:
-        stepper = EpochSteps(params, X, y, lr, config, block_rows=block_rows)
+    """The array-API core in the one loop: what a backend without its own stepper runs (and
+    the tests' plain reference for the backends that have one)."""
+    stepper = CoreStepper(params, X, y, lr, config, block_rows=block_rows)
     return run_steps(stepper, lr=lr, steps=steps, log_every=log_every, on_log=on_log)

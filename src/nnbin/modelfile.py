@@ -65,7 +65,7 @@ def save(path: str | os.PathLike[str], model: Model, *, to_host: Any = np.asarra
     to disk, then renamed over ``path``. An interrupted save leaves any old file intact."""
     from safetensors.numpy import save as st_save
 
-    from . import __version__
+    from ._version import __version__
 
     arrays = {
         n: np.ascontiguousarray(to_host(a)) for n, a in zip(names(len(model.params)), model.params)

@@ -12,13 +12,14 @@ from typing import Any
 
 import numpy as np
 
+from . import options as options_table
 from . import validate
 from .backend import Backend, backend_of, get_backend
 from .backprop import loss_and_grads
 from .config import Config
 from .errors import InvalidInputError, MixedArraysError
 from .loop import diverged
-from .model import INITS, Array, Params, namespace, quiet_overflow, widths
+from .model import Array, Params, namespace, quiet_overflow, widths
 
 
 @dataclass
@@ -100,36 +101,13 @@ def train(
     X: Any,
     y: Any,
     *,
-    hidden: int | tuple[int, ...] = 32,
-    lr: float = 1.0,
-    steps: int = 1000,
-    log_every: int = 100,
-    seed: int = 0,
-    dtype: str | None = None,
-    backend: str | None = None,
-    data_parallel: bool | int = False,
-    fused: bool | None = None,
     on_log: Callable[[int, float], None] | None = None,
-    activation: str = "sigmoid",
-    init: str | None = None,
-    optimizer: str = "gd",
-    momentum: float = 0.9,
-    nesterov: bool = False,
-    beta1: float = 0.9,
-    beta2: float = 0.999,
-    epsilon: float = 1e-8,
-    batch_size: int | None = None,
-    alpha: float = 0.0,
-    early_stopping: bool = False,
-    validation_fraction: float = 0.1,
-    n_iter_no_change: int | None = None,
-    tol: float = 1e-4,
-    shuffle: bool = True,
     params: Any = None,
     optimizer_state: Any = None,
+    **options: Any,
 ) -> TrainResult:
     """Train the network on (X, y) on mean BCE; by default the seed job: one layer of 32
-    sigmoid units, full-batch gradient descent.
+    sigmoid units, full-batch gradient descent at step size 1 for 1,000 steps.
 
     X is (N, D) and y is (N, 1) with labels 0 and 1. NumPy inputs run on ``backend``
     (default: ``NNBIN_BACKEND``, else numpy) and are moved there once; arrays of another
@@ -138,58 +116,36 @@ def train(
     backend's default. The loss is recorded every ``log_every`` steps (0: never), before
     that step's update; ``on_log(step, loss)`` is called for each record.
 
+    The options (each declared once, with its constraint and default, in
+    :data:`nnbin.options.OPTIONS`; a bad value is one :class:`~nnbin.InvalidInputError`):
+
+    {options}
+
     ``data_parallel=True`` (all devices) or ``=k`` (the first k) splits the samples across
     devices with the parameters replicated, where the backend supports it (jax: a ``Mesh``
-    over the devices; XLA inserts the cross-device sums of the gradients).
-
-    ``fused``: on backends with a fused step (cupy; torch and jax arrays on a CUDA GPU with
-    cupy installed, which reach cupy's kernels through DLPack), None uses it where it
-    applies, False always runs the array-API core, True requires the fused step. It covers
-    one sigmoid hidden layer trained by full-batch gradient descent with no penalty.
-
-    The network: ``hidden`` is one width or a sequence of them (``(64, 32)``: two hidden
-    layers); ``activation`` "sigmoid" (also "logistic"), "tanh" or "relu"; ``init``
-    "normal" (N(0, 1), the seed network's), "glorot" or "he" (default: normal for sigmoid,
-    Glorot for tanh, He for ReLU), drawn from ``numpy.random.default_rng(seed)``.
-
-    Training: ``optimizer`` "gd" (plain gradient descent), "momentum" (``momentum``,
-    ``nesterov``) or "adam" (``beta1``, ``beta2``, ``epsilon``), with step size ``lr``;
-    ``batch_size`` None is full batch, else each of the ``steps`` is an **epoch** of
-    mini-batches from a shuffle seeded by ``seed`` (the same batches on every backend);
-    ``alpha`` an L2 penalty (alpha / 2n) sum ||W||^2 as scikit-learn scales it. Stopping,
-    as scikit-learn defines it: ``n_iter_no_change`` epochs in a row whose training loss
-    does not improve by ``tol`` end the run (None: never); with ``early_stopping`` a seeded
-    ``validation_fraction`` of the samples is held out, the rule reads its accuracy instead
-    (``n_iter_no_change`` default 10) and the best-scoring parameters are returned. With a
-    stopping rule the loss is recorded every epoch. ``shuffle=False`` takes the
-    mini-batches in the data's order.
+    over the devices; XLA inserts the cross-device sums of the gradients). ``fused``: on
+    backends with a fused step (cupy; torch and jax arrays on a CUDA GPU with cupy
+    installed, through DLPack) it covers one sigmoid hidden layer trained by full-batch
+    gradient descent with no penalty. ``init`` draws from ``numpy.random.default_rng(seed)``.
+    With ``batch_size`` each of the ``steps`` is an **epoch** of mini-batches from a shuffle
+    seeded by ``seed`` (the same batches on every backend). Stopping, as scikit-learn
+    defines it: ``n_iter_no_change`` epochs in a row whose training loss does not improve by
+    ``tol`` end the run; with ``early_stopping`` a seeded ``validation_fraction`` is held
+    out, the rule reads its accuracy instead (``n_iter_no_change`` default 10) and the
+    best-scoring parameters are returned. With a stopping rule the loss is recorded every
+    epoch.
 
     Continuing a run: ``params`` (arrays of the data's library and dtype, the shapes
     ``hidden`` gives) start the run instead of drawn weights, and ``optimizer_state`` (a
     result's ``optimizer_state``) continues the optimizer's momentum or moments.
     """
-    hidden, lr, steps, log_every, seed = validate.hyperparameters(
-        hidden=hidden, lr=lr, steps=steps, log_every=log_every, seed=seed
+    values = options_table.resolve(options)
+    config = Config.of(values)
+    hidden, lr, steps, log_every, seed = (
+        values[k] for k in ("hidden", "lr", "steps", "log_every", "seed")
     )
-    config = validate.config(
-        activation=activation,
-        optimizer=optimizer,
-        momentum=momentum,
-        nesterov=nesterov,
-        beta1=beta1,
-        beta2=beta2,
-        epsilon=epsilon,
-        batch_size=batch_size,
-        alpha=alpha,
-        shuffle_seed=seed,
-        early_stopping=early_stopping,
-        validation_fraction=validation_fraction,
-        n_iter_no_change=n_iter_no_change,
-        tol=tol,
-        shuffle=shuffle,
-    )
-    if init is not None and init not in INITS:
-        raise InvalidInputError(f"init must be one of {', '.join(INITS)}, got {init!r}")
+    backend, dtype, init = values["backend"], values["dtype"], values["init"]
+    data_parallel, fused = values["data_parallel"], values["fused"]
     X, y = validate.training_data(X, y)
     be, dtype = _backend_and_dtype(X, backend, dtype)
     on_host = isinstance(X, np.ndarray) or "cpu" in str(_device(X)).lower()
@@ -258,16 +214,7 @@ def train(
         loop=run.loop or be.loop,
         compile_seconds=run.compile_seconds,
         run_seconds=elapsed,
-        settings={
-            "hidden": hidden,
-            "lr": lr,
-            "steps": steps,
-            "log_every": log_every,
-            "seed": seed,
-            "data_parallel": data_parallel,
-            "fused": fused,
-            **_options(config, init),
-        },
+        settings=options_table.saved(values),
         n_iter=run.steps_run if stop is not None else steps,
         best_loss=min(recorded) if recorded else None,
         validation_scores=list(stop.scores) if stop is not None else [],
@@ -294,32 +241,6 @@ def _starting_params(params: Any, X: Array, hidden: int | tuple[int, ...], dtype
         raise InvalidInputError(f"params must be {dtype}, as the data; got {params[0].dtype}")
     namespace(X, *params)  # one library: MixedArraysError otherwise
     return params
-
-
-def _options(config: Config, init: str | None) -> dict[str, Any]:
-    """The settings beyond the seed job's, as saved with a model: only those that differ
-    from the defaults, so a seed-job model's settings read as before."""
-    out: dict[str, Any] = {}
-    default = Config()
-    opt = config.optimizer
-    if config.activation != default.activation:
-        out["activation"] = config.activation
-    if init is not None:
-        out["init"] = init
-    if opt.name != "gd":
-        out["optimizer"] = opt.name
-        if opt.name == "momentum":
-            out.update(momentum=opt.momentum, nesterov=opt.nesterov)
-        else:
-            out.update(beta1=opt.beta1, beta2=opt.beta2, epsilon=opt.epsilon)
-    for name in ("batch_size", "alpha", "early_stopping", "n_iter_no_change"):
-        if getattr(config, name) != getattr(default, name):
-            out[name] = getattr(config, name)
-    if config.early_stopping:
-        out["validation_fraction"] = config.validation_fraction
-    if config.stops:
-        out["tol"] = config.tol
-    return out
 
 
 def _hold_out(X: Array, y: Array, fraction: float, seed: int) -> tuple[Array, Array, Any]:
@@ -350,3 +271,9 @@ def _device(x: Array) -> Any:
     import array_api_compat
 
     return array_api_compat.device(x)
+
+
+train.__signature__ = options_table.signature(  # type: ignore[attr-defined]
+    train, ("X", "y"), {"on_log": None, "params": None, "optimizer_state": None}
+)
+train.__doc__ = (train.__doc__ or "").replace("{options}", options_table.docs().strip())

@@ -8,13 +8,14 @@ once, not per step.
 from __future__ import annotations
 
 import itertools
-import math
 import warnings
 from typing import Any
 
 import array_api_compat
 
+from . import options
 from .errors import InvalidInputError, MixedArraysError
+from .options import Whole
 
 
 def _kind(a: Any) -> str:
@@ -23,162 +24,27 @@ def _kind(a: Any) -> str:
 
 def whole_number(name: str, v: Any, least: int) -> int:
     """``v`` as a Python int >= ``least``: a Python or NumPy integer (np.int64(4) works),
-    never a bool, a float or a string."""
-    import numbers
-
-    if (
-        isinstance(v, bool)
-        or type(v).__name__ in ("bool_", "bool")
-        or not isinstance(v, numbers.Integral)
-    ):
-        raise InvalidInputError(f"{name} must be a whole number >= {least}, got {v!r}")
-    v = int(v)
-    if v < least:
-        raise InvalidInputError(f"{name} must be >= {least}, got {v}")
-    return v
-
-
-#: the most steps one run takes (JAX counts steps in 32-bit integers)
-MAX_STEPS = 2**31 - 1
+    never a bool, a float or a string (:class:`nnbin.options.Whole`'s rule)."""
+    value: int = Whole(least).check(name, v)
+    return value
 
 
 def hidden_sizes(hidden: Any) -> int | tuple[int, ...]:
-    """One hidden layer's width (a whole number >= 1), or a sequence of them (one per
-    layer, at least one): an int for one layer given as an int, else a tuple."""
-    if isinstance(hidden, (list, tuple)):
-        if not hidden:
-            raise InvalidInputError("hidden must name at least one layer width, got ()")
-        sizes = tuple(whole_number("every hidden width", h, 1) for h in hidden)
-        return sizes
-    return whole_number("hidden", hidden, 1)
-
-
-def hyperparameters(
-    *, hidden: Any, lr: Any, steps: Any, log_every: Any, seed: Any = 0
-) -> tuple[int | tuple[int, ...], float, int, int, int]:
-    """hidden >= 1 (or a sequence of widths), lr > 0 and finite, steps >= 0,
-    log_every >= 0, seed >= 0, as Python numbers (so that they can be saved with a model)."""
-    steps_, every = whole_number("steps", steps, 0), whole_number("log_every", log_every, 0)
-    if steps_ > MAX_STEPS or every > MAX_STEPS:
-        raise InvalidInputError(f"steps and log_every must be <= {MAX_STEPS:,} (2**31 - 1)")
-    return (
-        hidden_sizes(hidden),
-        step_size(lr),
-        steps_,
-        every,
-        whole_number("seed", seed, 0),
-    )
-
-
-def _real(
-    name: str,
-    v: Any,
-    *,
-    low: float,
-    high: float = math.inf,
-    open_low: bool = False,
-    open_high: bool = False,
-) -> float:
-    """``v`` as a finite Python float between ``low`` and ``high`` (each end included
-    unless ``open_low``/``open_high``)."""
-    if isinstance(v, (bool, str, bytes)) or type(v).__name__ in ("bool_", "bool"):
-        raise InvalidInputError(f"{name} must be a number, got {v!r}")
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"{name} must be a number, got {v!r}") from None
-    if (
-        not math.isfinite(x)
-        or not low <= x <= high
-        or (open_low and x == low)
-        or (open_high and x == high)
-    ):
-        where = f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
-        raise InvalidInputError(f"{name} must be a finite number in {where}, got {v!r}")
-    return x
+    """One hidden layer's width, or a sequence of them (the ``hidden`` option's rule)."""
+    sizes: int | tuple[int, ...] = options.check("hidden", hidden)
+    return sizes
 
 
 def penalty(alpha: Any) -> float:
-    """An L2 penalty: a finite number >= 0, as a Python float."""
-    return _real("alpha", alpha, low=0.0)
+    """An L2 penalty: a finite number >= 0, as a Python float (the ``alpha`` option's rule)."""
+    value: float = options.check("alpha", alpha)
+    return value
 
 
 def activation_name(activation: Any) -> str:
     """One of nnbin.model.ACTIVATIONS; scikit-learn's "logistic" means "sigmoid"."""
-    from .model import ACTIVATIONS
-
-    name = "sigmoid" if activation == "logistic" else activation
-    if name not in ACTIVATIONS:
-        raise InvalidInputError(
-            f"activation must be one of {', '.join(ACTIVATIONS)} (or 'logistic'), "
-            f"got {activation!r}"
-        )
-    return str(name)
-
-
-def config(
-    *,
-    activation: Any,
-    optimizer: Any,
-    momentum: Any,
-    nesterov: Any,
-    beta1: Any,
-    beta2: Any,
-    epsilon: Any,
-    batch_size: Any,
-    alpha: Any,
-    shuffle_seed: Any,
-    early_stopping: Any,
-    validation_fraction: Any,
-    n_iter_no_change: Any,
-    tol: Any,
-    shuffle: Any,
-) -> Any:
-    """A checked :class:`nnbin.config.Config` from the user's options (every one given:
-    the defaults are :func:`nnbin.train`'s)."""
-    from .config import Config
-    from .optim import OPTIMIZERS, Optimizer
-
-    if optimizer not in OPTIMIZERS:
-        raise InvalidInputError(
-            f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}"
-        )
-    for name, flag in (
-        ("nesterov", nesterov),
-        ("early_stopping", early_stopping),
-        ("shuffle", shuffle),
-    ):
-        if not isinstance(flag, bool) and type(flag).__name__ != "bool_":
-            raise InvalidInputError(f"{name} must be True or False, got {flag!r}")
-    opt = Optimizer(
-        name=str(optimizer),
-        momentum=_real("momentum", momentum, low=0.0, high=1.0),
-        nesterov=bool(nesterov),
-        beta1=_real("beta1", beta1, low=0.0, high=1.0, open_high=True),
-        beta2=_real("beta2", beta2, low=0.0, high=1.0, open_high=True),
-        epsilon=_real("epsilon", epsilon, low=0.0, open_low=True),
-    )
-    return Config(
-        activation=activation_name(activation),
-        optimizer=opt,
-        batch_size=None if batch_size is None else whole_number("batch_size", batch_size, 1),
-        alpha=_real("alpha", alpha, low=0.0),
-        shuffle_seed=whole_number("seed", shuffle_seed, 0),
-        early_stopping=bool(early_stopping),
-        validation_fraction=_real(
-            "validation_fraction",
-            validation_fraction,
-            low=0.0,
-            high=1.0,
-            open_low=True,
-            open_high=True,
-        ),
-        n_iter_no_change=None
-        if n_iter_no_change is None
-        else whole_number("n_iter_no_change", n_iter_no_change, 1),
-        tol=_real("tol", tol, low=0.0),
-        shuffle=bool(shuffle),
-    )
+    name: str = options.check("activation", activation)
+    return name
 
 
 def available_memory() -> int:
@@ -227,9 +93,10 @@ def memory_fits(
 
 
 def step_size(lr: Any, *, traced: bool = False) -> Any:
-    """A step size: a real, finite number > 0 (not a bool), as a Python float. With
-    ``traced``, a 0-d array of an array library (a tracer under ``jax.jit``) is passed on
-    as it is: reading its value would synchronise a device or break tracing."""
+    """A step size: a real, finite number > 0 (not a bool), as a Python float (the ``lr``
+    option's rule). With ``traced``, a 0-d array of an array library (a tracer under
+    ``jax.jit``) is passed on as it is: reading its value would synchronise a device or
+    break tracing."""
     if (
         traced
         and getattr(lr, "shape", None) == ()
@@ -237,19 +104,7 @@ def step_size(lr: Any, *, traced: bool = False) -> Any:
         and type(lr).__module__.split(".")[0] != "numpy"
     ):
         return lr
-    if (
-        isinstance(lr, (bool, str, bytes))
-        or type(lr).__name__ in ("bool_", "bool")
-        or getattr(lr, "shape", ()) != ()
-    ):
-        raise InvalidInputError(f"lr must be a number, got {lr!r}")
-    try:
-        rate = float(lr)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"lr must be a number, got {lr!r}") from None
-    if not (math.isfinite(rate) and rate > 0):
-        raise InvalidInputError(f"lr must be a finite number > 0, got {rate}")
-    return rate
+    return options.check("lr", lr)
 
 
 def model_inputs(

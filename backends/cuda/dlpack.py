@@ -13,8 +13,8 @@ from nnbin.errors import BackendUnavailableError, TrainingDivergedError
 from nnbin.loop import OnLog, RunResult
 from nnbin.model import Params
 
-from .cuda_fused import scope_refusal
-from .cupy import CupyBackend
+from ..cupy import CupyBackend
+from .kernels import scope_refusal
 
 
 class DlpackFused:
@@ -101,7 +101,7 @@ class FusedThroughDlpack(Backend):
     """A backend whose CUDA arrays can reach cupy's fused step (torch, jax): ``_dlpack`` (a
     DlpackFused, or None where there is no CUDA GPU or no cupy) and ``_on_gpu(X)``. Its
     ``run`` takes the fused step where it applies (unless ``fused=False``), else the
-    backend's own stepper on the shared schedule (:meth:`nnbin.Backend.run`)."""
+    backend's own stepper in the one loop (:meth:`nnbin.Backend.run`)."""
 
     _dlpack: DlpackFused | None
 
@@ -119,7 +119,9 @@ class FusedThroughDlpack(Backend):
         config: Config | None = None,
         validation: tuple[Any, Any] | None = None,
         state: Any = None,
+        steps_per_call: int | None = None,
     ) -> RunResult:
+        self.last_temp_bytes = None  # a fused run has no compiler buffers to report
         scope = scope_refusal(params, config)
         if scope is not None and fused:
             raise BackendUnavailableError(
@@ -143,6 +145,7 @@ class FusedThroughDlpack(Backend):
             config=config,
             validation=validation,
             state=state,
+            steps_per_call=steps_per_call,
         )
 
     def _on_gpu(self, X: Any) -> bool:

@@ -1,5 +1,5 @@
 """The fused training step of the cupy backend: its launch shape and how its CUDA source
-(``backends/fused_step.cu``, compiled through ``cupy.RawModule`` with -D defines for the
+(``backends/cuda/fused_step.cu``, compiled through ``cupy.RawModule`` with -D defines for the
 shape) is compiled.
 
 STATUS: run on one NVIDIA H100 (2026-11-28): the conformance suite passes, reruns are

@@ -1,4 +1,4 @@
-"""Where the fused CUDA step's time goes: ``python3 -m nnbin_backends.cuda_profile [JSON]``.
+"""Where the fused CUDA step's time goes: ``python3 -m nnbin_backends.cuda.profile [JSON]``.
 
 For the seed network (D = 1, H = 32, float32) at N = 2e4, 2e6 and 2e7 it times each of the
 two kernels with CUDA events (``reps`` launches back to back on one stream), reports the
@@ -21,7 +21,7 @@ import numpy as np
 
 from nnbin.backend import get_backend
 
-from . import cuda_fused
+from . import kernels as cuda_fused
 
 VARIANTS = {  # name -> (extra nvcc options, launch-bounds minimum blocks per SM or None)
     "default": ((), None),

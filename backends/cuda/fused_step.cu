@@ -1,5 +1,5 @@
 // nnbin's fused training step: two kernels a step, no (N, H) array. What it computes,
-// and why it is laid out so, is told in backends/cuda_fused.py, which compiles this file
+// and why it is laid out so, is told in backends/cuda/kernels.py, which compiles this file
 // through cupy.RawModule with these defines (all compile-time constants, so the per-thread
 // sums can live in registers):
 //   -DNNBIN_D=<features>  -DNNBIN_H=<hidden units>  -DNNBIN_BLOCK=<threads a block>
@@ -19,7 +19,7 @@ typedef float real;
 #define LOG1P(v) log1pf(v)
 #endif
 // Unrolled loops let the per-thread sums live in registers; past UNROLL_ROWS gradient rows
-// (cuda_fused.py) they cannot anyway (255 registers a thread), and unrolling would only
+// (kernels.py) they cannot anyway (255 registers a thread), and unrolling would only
 // make compiling slow.
 #if NNBIN_UNROLL
 #define UNROLL _Pragma("unroll")

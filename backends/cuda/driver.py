@@ -34,10 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from nnbin.loop import OnLog, RunResult, Steps, finite_prefix, run_steps
+from nnbin.loop import Advanced, OnLog, RunResult, Stepper, logged_segments, run_steps
 from nnbin.model import Params
 
-from . import cuda_fused
+from . import kernels as cuda_fused
 
 MAX_WORKSPACES = 4  # kept per backend; each holds O(P x blocks) numbers, not O(N)
 
@@ -155,10 +155,10 @@ def fused_steps(
         ws.lock.release()
 
 
-class FusedSteps(Steps):
-    """The fused step on the shared schedule (:mod:`nnbin.loop`): logged steps launched one
-    by one, the plain steps between them replayed as CUDA graphs. Nothing here waits for
-    the device except the transfer of a chunk's logged losses."""
+class FusedSteps(Stepper):
+    """The fused step in the one loop (:mod:`nnbin.loop`): logged steps launched one by one,
+    the plain steps between them replayed as CUDA graphs. Nothing here waits for the device
+    except the transfer of a call's logged losses."""
 
     def __init__(
         self,
@@ -205,8 +205,8 @@ class FusedSteps(Steps):
 
     def _replay(self, length: int) -> None:
         """``length`` plain steps as graph replays of at most ``graph_steps`` steps each.
-        A graph is kept per length and parity; the schedule asks for few lengths (a
-        segment's plain steps, and chunk budgets that are powers of two)."""
+        A graph is kept per length and parity; the loop asks for few lengths (a
+        segment's plain steps, and calls of a power of two steps)."""
         ws, cap = self.ws, self.be.graph_steps
         pieces = [cap] * (length // cap) + ([length % cap] if length % cap else [])
         for k in pieces:
@@ -233,20 +233,16 @@ class FusedSteps(Steps):
             for _ in range(k):
                 self._step(False)
 
-    def chunk(self, lead: int, count: int, seg: int) -> list[float]:
+    def advance(self, n: int, every: int) -> Advanced:
+        def logged() -> Any:
+            self._step(True)
+            return self.ws.loss.copy()[0]
+
+        def before() -> Params:  # the buffers are reused: a copy of the parameters
+            return Params(*(p.copy() for p in self.params))
+
         with self.ws.stream:
-            self.plain(lead)
-            losses, before = [], []
-            for _ in range(count):
-                # the buffers are reused: the parameters before a logged step are copied
-                before.append(Params(*(p.copy() for p in self.params)))
-                self._step(True)
-                losses.append(self.ws.loss.copy())
-                self.plain(seg - 1)
-            values = [float(v[0]) for v in losses]  # the chunk's one wait, if it logs
-        ok = finite_prefix(values)
-        self.good = before[ok - 1] if ok else None
-        return values
+            return logged_segments(n, every, logged, self.plain, before)
 
     def result(self) -> Params:
         """The parameters in allocations of their own (the workspace is reused)."""

@@ -1,0 +1,47 @@
+"""``nnbin backends``: every registered backend, whether it runs here, and which is selected."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from ..backend import ENV_VAR, available_names, backend_class, get_backend, is_installed
+from ..errors import NnbinError
+
+HELP = "list the registered backends"
+
+
+def add(sub: Any) -> argparse.ArgumentParser:
+    b: argparse.ArgumentParser = sub.add_parser(
+        "backends",
+        help=HELP,
+        description="Every registered backend, whether it can run here, its "
+        f"version and devices, and which one ${ENV_VAR} selects now.",
+    )
+    return b
+
+
+def run(args: argparse.Namespace) -> int:
+    selected = os.environ.get(ENV_VAR, "").strip().lower() or "numpy"  # as get_backend reads it
+    rows = [("backend", "status", "version", "devices", "default dtype", "loop")]
+    for name in available_names():
+        cls = backend_class(name)
+        status, version, devices, loop = "not installed", "-", "-", cls.loop
+        if is_installed(name):
+            try:
+                be = get_backend(name)
+                status, version, devices = "ok", be.version(), ", ".join(be.devices())
+                if be.has_fused and "fused" not in loop:  # torch, jax with CUDA and cupy
+                    loop += "; the fused CUDA step (cupy's, through DLPack) where it applies"
+            except NnbinError as exc:
+                status = f"unavailable: {exc}"
+        else:
+            status = f"not installed: pip install 'nnbin[{cls.extra}]'"
+        mark = "*" if name == selected else " "
+        rows.append((f"{mark}{name}", status, version, devices, cls.default_dtype, loop))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    print(f"* selected now by {ENV_VAR}={os.environ.get(ENV_VAR, '') or '(unset: numpy)'}")
+    return 0

@@ -1,0 +1,73 @@
+"""``nnbin plot``: a saved model's decision boundary beside its loss curve."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from ..backend import get_backend
+from .common import can_plot, widths_text
+
+HELP = "draw a saved model: boundary and loss curve"
+
+
+def add(sub: Any) -> argparse.ArgumentParser:
+    pl: argparse.ArgumentParser = sub.add_parser(
+        "plot",
+        help=HELP,
+        description="The decision-boundary figure of a saved model (class "
+        "densities, samples, probability curve and its 0.5 crossing for one "
+        "feature; a probability heat map with the 0.5 contour for two) beside "
+        "the loss curve from its training history.",
+    )
+    pl.add_argument("--model", required=True, help="a model file saved by nnbin train --save")
+    pl.add_argument("--data", metavar="FILE", help="data to draw with it (optional)")
+    pl.add_argument("--label", metavar="NAME", help="the CSV label column")
+    pl.add_argument("--out", required=True, metavar="FIGURE", help="the image to write (.png)")
+    pl.add_argument("--backend", help="backend to evaluate on (default: $NNBIN_BACKEND)")
+    return pl
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data import load_data
+    from ..files import check_outputs
+    from ..modelfile import load
+    from ..plot import boundary_figure
+
+    if args.label is not None and not args.data:
+        raise ValueError("--label names a column of --data: give --data FILE as well")
+    if not can_plot():
+        raise ValueError("plot needs matplotlib and seaborn: pip install 'nnbin[plot]'")
+    check_outputs({"--out": args.out}, {"--model": args.model, "--data": args.data})
+    be = get_backend(args.backend)
+    be.enable_dtype("float64")  # a float64 model must load as float64 (JAX: 64-bit mode)
+    model = load(args.model, backend=be.name)
+    if args.data:
+        X, y, _ = load_data(args.data, args.label, require_labels=False)
+    else:
+        import numpy as np
+
+        if model.n_features == 2:
+            raise ValueError("a two-feature heat map needs --data to set its extent")
+        X, y = np.zeros((0, model.n_features)), None
+    loss = "" if model.final_loss is None else f", final loss {model.final_loss:.3g}"
+    cross = boundary_figure(
+        model.params,
+        X,
+        y,
+        args.out,
+        backend=be,
+        history=model.history or None,
+        title=f"nnbin model {os.path.basename(args.model)}: "
+        f"{model.n_features} feature(s), {widths_text(model.hidden)} hidden "
+        f"({model.activation}){loss}",
+        activation=model.activation,
+    )
+    if model.n_features == 1:
+        print(
+            f"decision boundary (p = 0.5) at x = "
+            f"{', '.join(f'{c:.3f}' for c in cross) or 'none in [-10, 10]'}"
+        )
+    print(f"figure written to {args.out}")
+    return 0

@@ -1,0 +1,73 @@
+"""``nnbin predict``: P(y = 1 | x) and the label at 0.5 for every row of a data file."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from typing import Any
+
+from ..backend import get_backend
+
+HELP = "probabilities and labels from a saved model"
+
+
+def add(sub: Any) -> argparse.ArgumentParser:
+    pr: argparse.ArgumentParser = sub.add_parser(
+        "predict",
+        help=HELP,
+        description="Write P(y = 1 | x) and the label at 0.5 for every row of "
+        "FILE as CSV (columns: probability,label), to --out or stdout.",
+    )
+    pr.add_argument("--model", required=True, help="a model file saved by nnbin train --save")
+    pr.add_argument(
+        "--data",
+        required=True,
+        metavar="FILE",
+        help="CSV with a header, .npy or .npz; a label column (--label, else one "
+        "named label/y/target/class) is left out; every column must be numeric",
+    )
+    pr.add_argument("--label", metavar="NAME", help="the CSV label column to leave out")
+    pr.add_argument("--out", metavar="FILE", help="CSV to write (default, or '-': standard output)")
+    pr.add_argument("--backend", help="backend to predict on (default: $NNBIN_BACKEND, numpy)")
+    return pr
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..api import predict_proba
+    from ..data import load_data
+    from ..files import atomic_write, check_outputs
+    from ..modelfile import load
+
+    to_stdout = args.out in (None, "-")
+    check_outputs(
+        {"--out": None if to_stdout else args.out}, {"--model": args.model, "--data": args.data}
+    )
+    be = get_backend(args.backend)
+    be.enable_dtype("float64")  # a float64 model must load as float64 (JAX: 64-bit mode)
+    model = load(args.model, backend=be.name)
+    X, y, _ = load_data(args.data, args.label, require_labels=False)
+    if X.shape[1] != model.n_features:
+        hint = (
+            " (if one column is the label, name it with --label)"
+            if y is None and X.shape[1] == model.n_features + 1
+            else ""
+        )
+        raise ValueError(
+            f"the model takes {model.n_features} feature(s) but {args.data} has {X.shape[1]}{hint}"
+        )
+    Xd = be.asarray(X, model.dtype)
+    p = be.to_host(predict_proba(model.params, Xd, activation=model.activation))[:, 0]
+    buf = io.StringIO()
+    buf.write("probability,label\n")
+    for v in p.astype(np.float64):
+        buf.write(f"{v:.17g},{int(v >= 0.5)}\n")
+    if not to_stdout:
+        text = buf.getvalue().encode()
+        atomic_write(args.out, lambda fh: fh.write(text))
+        print(f"{len(p)} predictions written to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(buf.getvalue())
+    return 0

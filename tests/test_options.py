@@ -1,0 +1,140 @@
+"""The options table (nnbin/options.py) against its three entry points: every option's
+refused values are refused by nnbin.train, by ``nnbin train`` and by BinaryMLPClassifier
+with one InvalidInputError line that names the option as that entry point's user spells it,
+the same words otherwise; its default and its boundary values are accepted by all three."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import nnbin
+from nnbin import options
+from nnbin.cli import main
+
+X, Y = nnbin.two_gaussians(n_per_class=10, seed=0)
+QUICK = {"steps": 1, "log_every": 0}
+CLI_QUICK = ["--no-plot", "--quiet", "--n-per-class", "10"]
+
+CASES = [
+    (name, value, text)
+    for name, o in options.OPTIONS.items()
+    for value, text in o.constraint.refused()
+]
+
+
+def _shown(name: str, value: object) -> str:
+    """The name the message starts with: a bad width inside a sequence is "every hidden
+    width" (hidden, hidden_layer_sizes)."""
+    return "every hidden width" if isinstance(value, tuple) and value else name
+
+
+def _api_message(name: str, value: object) -> str:
+    with pytest.raises(nnbin.InvalidInputError) as info:
+        nnbin.train(X, Y, **{**QUICK, name: value})
+    return str(info.value)
+
+
+@pytest.mark.parametrize("name, value, text", CASES, ids=[f"{c[0]}={c[1]!r}" for c in CASES])
+def test_api_refuses_each_bad_value_in_one_line(name, value, text):
+    message = _api_message(name, value)
+    assert message.startswith(f"{_shown(name, value)} must be"), message
+    assert "got" in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "name, value, text",
+    [c for c in CASES if c[2] is not None and options.OPTIONS[c[0]].cli is not None],
+    ids=lambda v: str(v),
+)
+def test_command_line_refuses_with_the_api_message(name, value, text, capsys):
+    flag = options.OPTIONS[name].cli
+    with pytest.raises(SystemExit) as exc:
+        main(["train", *CLI_QUICK, flag, text])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert err.count("\n") == 1, err
+    assert f"argument {flag}: {_api_message(name, value)}" in err, err
+
+
+SKLEARN_CASES = [
+    (o.sklearn, name, value)
+    for name, value, _ in CASES
+    for o in [options.OPTIONS[name]]
+    # random_state and batch_size take scikit-learn's own values besides ours (None,
+    # "auto"), checked in tests/test_estimator.py
+    if o.sklearn and o.sklearn not in ("random_state", "batch_size")
+]
+
+
+@pytest.mark.parametrize("sk, name, value", SKLEARN_CASES, ids=lambda v: str(v))
+def test_estimator_refuses_with_the_api_message_under_its_own_name(sk, name, value):
+    pytest.importorskip("sklearn")
+    clf = nnbin.BinaryMLPClassifier(**{"max_iter": 1, sk: value})
+    with pytest.raises(nnbin.InvalidInputError) as info:
+        clf.fit(X, Y.ravel())
+    message = str(info.value)
+    if options.OPTIONS[name].sklearn_values:  # scikit-learn's own values (solver='sgd')
+        assert message.startswith(f"{sk} must be one of"), message
+        return
+    api = _api_message(name, value)
+    assert message == api.replace(_shown(name, value), _shown(sk, value), 1), (message, api)
+
+
+def _accepted(o: options.Option) -> list[object]:
+    """The default, and the ends of an interval that belong to it."""
+    c, out = o.constraint, [o.default]
+    if isinstance(c, options.Whole):
+        out.append(c.low)
+    if isinstance(c, options.Real) and c.closed in ("both", "left"):
+        out.append(c.low)
+    if isinstance(c, options.Real) and c.closed in ("both", "right") and c.high != math.inf:
+        out.append(c.high)
+    return out
+
+
+ACCEPTED = [
+    (name, value)
+    for name, o in options.OPTIONS.items()
+    for value in _accepted(o)
+    if name not in ("steps", "log_every", "backend", "dtype")  # the quick run's own
+]
+
+
+@pytest.mark.parametrize("name, value", ACCEPTED, ids=lambda v: str(v))
+def test_each_entry_point_accepts_the_default_and_the_interval_ends(name, value, capsys):
+    o = options.OPTIONS[name]
+    if name == "data_parallel" and value is not False:
+        pytest.skip("data-parallel training is the jax backend's (tests/test_jax.py)")
+    result = nnbin.train(X, Y, **{**QUICK, name: value})
+    assert math.isfinite(result.final_loss)
+    flag = o.cli
+    if flag is not None and value != o.default and not isinstance(value, bool):
+        assert main(["train", *CLI_QUICK, "--steps", "1", flag, f"{value}"]) == 0
+    if o.sklearn and o.sklearn not in ("random_state", "batch_size", "solver"):
+        pytest.importorskip("sklearn")
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # one epoch: not converged, by design
+            nnbin.BinaryMLPClassifier(max_iter=1, **{o.sklearn: value}).fit(X, Y.ravel())
+    capsys.readouterr()
+
+
+def test_unknown_option_names_the_closest():
+    with pytest.raises(nnbin.InvalidInputError, match="no option 'lrr'; did you mean 'lr'"):
+        nnbin.train(X, Y, lrr=0.1)
+
+
+def test_train_signature_and_docs_come_from_the_table():
+    import inspect
+
+    sig = inspect.signature(nnbin.train)
+    for name, o in options.OPTIONS.items():
+        assert sig.parameters[name].default == o.default or (
+            o.default is None and sig.parameters[name].default is None
+        )
+        assert f"    {name} (" in (nnbin.train.__doc__ or "")
+    assert np.isfinite(nnbin.train(X, Y, **QUICK).final_loss)
