@@ -38,9 +38,9 @@ import array_api_compat
 import numpy as np
 
 from nnbin.backend import Backend
-from nnbin.config import Config
+from nnbin.config import SEED, Config
 from nnbin.errors import BackendUnavailableError
-from nnbin.loop import RunResult
+from nnbin.loop import OnLog, RunResult
 from nnbin.model import Params
 
 from .cuda import driver as cuda_driver
@@ -58,6 +58,7 @@ class CupyBackend(Backend):
     memory_nh = 4.0
     default_dtype = "float32"
     loop = "fused CUDA step where it applies, else python loop"
+    core_loop = "python loop (array-API core)"
     has_fused = True
 
     def __init__(self) -> None:
@@ -167,12 +168,13 @@ class CupyBackend(Backend):
 
     # --- the fused step -------------------------------------------------------------------
 
-    def fused_applies(self, params: Params, X: Any) -> bool:
-        return self.fused_refusal(params, X) is None
-
-    def fused_refusal(self, params: Params, X: Any) -> str | None:
-        """Why the fused step does not apply to these parameters and data (None: it does)."""
-        d, h = (int(v) for v in params.W1.shape)
+    def fused_refusal(self, params: Params, X: Any, config: Config = SEED) -> str | None:
+        """Why the fused step does not apply to this run (None: it does): outside its
+        scope (the network, the optimizer), or these data and this GPU."""
+        why = cuda_fused.scope_refusal(params, config)
+        if why is not None:
+            return why
+        d, h = (int(v) for v in params[0].shape)
         dtype = str(X.dtype)
         if not self.has_fused:
             return "this GPU is not an NVIDIA one (the kernels assume 32-thread warps)"
@@ -270,63 +272,15 @@ class CupyBackend(Backend):
         loss_and_grads: tuple[Any, Params] = out
         return loss_and_grads
 
-    def run(self, params: Any, X: Any, y: Any, **options: Any) -> RunResult:
-        """:meth:`nnbin.Backend.run` (the same arguments), on X's device: the fused step
-        where it applies (see :meth:`_run`), else the array-API core."""
-        with self.on_device(X):
-            return self._run(params, X, y, **options)
-
-    def _run(
-        self,
-        params: Params,
-        X: Any,
-        y: Any,
-        *,
-        lr: float,
-        steps: int,
-        log_every: int,
-        on_log: Callable[[int, float], None] | None = None,
-        fused: bool | None = None,
-        config: Config | None = None,
-        validation: tuple[Any, Any] | None = None,
-        state: Any = None,
-        steps_per_call: int | None = None,
-    ) -> RunResult:
-        # why the fused step does not run: outside its scope (the network, the optimizer),
-        # or these data and this GPU (None: it runs, unless fused=False)
-        why = cuda_fused.scope_refusal(params, config)
-        if why is None and fused is not False:
-            why = self.fused_refusal(params, X)
-            if why is None:
-                result, _ = self._fused_steps(params, X, y, lr, steps, log_every, on_log)
-                result.loop = (
-                    FUSED_LOOP
-                    + ("; CUDA-graph replay between logging steps" if self.cuda_graphs else "")
-                    + (
-                        "; --use_fast_math"
-                        if "--use_fast_math" in self._compile_options(str(X.dtype))
-                        else ""
-                    )
-                )
-                return result
-        if fused:
-            d, h = (int(v) for v in params[0].shape)
-            raise BackendUnavailableError(
-                f"no fused step for D={d}, H={h}, {X.dtype}: {why}; fused=None (the default) "
-                "runs the array-API core instead"
-            )
-        result = super().run(
-            params,
-            X,
-            y,
-            lr=lr,
-            steps=steps,
-            log_every=log_every,
-            on_log=on_log,
-            config=config,
-            validation=validation,
-            state=state,
-            steps_per_call=steps_per_call,
+    def fused_run(
+        self, params: Params, X: Any, y: Any, *, lr: float, steps: int, log_every: int,
+        on_log: OnLog | None,
+    ) -> RunResult:  # fmt: skip
+        result, _ = self._fused_steps(params, X, y, lr, steps, log_every, on_log)
+        fast = "--use_fast_math" in self._compile_options(str(X.dtype))
+        result.loop = (
+            FUSED_LOOP
+            + ("; CUDA-graph replay between logging steps" if self.cuda_graphs else "")
+            + ("; --use_fast_math" if fast else "")
         )
-        result.loop = "python loop (array-API core)" + (f"; no fused step: {why}" if why else "")
         return result

@@ -16,8 +16,7 @@ import array_api_compat
 import numpy as np
 
 from nnbin.backend import Backend
-from nnbin.config import SEED, Config
-from nnbin.loop import CoreStepper, Stepper
+from nnbin.loop import CoreStepper
 from nnbin.model import like
 
 
@@ -71,25 +70,14 @@ class DaskBackend(Backend):
             return self._da.from_array(a, chunks=(self.chunk_rows(a.shape[0]), -1))
         return self._da.from_array(a)
 
+    def take_rows(self, a: Any, rows: np.ndarray) -> Any:
+        return a[rows]  # NumPy row numbers index Dask arrays
+
     def to_host(self, x: Any) -> np.ndarray:
         return np.asarray(x.compute() if hasattr(x, "compute") else x)
 
     def synchronize(self, x: Any) -> None:
         self._dask.compute(x)
-
-    def stepper(
-        self,
-        params: Any,
-        X: Any,
-        y: Any,
-        lr: float,
-        config: Config = SEED,
-        validation: tuple[Any, Any] | None = None,
-    ) -> Stepper:
-        params = like(params, self._dask.persist(*params))
-        stepper = _Persisted(params, X, y, lr, config, validation=validation, indices=np.asarray)
-        stepper.dask = self._dask
-        return stepper
 
 
 class _Persisted(CoreStepper):
@@ -97,13 +85,18 @@ class _Persisted(CoreStepper):
     after every update (one evaluation of the graph gives them all), and each epoch's
     shuffled copy of the data persisted once, so the graph never grows."""
 
-    dask: Any
+    def __init__(self, params: Any, *args: Any, backend: Any, **kwargs: Any) -> None:
+        self.dask = backend._dask
+        super().__init__(like(params, self.dask.persist(*params)), *args, backend=backend, **kwargs)
 
-    def shuffled(self, idx: Any) -> tuple[Any, Any]:
-        Xs, ys = self.dask.persist(self.X[idx], self.y[idx])  # NumPy row numbers index Dask
+    def shuffled(self, order: np.ndarray) -> tuple[Any, Any]:
+        Xs, ys = self.dask.persist(*super().shuffled(order))
         return Xs, ys
 
     def settle(self, total: Any) -> Any:
         params, state, total = self.dask.persist(tuple(self.params), self.state, total)
         self.params, self.state = like(self.params, params), state
         return total
+
+
+DaskBackend.stepper_class = _Persisted

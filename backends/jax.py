@@ -16,9 +16,9 @@ import array_api_compat
 import numpy as np
 
 from nnbin.backprop import value_and_grads
-from nnbin.config import SEED, Config
+from nnbin.config import Config
 from nnbin.errors import BackendUnavailableError
-from nnbin.loop import MAX_LOGS, Advanced, CoreStepper, Stepper, finite_prefix, stop_update
+from nnbin.loop import MAX_LOGS, Advanced, CoreStepper, finite_prefix, stop_update
 from nnbin.model import ACTIVATION_FNS, Params, like
 
 from .cuda.dlpack import DlpackFused, FusedThroughDlpack
@@ -37,6 +37,7 @@ class JaxBackend(FusedThroughDlpack):
     memory_nh = 2.5
     default_dtype = "float32"
     loop = "jax.lax.fori_loop under jax.jit, in chunks"
+    core_loop = loop
 
     def __init__(self) -> None:
         import jax
@@ -140,17 +141,6 @@ class JaxBackend(FusedThroughDlpack):
         devices = X.devices()
         return len(devices) == 1 and next(iter(devices)).platform == "gpu"
 
-    def stepper(
-        self,
-        params: Any,
-        X: Any,
-        y: Any,
-        lr: float,
-        config: Config = SEED,
-        validation: tuple[Any, Any] | None = None,
-    ) -> Stepper:
-        return _Compiled(self, params, X, y, lr, config, validation)
-
 
 def _shapes(params: Any, X: Any) -> tuple[Any, ...]:
     """What a compiled run depends on besides its settings: shapes, dtype, sharding."""
@@ -167,29 +157,13 @@ class _Compiled(CoreStepper):
     fixed (rows, N) argument) are arguments; X and y too, never closed over (closed-over
     arrays become compile-time constants: a 2e7-sample compile took 31 s that way)."""
 
-    def __init__(
-        self,
-        be: JaxBackend,
-        params: Any,
-        X: Any,
-        y: Any,
-        lr: float,
-        config: Config,
-        validation: tuple[Any, Any] | None,
-    ) -> None:
-        xp = be.xp
-        super().__init__(
-            params,
-            X,
-            y,
-            lr,
-            config,
-            validation=validation,
-            indices=lambda host: xp.asarray(host.astype(np.int32)),
-        )
-        self.be = be
-        be.last_temp_bytes = None  # set again when this run compiles
-        self.lr = xp.asarray(lr, dtype=X.dtype)  # an argument: one compile for every lr
+    def __init__(self, params: Any, X: Any, *args: Any, backend: Any, **kwargs: Any) -> None:
+        super().__init__(params, X, *args, backend=backend, **kwargs)
+        self.be: JaxBackend = backend
+        self.be.last_temp_bytes = None  # set again when this run compiles
+        # the step size an argument: one compile for every lr
+        self.lr = self.be.xp.asarray(self.opt.lr, dtype=X.dtype)
+        config = self.config
         self.shuffles = config.batch_size is not None and config.shuffle
         if self.shuffles:
             # a call's shuffled orders in one (rows, N) int32 argument of a fixed number of
@@ -393,3 +367,6 @@ def _epoch(
         carry = batch(full * size, tail, carry)
     params, state, total = carry
     return params, state, (total / float(n) if with_loss else None)
+
+
+JaxBackend.stepper_class = _Compiled

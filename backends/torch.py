@@ -11,9 +11,8 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from nnbin.backend import cache_block_rows, max_width
-from nnbin.config import SEED, Config
-from nnbin.loop import Advanced, CoreStepper, Stepper
+from nnbin.backend import cache_block_rows
+from nnbin.loop import Advanced, CoreStepper
 
 from .cuda.dlpack import DlpackFused, FusedThroughDlpack
 
@@ -130,28 +129,19 @@ class TorchBackend(FusedThroughDlpack):
     def _on_gpu(X: Any) -> bool:
         return bool(X.is_cuda)
 
-    def stepper(
-        self,
-        params: Any,
-        X: Any,
-        y: Any,
-        lr: float,
-        config: Config = SEED,
-        validation: tuple[Any, Any] | None = None,
-    ) -> Stepper:
-        # CUDA tensors and mini-batches run whole; CPU full batches in blocks
-        whole = X.is_cuda or config.batch_size is not None
-        rows = None if whole else self.block_rows(X.shape[0], max_width(params))
-        stepper = _NoGrad(params, X, y, lr, config, block_rows=rows, validation=validation)
-        stepper.no_grad = self._torch.no_grad
-        return stepper
-
 
 class _NoGrad(CoreStepper):
-    """The core with autograd off: the backward pass is nnbin's, no graph is recorded."""
+    """The core with autograd off (the backward pass is nnbin's: no graph is recorded);
+    CUDA tensors run whole, not in blocks."""
 
-    no_grad: Any
+    def __init__(self, params: Any, X: Any, y: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(params, X, y, *args, **kwargs)
+        if X.is_cuda:
+            self.block_rows = None
 
     def advance(self, n: int, every: int) -> Advanced:
-        with self.no_grad():
+        with self.backend._torch.no_grad():
             return super().advance(n, every)
+
+
+TorchBackend.stepper_class = _NoGrad

@@ -14,6 +14,7 @@ backend imports its library; nothing here imports one otherwise, so selecting
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import importlib.util
@@ -25,7 +26,7 @@ import numpy as np
 
 from .config import SEED, Config
 from .errors import BackendUnavailableError, UnknownBackendError
-from .loop import CoreStepper, OnLog, RunResult, Stepper, run_steps
+from .loop import CoreStepper, OnLog, RunResult, Stepper, run_steps, take_rows
 from .model import Params, initial_weights, like, widths
 
 ENV_VAR = "NNBIN_BACKEND"
@@ -163,6 +164,35 @@ class Backend:
         library cannot say), for the conformance suite's check that a step never waits."""
         return None
 
+    # --- the fused step: where a backend has one (cupy; torch and jax through DLPack) ------
+
+    def fused_refusal(self, params: Params, X: Any, config: Config = SEED) -> str | None:
+        """Why this run takes no fused step (None: it does)."""
+        return f"the {self.name} backend has no fused step"
+
+    def fused_applies(self, params: Params, X: Any) -> bool:
+        """Whether the seed job's kind of run on these parameters and data is fused."""
+        return self.fused_refusal(params, X) is None
+
+    def fused_run(
+        self, params: Params, X: Any, y: Any, *, lr: float, steps: int, log_every: int,
+        on_log: OnLog | None,
+    ) -> RunResult:  # fmt: skip
+        """The run as fused steps (called where :meth:`fused_refusal` is None)."""
+        raise NotImplementedError
+
+    def fused_loss_and_grads(self, params: Params, X: Any, y: Any) -> tuple[Any, Params]:
+        """Loss and gradients as the fused step computes them (for the conformance suite)."""
+        raise NotImplementedError
+
+    def take_rows(self, a: Any, rows: np.ndarray) -> Any:
+        """The rows of ``a`` named by host row numbers (a shuffle, a held-out split)."""
+        return take_rows(a, rows)
+
+    def on_device(self, x: Any) -> Any:
+        """A context in which work on ``x`` runs on its device (cupy: its GPU current)."""
+        return contextlib.nullcontext()
+
     def run(
         self,
         params: Params,
@@ -180,33 +210,54 @@ class Backend:
         steps_per_call: int | None = None,
     ) -> RunResult:
         """Run ``steps`` steps (epochs, with mini-batches); the loss is recorded every
-        ``log_every`` steps (every epoch when ``config`` has a stopping rule).
+        ``log_every`` steps (every epoch when ``config`` has a stopping rule). The one run
+        of every backend: the fused step or the core, decided here, once.
 
-        The one run contract of every backend: the loop and its bookkeeping (history,
-        ``on_log``, the finite check, the divergence error, the stopping rule) are
-        :func:`nnbin.loop.run_steps`'; a backend supplies its :meth:`stepper`. ``config``:
-        activation, optimizer, batches, penalty and stopping rule (default: the seed job's);
-        ``validation``: the held-out (X, y) early stopping scores; ``state``: the optimizer
-        state to continue from; ``steps_per_call``: steps a call holds (default: about
-        ``nnbin.loop.CALL_SECONDS`` of work). ``fused``: backends with a native fused step
-        use it where it applies unless False; here (no fused step) True is an error.
+        ``fused``: None takes the fused step where :meth:`fused_refusal` lets it, True
+        requires it (else one error that says why), False never takes it. Otherwise the
+        loop and its bookkeeping (history, ``on_log``, the finite check, the divergence
+        error, the stopping rule) are :func:`nnbin.loop.run_steps`', with this backend's
+        :meth:`stepper`. ``config``: activation, optimizer, batches, penalty and stopping
+        rule (default: the seed job's); ``validation``: the held-out (X, y) early stopping
+        scores; ``state``: the optimizer state to continue from; ``steps_per_call``: steps a
+        call holds (default: about ``nnbin.loop.CALL_SECONDS`` of work). ``result.loop``
+        says which path ran, and why not the fused one where the backend has one.
         """
-        if fused:
-            raise BackendUnavailableError(
-                f"the {self.name} backend has no fused step; fused=None or False runs the "
-                "array-API core"
+        config = config or SEED
+        with self.on_device(X):
+            why = None if fused is False else self.fused_refusal(params, X, config)
+            if fused is not False and why is None:
+                return self.fused_run(
+                    params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log
+                )
+            if fused:
+                raise BackendUnavailableError(
+                    f"no fused step for this run: {why}; fused=None (the default) runs "
+                    f"{self.name}'s own path (the array-API core) instead"
+                )
+            stepper = self.stepper(params, X, y, lr, config, validation)
+            if state is not None:  # continue the optimizer (partial_fit, warm starts)
+                stepper.state = state
+            result = run_steps(
+                stepper,
+                lr=lr,
+                steps=steps,
+                log_every=log_every,
+                on_log=on_log,
+                steps_per_call=steps_per_call,
             )
-        stepper = self.stepper(params, X, y, lr, config or SEED, validation)
-        if state is not None:  # continue the optimizer (partial_fit, warm starts)
-            stepper.state = state
-        return run_steps(
-            stepper,
-            lr=lr,
-            steps=steps,
-            log_every=log_every,
-            on_log=on_log,
-            steps_per_call=steps_per_call,
-        )
+        if self.has_fused:  # which of its paths ran, and why not the fused one
+            result.loop = (result.loop or self.core_loop) + (
+                f"; no fused step: {why}" if why else ""
+            )
+        return result
+
+    #: the array-API core's loop, as results name it where the backend's ``loop`` names more
+    core_loop: ClassVar[str] = "python loop"
+
+    #: how this backend advances a run: the array-API core, one Python iteration a step,
+    #: or a subclass of it (torch: autograd off; dask: persisted; jax: compiled)
+    stepper_class: ClassVar[type[CoreStepper]] = CoreStepper
 
     def stepper(
         self,
@@ -217,13 +268,14 @@ class Backend:
         config: Config = SEED,
         validation: tuple[Any, Any] | None = None,
     ) -> Stepper:
-        """How this backend advances a run: by default the array-API core, one Python
-        iteration a step (:class:`~nnbin.loop.CoreStepper`), through the samples in blocks
-        of :meth:`block_rows` (a mini-batch is its own block)."""
+        """The :attr:`stepper_class` for this run, through the samples in blocks of
+        :meth:`block_rows` (a mini-batch is its own block)."""
         rows = self.block_rows(X.shape[0], max_width(params))
         if config.batch_size is not None:
             rows = None
-        return CoreStepper(params, X, y, lr, config, block_rows=rows, validation=validation)
+        return self.stepper_class(
+            params, X, y, lr, config, block_rows=rows, validation=validation, backend=self
+        )
 
 
 def max_width(params: Any) -> int:

@@ -9,7 +9,7 @@ The values are declared and checked in :mod:`nnbin.options` at the entry points;
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .optim import Optimizer
@@ -41,26 +41,15 @@ class Config:
 
     @classmethod
     def of(cls, options: Mapping[str, Any]) -> Config:
-        """The configuration of a run from its checked options (:func:`nnbin.options.resolve`)."""
-        o = options
+        """The configuration of a run from its checked options (:func:`nnbin.options.resolve`):
+        the fields of the same names, the optimizer (its lr is the run's step size, set by
+        the loop) and the seed of the shuffles."""
+        hyper = {k: options[k] for k in ("momentum", "nesterov", "beta1", "beta2", "epsilon")}
+        same = {f.name for f in fields(cls)} - {"optimizer", "shuffle_seed"}
         return cls(
-            activation=o["activation"],
-            optimizer=Optimizer(
-                name=o["optimizer"],  # its lr is the run's step size, set by the loop
-                momentum=o["momentum"],
-                nesterov=o["nesterov"],
-                beta1=o["beta1"],
-                beta2=o["beta2"],
-                epsilon=o["epsilon"],
-            ),
-            batch_size=o["batch_size"],
-            alpha=o["alpha"],
-            shuffle=o["shuffle"],
-            shuffle_seed=o["seed"],
-            early_stopping=o["early_stopping"],
-            validation_fraction=o["validation_fraction"],
-            n_iter_no_change=o["n_iter_no_change"],
-            tol=o["tol"],
+            **{k: options[k] for k in same},
+            optimizer=Optimizer(name=options["optimizer"], **hyper),
+            shuffle_seed=options["seed"],
         )
 
     @property

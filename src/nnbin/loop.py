@@ -315,6 +315,14 @@ def run_steps(
 # --- the array-API core, eagerly -------------------------------------------------------------
 
 
+def take_rows(a: Array, rows: np.ndarray) -> Array:
+    """The rows of ``a`` that the host row numbers ``rows`` name, on ``a``'s device."""
+    import array_api_compat
+
+    xp = namespace(a)
+    return xp.take(a, xp.asarray(rows, device=array_api_compat.device(a)), axis=0)
+
+
 class CoreStepper(Stepper):
     """The array-API core, one Python iteration a step (NumPy, array-api-strict, PyTorch,
     CuPy's core path, Dask). A step is one full-batch update (the seed job's gradient
@@ -325,9 +333,9 @@ class CoreStepper(Stepper):
     the mean over the epoch of each batch's loss, taken before that batch's update.
 
     The gradient pass goes through the samples ``block_rows`` at a time (None: all at once).
-    ``validation``: the held-out (X, y) that early stopping scores. ``indices(host)`` turns a
-    host array of row numbers into one the backend's ``take`` accepts. ``state``: the
-    optimizer state to continue from (partial_fit, warm starts).
+    ``validation``: the held-out (X, y) that early stopping scores. ``backend``: the backend
+    that runs it (a subclass reads its library from it). ``state``: the optimizer state to
+    continue from (partial_fit, warm starts).
     """
 
     def __init__(
@@ -340,9 +348,10 @@ class CoreStepper(Stepper):
         *,
         block_rows: int | None = None,
         validation: tuple[Array, Array] | None = None,
-        indices: Callable[[np.ndarray], Array] | None = None,
+        backend: Any = None,
         state: Any = None,
     ) -> None:
+        self.backend = backend
         self.params, self.X, self.y, self.config = params, X, y, config
         self.block_rows = block_rows
         self.opt = dataclasses.replace(config.optimizer, lr=lr)
@@ -354,7 +363,6 @@ class CoreStepper(Stepper):
             else None
         )
         self.xp = namespace(X, y)
-        self.indices = indices or self._indices
         self.validation = validation
         if config.early_stopping and validation is None:
             raise ValueError("early stopping needs held-out samples (validation=)")
@@ -367,11 +375,6 @@ class CoreStepper(Stepper):
                 else f"mini-batches of {config.batch_size}, {order}"
             )
             self.loop = f"python loop, one epoch a step ({batches}; {config.optimizer.name})"
-
-    def _indices(self, host: np.ndarray) -> Array:
-        import array_api_compat
-
-        return self.xp.asarray(host, device=array_api_compat.device(self.X))
 
     def order(self) -> np.ndarray | None:
         """This epoch's order of the samples on the host (None: one batch of every sample
@@ -394,7 +397,7 @@ class CoreStepper(Stepper):
             self.params, self.state = self.opt.update(self.params, grads, self.state)
             return self.settle(loss)
         order = self.order()
-        Xs, ys = (self.X, self.y) if order is None else self.shuffled(self.indices(order))
+        Xs, ys = (self.X, self.y) if order is None else self.shuffled(order)
         size = int(cfg.batch_size or self.n)
         total: Array | None = None
         for a in range(0, self.n, size):
@@ -409,9 +412,10 @@ class CoreStepper(Stepper):
             total = self.settle(total)
         return None if total is None else total / float(self.n)
 
-    def shuffled(self, idx: Array) -> tuple[Array, Array]:
-        """X and y in this epoch's order."""
-        return self.xp.take(self.X, idx, axis=0), self.xp.take(self.y, idx, axis=0)
+    def shuffled(self, order: np.ndarray) -> tuple[Array, Array]:
+        """X and y in this epoch's order (row numbers on the host)."""
+        take = take_rows if self.backend is None else self.backend.take_rows
+        return take(self.X, order), take(self.y, order)
 
     def settle(self, total: Array | None) -> Array | None:
         """After each update (Dask: persist the parameters, the state and the running loss,

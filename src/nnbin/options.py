@@ -380,6 +380,9 @@ OPTIONS: dict[str, Option] = _table(
            "with --early-stopping)", sklearn="n_iter_no_change"),
     Option("tol", Real(0.0, closed="left"), 1e-4, "the improvement the stopping rule asks for",
            sklearn="tol"),
+    Option("steps_per_call", Whole(1, none=True), None,
+           "steps one call of the backend holds, as Keras's steps_per_execution (default: "
+           "sized to about 0.25 s of work, so Ctrl-C stops a run within about that)"),
     Option("shuffle", Flag(), True, "reshuffle the mini-batches each epoch", sklearn="shuffle",
            negated_help="take the mini-batches in the data's order (no reshuffle each epoch)"),
 )  # fmt: skip

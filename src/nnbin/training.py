@@ -159,7 +159,7 @@ def train(
     X, y = _place(be, X, y, dtype)
     validation = None
     if config.early_stopping:
-        X, y, validation = _hold_out(X, y, config.validation_fraction, seed)
+        X, y, validation = _hold_out(be, X, y, config.validation_fraction, seed)
     if params is None:
         params = be.init_params(
             X.shape[1],
@@ -190,6 +190,7 @@ def train(
         config=config,
         validation=validation,
         state=optimizer_state,
+        steps_per_call=values["steps_per_call"],
     )
     final_loss, _ = loss_and_grads(
         run.params,
@@ -243,7 +244,9 @@ def _starting_params(params: Any, X: Array, hidden: int | tuple[int, ...], dtype
     return params
 
 
-def _hold_out(X: Array, y: Array, fraction: float, seed: int) -> tuple[Array, Array, Any]:
+def _hold_out(
+    be: Backend, X: Array, y: Array, fraction: float, seed: int
+) -> tuple[Array, Array, Any]:
     """(X, y) split into the samples trained on and the held-out ``fraction`` (at least one
     sample each side), by a permutation drawn on the host from
     ``numpy.random.default_rng([seed, 2])``: the same split on every backend."""
@@ -252,19 +255,9 @@ def _hold_out(X: Array, y: Array, fraction: float, seed: int) -> tuple[Array, Ar
     if n < 2:
         raise InvalidInputError("early stopping needs at least 2 samples (one held out)")
     order = np.random.default_rng([seed, 2]).permutation(n)
-    xp = namespace(X, y)
-    dev = _device(X)
-    keep = xp.asarray(np.sort(order[held:]), device=dev)
-    out = xp.asarray(np.sort(order[:held]), device=dev)
-    if type(X).__module__.startswith("dask"):
-        keep, out = np.sort(order[held:]), np.sort(order[:held])
-        return X[keep], y[keep], (X[out], y[out])
-    take = xp.take
-    return (
-        take(X, keep, axis=0),
-        take(y, keep, axis=0),
-        (take(X, out, axis=0), take(y, out, axis=0)),
-    )
+    keep, out = np.sort(order[held:]), np.sort(order[:held])
+    take = be.take_rows
+    return take(X, keep), take(y, keep), (take(X, out), take(y, out))
 
 
 def _device(x: Array) -> Any:

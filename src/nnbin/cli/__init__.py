@@ -1,5 +1,6 @@
-"""The ``nnbin`` command line: one module per command, each with ``add(subparsers)`` (its
-flags and help) and ``run(args)`` (the exit status), dispatched by :data:`COMMANDS`. The
+"""The ``nnbin`` command line: one module per command, each with its ``HELP`` and
+``DESCRIPTION``, ``flags(parser)`` and ``run(args)`` (the exit status), dispatched by
+:data:`COMMANDS`. The
 training flags are derived from the options table (:mod:`nnbin.options`).
 
 Every error nnbin raises on purpose, and every OSError, is one line on stderr and exit
@@ -45,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nnbin {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in COMMANDS.values():
-        module.add(sub)
+    for name, module in COMMANDS.items():
+        module.flags(sub.add_parser(name, help=module.HELP, description=module.DESCRIPTION))
     return parser
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
 
 from ..backend import ENV_VAR, available_names, backend_class, get_backend, is_installed
 from ..errors import NnbinError
@@ -12,14 +11,14 @@ from ..errors import NnbinError
 HELP = "list the registered backends"
 
 
-def add(sub: Any) -> argparse.ArgumentParser:
-    b: argparse.ArgumentParser = sub.add_parser(
-        "backends",
-        help=HELP,
-        description="Every registered backend, whether it can run here, its "
-        f"version and devices, and which one ${ENV_VAR} selects now.",
-    )
-    return b
+DESCRIPTION = (
+    "Every registered backend, whether it can run here, its "
+    f"version and devices, and which one ${ENV_VAR} selects now."
+)
+
+
+def flags(b: argparse.ArgumentParser) -> None:
+    """No flags of its own."""
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from .. import options
 from ..backend import get_backend, is_installed
@@ -14,17 +13,17 @@ from .common import csv_list, whole_number_type
 HELP = "measure every backend beside baselines, in one run"
 
 
-def add(sub: Any) -> argparse.ArgumentParser:
-    bench: argparse.ArgumentParser = sub.add_parser(
-        "bench",
-        help=HELP,
-        description="Sample-steps per second (N x steps / seconds) of each backend, size and "
-        "dtype, median of REPEATS timed runs after a warm-up, the device synchronised before "
-        "the clock is read; compile/first-call time and peak memory (in (N, H) arrays) "
-        "reported apart. Baselines measured in the same run: the seed-style NumPy loop "
-        "(float64), jax.grad + fori_loop and PyTorch autograd where installed. Every nnbin "
-        "figure is also a ratio to the seed loop and to the fastest baseline.",
-    )
+DESCRIPTION = (
+    "Sample-steps per second (N x steps / seconds) of each backend, size and "
+    "dtype, median of REPEATS timed runs after a warm-up, the device synchronised before "
+    "the clock is read; compile/first-call time and peak memory (in (N, H) arrays) "
+    "reported apart. Baselines measured in the same run: the seed-style NumPy loop "
+    "(float64), jax.grad + fori_loop and PyTorch autograd where installed. Every nnbin "
+    "figure is also a ratio to the seed loop and to the fastest baseline."
+)
+
+
+def flags(bench: argparse.ArgumentParser) -> None:
     bench.add_argument(
         "--backends",
         help="comma-separated (default: every runnable one but "
@@ -51,7 +50,6 @@ def add(sub: Any) -> argparse.ArgumentParser:
     bench.add_argument("--json", metavar="FILE", help="write every raw timing and the machine")
     bench.add_argument("--plot", metavar="FILE", help="throughput against N, log-log")
     bench.add_argument("--markdown", action="store_true", help="print the table as Markdown")
-    return bench
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-from typing import Any
 
 from ..backend import ENV_VAR, backend_class
 
@@ -14,20 +13,19 @@ HELP = "run the conformance suite on one backend (pytest underneath)"
 PASSES_ON = True
 
 
-def add(sub: Any) -> argparse.ArgumentParser:
-    cf: argparse.ArgumentParser = sub.add_parser(
-        "conformance",
-        help=HELP,
-        description="The conformance suite that ships with nnbin, on the backend named "
-        "(built in, or registered by another package through the nnbin.backends entry "
-        "point), against nnbin's independent NumPy reference. Further arguments go to "
-        "pytest (for example -x, -k NAME, -q); the exit status is pytest's. The report "
-        "lists every check with its outcome and every skip with its reason. "
-        "Needs pip install 'nnbin[test]'.",
-    )
+DESCRIPTION = (
+    "The conformance suite that ships with nnbin, on the backend named "
+    "(built in, or registered by another package through the nnbin.backends entry "
+    "point), against nnbin's independent NumPy reference. Further arguments go to "
+    "pytest (for example -x, -k NAME, -q); the exit status is pytest's. The report "
+    "lists every check with its outcome and every skip with its reason. "
+    "Needs pip install 'nnbin[test]'."
+)
+
+
+def flags(cf: argparse.ArgumentParser) -> None:
     cf.add_argument("--backend", required=True, help="the backend's registered name")
     cf.epilog = "Any other arguments are passed to pytest: nnbin conformance --backend NAME -x -q"
-    return cf
 
 
 def run(args: argparse.Namespace) -> int:

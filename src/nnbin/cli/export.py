@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 HELP = "write a saved model as an ONNX inference graph"
 
 
-def add(sub: Any) -> argparse.ArgumentParser:
-    ex: argparse.ArgumentParser = sub.add_parser(
-        "export",
-        help=HELP,
-        description="The inference graph of a saved model as ONNX, built by running "
-        "nnbin's own forward pass on ndonnx arrays: input X (any number of rows, the "
-        "model's features, its dtype), outputs probability (N, 1) and label (N, 1, int64). "
-        "Needs pip install 'nnbin[onnx]'.",
-    )
+DESCRIPTION = (
+    "The inference graph of a saved model as ONNX, built by running "
+    "nnbin's own forward pass on ndonnx arrays: input X (any number of rows, the "
+    "model's features, its dtype), outputs probability (N, 1) and label (N, 1, int64). "
+    "Needs pip install 'nnbin[onnx]'."
+)
+
+
+def flags(ex: argparse.ArgumentParser) -> None:
     ex.add_argument("model", metavar="MODEL", help="a model file saved by nnbin train --save")
     ex.add_argument("--onnx", required=True, metavar="FILE", help="the .onnx file to write")
-    return ex
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
 
 from ..backend import get_backend
 from .common import can_plot, widths_text
@@ -12,21 +11,20 @@ from .common import can_plot, widths_text
 HELP = "draw a saved model: boundary and loss curve"
 
 
-def add(sub: Any) -> argparse.ArgumentParser:
-    pl: argparse.ArgumentParser = sub.add_parser(
-        "plot",
-        help=HELP,
-        description="The decision-boundary figure of a saved model (class "
-        "densities, samples, probability curve and its 0.5 crossing for one "
-        "feature; a probability heat map with the 0.5 contour for two) beside "
-        "the loss curve from its training history.",
-    )
+DESCRIPTION = (
+    "The decision-boundary figure of a saved model (class "
+    "densities, samples, probability curve and its 0.5 crossing for one "
+    "feature; a probability heat map with the 0.5 contour for two) beside "
+    "the loss curve from its training history."
+)
+
+
+def flags(pl: argparse.ArgumentParser) -> None:
     pl.add_argument("--model", required=True, help="a model file saved by nnbin train --save")
     pl.add_argument("--data", metavar="FILE", help="data to draw with it (optional)")
     pl.add_argument("--label", metavar="NAME", help="the CSV label column")
     pl.add_argument("--out", required=True, metavar="FIGURE", help="the image to write (.png)")
     pl.add_argument("--backend", help="backend to evaluate on (default: $NNBIN_BACKEND)")
-    return pl
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,20 +5,19 @@ from __future__ import annotations
 import argparse
 import io
 import sys
-from typing import Any
 
 from ..backend import get_backend
 
 HELP = "probabilities and labels from a saved model"
 
 
-def add(sub: Any) -> argparse.ArgumentParser:
-    pr: argparse.ArgumentParser = sub.add_parser(
-        "predict",
-        help=HELP,
-        description="Write P(y = 1 | x) and the label at 0.5 for every row of "
-        "FILE as CSV (columns: probability,label), to --out or stdout.",
-    )
+DESCRIPTION = (
+    "Write P(y = 1 | x) and the label at 0.5 for every row of "
+    "FILE as CSV (columns: probability,label), to --out or stdout."
+)
+
+
+def flags(pr: argparse.ArgumentParser) -> None:
     pr.add_argument("--model", required=True, help="a model file saved by nnbin train --save")
     pr.add_argument(
         "--data",
@@ -30,7 +29,6 @@ def add(sub: Any) -> argparse.ArgumentParser:
     pr.add_argument("--label", metavar="NAME", help="the CSV label column to leave out")
     pr.add_argument("--out", metavar="FILE", help="CSV to write (default, or '-': standard output)")
     pr.add_argument("--backend", help="backend to predict on (default: $NNBIN_BACKEND, numpy)")
-    return pr
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from ..backend import get_backend
 from .common import whole_number_type
@@ -11,16 +10,16 @@ from .common import whole_number_type
 HELP = "accuracy and fit time beside scikit-learn's MLPClassifier, in one run"
 
 
-def add(sub: Any) -> argparse.ArgumentParser:
-    q: argparse.ArgumentParser = sub.add_parser(
-        "quality",
-        help=HELP,
-        description="Held-out accuracy, ROC AUC and fit time of BinaryMLPClassifier on each "
-        "backend beside scikit-learn's MLPClassifier with the same architecture (100 ReLU "
-        "units), optimizer (Adam, 1e-3), batch size (200) and epochs, on the breast-cancer "
-        "data, make_moons(noise=0.2) and make_classification(200,000 x 20); needs "
-        "nnbin[sklearn].",
-    )
+DESCRIPTION = (
+    "Held-out accuracy, ROC AUC and fit time of BinaryMLPClassifier on each "
+    "backend beside scikit-learn's MLPClassifier with the same architecture (100 ReLU "
+    "units), optimizer (Adam, 1e-3), batch size (200) and epochs, on the breast-cancer "
+    "data, make_moons(noise=0.2) and make_classification(200,000 x 20); needs "
+    "nnbin[sklearn]."
+)
+
+
+def flags(q: argparse.ArgumentParser) -> None:
     q.add_argument(
         "--datasets",
         default="breast-cancer,moons,classification-200k",
@@ -28,7 +27,6 @@ def add(sub: Any) -> argparse.ArgumentParser:
     )
     q.add_argument("--backends", default="numpy,jax", help="comma-separated (numpy,jax)")
     q.add_argument("--repeats", type=whole_number_type(1), default=1, help="timed fits (1)")
-    return q
 
 
 def run(args: argparse.Namespace) -> int:

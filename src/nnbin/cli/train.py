@@ -17,18 +17,18 @@ from .common import can_plot, whole_number_type
 HELP = "train (the seed job, or --data) and draw the decision boundary"
 
 
-def add(sub: Any) -> argparse.ArgumentParser:
-    t: argparse.ArgumentParser = sub.add_parser(
-        "train",
-        help=HELP,
-        description="Train on the seed job's data (10,000 samples of N(-6,1) labelled 0 and "
-        "10,000 of N(6,1) labelled 1), or on --data: by default 1 input -> 32 sigmoid units "
-        "-> 1 sigmoid output, full-batch gradient descent on mean binary cross-entropy; "
-        "--hidden 64,32 --activation relu --optimizer adam --batch-size 256 --alpha ... "
-        "--early-stopping train a deeper network otherwise (each step an epoch with "
-        "--batch-size). Prints the loss every LOG_EVERY steps and the training accuracy, "
-        "and writes the decision-boundary figure.",
-    )
+DESCRIPTION = (
+    "Train on the seed job's data (10,000 samples of N(-6,1) labelled 0 and "
+    "10,000 of N(6,1) labelled 1), or on --data: by default 1 input -> 32 sigmoid units "
+    "-> 1 sigmoid output, full-batch gradient descent on mean binary cross-entropy; "
+    "--hidden 64,32 --activation relu --optimizer adam --batch-size 256 --alpha ... "
+    "--early-stopping train a deeper network otherwise (each step an epoch with "
+    "--batch-size). Prints the loss every LOG_EVERY steps and the training accuracy, "
+    "and writes the decision-boundary figure."
+)
+
+
+def flags(t: argparse.ArgumentParser) -> None:
     options.add_flags(t)  # every training option: its flag, check, default and help
     t.add_argument(
         "--n-per-class",
@@ -61,7 +61,6 @@ def add(sub: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="print only the summary (no loss lines, no progress bar)",
     )
-    return t
 
 
 class Progress:
