@@ -176,22 +176,32 @@ def logged_segments(
     logged: Callable[[], Array],
     plain: Callable[[int], None],
     current: Callable[[], Params],
+    read: Callable[[float], bool] | None = None,
 ) -> Advanced:
     """An eager stepper's call: its segments (a logged step, then plain ones) and the
     bookkeeping of the last finite parameters; ``current()`` gives the parameters before a
-    logged step (a copy where the stepper reuses its buffers)."""
+    logged step (a copy where the stepper reuses its buffers). With ``read`` (a stopping
+    rule: True ends the run) each finite loss is read as it comes, else once at the end."""
     if every <= 0:
         plain(n)
         return Advanced([])
-    losses: list[Array] = []
+    losses: list[Any] = []
     before: list[Params] = []
+    stopped = False
     for start in range(0, n, every):
         before.append(current())
         losses.append(logged())
+        if read is not None:
+            losses[-1] = float(losses[-1])
+            if not math.isfinite(losses[-1]):
+                break
+            if read(losses[-1]):
+                stopped = True
+                break
         plain(min(every, n - start) - 1)
-    values = [float(v) for v in losses]  # the call's one wait
+    values = [float(v) for v in losses]  # the call's one wait (without a rule)
     ok = finite_prefix(values)
-    return Advanced(values, before[ok - 1] if ok else None)
+    return Advanced(values, before[ok - 1] if ok else None, stopped)
 
 
 # --- the loop ------------------------------------------------------------------------------
@@ -441,22 +451,14 @@ class CoreStepper(Stepper):
 
     def advance(self, n: int, every: int) -> Advanced:
         with np.errstate(over="ignore"):  # see nnbin.model.sigmoid
-            if self.rule is None:
-                return logged_segments(n, every, self._logged, self._plain, lambda: self.params)
-            values: list[float] = []
-            before: list[Params] = []
-            stopped = False
-            for _ in range(n):  # one epoch a log, each read by the rule
-                before.append(self.params)
-                values.append(float(self._logged()))
-                if not math.isfinite(values[-1]):
-                    break
-                score = self.score() if self.config.early_stopping else None
-                if self.rule.update(values[-1], score, self.params):
-                    stopped = True
-                    break
-            ok = finite_prefix(values)
-            return Advanced(values, before[ok - 1] if ok else None, stopped)
+            read = None if self.rule is None else self._read
+            return logged_segments(n, every, self._logged, self._plain, lambda: self.params, read)
+
+    def _read(self, loss: float) -> bool:
+        """The stopping rule's reading of one epoch; True ends the run."""
+        assert self.rule is not None
+        score = self.score() if self.config.early_stopping else None
+        return self.rule.update(loss, score, self.params)
 
 
 def python_loop(
