@@ -54,6 +54,7 @@ LOCAL_LIMIT = 4096
 class CupyBackend(Backend):
     name = "cupy"
     package = "cupy"
+    is_array = staticmethod(array_api_compat.is_cupy_array)
     extra = "cupy"
     memory_nh = 4.0
     default_dtype = "float32"
@@ -89,13 +90,6 @@ class CupyBackend(Backend):
         #: float32 kernels compiled with --use_fast_math (NNBIN_CUDA_FAST_MATH=1): approximate
         #: exp and division, denormals flushed to zero; off unless asked for
         self.fast_math = os.environ.get("NNBIN_CUDA_FAST_MATH", "0") == "1"
-
-    @staticmethod
-    def owns(x: object) -> bool:
-        return bool(array_api_compat.is_cupy_array(x))
-
-    def version(self) -> str:
-        return str(self._cupy.__version__)
 
     def devices(self) -> list[str]:
         rt = self._cupy.cuda.runtime
@@ -247,19 +241,6 @@ class CupyBackend(Backend):
         )
         return int(attrs["MultiProcessorCount"]) * per_sm
 
-    def _fused_steps(
-        self,
-        params: Params,
-        X: Any,
-        y: Any,
-        lr: float,
-        steps: int,
-        log_every: int,
-        on_log: Callable[[int, float], None] | None,
-        want_grads: bool = False,
-    ) -> tuple[RunResult, Any]:
-        return cuda_driver.fused_steps(self, params, X, y, lr, steps, log_every, on_log, want_grads)
-
     def on_device(self, x: Any) -> Any:
         """A context that makes ``x``'s GPU the current one (kernels launch there)."""
         index = getattr(getattr(x, "device", None), "id", None)
@@ -268,7 +249,7 @@ class CupyBackend(Backend):
     def fused_loss_and_grads(self, params: Params, X: Any, y: Any) -> tuple[Any, Params]:
         """Loss and gradients as the fused step computes them (for the conformance suite)."""
         with self.on_device(X):
-            _, out = self._fused_steps(params, X, y, 0.0, 1, 1, None, want_grads=True)
+            _, out = cuda_driver.fused_steps(self, params, X, y, 0.0, 1, 1, None, want_grads=True)
         loss_and_grads: tuple[Any, Params] = out
         return loss_and_grads
 
@@ -276,7 +257,7 @@ class CupyBackend(Backend):
         self, params: Params, X: Any, y: Any, *, lr: float, steps: int, log_every: int,
         on_log: OnLog | None,
     ) -> RunResult:  # fmt: skip
-        result, _ = self._fused_steps(params, X, y, lr, steps, log_every, on_log)
+        result, _ = cuda_driver.fused_steps(self, params, X, y, lr, steps, log_every, on_log)
         fast = "--use_fast_math" in self._compile_options(str(X.dtype))
         result.loop = (
             FUSED_LOOP

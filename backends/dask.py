@@ -15,14 +15,14 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from nnbin.backend import Backend
-from nnbin.loop import CoreStepper
+from nnbin.backend import Backend, CoreStepper
 from nnbin.model import like
 
 
 class DaskBackend(Backend):
     name = "dask"
     package = "dask"
+    is_array = staticmethod(array_api_compat.is_dask_array)
     extra = "dask"
     memory_nh = 1.0
     out_of_core = True
@@ -39,13 +39,6 @@ class DaskBackend(Backend):
         self._dask = dask
         self._da = da
         self.xp = array_api_compat.array_namespace(da.zeros(1))
-
-    @staticmethod
-    def owns(x: object) -> bool:
-        return bool(array_api_compat.is_dask_array(x))
-
-    def version(self) -> str:
-        return str(self._dask.__version__)
 
     def devices(self) -> list[str]:
         try:

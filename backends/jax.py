@@ -15,10 +15,11 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+from nnbin.backend import CoreStepper
 from nnbin.backprop import value_and_grads
 from nnbin.config import Config
 from nnbin.errors import BackendUnavailableError
-from nnbin.loop import MAX_LOGS, Advanced, CoreStepper, finite_prefix, stop_update
+from nnbin.loop import MAX_LOGS, Advanced, finite_prefix, stop_update
 from nnbin.model import ACTIVATION_FNS, Params, like
 
 from .cuda.dlpack import DlpackFused, FusedThroughDlpack
@@ -33,6 +34,7 @@ X64_HINT = (
 class JaxBackend(FusedThroughDlpack):
     name = "jax"
     package = "jax"
+    is_array = staticmethod(array_api_compat.is_jax_array)
     extra = "jax"
     memory_nh = 2.5
     default_dtype = "float32"
@@ -55,13 +57,6 @@ class JaxBackend(FusedThroughDlpack):
             DlpackFused(jnp.from_dlpack) if is_installed("cupy") and self.gpu_devices() else None
         )
         self.has_fused = self._dlpack is not None
-
-    @staticmethod
-    def owns(x: object) -> bool:
-        return bool(array_api_compat.is_jax_array(x))
-
-    def version(self) -> str:
-        return str(self._jax.__version__)
 
     def devices(self) -> list[str]:
         return [str(d) for d in self._jax.devices()]
@@ -337,7 +332,7 @@ def _advance(
 def _epoch(
     params: Any, state: Any, X: Any, y: Any, idx: Any, *, config: Config, opt: Any, with_loss: bool
 ) -> tuple[Any, Any, Any]:
-    """One step (an epoch, with mini-batches) of :class:`nnbin.loop.CoreStepper`, traced: X
+    """One step (an epoch, with mini-batches) of :class:`nnbin.backend.CoreStepper`, traced: X
     and y are arguments (never closed over), ``idx`` the epoch's order (None: the data's own)."""
     import jax.numpy as jnp
     from jax import lax

@@ -10,6 +10,7 @@ from nnbin.backend import Backend, cache_block_rows
 class NumpyBackend(Backend):
     name = "numpy"
     package = "numpy"
+    is_array = staticmethod(array_api_compat.is_numpy_array)
     extra = "numpy"  # a core dependency; listed for symmetry
     memory_nh = 0.1
     default_dtype = "float64"
@@ -19,15 +20,7 @@ class NumpyBackend(Backend):
     def __init__(self) -> None:
         import numpy
 
-        self._np = numpy
         self.xp = array_api_compat.array_namespace(numpy.empty(0))
-
-    @staticmethod
-    def owns(x: object) -> bool:
-        return bool(array_api_compat.is_numpy_array(x))
-
-    def version(self) -> str:
-        return str(self._np.__version__)
 
     def block_rows(self, n_samples: int, hidden: int) -> int | None:
         return cache_block_rows(hidden)

@@ -11,8 +11,8 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from nnbin.backend import cache_block_rows
-from nnbin.loop import Advanced, CoreStepper
+from nnbin.backend import CoreStepper, cache_block_rows
+from nnbin.loop import Advanced
 
 from .cuda.dlpack import DlpackFused, FusedThroughDlpack
 
@@ -20,6 +20,7 @@ from .cuda.dlpack import DlpackFused, FusedThroughDlpack
 class TorchBackend(FusedThroughDlpack):
     name = "torch"
     package = "torch"
+    is_array = staticmethod(array_api_compat.is_torch_array)
     extra = "torch"
     memory_nh = 0.1
     default_dtype = "float32"
@@ -34,13 +35,6 @@ class TorchBackend(FusedThroughDlpack):
         # CUDA tensors can reach the cupy backend's fused step through DLPack, no copies
         self.has_fused = bool(torch.cuda.is_available() and is_installed("cupy"))
         self._dlpack = DlpackFused(torch.from_dlpack) if self.has_fused else None
-
-    @staticmethod
-    def owns(x: object) -> bool:
-        return bool(array_api_compat.is_torch_array(x))
-
-    def version(self) -> str:
-        return str(self._torch.__version__)
 
     def devices(self) -> list[str]:
         cuda = self._torch.cuda

@@ -189,3 +189,122 @@ def test_deep_functions_take_the_activation_and_penalty():
     new, state = opt.update(p, grads, opt.init(p))
     assert float(state[0]) == 1.0 and all(a.shape == b.shape for a, b in zip(new, p))
     assert nnbin.accuracy(p, X, y, activation="tanh") >= 0.0
+
+
+# --- bad input: a wrong shape is one error, never a broadcast into a wrong number (y of
+# shape (N,) against (N, 1) logits used to give an (N, N) array: a loss of 225 for a model
+# whose loss is 0.0116) ------------------------------------------------------------------
+
+X0, Y0 = nnbin.two_gaussians(n_per_class=20, seed=0)
+P0 = nnbin.init_params(1, 3, seed=0)
+P2 = nnbin.init_params(2, 3, seed=0)
+
+
+FUNCTIONS_WITH_Y = {
+    "loss": lambda p, X, y: nnbin.loss(p, X, y),
+    "loss_and_grads": lambda p, X, y: nnbin.loss_and_grads(p, X, y),
+    "step": lambda p, X, y: nnbin.step(p, X, y, 0.5),
+    "accuracy": lambda p, X, y: nnbin.accuracy(p, X, y),
+}
+
+
+FUNCTIONS_OF_X = {
+    "forward": lambda p, X, y: nnbin.forward(p, X),
+    "predict_proba": lambda p, X, y: nnbin.predict_proba(p, X),
+}
+
+
+ALL_FUNCTIONS = {**FUNCTIONS_WITH_Y, **FUNCTIONS_OF_X}
+
+
+BAD_Y = {
+    "y with two columns": (np.hstack([Y0, Y0]), r"y must have shape \(N,\) or \(N, 1\)"),
+    "y of shape (N, 1, 1)": (Y0[:, :, None], r"y must have shape \(N,\) or \(N, 1\)"),
+    "y with a row short": (Y0[:-1], "X has 40 rows but y has 39"),
+    "y of shape (1, N)": (Y0.T, r"y must have shape|X has 40 rows but y has 1"),
+    "y a list": (Y0.tolist(), "y must be an array"),
+    "y masked": (np.ma.masked_array(Y0), "y is a masked array"),
+    "y complex": (Y0.astype(complex), "nnbin needs real numbers"),
+}
+
+
+BAD_X = {
+    "X 1-D": (X0[:, 0], r"X must be 2-D.*X.reshape\(-1, 1\)"),
+    "X 3-D": (X0[:, :, None], "X must be 2-D"),
+    "X with 2 features for 1-feature parameters": (
+        np.hstack([X0, X0]),
+        "X has 2 features but the parameters take 1",
+    ),
+    "X masked": (np.ma.masked_array(X0, mask=np.zeros_like(X0, bool)), "X is a masked array"),
+    "X a tuple": (tuple(X0[:, 0]), "X must be an array"),
+}
+
+
+BAD_PARAMS = {
+    "three arrays": (P0[:3], "params must be nnbin.Params"),
+    "a dict": (P0._asdict(), "params must be nnbin.Params"),
+    "W2 of another model": (P0._replace(W2=P2.W2[:2]), r"W2 must have shape \(3, 1\)"),
+    "b1 too long": (P0._replace(b1=np.zeros(4)), r"b1 must have shape \(3,\)"),
+    "W1 1-D": (P0._replace(W1=P0.W1[0]), r"W1 must have shape \(D, H\)"),
+    "b2 of shape ()": (P0._replace(b2=np.float64(0.0) * np.ones(())), r"b2 must have shape"),
+}
+
+
+@pytest.mark.parametrize("fn", list(FUNCTIONS_WITH_Y))
+@pytest.mark.parametrize("case", list(BAD_Y))
+def test_public_functions_refuse_a_bad_y(fn, case):
+    y, message = BAD_Y[case]
+    with pytest.raises(nnbin.InvalidInputError, match=message):
+        FUNCTIONS_WITH_Y[fn](P0, X0, y)
+
+
+@pytest.mark.parametrize("fn", list(ALL_FUNCTIONS))
+@pytest.mark.parametrize("case", list(BAD_X))
+def test_public_functions_refuse_a_bad_x(fn, case):
+    X, message = BAD_X[case]
+    with pytest.raises(nnbin.InvalidInputError, match=message):
+        ALL_FUNCTIONS[fn](P0, X, Y0)
+
+
+@pytest.mark.parametrize("fn", list(ALL_FUNCTIONS))
+@pytest.mark.parametrize("case", list(BAD_PARAMS))
+def test_public_functions_refuse_parameters_that_do_not_fit(fn, case):
+    params, message = BAD_PARAMS[case]
+    with pytest.raises(nnbin.InvalidInputError, match=message):
+        ALL_FUNCTIONS[fn](params, X0, Y0)
+
+
+def test_y_of_shape_n_is_taken_as_a_column_everywhere():
+    result = nnbin.train(X0, Y0, hidden=3, steps=50)
+    p, y1 = result.params, Y0[:, 0]
+    assert float(nnbin.loss(p, X0, y1)) == float(nnbin.loss(p, X0, Y0))
+    assert nnbin.accuracy(p, X0, y1) == nnbin.accuracy(p, X0, Y0) == 1.0
+    loss1, g1 = nnbin.loss_and_grads(p, X0, y1)
+    loss2, g2 = nnbin.loss_and_grads(p, X0, Y0)
+    assert float(loss1) == float(loss2)
+    for a, b, q in zip(g1, g2, p):
+        assert a.shape == q.shape and np.array_equal(a, b)
+    for a, b in zip(nnbin.step(p, X0, y1, 0.5), nnbin.step(p, X0, Y0, 0.5)):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("lr", [float("nan"), float("inf"), 0.0, -1.0, True, "1", None, np.ones(2)])
+def test_step_refuses_a_bad_step_size_as_train_does(lr):
+    with pytest.raises(nnbin.InvalidInputError, match="lr must be"):
+        nnbin.step(P0, X0, Y0, lr)
+    with pytest.raises(nnbin.InvalidInputError, match="lr must be"):
+        nnbin.train(X0, Y0, lr=lr, steps=1)
+
+
+def test_accuracy_works_through_blocks_not_a_whole_n_by_h_array():
+    import tracemalloc
+
+    X, y = nnbin.two_gaussians(n_per_class=100_000, seed=0)
+    result = nnbin.train(X[:2000], y[:2000], hidden=32, steps=100)
+    tracemalloc.start()
+    try:
+        assert nnbin.accuracy(result.params, X, y) == 1.0
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.05 * X.shape[0] * 32 * 8  # under 5% of one (N, H) float64 array

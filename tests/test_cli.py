@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 
+import nnbin
 from nnbin.cli import main
 
 LOSS_LINE = re.compile(r"^step\s+(\d+)\s+loss\s+(\S+)$")
@@ -397,3 +398,145 @@ def test_deep_network_options_are_checked(args, message, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["train", "--no-plot", *args])
     assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+# --- bad input on the command line: one line, exit status 2, no file changed --------------
+
+CLI_CASES = {
+    "negative --steps": (["train", "--steps", "-1"], "must be >= 0"),
+    "zero --lr": (["train", "--lr", "0"], "finite number > 0"),
+    "NaN --lr": (["train", "--lr", "nan"], "finite number > 0"),
+    "non-numeric --hidden": (["train", "--hidden", "many"], "whole number"),
+    "unknown --dtype": (["train", "--dtype", "float16"], "dtype must be one of float32, float64"),
+    "unknown --backend": (["train", "--backend", "nope"], "unknown backend 'nope'"),
+    "unknown flag": (["train", "--fast"], "unrecognized arguments"),
+    "--data missing": (["train", "--data", "missing.csv"], "does not exist"),
+    "--data empty": (["train", "--data", "empty.csv"], "is empty"),
+    "--data wrong delimiter": (["train", "--data", "semicolon.csv"], "found one column"),
+    "--data non-numeric cell": (["train", "--data", "words.csv"], "is not a number"),
+    "--data ragged row": (["train", "--data", "ragged.csv"], "the header has 2 columns"),
+    "--data no header": (["train", "--data", "noheader.csv"], "must be a header"),
+    "--label missing column": (
+        ["train", "--data", "good.csv", "--label", "cls"],
+        "no column 'cls'",
+    ),
+    "--data labels not 0/1": (["train", "--data", "labels3.csv"], "labels must be 0 or 1"),
+    "--data with NaN": (["train", "--data", "nan.csv"], "is not a number"),
+    ".npy of the wrong shape": (["train", "--data", "flat.npy"], "expected a 2-D array"),
+    "--save into a missing folder": (
+        [
+            "train",
+            "--steps",
+            "2",
+            "--n-per-class",
+            "10",
+            "--no-plot",
+            "--save",
+            "no/such/dir/m.safetensors",
+        ],
+        "the folder no/such/dir does not exist",
+    ),
+    "predict: feature count mismatch": (
+        ["predict", "--model", "keep.safetensors", "--data", "two.csv"],
+        "takes 1 feature(s) but two.csv has 2",
+    ),
+}
+
+
+BAD_FILES = {
+    "empty.csv": "",
+    "semicolon.csv": "x;label\n1;0\n2;1\n",
+    "words.csv": "x,label\n1,0\ntwo,1\n",
+    "ragged.csv": "x,label\n1,0\n2,1,3\n",
+    "noheader.csv": "1,0\n2,1\n",
+    "labels3.csv": "x,label\n1,0\n2,3\n",
+    "nan.csv": "x,label\n1,0\n,1\n",
+    "two.csv": "a,b\n1,2\n3,4\n",
+}
+
+
+def _write_bad_files():
+    for name, text in BAD_FILES.items():
+        with open(name, "w") as f:
+            f.write(text)
+    np.save("flat.npy", np.arange(4.0))
+
+
+@pytest.mark.parametrize("case", list(CLI_CASES))
+def test_cli_bad_input_is_one_line_and_exit_2(case, workdir, capsys):
+    _, snapshot = workdir
+    _write_bad_files()
+    before = snapshot()
+    argv, needle = CLI_CASES[case]
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert needle in lines[0], lines[0]
+    assert snapshot() == before
+
+
+def test_debug_shows_the_traceback(workdir):
+    out = subprocess.run(
+        [sys.executable, "-m", "nnbin", "--debug", "train", "--data", "missing.csv"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode != 0 and "Traceback" in out.stderr
+
+
+def test_a_truncated_model_is_not_mistaken_for_a_pickle(workdir):
+    """A safetensors header length whose low byte is 0x80 (a pickle's first byte) is still
+    reported as a truncated safetensors file."""
+    import struct as st
+
+    folder, _ = workdir
+    path = folder / "odd.safetensors"
+    path.write_bytes(st.pack("<Q", 0x0280) + b"{" + b" " * 20)
+    with pytest.raises(nnbin.ModelFileError, match="truncated"):
+        nnbin.load(path)
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["bench", "--sizes", "inf"], "--sizes: expected comma-separated whole numbers, got 'inf'"),
+        (["bench", "--sizes", "2.7"], "got '2.7'"),
+        (["bench", "--sizes", "nan,100"], "got 'nan,100'"),
+        (["bench", "--steps", str(2**32)], "must be <= 2,147,483,647"),
+        (["train", "--steps", str(2**31)], "must be <= 2,147,483,647"),
+        (["train", "--log-every", str(2**40)], "must be <= 2,147,483,647"),
+        (["train", "--save", ""], "an output path is empty"),
+        (["train", "--label", "y"], "--label names a column of --data"),
+        (
+            ["plot", "--model", "keep.safetensors", "--out", "p.png", "--label", "y"],
+            "--label names a column of --data",
+        ),
+    ],
+)
+def test_more_bad_arguments_are_one_line_and_exit_2(cli, argv, needle, workdir):
+    _, snapshot = workdir
+    before = snapshot()
+    code, err = cli(argv)
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+    assert snapshot() == before
+
+
+def test_a_dollar_in_a_file_name_does_not_break_the_figure_title(workdir, capsys):
+    import shutil
+
+    folder, _ = workdir
+    shutil.copy("keep.safetensors", "a$b_c$$d.safetensors")
+    code = main(["plot", "--model", "a$b_c$$d.safetensors", "--out", "fig_$1.png"])
+    assert code == 0 and (folder / "fig_$1.png").stat().st_size > 1000
+
+
+def test_backends_marks_the_selected_backend_whatever_its_case(monkeypatch, capsys):
+    monkeypatch.setenv("NNBIN_BACKEND", "NumPy")
+    assert main(["backends"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert any(r.startswith("*numpy") for r in rows), rows

@@ -23,7 +23,14 @@ import pytest
 from cuda_emulation import Kernel, compile_kernels
 
 import nnbin
-from nnbin.loop import python_loop
+from nnbin.backend import CoreStepper
+from nnbin.loop import run_steps
+
+
+def python_loop(params, X, y, **run):
+    """The array-API core, eagerly (one Python iteration a step), in the one loop: the plain
+    reference a backend's own path is held against."""
+    return run_steps(CoreStepper(params, X, y, run["lr"]), **run)
 
 
 class FakeCuda:
@@ -644,11 +651,13 @@ def test_conformance_synchronisation_check_on_the_stand_in(emulated, monkeypatch
     small = helpers.random_case(emulated, "float32", 300, 1, 4, seed=0)
     monkeypatch.setattr(conf, "seed_case", lambda be, dtype: small)
     conf.test_no_host_synchronisation_between_logging_steps(emulated, "float32", "default")
-    steps = type(emulated)._fused_steps
+    from nnbin_backends.cuda import driver
 
-    def eager_reader(self, params, X, y, lr, steps_, log_every, on_log, want_grads=False):
-        return steps(self, params, X, y, lr, steps_, 1, None, want_grads)  # logs every step
+    steps = driver.fused_steps
 
-    monkeypatch.setattr(type(emulated), "_fused_steps", eager_reader)
+    def eager_reader(be, params, X, y, lr, steps_, log_every, on_log, want_grads=False):
+        return steps(be, params, X, y, lr, steps_, 1, None, want_grads)  # logs every step
+
+    monkeypatch.setattr(driver, "fused_steps", eager_reader)
     with pytest.raises(RuntimeError, match="synchronization"):
         conf.test_no_host_synchronisation_between_logging_steps(emulated, "float32", "default")

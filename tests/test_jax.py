@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 import nnbin
+from nnbin.backend import CoreStepper
+from nnbin.loop import run_steps
 
 jax = pytest.importorskip("jax", reason="JAX not installed (pip install 'nnbin[jax]')")
 jnp = jax.numpy
@@ -32,10 +34,14 @@ def test_jax_in_jax_out(data):
     assert [s for s, _ in result.history] == [0, 10, 20, 30, 40]
 
 
+def python_loop(params, X, y, **run):
+    """The array-API core, eagerly (one Python iteration a step), in the one loop: the plain
+    reference a backend's own path is held against."""
+    return run_steps(CoreStepper(params, X, y, run["lr"]), **run)
+
+
 def test_compiled_run_equals_python_loop(data):
     """The compiled whole-run path and a plain loop over nnbin.step agree step for step."""
-    from nnbin.loop import python_loop
-
     X, y = data
     p0 = nnbin.init_params(1, 8, seed=3, backend="jax")
     be = nnbin.get_backend("jax")

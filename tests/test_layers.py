@@ -1,10 +1,13 @@
 """The house's layering, read from the source: no import cycle between nnbin's modules
-(imports inside functions count), and the math layer imports only the array-API helpers and
-the errors. ``python tests/test_layers.py`` prints the graph."""
+(imports inside functions count), the math layer imports only the array-API helpers and
+the errors, and no chain of imports is longer than eight rooms (a room: one module of
+nnbin, or a subpackage, cli or nnbin_backends, taken whole). ``python tests/test_layers.py``
+prints the graph and the longest chain."""
 
 from __future__ import annotations
 
 import ast
+import functools
 import sys
 from pathlib import Path
 
@@ -13,6 +16,10 @@ PACKAGES = {"nnbin": ROOT / "src" / "nnbin", "nnbin_backends": ROOT / "backends"
 #: the math: forward, loss, backward. It may import only these of nnbin's modules.
 MATH = {"nnbin.model", "nnbin.loss", "nnbin.backprop"}
 MATH_MAY_IMPORT = MATH | {"nnbin.errors"}
+#: the most rooms one chain of imports may pass through, top (``python -m nnbin``) to ground
+LONGEST_CHAIN = 8
+#: subpackages drawn as one room each
+ROOMS = ("nnbin.cli", "nnbin_backends")
 
 
 def _module_name(package: str, folder: Path, path: Path) -> str:
@@ -90,6 +97,30 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
+def rooms(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The graph with each of ROOMS taken as one node (imports inside a room dropped)."""
+
+    def room(m: str) -> str:
+        return next((r for r in ROOMS if m == r or m.startswith(f"{r}.")), m)
+
+    out: dict[str, set[str]] = {}
+    for name, targets in graph.items():
+        here = room(name)
+        out.setdefault(here, set()).update(room(t) for t in targets if room(t) != here)
+    return out
+
+
+def longest_chain(graph: dict[str, set[str]]) -> list[str]:
+    """The longest path of imports in an acyclic graph, from the importing end."""
+
+    @functools.cache
+    def longest(v: str) -> tuple[str, ...]:
+        below = [longest(w) for w in graph.get(v, ())]
+        return (v, *max(below, key=len, default=()))
+
+    return list(max((longest(v) for v in graph), key=len))
+
+
 def test_no_import_cycle():
     assert cycles(import_graph()) == []
 
@@ -100,6 +131,11 @@ def test_the_math_layer_imports_only_the_math_and_the_errors():
         assert graph[name] <= MATH_MAY_IMPORT, (name, graph[name] - MATH_MAY_IMPORT)
 
 
+def test_no_chain_of_imports_is_longer_than_eight_rooms():
+    chain = longest_chain(rooms(import_graph()))
+    assert len(chain) <= LONGEST_CHAIN, " -> ".join(chain)
+
+
 def test_the_graph_is_read_correctly():
     """The reader itself: a known edge of each kind (top level, relative, in a function)."""
     graph = import_graph()
@@ -107,6 +143,9 @@ def test_the_graph_is_read_correctly():
     assert "nnbin.backend" in graph["nnbin_backends.numpy"]  # from nnbin.backend import ...
     planted = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles(planted) == [["a", "b", "c"]]
+    assert longest_chain({"a": {"b", "d"}, "b": {"c"}, "c": set(), "d": set()}) == ["a", "b", "c"]
+    merged = rooms({"nnbin.cli.train": {"nnbin.cli.common", "nnbin.training"}})
+    assert merged == {"nnbin.cli": {"nnbin.training"}}
 
 
 if __name__ == "__main__":
@@ -114,3 +153,4 @@ if __name__ == "__main__":
     for k in sorted(g):
         print(f"{k}: {', '.join(sorted(g[k])) or '-'}")
     print("cycles:", cycles(g) or "none")
+    print("longest chain:", " -> ".join(longest_chain(rooms(g))))

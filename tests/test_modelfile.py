@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import struct
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 import nnbin
+from nnbin.cli import main
 from nnbin.modelfile import FORMAT_VERSION
 
 
@@ -206,3 +208,178 @@ def test_written_files_get_ordinary_permissions(tmp_path, trained):
     finally:
         os.umask(umask)
     assert (tmp_path / "m.safetensors").stat().st_mode & 0o777 == 0o644
+
+
+# --- bad model files: one ModelFileError each, nothing executed --------------------------
+
+X0, Y0 = nnbin.two_gaussians(n_per_class=20, seed=0)
+
+
+def _rewrite_header(raw: bytes, change) -> bytes:
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8 : 8 + n])
+    change(header)
+    text = json.dumps(header).encode()
+    return struct.pack("<Q", len(text)) + text + raw[8 + n :]
+
+
+def _meta(key, value):
+    return lambda h: h["__metadata__"].__setitem__(key, value)
+
+
+def _shape(name, shape):
+    return lambda h: h[name].__setitem__("shape", shape)
+
+
+def _resave(raw: bytes, change) -> bytes:
+    from safetensors.numpy import load, save
+
+    n = struct.unpack("<Q", raw[:8])[0]
+    meta = json.loads(raw[8 : 8 + n])["__metadata__"]
+    arrays = load(raw)
+    change(arrays)
+    return save(arrays, metadata=meta)
+
+
+def _without_b2(raw):
+    return _resave(raw, lambda a: a.pop("b2"))
+
+
+def _with_nan(raw):
+    return _resave(raw, lambda a: a.__setitem__("W1", a["W1"] * np.nan))
+
+
+FILE_CASES = {
+    "missing file": (None, "cannot read model file"),
+    "empty file": (lambda raw: b"", "not an nnbin model file"),
+    "truncated file": (lambda raw: raw[: len(raw) // 2], "truncated"),
+    "corrupted header": (lambda raw: raw[:8] + b"{not json" + raw[17:], "corrupted"),
+    "a text file": (lambda raw: b"W1,b1\n1,2\n" * 20, "not a safetensors file"),
+    "a pickle": (lambda raw: pickle.dumps({"W1": [1.0]}), "never unpickles"),
+    "safetensors, not nnbin": (
+        lambda raw: _rewrite_header(raw, lambda h: h.pop("__metadata__")),
+        "not an nnbin model",
+    ),
+    "newer format version": (
+        lambda raw: _rewrite_header(raw, _meta("format_version", "99")),
+        "newer nnbin",
+    ),
+    "wrong-shaped parameter": (lambda raw: _rewrite_header(raw, _meta("hidden", "4")), "expected"),
+    "wrong dtype": (
+        lambda raw: _rewrite_header(raw, _meta("dtype", "float32")),
+        "metadata says float32",
+    ),
+    "unsupported dtype": (
+        lambda raw: _rewrite_header(raw, _meta("dtype", "int8")),
+        "unsupported dtype",
+    ),
+    "array missing": (lambda raw: _without_b2(raw), "expected ['W1', 'b1', 'W2', 'b2']"),
+    "NaN in a parameter": (lambda raw: _with_nan(raw), "NaN or infinite"),
+}
+
+
+@pytest.mark.parametrize("case", list(FILE_CASES))
+def test_bad_model_file(case, workdir):
+    folder, snapshot = workdir
+    make, needle = FILE_CASES[case]
+    path = folder / "bad.safetensors"
+    if make is not None:
+        path.write_bytes(make((folder / "keep.safetensors").read_bytes()))
+    before = snapshot()
+    with pytest.raises(nnbin.ModelFileError) as info:
+        nnbin.load(path)
+    assert needle in str(info.value), str(info.value)
+    assert snapshot() == before
+    # and from the command line: one line, exit status 2
+    assert main(["predict", "--model", str(path), "--data", "good.csv"]) == 2
+    assert snapshot() == before
+
+
+def test_loading_never_executes_a_pickle(tmp_path):
+    marker = tmp_path / "pwned"
+    code = f"import os; os.system('touch {marker}')"
+
+    class Evil:
+        def __reduce__(self):
+            return (exec, (code,))
+
+    path = tmp_path / "evil.safetensors"
+    path.write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(nnbin.ModelFileError):
+        nnbin.load(path)
+    assert not marker.exists()
+
+
+def _model_bytes(meta_changes=None, header_changes=None, drop_meta=()):
+    """A valid nnbin model file's bytes, with its header edited."""
+    import io
+
+    buf = io.BytesIO()
+    path = "m.safetensors"
+    nnbin.save(path, nnbin.train(X0, Y0, hidden=3, steps=2))
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    for k in drop_meta:
+        header["__metadata__"].pop(k)
+    header["__metadata__"].update(meta_changes or {})
+    header.update(header_changes or {})
+    text = json.dumps(header).encode()
+    buf.write(len(text).to_bytes(8, "little") + text + raw[8 + n :])
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "case, edit, needle",
+    [
+        ("metadata a list", dict(header_changes={"__metadata__": ["a"]}), "metadata must map"),
+        ("metadata with a number", dict(meta_changes={"hidden": 3}), "metadata must map"),
+        (
+            "format version 1e400",
+            dict(meta_changes={"format_version": "1e400"}),
+            "unreadable format version",
+        ),
+        ("hidden 0", dict(meta_changes={"hidden": "0"}), "impossible shapes"),
+        ("hidden missing", dict(drop_meta=("hidden",)), "n_features/hidden missing"),
+        ("dtype BF16 in metadata", dict(meta_changes={"dtype": "bfloat16"}), "unsupported dtype"),
+        ("settings a list", dict(meta_changes={"settings": "[1, 2]"}), "unreadable training"),
+        (
+            "final loss 1e400 text",
+            dict(meta_changes={"final_loss": '"big"'}),
+            "unreadable training",
+        ),
+        (
+            "history of strings",
+            dict(meta_changes={"history": '[["a", "b"]]'}),
+            "unreadable training",
+        ),
+        (
+            "deeply nested settings",
+            dict(meta_changes={"settings": "[" * 100_000 + "]" * 100_000}),
+            "unreadable training",
+        ),
+        (
+            "a tensor beyond the file",
+            dict(
+                header_changes={
+                    "W1": {"dtype": "F64", "shape": [1, 3], "data_offsets": [0, 10**12]}
+                }
+            ),
+            "declares 1,000,000,000,000 bytes of tensors",
+        ),
+        (
+            "a tensor without offsets",
+            dict(header_changes={"W1": {"dtype": "F64"}}),
+            "no valid data_offsets",
+        ),
+    ],
+)
+def test_malformed_model_metadata_is_one_model_file_error(
+    case, edit, needle, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(_model_bytes(**edit))
+    with pytest.raises(nnbin.ModelFileError, match=needle):
+        nnbin.load(bad)

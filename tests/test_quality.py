@@ -7,12 +7,11 @@ import pytest
 
 pytest.importorskip("sklearn", reason="scikit-learn not installed")
 
-from nnbin import quality
-from nnbin.cli import main
+from nnbin.cli import main, quality
 
 
 def test_quality_rows_and_table():
-    rows = quality.run(["moons"], backends=("numpy",), epochs={"moons": 5})
+    rows = quality.compare(["moons"], backends=("numpy",), epochs={"moons": 5})
     assert [r.model for r in rows] == ["sklearn MLPClassifier", "nnbin:numpy float64"]
     assert all(r.epochs == 5 and r.shape == (1500, 2) for r in rows)
     assert all(0.5 < r.accuracy <= 1.0 and 0.5 < r.roc_auc <= 1.0 for r in rows)

@@ -73,9 +73,10 @@ def loss(
     (alpha / 2N) sum ||W||^2 when ``alpha`` > 0, a 0-d array."""
     params, X, y = model_inputs(params, X, y)
     act, a = activation_name(activation), penalty(alpha)
-    value = _loss.loss(params, X, y, act)
+    xp = _model.namespace(X, y, *params)
+    value = _loss.bce_with_logits_sum(xp, _model.forward(params, X, act), y) / X.shape[0]
     if a:
-        value = value + _loss.l2_penalty(_model.namespace(X, *params), params, a, X.shape[0])
+        value = value + _loss.l2_penalty(xp, params, a, X.shape[0])
     return value
 
 
@@ -92,14 +93,8 @@ def loss_and_grads(
     """Mean binary cross-entropy (a 0-d array; plus the L2 penalty ``alpha``) and its
     gradient w.r.t. each parameter, in the parameters' container and shapes."""
     params, X, y = model_inputs(params, X, y, block_rows=block_rows)
-    return backprop.loss_and_grads(
-        params,
-        X,
-        y,
-        block_rows=block_rows,
-        activation=activation_name(activation),
-        alpha=penalty(alpha),
-    )
+    act, a = activation_name(activation), penalty(alpha)
+    return backprop.value_and_grads(params, X, y, block_rows=block_rows, activation=act, alpha=a)
 
 
 @quiet_overflow
@@ -117,15 +112,11 @@ def step(
     :class:`nnbin.Optimizer`'s ``init`` and ``update`` on :func:`loss_and_grads`' gradients.)"""
     rate = step_size(lr, traced=True)
     params, X, y = model_inputs(params, X, y, block_rows=block_rows)
-    return backprop.step(
-        params,
-        X,
-        y,
-        rate,
-        block_rows=block_rows,
-        activation=activation_name(activation),
-        alpha=penalty(alpha),
+    act, a = activation_name(activation), penalty(alpha)
+    _, grads = backprop.value_and_grads(
+        params, X, y, with_loss=False, block_rows=block_rows, activation=act, alpha=a
     )
+    return _model.like(params, (p - rate * g for p, g in zip(params, grads)))
 
 
 @quiet_overflow

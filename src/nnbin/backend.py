@@ -24,14 +24,155 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .backprop import value_and_grads
 from .config import SEED, Config
 from .errors import BackendUnavailableError, UnknownBackendError
-from .loop import CoreStepper, OnLog, RunResult, Stepper, run_steps, take_rows
-from .model import Params, initial_weights, like, widths
+from .loop import Advanced, OnLog, RunResult, Stepper, StopRule, logged_segments, run_steps
+from .model import Array, Params, forward, initial_weights, like, namespace, widths
+from .optim import Optimizer
 
 ENV_VAR = "NNBIN_BACKEND"
 DEFAULT_BACKEND = "numpy"
 ENTRY_POINT_GROUP = "nnbin.backends"
+
+
+# --- the array-API core, eagerly: the stepper a backend gets unless it names its own ---------
+
+
+def take_rows(a: Array, rows: np.ndarray) -> Array:
+    """The rows of ``a`` that the host row numbers ``rows`` name, on ``a``'s device."""
+    import array_api_compat
+
+    xp = namespace(a)
+    return xp.take(a, xp.asarray(rows, device=array_api_compat.device(a)), axis=0)
+
+
+class CoreStepper(Stepper):
+    """The array-API core, one Python iteration a step (NumPy, array-api-strict, PyTorch,
+    CuPy's core path, Dask). A step is one full-batch update (the seed job's gradient
+    descent), or, with mini-batches, one **epoch**: the samples in batches of
+    ``config.batch_size`` from a shuffle drawn on the host with
+    ``numpy.random.default_rng([shuffle_seed, 1])`` (the same batches on every backend),
+    each batch one update of ``config.optimizer``. A logged epoch's loss is scikit-learn's:
+    the mean over the epoch of each batch's loss, taken before that batch's update.
+
+    The gradient pass goes through the samples ``block_rows`` at a time (None: all at once).
+    ``validation``: the held-out (X, y) that early stopping scores. ``backend``: the backend
+    that runs it (a subclass reads its library from it). ``state``: the optimizer state to
+    continue from (partial_fit, warm starts).
+    """
+
+    def __init__(
+        self,
+        params: Params,
+        X: Array,
+        y: Array,
+        lr: float,
+        config: Config = SEED,
+        *,
+        block_rows: int | None = None,
+        validation: tuple[Array, Array] | None = None,
+        backend: Any = None,
+        state: Any = None,
+    ) -> None:
+        self.backend = backend
+        self.params, self.X, self.y, self.config = params, X, y, config
+        self.block_rows = block_rows
+        self.opt = Optimizer.of(config, lr)
+        self.state = self.opt.init(params) if state is None else state
+        self.n = int(X.shape[0])
+        self.rng = (
+            np.random.default_rng([config.shuffle_seed, 1])
+            if config.batch_size is not None
+            else None
+        )
+        self.xp = namespace(X, y)
+        self.validation = validation
+        if config.early_stopping and validation is None:
+            raise ValueError("early stopping needs held-out samples (validation=)")
+        self.rule = StopRule.of(config)
+        if not config.plain_descent:
+            order = "shuffled each epoch" if config.shuffle else "in the data's order"
+            batches = (
+                "full batch"
+                if config.batch_size is None
+                else f"mini-batches of {config.batch_size}, {order}"
+            )
+            self.loop = f"python loop, one epoch a step ({batches}; {config.optimizer})"
+
+    def order(self) -> np.ndarray | None:
+        """This epoch's order of the samples on the host (None: one batch of every sample
+        in the data's order: full batch, or mini-batches with ``shuffle`` off)."""
+        if self.rng is None or not self.config.shuffle:
+            return None
+        return self.rng.permutation(self.n)
+
+    def epoch(self, with_loss: bool) -> Array | None:
+        """One step (an epoch, with mini-batches); its loss (scikit-learn's mean of the
+        batch losses) when asked."""
+        cfg = self.config
+        kw: dict[str, Any] = {
+            "block_rows": self.block_rows,
+            "activation": cfg.activation,
+            "alpha": cfg.alpha,
+        }
+        if cfg.batch_size is None:
+            loss, grads = value_and_grads(self.params, self.X, self.y, with_loss=with_loss, **kw)
+            self.params, self.state = self.opt.update(self.params, grads, self.state)
+            return self.settle(loss)
+        order = self.order()
+        Xs, ys = (self.X, self.y) if order is None else self.shuffled(order)
+        size = int(cfg.batch_size or self.n)
+        total: Array | None = None
+        for a in range(0, self.n, size):
+            b = min(a + size, self.n)
+            loss, grads = value_and_grads(
+                self.params, Xs[a:b, ...], ys[a:b, ...], with_loss=with_loss, **kw
+            )
+            self.params, self.state = self.opt.update(self.params, grads, self.state)
+            if loss is not None:
+                part = loss * float(b - a)
+                total = part if total is None else total + part
+            total = self.settle(total)
+        return None if total is None else total / float(self.n)
+
+    def shuffled(self, order: np.ndarray) -> tuple[Array, Array]:
+        """X and y in this epoch's order (row numbers on the host)."""
+        take = take_rows if self.backend is None else self.backend.take_rows
+        return take(self.X, order), take(self.y, order)
+
+    def settle(self, total: Array | None) -> Array | None:
+        """After each update (Dask: persist the parameters, the state and the running loss,
+        so the graph never grows); returns ``total``."""
+        return total
+
+    def score(self) -> float:
+        """Accuracy of the current parameters on the held-out samples."""
+        assert self.validation is not None
+        Xv, yv = self.validation
+        z = forward(self.params, Xv, self.config.activation)
+        xp = self.xp
+        return float(xp.mean(xp.astype((z >= 0.0) == (yv == 1.0), yv.dtype)))
+
+    def _plain(self, k: int) -> None:
+        for _ in range(k):
+            self.epoch(False)
+
+    def _logged(self) -> Array:
+        loss = self.epoch(True)
+        assert loss is not None
+        return loss
+
+    def advance(self, n: int, every: int) -> Advanced:
+        with np.errstate(over="ignore"):  # see nnbin.model.sigmoid
+            read = None if self.rule is None else self._read
+            return logged_segments(n, every, self._logged, self._plain, lambda: self.params, read)
+
+    def _read(self, loss: float) -> bool:
+        """The stopping rule's reading of one epoch; True ends the run."""
+        assert self.rule is not None
+        score = self.score() if self.config.early_stopping else None
+        return self.rule.update(loss, score, self.params)
 
 
 class Backend:
@@ -66,12 +207,21 @@ class Backend:
     xp: Any
 
     @staticmethod
-    def owns(x: object) -> bool:
-        """Whether ``x`` is an array of this backend's library (must not import it)."""
+    def is_array(x: object) -> bool:
+        """array-api-compat's test for this library's arrays (a backend sets it to
+        ``staticmethod(array_api_compat.is_numpy_array)`` and its kind): it looks in
+        ``sys.modules``, so asking never imports the library."""
         raise NotImplementedError
 
+    @classmethod
+    def owns(cls, x: object) -> bool:
+        """Whether ``x`` is an array of this backend's library (never imports it): the
+        backend's :attr:`is_array`, unless it overrides this."""
+        return bool(cls.is_array(x))
+
     def version(self) -> str:
-        raise NotImplementedError
+        """The version of the array library (imported by then)."""
+        return str(importlib.import_module(self.package).__version__)
 
     def devices(self) -> list[str]:
         return ["cpu"]

@@ -1,4 +1,4 @@
-"""The backward pass, written by hand, and one gradient-descent step.
+"""The backward pass, written by hand.
 
 Forward (see :mod:`nnbin.model`), for a block of B samples out of N, hidden layers
 l = 1 .. L, h0 = X::
@@ -124,43 +124,3 @@ def value_and_grads(
         if loss is not None:
             loss = loss + l2_penalty(xp, params, alpha, n)
     return loss, grads
-
-
-def loss_and_grads(
-    params: Any,
-    X: Array,
-    y: Array,
-    *,
-    block_rows: int | None = None,
-    activation: str = "sigmoid",
-    alpha: float = 0.0,
-) -> tuple[Array, Any]:
-    """Mean binary cross-entropy (a 0-d array; plus the L2 penalty ``alpha``) and its
-    gradient w.r.t. each parameter, in the parameters' container and shapes."""
-    loss, grads = value_and_grads(
-        params, X, y, with_loss=True, block_rows=block_rows, activation=activation, alpha=alpha
-    )
-    assert loss is not None
-    return loss, grads
-
-
-def apply_update(params: Any, grads: Any, lr: float) -> Any:
-    """params - lr * grads, as new arrays."""
-    return like(params, (p - lr * g for p, g in zip(params, grads)))
-
-
-def step(
-    params: Any,
-    X: Array,
-    y: Array,
-    lr: float = 1.0,
-    *,
-    block_rows: int | None = None,
-    activation: str = "sigmoid",
-    alpha: float = 0.0,
-) -> Any:
-    """One full-batch gradient-descent step; returns new parameters."""
-    _, grads = value_and_grads(
-        params, X, y, with_loss=False, block_rows=block_rows, activation=activation, alpha=alpha
-    )
-    return apply_update(params, grads, lr)

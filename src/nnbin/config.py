@@ -9,18 +9,22 @@ The values are declared and checked in :mod:`nnbin.options` at the entry points;
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
-
-from .optim import Optimizer
 
 
 @dataclass(frozen=True)
 class Config:
     #: hidden-layer activation: "sigmoid", "tanh" or "relu"
     activation: str = "sigmoid"
-    #: the optimizer and its hyperparameters (its ``lr`` is set from the run's step size)
-    optimizer: Optimizer = field(default_factory=Optimizer)
+    #: the optimizer, "gd", "momentum" or "adam", and its hyperparameters (the step size is
+    #: the run's: :meth:`nnbin.optim.Optimizer.of` builds the update rule from both)
+    optimizer: str = "gd"
+    momentum: float = 0.9
+    nesterov: bool = False
+    beta1: float = 0.9
+    beta2: float = 0.999
+    epsilon: float = 1e-8
     #: samples per mini-batch, drawn from a seeded shuffle each epoch; None: full batch
     batch_size: int | None = None
     #: L2 penalty on the weights, scikit-learn's scaling: (alpha / 2n) sum ||W||^2
@@ -42,15 +46,9 @@ class Config:
     @classmethod
     def of(cls, options: Mapping[str, Any]) -> Config:
         """The configuration of a run from its checked options (:func:`nnbin.options.resolve`):
-        the fields of the same names, the optimizer (its lr is the run's step size, set by
-        the loop) and the seed of the shuffles."""
-        hyper = {k: options[k] for k in ("momentum", "nesterov", "beta1", "beta2", "epsilon")}
-        same = {f.name for f in fields(cls)} - {"optimizer", "shuffle_seed"}
-        return cls(
-            **{k: options[k] for k in same},
-            optimizer=Optimizer(name=options["optimizer"], **hyper),
-            shuffle_seed=options["seed"],
-        )
+        the fields of the same names, and the seed of the shuffles."""
+        same = {f.name for f in fields(cls)} - {"shuffle_seed"}
+        return cls(**{k: options[k] for k in same}, shuffle_seed=options["seed"])
 
     @property
     def stops(self) -> bool:
@@ -61,7 +59,7 @@ class Config:
     def plain_descent(self) -> bool:
         """Full-batch gradient descent with no stopping rule: the seed job's loop (any
         activation, depth and penalty)."""
-        return self.optimizer.name == "gd" and self.batch_size is None and not self.stops
+        return self.optimizer == "gd" and self.batch_size is None and not self.stops
 
     @property
     def patience(self) -> int:

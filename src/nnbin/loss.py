@@ -10,24 +10,22 @@ Each term is evaluated as ``max(z, 0) - y z + log1p(exp(-|z|))``: for labels 0 a
 first two parts give 0 or |z| exactly, and both parts are >= 0, so nothing cancels. The
 shorter ``logaddexp(0, z) - y z`` loses the small loss of a confident correct prediction
 (y = 1, z = 8: about 3e-4, of which float32 keeps only three digits).
+
+Formulas on logits and weights, nothing else: this module imports no other (the network's
+loss is ``nnbin.loss``, which checks its arguments and takes z from :func:`nnbin.model.forward`;
+training takes it with the gradients, from :func:`nnbin.backprop.value_and_grads`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .model import Array, Params, forward, namespace
+Array = Any  # an array of any array-API library (nnbin.model.Array)
 
 
 def bce_with_logits_sum(xp: Any, z: Array, y: Array) -> Array:
     """sum(softplus(z) - y z) over all samples, a 0-d array (finite for any finite z)."""
     return xp.sum(xp.maximum(z, xp.zeros_like(z)) - y * z + xp.log1p(xp.exp(-xp.abs(z))))
-
-
-def loss(params: Params, X: Array, y: Array, activation: str = "sigmoid") -> Array:
-    """Mean binary cross-entropy of the network on (X, y), a 0-d array."""
-    xp = namespace(X, y, *params)
-    return bce_with_logits_sum(xp, forward(params, X, activation), y) / X.shape[0]
 
 
 def l2_penalty(xp: Any, params: Any, alpha: float, n: int) -> Array:

@@ -17,7 +17,8 @@ from typing import Any
 
 import array_api_compat
 
-from .model import Array, like
+from .config import Config
+from .model import Array, like, namespace
 
 OPTIMIZERS = ("gd", "momentum", "adam")
 
@@ -39,6 +40,14 @@ class Optimizer:
         if self.name not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.name!r}")
 
+    @classmethod
+    def of(cls, config: Config, lr: float) -> Optimizer:
+        """The optimizer a run's ``config`` names, with its hyperparameters, at step size ``lr``."""
+        return cls(
+            config.optimizer, lr, config.momentum, config.nesterov,
+            config.beta1, config.beta2, config.epsilon,
+        )  # fmt: skip
+
     def init(self, params: Any) -> Any:
         """The optimizer's starting state for ``params`` (a pytree: () for gd)."""
         if self.name == "gd":
@@ -48,7 +57,7 @@ class Optimizer:
             return (zeros,)
         # adam: the step count as a 0-d array of the parameters' dtype (traced under jit)
         p0 = params[0]
-        t = _namespace(p0).zeros((), dtype=p0.dtype, device=array_api_compat.device(p0))
+        t = namespace(p0).zeros((), dtype=p0.dtype, device=array_api_compat.device(p0))
         return (t, zeros, zeros)  # m and v: the same zeros (nothing is updated in place)
 
     def update(self, params: Any, grads: Any, state: Any) -> tuple[Any, Any]:
@@ -73,17 +82,11 @@ class Optimizer:
         t = t + 1.0
         m = like(params, (b1 * a + (1.0 - b1) * g for a, g in zip(m, grads)))
         v = like(params, (b2 * a + (1.0 - b2) * (g * g) for a, g in zip(v, grads)))
-        xp = _namespace(t)
+        xp = namespace(t)
         rate = lr * xp.sqrt(1.0 - b2**t) / (1.0 - b1**t)  # a 0-d array
         new = like(params, (p - rate * a / (xp.sqrt(b) + eps) for p, a, b in zip(params, m, v)))
         return new, (t, m, v)
 
 
 def _zeros_like(a: Array) -> Array:
-    return _namespace(a).zeros_like(a)
-
-
-def _namespace(a: Array) -> Any:
-    from .model import namespace
-
-    return namespace(a)
+    return namespace(a).zeros_like(a)

@@ -10,12 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import array_api_compat
 import numpy as np
 
 from . import options as options_table
 from . import validate
 from .backend import Backend, backend_of, get_backend
-from .backprop import loss_and_grads
+from .backprop import value_and_grads
 from .config import Config
 from .errors import InvalidInputError, MixedArraysError
 from .loop import diverged
@@ -148,7 +149,7 @@ def train(
     data_parallel, fused = values["data_parallel"], values["fused"]
     X, y = validate.training_data(X, y)
     be, dtype = _backend_and_dtype(X, backend, dtype)
-    on_host = isinstance(X, np.ndarray) or "cpu" in str(_device(X)).lower()
+    on_host = isinstance(X, np.ndarray) or "cpu" in str(array_api_compat.device(X)).lower()
     if on_host and not be.out_of_core:  # Dask works chunk by chunk
         # host memory: checked before anything large is allocated (GPU libraries report
         # their own out-of-memory errors)
@@ -166,7 +167,7 @@ def train(
             hidden,
             seed,
             dtype=dtype,
-            device=_device(X),
+            device=array_api_compat.device(X),
             activation=config.activation,
             init=init,
         )
@@ -192,7 +193,7 @@ def train(
         state=optimizer_state,
         steps_per_call=values["steps_per_call"],
     )
-    final_loss, _ = loss_and_grads(
+    final_loss, _ = value_and_grads(
         run.params,
         X,
         y,
@@ -200,6 +201,7 @@ def train(
         activation=config.activation,
         alpha=config.alpha,
     )
+    assert final_loss is not None
     final = float(final_loss)  # also waits for the device: the run time below is honest
     elapsed = time.perf_counter() - t0 - run.compile_seconds
     if not math.isfinite(final):  # the loss after the last step, which no run records
@@ -229,9 +231,7 @@ def train(
 
 def _starting_params(params: Any, X: Array, hidden: int | tuple[int, ...], dtype: str) -> Any:
     """The caller's starting parameters, checked against the data and ``hidden``."""
-    from .validate import model_inputs
-
-    params, _, _ = model_inputs(params, X[:1, ...])
+    params, _, _ = validate.model_inputs(params, X[:1, ...])
     sizes = (hidden,) if isinstance(hidden, int) else tuple(hidden)
     if widths(params) != sizes:
         raise InvalidInputError(
@@ -258,12 +258,6 @@ def _hold_out(
     keep, out = np.sort(order[held:]), np.sort(order[:held])
     take = be.take_rows
     return take(X, keep), take(y, keep), (take(X, out), take(y, out))
-
-
-def _device(x: Array) -> Any:
-    import array_api_compat
-
-    return array_api_compat.device(x)
 
 
 train.__signature__ = options_table.signature(  # type: ignore[attr-defined]

@@ -1,0 +1,268 @@
+"""`nnbin.train`'s bad input: one clear error each (message, exception type), no file
+changed; divergence keeps the last finite parameters. The README's "Bad input" table lists
+these cases (`API_CASES`)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import nnbin
+from nnbin.validate import InvalidInputError
+
+X0, Y0 = nnbin.two_gaussians(n_per_class=20, seed=0)
+
+
+API_CASES = {
+    "X is 1-D": (lambda: nnbin.train(X0[:, 0], Y0), InvalidInputError, "reshape(-1, 1)"),
+    "X is 3-D": (lambda: nnbin.train(X0[:, :, None], Y0), InvalidInputError, "must be 2-D"),
+    "X is a list": (lambda: nnbin.train(X0.tolist(), Y0), InvalidInputError, "numpy.asarray"),
+    "X has no rows": (
+        lambda: nnbin.train(X0[:0], Y0[:0]),
+        InvalidInputError,
+        "at least one sample",
+    ),
+    "y has the wrong number of rows": (
+        lambda: nnbin.train(X0, Y0[:-1]),
+        InvalidInputError,
+        "40 rows but y has 39",
+    ),
+    "y has two columns": (
+        lambda: nnbin.train(X0, np.hstack([Y0, Y0])),
+        InvalidInputError,
+        "shape (N,) or (N, 1)",
+    ),
+    "y holds labels other than 0/1": (
+        lambda: nnbin.train(X0, Y0 * 2),
+        InvalidInputError,
+        "only the labels 0 and 1",
+    ),
+    "y has one class only": (
+        lambda: nnbin.train(X0, np.zeros_like(Y0)),
+        InvalidInputError,
+        "both classes",
+    ),
+    "X contains NaN": (
+        lambda: nnbin.train(np.where(Y0 > 0, np.nan, X0), Y0),
+        InvalidInputError,
+        "NaN or infinite",
+    ),
+    "X contains infinity": (
+        lambda: nnbin.train(np.where(Y0 > 0, np.inf, X0), Y0),
+        InvalidInputError,
+        "NaN or infinite",
+    ),
+    "X is complex": (
+        lambda: nnbin.train(X0.astype(complex), Y0),
+        InvalidInputError,
+        "real numbers",
+    ),
+    "hidden is 0": (
+        lambda: nnbin.train(X0, Y0, hidden=0),
+        InvalidInputError,
+        "hidden must be >= 1",
+    ),
+    "hidden is not whole": (
+        lambda: nnbin.train(X0, Y0, hidden=2.5),
+        InvalidInputError,
+        "whole number",
+    ),
+    "lr is 0": (lambda: nnbin.train(X0, Y0, lr=0), InvalidInputError, "finite number > 0"),
+    "lr is NaN": (
+        lambda: nnbin.train(X0, Y0, lr=float("nan")),
+        InvalidInputError,
+        "finite number > 0",
+    ),
+    "steps is negative": (
+        lambda: nnbin.train(X0, Y0, steps=-1),
+        InvalidInputError,
+        "steps must be >= 0",
+    ),
+    "dtype unsupported": (
+        lambda: nnbin.train(X0, Y0, dtype="float16"),
+        ValueError,
+        "dtype must be one of float32, float64",
+    ),
+    "unknown backend": (
+        lambda: nnbin.train(X0, Y0, backend="nope"),
+        nnbin.UnknownBackendError,
+        "choose one of",
+    ),
+    "data-parallel on numpy": (
+        lambda: nnbin.train(X0, Y0, data_parallel=2),
+        nnbin.BackendUnavailableError,
+        "no data-parallel",
+    ),
+    "diverging learning rate": (
+        lambda: nnbin.train(X0, Y0, steps=3, log_every=1, lr=1e308),
+        nnbin.TrainingDivergedError,
+        "not finite at step 1",
+    ),
+}
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("case", list(API_CASES))
+def test_api_bad_input(case, workdir):
+    _, snapshot = workdir
+    before = snapshot()
+    call, exc_type, needle = API_CASES[case]
+    with pytest.raises(exc_type) as info:
+        call()
+    assert needle in str(info.value)
+    assert "\n" not in str(info.value)
+    assert snapshot() == before
+
+
+def test_mixed_libraries_name_both():
+    xp = pytest.importorskip("array_api_strict")
+    with pytest.raises(
+        nnbin.MixedArraysError,
+        match=r"X is a numpy.ndarray but y is a "
+        r"array_api_strict",
+    ):
+        nnbin.train(X0, xp.asarray(Y0))
+
+
+def test_integer_data_is_converted_with_a_note():
+    with pytest.warns(UserWarning, match="converting it to float64"):
+        result = nnbin.train(np.round(X0).astype(np.int64), Y0.astype(np.int64), steps=2)
+    assert result.dtype == "float64"
+
+
+def test_divergence_keeps_the_last_finite_parameters():
+    with pytest.raises(nnbin.TrainingDivergedError) as info, np.errstate(all="ignore"):
+        nnbin.train(X0, Y0, steps=5, log_every=1, lr=1e308)
+    err = info.value
+    assert err.step == 1 and err.lr == 1e308 and err.last_finite_step == 0
+    assert all(np.all(np.isfinite(p)) for p in err.params)
+    np.testing.assert_array_equal(err.params.W1, nnbin.init_params(1, 32, 0).W1)
+
+
+def test_divergence_on_jax_keeps_the_last_finite_parameters():
+    jax = pytest.importorskip("jax")
+    Xj, yj = jax.numpy.asarray(X0, "float32"), jax.numpy.asarray(Y0, "float32")
+    with pytest.raises(nnbin.TrainingDivergedError) as info:
+        nnbin.train(Xj, yj, steps=6, log_every=2, lr=1e38)
+    err = info.value
+    assert err.step == 2 and err.last_finite_step == 0
+    assert all(bool(jax.numpy.all(jax.numpy.isfinite(p))) for p in err.params)
+
+
+def test_hyperparameters_take_numpy_integers_and_refuse_bools_alike(tmp_path):
+    result = nnbin.train(
+        X0,
+        Y0,
+        hidden=np.int64(3),
+        steps=np.int32(5),
+        seed=np.int64(3),
+        log_every=np.uint8(2),
+        lr=np.float32(0.5),
+    )
+    assert result.params.W1.shape == (1, 3) and result.settings["seed"] == 3
+    assert type(result.settings["seed"]) is int
+    nnbin.save(tmp_path / "m.safetensors", result)  # saveable: plain Python numbers
+    assert nnbin.load(tmp_path / "m.safetensors").settings["seed"] == 3
+    for name in ("hidden", "steps", "log_every", "seed"):
+        for bad in (True, np.bool_(True), 2.0, "3", None, np.float64(2.0)):
+            with pytest.raises(nnbin.InvalidInputError, match=f"{name} must be a whole"):
+                nnbin.train(X0, Y0, **{name: bad})
+    with pytest.raises(nnbin.InvalidInputError, match="seed must be >= 0"):
+        nnbin.train(X0, Y0, seed=-1)
+    for bad in (True, np.bool_(True), "0.5"):
+        with pytest.raises(nnbin.InvalidInputError, match="lr must be"):
+            nnbin.train(X0, Y0, lr=bad)
+
+
+def test_steps_beyond_32_bit_counters_are_refused_by_the_api():
+    with pytest.raises(nnbin.InvalidInputError, match=r"<= 2,147,483,647"):
+        nnbin.train(X0, Y0, steps=2**32)
+
+
+@pytest.mark.parametrize("where", ["numpy", "torch"])
+def test_finite_data_beyond_float32_is_reported_as_such(where):
+    X = X0.copy()
+    X[3, 0] = 1e39
+    if where == "torch":
+        torch = pytest.importorskip("torch")
+        X, y = torch.from_numpy(X), torch.from_numpy(Y0)
+    else:
+        y = Y0
+    with pytest.raises(nnbin.InvalidInputError, match="beyond float32's range"):
+        nnbin.train(X, y, dtype="float32", steps=2)
+
+
+def test_a_successful_run_prints_no_runtime_warning(workdir, capsys):
+    """exp(-a) overflows to inf for very negative a and gives sigmoid = 0 exactly: neither
+    the API nor the command line warns about it."""
+    import warnings
+
+    X, y = X0 * 200, Y0  # hidden pre-activations in the thousands
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = nnbin.train(X, y, hidden=4, steps=30)
+        nnbin.predict_proba(result.params, X)
+        nnbin.loss(result.params, X, y)
+        assert nnbin.accuracy(result.params, X, y) == 1.0
+    np.savetxt("big.csv", np.column_stack([X, y]), delimiter=",", header="x,label", comments="")
+    code = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nnbin",
+            "train",
+            "--data",
+            "big.csv",
+            "--steps",
+            "30",
+            "--hidden",
+            "4",
+            "--save",
+            "big.safetensors",
+            "--plot",
+            "big.png",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert code.returncode == 0 and "Warning" not in code.stderr, code.stderr
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nnbin",
+            "predict",
+            "--model",
+            "big.safetensors",
+            "--data",
+            "big.csv",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0 and "Warning" not in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("backend", ["numpy", "strict", "torch"])
+def test_a_network_that_cannot_fit_is_refused_before_allocating(backend):
+    pytest.importorskip({"strict": "array_api_strict"}.get(backend, backend))
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(nnbin.InvalidInputError, match=r"would need about [\d.]+ GiB"):
+            nnbin.train(X0, Y0, hidden=10**10, steps=1, backend=backend)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20
+
+
+def test_arrays_of_one_library_with_another_backend_named_are_refused():
+    xp = pytest.importorskip("array_api_strict")
+    X, y = xp.asarray(X0), xp.asarray(Y0)
+    with pytest.raises(nnbin.MixedArraysError, match="backend='numpy' was asked for"):
+        nnbin.train(X, y, steps=1, backend="numpy")
