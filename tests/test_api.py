@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -308,3 +310,72 @@ def test_accuracy_works_through_blocks_not_a_whole_n_by_h_array():
     finally:
         tracemalloc.stop()
     assert peak < 0.05 * X.shape[0] * 32 * 8  # under 5% of one (N, H) float64 array
+
+
+# --- every public function's bad input is an NnbinError with one line ---------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        (dict(init="bogus"), "init must be one of normal, glorot, he, got 'bogus'"),
+        (dict(n_features=0), "n_features must be >= 1, got 0"),
+        (dict(n_features=-1), "n_features must be >= 1, got -1"),
+        (dict(n_features=2.5), "n_features must be a whole number >= 1, got 2.5"),
+        (dict(n_features=True), "n_features must be a whole number >= 1, got True"),
+        (dict(seed=-3), "seed must be >= 0"),
+        (dict(activation="softmax"), "activation must be one of sigmoid, tanh, relu"),
+    ],
+)
+def test_init_params_refuses_bad_arguments_in_one_line(kwargs, needle):
+    with pytest.raises(nnbin.InvalidInputError) as info:
+        nnbin.init_params(**{"n_features": 1, "hidden": 3, **kwargs})
+    assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        (dict(name="Adam"), "optimizer must be one of gd, momentum, adam, got 'Adam'"),
+        (dict(name="adam", beta1=1.0), "beta1 must be a finite number in [0, 1), got 1.0"),
+        (dict(name="adam", beta2=-0.1), "beta2 must be"),
+        (dict(lr=-1.0), "lr must be a finite number > 0, got -1.0"),
+        (dict(lr=float("nan")), "lr must be a finite number > 0"),
+        (dict(name="adam", epsilon=0.0), "epsilon must be a finite number > 0, got 0.0"),
+        (dict(name="momentum", momentum=1.5), "momentum must be a finite number in [0, 1]"),
+        (dict(nesterov="yes"), "nesterov must be"),
+    ],
+)
+def test_an_optimizer_checks_its_hyperparameters_as_train_does(kwargs, needle):
+    with pytest.raises(nnbin.InvalidInputError) as info:
+        nnbin.Optimizer(**kwargs)
+    assert needle in str(info.value) and "\n" not in str(info.value)
+    # the same value through train() is refused with the same words
+    name = next(iter(kwargs.keys() - {"name"}), "name")
+    option = {"name": "optimizer"}.get(name, name)
+    given = {"optimizer": kwargs.get("name", "gd"), option: kwargs[name]}
+    with pytest.raises(nnbin.InvalidInputError, match=re.escape(needle.split(",")[0])):
+        nnbin.train(X0, Y0, steps=1, **given)
+
+
+def test_a_valid_optimizer_still_updates():
+    p = nnbin.init_params(1, 3, seed=0)
+    opt = nnbin.Optimizer(name="adam", lr=0.01)
+    _, grads = nnbin.loss_and_grads(p, X0, Y0)
+    new, state = opt.update(p, grads, opt.init(p))
+    assert float(state[0]) == 1.0 and not np.array_equal(new.W1, p.W1)
+
+
+def test_initial_parameters_that_cannot_fit_are_refused_before_allocating():
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(nnbin.InvalidInputError, match=r"initial parameters would need about"):
+            nnbin.init_params(1, (2, 10**9))
+        with pytest.raises(nnbin.InvalidInputError, match=r"use fewer hidden units"):
+            nnbin.train(X0, Y0, hidden=(2, 10**10), steps=1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20

@@ -420,3 +420,39 @@ def test_gpucheck_flow_runs_with_only_what_the_gpu_machine_has(tmp_path):
         "Not run (out of time): conformance, torch (1/2), conformance, torch (2/2), "
         "seed job on torch, benchmark, 2e4"
     ) in report
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["OUT", "--budget", "nan"], "--budget: must be a finite number of seconds > 0, got 'nan'"),
+        (["OUT", "--budget", "-1"], "got '-1'"),
+        (["OUT", "--budget", "0"], "got '0'"),
+        (["OUT", "--budget", "inf"], "got 'inf'"),
+        (["OUT", "--budget", "x"], "got 'x'"),
+        (["OUT", "--assume", "nosuch"], "--assume: unknown backend(s) nosuch; the GPU-capable"),
+        (["OUT", "--assume", ","], "--assume: no backend named"),
+        (["/dev/null"], "/dev/null is a device, FIFO or socket, not a folder"),
+        (["a-file"], "a-file is a regular file, not a folder"),
+        (["a-link"], "a-link is a symbolic link"),
+    ],
+)
+def test_gpucheck_bad_arguments_are_one_line_and_change_nothing(
+    argv, needle, tmp_path, capsys, monkeypatch
+):
+    import os
+    import stat
+
+    from nnbin import gpucheck
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-file").write_text("keep")
+    os.symlink(tmp_path / "a-file", tmp_path / "a-link")
+    null = os.stat("/dev/null")
+    with pytest.raises(SystemExit) as info:
+        gpucheck.main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "a-link"]
+    assert (tmp_path / "a-file").read_text() == "keep"
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode) and os.stat("/dev/null").st_ino == null.st_ino

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -438,7 +439,7 @@ CLI_CASES = {
     ),
     "predict: feature count mismatch": (
         ["predict", "--model", "keep.safetensors", "--data", "two.csv"],
-        "takes 1 feature(s) but two.csv has 2",
+        "takes 1 feature but two.csv has 2",
     ),
 }
 
@@ -540,3 +541,91 @@ def test_backends_marks_the_selected_backend_whatever_its_case(monkeypatch, caps
     assert main(["backends"]) == 0
     rows = capsys.readouterr().out.splitlines()
     assert any(r.startswith("*numpy") for r in rows), rows
+
+
+def test_finite_features_too_large_for_the_arithmetic_are_one_line_not_nan(workdir, cli):
+    """A finite feature of 1e308 through a ReLU layer: inf on both hidden units, and
+    inf - inf into the output. nnbin predict says so in one line (exit 2, nothing written),
+    never a NaN probability; a sigmoid layer saturates exactly instead."""
+    folder, snapshot = workdir
+    relu = (np.array([[4.0, 4.0]]), np.zeros(2), np.array([[1.0], [-1.0]]), np.zeros(1))
+    nnbin.save("relu.safetensors", nnbin.Model(relu, "float64", activation="relu"))
+    np.savetxt("huge.csv", [[1.0], [1e308]], delimiter=",", header="a", comments="")
+    before = snapshot()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no library warning besides the one line
+        code, err = cli(
+            ["predict", "--model", "relu.safetensors", "--data", "huge.csv", "--out", "p.csv"]
+        )
+    assert code == 2 and "data row 2 are too large" in err and len(err.strip().splitlines()) == 1
+    assert snapshot() == before
+    sigmoid = nnbin.Params(*relu)
+    nnbin.save("sigmoid.safetensors", nnbin.Model(sigmoid, "float64"))
+    code, err = cli(
+        ["predict", "--model", "sigmoid.safetensors", "--data", "huge.csv", "--out", "q.csv"]
+    )
+    assert code == 0, err
+    probabilities = np.loadtxt(folder / "q.csv", delimiter=",", skiprows=1)[:, 0]
+    np.testing.assert_array_equal(probabilities, [0.5, 0.5])  # both units saturate alike
+
+
+def test_backends_says_when_the_environment_names_no_backend(monkeypatch, capsys):
+    monkeypatch.setenv("NNBIN_BACKEND", "nosuch")
+    assert main(["backends"]) == 2
+    captured = capsys.readouterr()
+    assert "numpy" in captured.out and "*" not in captured.out.splitlines()[1]  # the table
+    err = captured.err.strip()
+    assert "NNBIN_BACKEND='nosuch' names no backend; choose one of:" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_early_stopping_says_why_it_stopped_and_which_parameters_it_kept(capsys):
+    argv = ["train", "--n-per-class", "200", "--hidden", "4", "--no-plot", "--quiet"]
+    argv += ["--steps", "300", "--early-stopping", "--batch-size", "50", "--optimizer", "adam"]
+    assert main([*argv, "--lr", "0.05", "--n-iter-no-change", "3"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"stopped after \d+ epochs: the held-out accuracy did not improve", out)
+    assert "for more than 3 epochs in a row" in out
+    kept = re.search(r"kept the parameters of epoch (\d+), the best held-out accuracy", out)
+    assert kept and int(kept[1]) >= 1, out
+
+
+def test_features_too_large_to_plot_are_said_in_one_line(workdir, cli, capsys):
+    """Finite features near 1e300 train; the figure cannot be drawn (a density over them
+    overflows): the default figure is left out with one line, an asked-for one is refused
+    before training, and nnbin plot refuses before writing."""
+    pytest.importorskip("matplotlib")
+    folder, snapshot = workdir
+    np.savetxt(
+        "big.csv", [[1e300, 0], [2e300, 1], [-1e300, 0], [3e300, 1]], delimiter=",",
+        header="a,label", comments="",
+    )  # fmt: skip
+    code, err = cli(["train", "--data", "big.csv", "--steps", "3", "--quiet", "--save", "b.st"])
+    assert code == 0 and err.strip() == (
+        "no figure: the features reach 3e+300, too large to plot (beyond 1e+150: a density "
+        "over them overflows); rescale the features to draw them"
+    )
+    assert (folder / "b.st").exists() and not (folder / "boundary.png").exists()
+    before = snapshot()
+    for argv in (
+        ["train", "--data", "big.csv", "--steps", "3", "--quiet", "--plot", "b.png"],
+        ["plot", "--model", "b.st", "--data", "big.csv", "--out", "c.png"],
+    ):
+        code, err = cli(argv)
+        assert code == 2 and "too large to plot" in err and len(err.strip().splitlines()) == 1
+        assert snapshot() == before
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_run_that_diverges_while_saving_over_a_model_says_one_line(dtype, workdir, cli):
+    """--lr 1e308 over an existing model: one line (no library warning), exit 2, the old
+    model byte for byte."""
+    _, snapshot = workdir
+    before = snapshot()
+    argv = ["train", "--lr", "1e308", "--steps", "50", "--n-per-class", "50", "--no-plot"]
+    argv += ["--hidden", "3,3", "--activation", "relu", "--log-every", "1", "--quiet"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning would be a second line
+        code, err = cli([*argv, "--dtype", dtype, "--save", "keep.safetensors"])
+    assert code == 2 and "training diverged" in err and len(err.strip().splitlines()) == 1
+    assert snapshot() == before

@@ -338,10 +338,10 @@ def _model_bytes(meta_changes=None, header_changes=None, drop_meta=()):
         (
             "format version 1e400",
             dict(meta_changes={"format_version": "1e400"}),
-            "unreadable format version",
+            "format_version must be a whole number >= 1",
         ),
         ("hidden 0", dict(meta_changes={"hidden": "0"}), "impossible shapes"),
-        ("hidden missing", dict(drop_meta=("hidden",)), "n_features/hidden missing"),
+        ("hidden missing", dict(drop_meta=("hidden",)), "field\\(s\\) hidden are missing"),
         ("dtype BF16 in metadata", dict(meta_changes={"dtype": "bfloat16"}), "unsupported dtype"),
         ("settings a list", dict(meta_changes={"settings": "[1, 2]"}), "unreadable training"),
         (
@@ -383,3 +383,82 @@ def test_malformed_model_metadata_is_one_model_file_error(
     bad.write_bytes(_model_bytes(**edit))
     with pytest.raises(nnbin.ModelFileError, match=needle):
         nnbin.load(bad)
+
+
+# --- what nnbin writes it reads, and a file that does not say what it holds is refused ----
+
+
+def test_the_deepest_network_round_trips_and_one_layer_more_is_refused_before_training(
+    tmp_path,
+):
+    from nnbin.options import MAX_LAYERS
+
+    X, y = nnbin.two_gaussians(n_per_class=20, seed=0)
+    deepest = nnbin.train(X, y, hidden=(2,) * MAX_LAYERS, activation="relu", steps=1)
+    path = tmp_path / "deep.safetensors"
+    nnbin.save(path, deepest)
+    back = nnbin.load(path)
+    assert back.hidden == (2,) * MAX_LAYERS and back.activation == "relu"
+    for a, b in zip(back.params, deepest.params):
+        np.testing.assert_array_equal(a, b)
+    for too_deep in ((2,) * (MAX_LAYERS + 1), [1] * (MAX_LAYERS + 7)):
+        with pytest.raises(nnbin.InvalidInputError, match=f"at most {MAX_LAYERS} hidden layers"):
+            nnbin.train(X, y, hidden=too_deep, steps=1)
+        with pytest.raises(nnbin.InvalidInputError, match=f"at most {MAX_LAYERS} hidden layers"):
+            nnbin.init_params(1, too_deep)
+    # parameters built by hand one layer deeper: refused before anything is written
+    extra = (*deepest.params[:-2], np.ones((2, 2)), np.zeros(2), *deepest.params[-2:])
+    with pytest.raises(nnbin.ModelFileError, match=f"reads at most {MAX_LAYERS}"):
+        nnbin.save(tmp_path / "deeper.safetensors", nnbin.Model(extra, "float64"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deep.safetensors"]
+
+
+def _format_2_bytes(tmp_path) -> bytes:
+    X, y = nnbin.two_gaussians(n_per_class=20, seed=0)
+    path = tmp_path / "f2.safetensors"
+    nnbin.save(path, nnbin.train(X, y, hidden=(3, 2), activation="relu", steps=2))
+    return path.read_bytes()
+
+
+def _drop(key):
+    return lambda h: h["__metadata__"].pop(key)
+
+
+def _tensor_dtype(name, kind):
+    return lambda h: h[name].__setitem__("dtype", kind)
+
+
+def _as_float16(raw: bytes) -> bytes:
+    return _resave(raw, lambda a: a.update({k: v.astype(np.float16) for k, v in a.items()}))
+
+
+HEADER_CASES = {
+    "format 2 without its activation": (_drop("activation"), "activation are missing"),
+    "format 2 without its hidden_layers": (_drop("hidden_layers"), "hidden_layers are missing"),
+    "format 2 without n_features": (_drop("n_features"), "n_features are missing"),
+    "no format_version": (_drop("format_version"), "format_version is missing"),
+    "format_version -5": (_meta("format_version", "-5"), "whole number >= 1, got '-5'"),
+    "format_version 0": (_meta("format_version", "0"), "whole number >= 1, got '0'"),
+    "format_version 1.5": (_meta("format_version", "1.5"), "got '1.5'"),
+    "format_version empty": (_meta("format_version", ""), "got ''"),
+    "a bfloat16 tensor": (_tensor_dtype("W1", "BF16"), "'W1' is BF16; nnbin reads float32"),
+    "a float8 tensor": (_tensor_dtype("b2", "F8_E4M3"), "'b2' is F8_E4M3"),
+    "an integer tensor": (_tensor_dtype("W2", "I64"), "'W2' is I64"),
+}
+
+
+@pytest.mark.parametrize("case", list(HEADER_CASES))
+def test_a_model_file_that_does_not_say_what_it_holds_is_refused(case, tmp_path):
+    change, needle = HEADER_CASES[case]
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(_rewrite_header(_format_2_bytes(tmp_path), change))
+    with pytest.raises(nnbin.ModelFileError) as info:
+        nnbin.load(path)
+    assert needle in str(info.value) and "\n" not in str(info.value), str(info.value)
+
+
+def test_a_float16_model_file_names_its_dtype(tmp_path):
+    path = tmp_path / "half.safetensors"
+    path.write_bytes(_as_float16(_format_2_bytes(tmp_path)))
+    with pytest.raises(nnbin.ModelFileError, match=r"'W1' is F16; nnbin reads float32 and float64"):
+        nnbin.load(path)

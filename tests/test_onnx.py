@@ -146,3 +146,33 @@ def test_without_the_extra_the_command_names_it(tmp_path, monkeypatch):
     assert main(["export", "m.safetensors", "--onnx", "o.onnx"]) == 2
     with pytest.raises(nnbin.MissingDependencyError, match=r"pip install 'nnbin\[onnx\]'"):
         nnbin.export_onnx(_params(1, 2, "float64", 0, 1.0), tmp_path / "m.onnx")
+
+
+# --- nothing is exported that could not run ----------------------------------------------
+
+
+def test_the_documented_alias_and_an_unknown_activation(tmp_path):
+    p = nnbin.init_params(1, 3, seed=0)
+    export.export_onnx(p, tmp_path / "a.onnx", activation="logistic")  # scikit-learn's name
+    with pytest.raises(nnbin.InvalidInputError, match="activation must be one of sigmoid"):
+        export.export_onnx(p, tmp_path / "b.onnx", activation="softmax")
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["a.onnx"]
+
+
+@pytest.mark.parametrize(
+    "make, needle",
+    [
+        (lambda p: p._replace(b1=np.ones(4)), "b1 must have shape (3,)"),
+        (lambda p: p._replace(W2=np.ones((2, 1))), "W2 must have shape (3, 1)"),
+        (lambda p: p._replace(b2=np.ones(2)), "b2 must have shape (1,)"),
+        (lambda p: p._replace(W1=np.ones(3)), "W1 must have shape (D, H)"),
+        (lambda p: (*p, np.ones((1, 1))), "params must be nnbin.Params"),
+        (lambda p: "params", "params must be nnbin.Params"),
+    ],
+)
+def test_parameters_that_do_not_fit_together_are_refused_before_any_graph(make, needle, tmp_path):
+    p = nnbin.init_params(1, 3, seed=0)
+    with pytest.raises(nnbin.InvalidInputError) as info:
+        export.export_onnx(make(p), tmp_path / "m.onnx")
+    assert needle in str(info.value) and "\n" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []

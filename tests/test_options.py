@@ -13,6 +13,7 @@ import pytest
 import nnbin
 from nnbin import options
 from nnbin.cli import main
+from nnbin.options import MAX_LAYERS
 
 X, Y = nnbin.two_gaussians(n_per_class=10, seed=0)
 QUICK = {"steps": 1, "log_every": 0}
@@ -27,8 +28,9 @@ CASES = [
 
 def _shown(name: str, value: object) -> str:
     """The name the message starts with: a bad width inside a sequence is "every hidden
-    width" (hidden, hidden_layer_sizes)."""
-    return "every hidden width" if isinstance(value, tuple) and value else name
+    width" (hidden, hidden_layer_sizes); a sequence too long is the option's own."""
+    inside = isinstance(value, tuple) and 0 < len(value) <= MAX_LAYERS
+    return "every hidden width" if inside else name
 
 
 def _api_message(name: str, value: object) -> str:
@@ -103,23 +105,36 @@ ACCEPTED = [
 ]
 
 
+def _where_it_acts(name: str) -> tuple[dict[str, object], list[str], dict[str, object]]:
+    """What makes option ``name`` take effect (nesterov: the momentum optimizer), for the API,
+    the command line and the estimator; nothing for an option that always acts."""
+    if name not in options.ACTS_ONLY_WITH:
+        return {}, [], {}
+    on, acting = options.ACTS_ONLY_WITH[name]
+    value, dep = acting[0], options.OPTIONS[on]
+    cli = [dep.cli] if isinstance(dep.constraint, options.Flag) else [dep.cli, str(value)]
+    sk_value = {v: k for k, v in dep.sklearn_values.items()}.get(value, value)
+    return {on: value}, cli, {dep.sklearn: sk_value}
+
+
 @pytest.mark.parametrize("name, value", ACCEPTED, ids=lambda v: str(v))
 def test_each_entry_point_accepts_the_default_and_the_interval_ends(name, value, capsys):
     o = options.OPTIONS[name]
     if name == "data_parallel" and value is not False:
         pytest.skip("data-parallel training is the jax backend's (tests/test_jax.py)")
-    result = nnbin.train(X, Y, **{**QUICK, name: value})
+    api, cli, sk = _where_it_acts(name)
+    result = nnbin.train(X, Y, **{**QUICK, **api, name: value})
     assert math.isfinite(result.final_loss)
     flag = o.cli
     if flag is not None and value != o.default and not isinstance(value, bool):
-        assert main(["train", *CLI_QUICK, "--steps", "1", flag, f"{value}"]) == 0
+        assert main(["train", *CLI_QUICK, "--steps", "1", *cli, flag, f"{value}"]) == 0
     if o.sklearn and o.sklearn not in ("random_state", "batch_size", "solver"):
         pytest.importorskip("sklearn")
         import warnings
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # one epoch: not converged, by design
-            nnbin.BinaryMLPClassifier(max_iter=1, **{o.sklearn: value}).fit(X, Y.ravel())
+            nnbin.BinaryMLPClassifier(max_iter=1, **sk, **{o.sklearn: value}).fit(X, Y.ravel())
     capsys.readouterr()
 
 
@@ -138,3 +153,35 @@ def test_train_signature_and_docs_come_from_the_table():
         )
         assert f"    {name} (" in (nnbin.train.__doc__ or "")
     assert np.isfinite(nnbin.train(X, Y, **QUICK).final_loss)
+
+
+@pytest.mark.parametrize("name", list(options.ACTS_ONLY_WITH))
+def test_an_option_that_cannot_take_effect_is_refused_and_the_estimator_ignores_it(name, capsys):
+    """``--nesterov`` with gradient descent, ``--validation-fraction`` without early
+    stopping, Adam's betas with momentum: refused by the API and the command line (never
+    silently ignored); the estimator ignores them, as scikit-learn does."""
+    o = options.OPTIONS[name]
+    value = True if isinstance(o.constraint, options.Flag) else o.constraint.low / 2 + 0.25
+    on, acting = options.ACTS_ONLY_WITH[name]
+    dep = options.OPTIONS[on]
+    choices = getattr(dep.constraint, "values", (True, False))
+    other = next(v for v in reversed(choices) if v not in acting)  # one scikit-learn knows
+    with pytest.raises(nnbin.InvalidInputError) as info:
+        nnbin.train(X, Y, **{**QUICK, on: other, name: value})
+    message = str(info.value)
+    assert message.startswith(f"{name}={value!r}") and "cannot take effect" in message, message
+    assert "\n" not in message
+    args = [o.cli] if isinstance(o.constraint, options.Flag) else [o.cli, str(value)]
+    dep_args = [] if isinstance(dep.constraint, options.Flag) else [dep.cli, str(other)]
+    assert main(["train", *CLI_QUICK, "--steps", "1", *dep_args, *args]) == 2
+    err = capsys.readouterr().err
+    assert "cannot take effect" in err and len(err.strip().splitlines()) == 1, err
+    if o.sklearn:
+        pytest.importorskip("sklearn")
+        sk = {v: k for k, v in dep.sklearn_values.items()}.get(other, other)
+        clf = nnbin.BinaryMLPClassifier(max_iter=1, **{dep.sklearn: sk, o.sklearn: value})
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert clf.fit(X, Y.ravel()).n_iter_ == 1

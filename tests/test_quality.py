@@ -22,3 +22,17 @@ def test_quality_rows_and_table():
 def test_unknown_dataset_is_one_line(capsys):
     assert main(["quality", "--datasets", "mnist"]) == 2
     assert "unknown data set(s) mnist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--datasets", ""], "--datasets names no data set"),
+        (["--datasets", " , "], "--datasets names no data set"),
+        (["--datasets", "moons", "--backends", ""], "--backends names no backend"),
+    ],
+)
+def test_an_empty_list_is_one_line_not_an_empty_table(argv, needle, capsys):
+    assert main(["quality", *argv]) == 2
+    captured = capsys.readouterr()
+    assert needle in captured.err and captured.out == ""

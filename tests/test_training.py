@@ -266,3 +266,70 @@ def test_arrays_of_one_library_with_another_backend_named_are_refused():
     X, y = xp.asarray(X0), xp.asarray(Y0)
     with pytest.raises(nnbin.MixedArraysError, match="backend='numpy' was asked for"):
         nnbin.train(X, y, steps=1, backend="numpy")
+
+
+# --- continuing a run: the starting parameters and the optimizer state are checked first ---
+
+
+def _run(**kw):
+    return nnbin.train(X0, Y0, steps=3, log_every=0, batch_size=8, **kw)
+
+
+def test_an_optimizer_state_that_does_not_fit_is_refused_before_the_run():
+    adam_3 = _run(hidden=3, optimizer="adam")
+    adam_5 = _run(hidden=5, optimizer="adam")
+    momentum_3 = _run(hidden=3, optimizer="momentum")
+    p3 = adam_3.params
+    cases = [
+        # (optimizer, state, what the message says)
+        ("adam", adam_5.optimizer_state, "m[0] has shape (1, 5)"),  # another architecture
+        ("momentum", adam_3.optimizer_state, "momentum's state (velocity,)"),
+        ("adam", momentum_3.optimizer_state, "adam's state (t, m, v)"),
+        ("adam", adam_3.optimizer_state[:2], "got a 2-tuple"),
+        ("adam", list(adam_3.optimizer_state), "got list"),
+        ("gd", adam_3.optimizer_state, "gd's state ()"),
+        ("adam", (1.0, *adam_3.optimizer_state[1:]), "t must be a 0-d array"),
+        ("adam", (*adam_3.optimizer_state[:2], adam_3.optimizer_state[2][:3]), "v must hold"),
+        (
+            "momentum",
+            (tuple(v.astype(np.float32) for v in momentum_3.optimizer_state[0]),),
+            "dtype float32",
+        ),
+    ]
+    for optimizer, state, needle in cases:
+        with pytest.raises(nnbin.InvalidInputError) as info:
+            _run(hidden=3, optimizer=optimizer, params=p3, optimizer_state=state)
+        message = str(info.value)
+        assert needle in message and "\n" not in message, (optimizer, needle, message)
+    # the state that fits continues the run
+    again = _run(hidden=3, optimizer="adam", params=p3, optimizer_state=adam_3.optimizer_state)
+    assert float(again.optimizer_state[0]) == 2 * float(adam_3.optimizer_state[0])
+
+
+def test_a_state_of_another_library_is_refused():
+    xp = pytest.importorskip("array_api_strict")
+    momentum = _run(hidden=3, optimizer="momentum")
+    Xs, ys = xp.asarray(X0), xp.asarray(Y0)
+    params = tuple(xp.asarray(p) for p in momentum.params)
+    with pytest.raises(nnbin.MixedArraysError):
+        nnbin.train(
+            Xs, ys, hidden=3, steps=1, optimizer="momentum", params=params,
+            optimizer_state=momentum.optimizer_state,
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("where, bad", [("W1", np.nan), ("b2", np.inf), ("W2", -np.inf)])
+def test_starting_parameters_that_are_not_finite_are_named_not_called_a_divergence(where, bad):
+    p = nnbin.init_params(1, 3, seed=0)
+    p = p._replace(**{where: np.full_like(getattr(p, where), bad)})
+    with pytest.raises(nnbin.InvalidInputError, match="params hold NaN or infinite values") as e:
+        nnbin.train(X0, Y0, hidden=3, steps=5, params=p)
+    assert not isinstance(e.value, nnbin.TrainingDivergedError)
+
+
+def test_no_epoch_run_has_no_best_validation_score():
+    result = nnbin.train(X0, Y0, steps=0, early_stopping=True, batch_size=8, optimizer="adam")
+    assert result.validation_scores == [] and result.best_validation_score is None
+    ran = nnbin.train(X0, Y0, steps=2, early_stopping=True, batch_size=8, optimizer="adam")
+    assert len(ran.validation_scores) == 2
+    assert ran.best_validation_score == max(ran.validation_scores)

@@ -14,13 +14,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import backprop
+from . import backprop, options
 from . import loss as _loss
 from . import model as _model
 from .backend import backend_of, get_backend
 from .errors import InvalidInputError
 from .model import Array, quiet_overflow
-from .validate import activation_name, hidden_sizes, model_inputs, penalty, step_size
+from .validate import (
+    activation_name,
+    hidden_sizes,
+    model_inputs,
+    penalty,
+    step_size,
+    whole_number,
+)
 
 
 def init_params(
@@ -44,8 +51,10 @@ def init_params(
     the same starting point on every backend. ``backend`` defaults to ``NNBIN_BACKEND``
     (else numpy); ``dtype`` to the backend's default.
     """
+    n_features = whole_number("n_features", n_features, 1)
     hidden = hidden_sizes(hidden)
     activation = activation_name(activation)
+    init, seed = options.check("init", init), options.check("seed", seed)
     return get_backend(backend).init_params(
         n_features, hidden, seed, dtype=dtype, device=device, activation=activation, init=init
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import DataFileError, NnbinError
+from .validate import counted, host_memory_fits, whole_number
 
 
 def two_gaussians(
@@ -20,8 +21,13 @@ def two_gaussians(
     Returns host (NumPy float64) arrays X of shape (2 n, D) and y of shape (2 n, 1);
     :func:`nnbin.train` moves them to the chosen backend once.
     """
-    if n_per_class < 1:
-        raise ValueError(f"n_per_class must be >= 1, got {n_per_class}")
+    n_per_class = whole_number("n_per_class", n_per_class, 1)
+    n_features = whole_number("n_features", n_features, 1)
+    host_memory_fits(  # x0 and x1, X and X shuffled, y: about four copies of X
+        32 * n_per_class * (n_features + 1) * 2, "the data would need",
+        f"{counted(2 * n_per_class, 'sample')}, {counted(n_features, 'feature')}",
+        "draw fewer samples",
+    )  # fmt: skip
     rng = np.random.default_rng(seed)
     x0 = rng.normal(-mean, std, size=(n_per_class, n_features))
     x1 = rng.normal(mean, std, size=(n_per_class, n_features))
@@ -69,7 +75,7 @@ def load_data(
             names = [f"x{i}" for i in range(arr.shape[1])]
             if require_labels or (label is not None):
                 X, y = arr[:, :-1], arr[:, -1:]
-                return _checked(path, X, y, names[:-1])
+                return _checked(path, X, y, names[:-1], "the array's last column")
             return _checked(path, arr, None, names)
         if ext == ".npz":
             import zipfile
@@ -102,7 +108,7 @@ def load_data(
                 y = y.reshape(-1, 1)
             if y is None and require_labels:
                 raise DataFileError(f"{path}: no array 'y' with the labels")
-            return _checked(path, X, y, [f"x{i}" for i in range(X.shape[1])])
+            return _checked(path, X, y, [f"x{i}" for i in range(X.shape[1])], "the array y")
         return _read_csv(path, label, require_labels)
     except NnbinError:
         raise
@@ -167,7 +173,10 @@ def _read_csv(
         )
     if _is_number(header[0]):
         raise DataFileError(f"{path}: the first line must be a header of column names")
-    twice = sorted({h for h in header if header.count(h) > 1})
+    seen: dict[str, int] = {}
+    for h in header:  # linear in the header's length (a million columns read in a second)
+        seen[h] = seen.get(h, 0) + 1
+    twice = sorted(h for h, k in seen.items() if k > 1)
     if twice:
         raise DataFileError(
             f"{path} line {header_line}: the column name(s) "
@@ -185,6 +194,13 @@ def _read_csv(
                 "each be the label: name it with --label (label=)"
             )
         label = candidates[0] if candidates else (header[-1] if require_labels else None)
+        taken = (
+            f"column {label!r} (taken as the label by its name)"
+            if candidates
+            else f"column {label!r} (the last, taken as the label; name the label with --label)"
+        )
+    else:
+        taken = f"the label column {label!r}"
     for line, r in rows[1:]:  # every row's length first: nothing is allocated for a bad file
         if len(r) != len(header):
             raise DataFileError(
@@ -207,12 +223,13 @@ def _read_csv(
         return _checked(path, values, None, header)
     k = header.index(label)
     features = [n for n in header if n != label]
-    return _checked(path, np.delete(values, k, axis=1), values[:, k : k + 1], features)
+    return _checked(path, np.delete(values, k, axis=1), values[:, k : k + 1], features, taken)
 
 
 def _checked(
-    path: str, X: np.ndarray, y: np.ndarray | None, names: list[str]
+    path: str, X: np.ndarray, y: np.ndarray | None, names: list[str], taken: str = "the labels"
 ) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    """X, y and the feature names, checked; ``taken`` says where the labels came from."""
     for a, what in ((X, "features"), (y, "labels")):
         if a is not None and np.asarray(a).dtype.kind not in "fiub":
             raise DataFileError(
@@ -228,7 +245,9 @@ def _checked(
         y = np.asarray(y, dtype=np.float64)
         bad = set(np.unique(y).tolist()) - {0.0, 1.0}
         if bad:
-            raise DataFileError(f"{path}: labels must be 0 or 1; found {sorted(bad)[:5]}")
+            raise DataFileError(
+                f"{path}: labels must be 0 or 1, but {taken} holds {sorted(bad)[:5]}"
+            )
     return X, y, names
 
 

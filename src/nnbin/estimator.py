@@ -26,7 +26,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import validate
+from . import options, validate
 from .backend import backend_of, get_backend
 from .errors import InvalidInputError
 from .model import forward, namespace, predict_proba, quiet_overflow
@@ -189,6 +189,11 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         }
         checked = from_sklearn(given)
         del checked["backend"], checked["dtype"]
+        # what scikit-learn ignores (momentum with solver='adam', its nesterovs_momentum=True
+        # default, validation_fraction without early stopping) is not passed on
+        defaults = {n: o.default for n, o in options.OPTIONS.items()}
+        for name in options.inert({**defaults, **checked}):
+            del checked[name]
         return {**checked, "init": "glorot"}  # scikit-learn's initialisation
 
     def _seed(self) -> int:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from . import validate
 from .errors import MissingDependencyError, ModelFileError
 from .files import atomic_write
 from .model import Params, forward, like, sigmoid
@@ -54,10 +55,17 @@ def onnx_model(
     """The inference graph of ``params`` (host or any backend's arrays; any depth) with
     hidden ``activation`` as an ``onnx.ModelProto``, built by running nnbin's forward pass
     on ndonnx arrays."""
+    activation = validate.activation_name(activation)  # scikit-learn's "logistic" too
+    if not isinstance(params, tuple) or not all(hasattr(p, "shape") for p in params):
+        validate.model_inputs(params, np.zeros((1, 1)))  # the one error for what is no params
+    host = [np.ascontiguousarray(_host(p)) for p in params]
+    # the shapes chain (W1 (D, H1), b1 (H1,), ..., Wo (Hk, 1), bo (1,)) before any graph:
+    # nothing is exported that onnxruntime could not run
+    d = int(host[0].shape[0]) if host[0].ndim == 2 else 1
+    validate.model_inputs(tuple(host), np.zeros((1, d), dtype=host[0].dtype))
     require()
     import ndonnx as ndx
 
-    host = [np.ascontiguousarray(_host(p)) for p in params]
     dtype = str(host[0].dtype)
     if dtype not in ("float32", "float64") or any(str(a.dtype) != dtype for a in host):
         raise ModelFileError(
@@ -66,7 +74,6 @@ def onnx_model(
         )
     if not all(np.all(np.isfinite(a)) for a in host):
         raise ModelFileError("refusing to export parameters that are not all finite")
-    d = int(host[0].shape[0])
     graph_params = like(params, (ndx.asarray(a) for a in host))
     x = ndx.argument(shape=("N", d), dtype=getattr(ndx, dtype))
     z = forward(graph_params, x, activation)  # nnbin's own forward pass, recorded as ONNX

@@ -40,13 +40,14 @@ import argparse
 import contextlib
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 DEFAULT_BUDGET = 480.0
 NO_GPU = 3  # exit status: no GPU-capable backend here, nothing was checked
@@ -356,14 +357,43 @@ def _describe(step: Step) -> list[str]:
     return lines
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line (no usage block) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _seconds(text: str) -> float:
+    """A budget: a finite number of seconds > 0 (nan would turn the budget off)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, got {text!r}")
+    return value
+
+
+def _folder(out: str) -> str | None:
+    """Why ``out`` cannot be the report's folder (None: it can; created if missing)."""
+    if not os.path.lexists(out):
+        return None
+    if os.path.islink(out):
+        return f"{out} is a symbolic link: give a folder (it is created if missing)"
+    if not os.path.isdir(out):
+        kind = "a regular file" if os.path.isfile(out) else "a device, FIFO or socket"
+        return f"{out} is {kind}, not a folder: give a folder (it is created if missing)"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python3 -m nnbin.gpucheck", description=__doc__.split("\n\n")[0]
-    )
+    parser = _Parser(prog="python3 -m nnbin.gpucheck", description=__doc__.split("\n\n")[0])
     parser.add_argument("out", help="folder for report.md, the JSON and the figures")
     parser.add_argument(
         "--budget",
-        type=float,
+        type=_seconds,
         default=DEFAULT_BUDGET,
         help=f"seconds for everything ({DEFAULT_BUDGET:.0f})",
     )
@@ -384,10 +414,18 @@ def main(argv: list[str] | None = None) -> int:
         "check's flow on a machine without a GPU",
     )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    why = _folder(args.out)
+    if why is not None:
+        parser.error(why)
     start = time.perf_counter()
     env = child_env()
     if args.assume is not None:
-        found = [b for b in args.assume.split(",") if b in GPU_BACKENDS]
+        named = [b.strip() for b in args.assume.split(",") if b.strip()]
+        unknown = [b for b in named if b not in GPU_BACKENDS]
+        if unknown or not named:
+            what = f"unknown backend(s) {', '.join(unknown)}" if unknown else "no backend named"
+            parser.error(f"--assume: {what}; the GPU-capable ones are {', '.join(GPU_BACKENDS)}")
+        found = named
     else:
         found = gpu_backends()
     steps = plan(found, args.out)

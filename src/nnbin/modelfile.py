@@ -6,8 +6,10 @@ hidden (the first layer's width), dtype, the backend it was trained on, the trai
 settings, the final loss and the loss history (JSON). Format 2 adds the architecture:
 ``hidden_layers`` (JSON list of widths) and ``activation``. A model of the seed network's
 kind (one sigmoid hidden layer) is written as format 1, which every nnbin reads; format 1
-files load as one sigmoid layer. Loading checks every field against the arrays before
-anything is used, and puts the parameters on any backend, whichever one trained them.
+files load as one sigmoid layer, and a format 2 file must name its architecture (a missing
+field is an error naming it, never a default). Loading checks every field against the
+arrays before anything is used (tensors must be float32 or float64), and puts the
+parameters on any backend, whichever one trained them.
 """
 
 from __future__ import annotations
@@ -22,11 +24,17 @@ import numpy as np
 from .errors import ModelFileError
 from .files import atomic_write
 from .model import ACTIVATIONS, Params
+from .options import MAX_LAYERS
 
 FORMAT = "nnbin-model"
 FORMAT_VERSION = 2
-#: the most hidden layers a model file may declare (checked before anything is built)
-MAX_LAYERS = 64
+#: the metadata every file of a format version must have (format 2: the architecture too)
+REQUIRED = {
+    1: ("n_features", "hidden", "dtype"),
+    2: ("n_features", "hidden", "dtype", "hidden_layers", "activation"),
+}
+#: the tensor dtypes nnbin reads, as safetensors names them
+TENSOR_DTYPES = {"F32": "float32", "F64": "float64"}
 
 
 def names(n_arrays: int) -> list[str]:
@@ -72,6 +80,11 @@ def save(path: str | os.PathLike[str], model: Model, *, to_host: Any = np.asarra
     }
     if any(not np.all(np.isfinite(a)) for a in arrays.values()):
         raise ModelFileError("refusing to save parameters that are not all finite")
+    if len(arrays) // 2 - 1 > MAX_LAYERS:
+        raise ModelFileError(
+            f"refusing to save a network of {len(arrays) // 2 - 1} hidden layers: nnbin reads "
+            f"at most {MAX_LAYERS}"
+        )
     seed_kind = len(arrays) == 4 and model.activation == "sigmoid"
     meta = {
         "format": FORMAT,
@@ -130,7 +143,7 @@ def load(path: str | os.PathLike[str], backend: str | None = None) -> Model:
         final,
         history,
         meta.get("nnbin_version", ""),
-        meta.get("activation", "sigmoid"),
+        meta["activation"],
     )
 
 
@@ -209,15 +222,34 @@ def _parse(raw: bytes, path: str) -> tuple[dict[str, np.ndarray], dict[str, str]
         raise ModelFileError(f"{path}: its metadata must map names to strings")
     if meta.get("format") != FORMAT:
         raise ModelFileError(f"{path} is a safetensors file but not an nnbin model")
-    try:
-        version = int(meta.get("format_version", ""))
-    except (ValueError, OverflowError):
-        raise ModelFileError(f"{path}: unreadable format version") from None
+    text = meta.get("format_version", "")
+    if not (text.isascii() and text.isdigit()):
+        raise ModelFileError(
+            f"{path}: format_version must be a whole number >= 1, got {text!r}"
+            if "format_version" in meta
+            else f"{path}: the metadata field format_version is missing"
+        )
+    version = int(text)
     if version > FORMAT_VERSION:
         raise ModelFileError(
             f"{path} was written by a newer nnbin (model format {version}; "
             f"this nnbin reads up to {FORMAT_VERSION}): upgrade nnbin"
         )
+    if version < 1:
+        raise ModelFileError(f"{path}: format_version must be a whole number >= 1, got {text!r}")
+    missing = [k for k in REQUIRED[version] if k not in meta]
+    if missing:
+        raise ModelFileError(
+            f"{path}: the metadata field(s) {', '.join(missing)} are missing (a format "
+            f"{version} model file has {', '.join(REQUIRED[version])})"
+        )
+    for name, entry in header.items():
+        kind = entry.get("dtype") if isinstance(entry, dict) else None
+        if name != "__metadata__" and kind not in TENSOR_DTYPES:
+            raise ModelFileError(
+                f"{path}: tensor {name!r} is {kind}; nnbin reads float32 and float64 "
+                f"tensors ({', '.join(TENSOR_DTYPES)}) only"
+            )
     from safetensors import SafetensorError
     from safetensors.numpy import load as st_load
 
@@ -230,9 +262,13 @@ def _parse(raw: bytes, path: str) -> tuple[dict[str, np.ndarray], dict[str, str]
         raise ModelFileError(f"{path}: unsupported dtype {dtype!r} in metadata")
     try:
         d, h = int(meta["n_features"]), int(meta["hidden"])
-        layers = json.loads(meta["hidden_layers"]) if "hidden_layers" in meta else [h]
-    except (KeyError, ValueError, OverflowError, RecursionError):
-        raise ModelFileError(f"{path}: n_features/hidden missing from metadata") from None
+        layers = json.loads(meta["hidden_layers"]) if version >= 2 else [h]
+    except (ValueError, OverflowError, RecursionError):
+        raise ModelFileError(
+            f"{path}: n_features, hidden and hidden_layers must be whole numbers (JSON for "
+            f"hidden_layers), got {meta['n_features']!r}, {meta['hidden']!r}, "
+            f"{meta.get('hidden_layers')!r}"
+        ) from None
     if not (
         isinstance(layers, list)
         and 1 <= len(layers) <= MAX_LAYERS
@@ -247,7 +283,7 @@ def _parse(raw: bytes, path: str) -> tuple[dict[str, np.ndarray], dict[str, str]
             f"{path}: impossible shapes in metadata (n_features={d}, hidden={h}, "
             f"hidden_layers={layers}; all must be >= 1, hidden the first layer's width)"
         )
-    activation = meta.get("activation", "sigmoid")
+    activation = meta["activation"] if version >= 2 else "sigmoid"
     if activation not in ACTIVATIONS:
         raise ModelFileError(
             f"{path}: unknown activation {activation!r} (this nnbin knows {', '.join(ACTIVATIONS)})"
@@ -270,7 +306,7 @@ def _parse(raw: bytes, path: str) -> tuple[dict[str, np.ndarray], dict[str, str]
             raise ModelFileError(f"{path}: {n} is {a.dtype} but the metadata says {dtype}")
         if not np.all(np.isfinite(a)):
             raise ModelFileError(f"{path}: {n} holds NaN or infinite values")
-    return arrays, meta
+    return arrays, {**meta, "activation": activation}  # format 1: sigmoid
 
 
 def from_result(result: Any) -> Model:

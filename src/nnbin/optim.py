@@ -17,6 +17,7 @@ from typing import Any
 
 import array_api_compat
 
+from . import options
 from .config import Config
 from .model import Array, like, namespace
 
@@ -37,8 +38,14 @@ class Optimizer:
     epsilon: float = 1e-8
 
     def __post_init__(self) -> None:
-        if self.name not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.name!r}")
+        """Each hyperparameter checked as the options table says (one InvalidInputError: a
+        ``beta1`` of 1 would make every update non-finite). A step size that is an array of
+        another library (traced under ``jax.jit``) is the compiled run's own, not checked."""
+        options.check("optimizer", self.name)
+        for name in ("momentum", "nesterov", "beta1", "beta2", "epsilon"):
+            options.check(name, getattr(self, name))
+        if not hasattr(self.lr, "shape") or type(self.lr).__module__.startswith("numpy"):
+            options.check("lr", self.lr)
 
     @classmethod
     def of(cls, config: Config, lr: float) -> Optimizer:

@@ -27,6 +27,10 @@ from typing import Any
 
 from .errors import InvalidInputError
 
+#: the most hidden layers a network may have: nnbin builds, trains, saves and reads networks
+#: up to this depth, and refuses a deeper one before any work (one limit, here)
+MAX_LAYERS = 64
+
 #: the most steps one run takes (JAX counts steps in 32-bit integers)
 MAX_STEPS = 2**31 - 1
 
@@ -233,6 +237,11 @@ class Widths(Constraint):
                 raise InvalidInputError(
                     f"{name} must be a width or a sequence of at least one layer width, got ()"
                 )
+            if len(v) > MAX_LAYERS:
+                raise InvalidInputError(
+                    f"{name} must be at most {MAX_LAYERS} layers deep, got {len(v)} layers: "
+                    f"nnbin builds, saves and reads at most {MAX_LAYERS} hidden layers"
+                )
             return tuple(one.check("every hidden width", h) for h in v)
         return int(one.check(name, v))
 
@@ -244,7 +253,11 @@ class Widths(Constraint):
         return "a width >= 1, or a sequence of them (one per hidden layer)"
 
     def refused(self) -> list[tuple[Any, str | None]]:
-        return [(0, "0"), ((4, 0), "4,0"), ((8, "x"), "8,x"), ((), None), (2.5, "2.5")]
+        deep = (1,) * (MAX_LAYERS + 1)
+        return [
+            (0, "0"), ((4, 0), "4,0"), ((8, "x"), "8,x"), ((), None), (2.5, "2.5"),
+            (deep, ",".join(map(str, deep))),
+        ]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -408,11 +421,54 @@ def unknown(names: Iterable[str], known: Iterable[str], what: str) -> None:
             )
 
 
+#: option -> (the option it depends on, the values of that option under which it acts):
+#: set away from its default anywhere else, it could not take effect, and is refused
+ACTS_ONLY_WITH: dict[str, tuple[str, tuple[Any, ...]]] = {
+    "momentum": ("optimizer", ("momentum",)),
+    "nesterov": ("optimizer", ("momentum",)),
+    "beta1": ("optimizer", ("adam",)),
+    "beta2": ("optimizer", ("adam",)),
+    "epsilon": ("optimizer", ("adam",)),
+    "validation_fraction": ("early_stopping", (True,)),
+}
+
+
+def inert(values: Mapping[str, Any]) -> list[str]:
+    """The options of ``values`` (every option resolved) set away from their default where
+    they cannot take effect (``nesterov`` without the momentum optimizer, ...)."""
+    return [
+        n
+        for n, (on, acting) in ACTS_ONLY_WITH.items()
+        if values[n] != OPTIONS[n].default and values[on] not in acting
+    ]
+
+
 def resolve(given: Mapping[str, Any]) -> dict[str, Any]:
     """Every option, from ``given`` or its default, each checked (one InvalidInputError for
-    the first bad value, or for a name that is no option)."""
+    the first bad value, for a name that is no option, or for an option set where it could
+    not take effect: an option is never silently ignored)."""
     unknown(given, OPTIONS, "train()")
-    return {n: o.constraint.check(n, given.get(n, o.default)) for n, o in OPTIONS.items()}
+    values = {n: o.constraint.check(n, given.get(n, o.default)) for n, o in OPTIONS.items()}
+    for n in inert(values):
+        on, acting = ACTS_ONLY_WITH[n]
+        want = " or ".join(_spelled(on, v) for v in acting)
+        raise InvalidInputError(
+            f"{_spelled(n, values[n])} cannot take effect with {_spelled(on, values[on])}: it "
+            f"acts only with {want}; drop it, or set {want}"
+        )
+    return values
+
+
+def _spelled(name: str, value: Any) -> str:
+    """``name=value`` as the API writes it, and the command line's flag beside it."""
+    o = OPTIONS[name]
+    if o.cli is None:
+        return f"{name}={value!r}"
+    if isinstance(o.constraint, Flag):
+        flag = o.cli if value != o.default else f"no {o.cli}"
+    else:
+        flag = f"{o.cli} {value}"
+    return f"{name}={value!r} ({flag})"
 
 
 def from_sklearn(params: Mapping[str, Any]) -> dict[str, Any]:

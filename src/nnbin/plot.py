@@ -10,6 +10,7 @@ import numpy as np
 from .backend import Backend
 from .files import atomic_write
 from .model import Params, predict_proba, quiet_overflow
+from .validate import counted
 
 
 def crossings(x: np.ndarray, p: np.ndarray, level: float = 0.5) -> list[float]:
@@ -159,6 +160,23 @@ def _draw_loss(ax: Any, history: list[tuple[int, float]]) -> None:
     ax.grid(True, which="both", alpha=0.3)
 
 
+#: features beyond this magnitude cannot be drawn: a density's variance, a grid's spacing
+#: and the axes' ticks overflow float64 on the way
+PLOT_LIMIT = 1e150
+
+
+def too_large_to_plot(X: Any) -> str | None:
+    """Why features ``X`` cannot be drawn (None: they can)."""
+    X = np.asarray(X, dtype=np.float64)
+    top = float(np.max(np.abs(X), initial=0.0))
+    if top > PLOT_LIMIT:
+        return (
+            f"the features reach {top:.3g}, too large to plot (beyond {PLOT_LIMIT:.0e}: a "
+            "density over them overflows); rescale the features to draw them"
+        )
+    return None
+
+
 @quiet_overflow
 def boundary_figure(
     params: Params,
@@ -189,10 +207,13 @@ def boundary_figure(
     y = None if y is None else np.asarray(y).reshape(-1)
     d = int(params[0].shape[0])
     if X.ndim != 2 or X.shape[1] != d:
-        raise ValueError(f"the model has {d} features but the data have shape {X.shape}")
+        raise ValueError(f"the model has {counted(d, 'feature')} but the data have shape {X.shape}")
+    why = too_large_to_plot(X)
+    if why is not None:
+        raise ValueError(why)
     panels = (1 if d <= 2 else 0) + (1 if history else 0)
     if panels == 0:
-        raise ValueError(f"nothing to draw: {d} features and no training history")
+        raise ValueError(f"nothing to draw: {counted(d, 'feature')} and no training history")
     fig, axes = plt.subplots(
         1, panels, figsize=(8 if panels == 1 else 13, 4.5), layout="constrained", squeeze=False
     )

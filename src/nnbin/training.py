@@ -173,36 +173,41 @@ def train(
         )
     else:
         params = _starting_params(params, X, hidden, dtype)
+    if optimizer_state is not None:
+        optimizer_state = validate.optimizer_state(optimizer_state, params, config.optimizer)
     if data_parallel:
         n_dev = None if data_parallel is True else int(data_parallel)
         params, X, y = be.distribute(params, X, y, n_dev)
     t0 = time.perf_counter()
     initial = params
-    # the backend's run records the losses, calls on_log and raises on divergence
-    run = be.run(
-        params,
-        X,
-        y,
-        lr=lr,
-        steps=steps,
-        log_every=log_every,
-        on_log=on_log,
-        fused=fused,
-        config=config,
-        validation=validation,
-        state=optimizer_state,
-        steps_per_call=values["steps_per_call"],
-    )
-    final_loss, _ = value_and_grads(
-        run.params,
-        X,
-        y,
-        block_rows=be.block_rows(X.shape[0], max(widths(run.params))),
-        activation=config.activation,
-        alpha=config.alpha,
-    )
-    assert final_loss is not None
-    final = float(final_loss)  # also waits for the device: the run time below is honest
+    # a loss that stops being finite is checked and reported once (TrainingDivergedError):
+    # NumPy's overflow and invalid-value warnings on the way say nothing more
+    with np.errstate(over="ignore", invalid="ignore"):
+        # the backend's run records the losses, calls on_log and raises on divergence
+        run = be.run(
+            params,
+            X,
+            y,
+            lr=lr,
+            steps=steps,
+            log_every=log_every,
+            on_log=on_log,
+            fused=fused,
+            config=config,
+            validation=validation,
+            state=optimizer_state,
+            steps_per_call=values["steps_per_call"],
+        )
+        final_loss, _ = value_and_grads(
+            run.params,
+            X,
+            y,
+            block_rows=be.block_rows(X.shape[0], max(widths(run.params))),
+            activation=config.activation,
+            alpha=config.alpha,
+        )
+        assert final_loss is not None
+        final = float(final_loss)  # also waits for the device: the run time below is honest
     elapsed = time.perf_counter() - t0 - run.compile_seconds
     if not math.isfinite(final):  # the loss after the last step, which no run records
         raise diverged(steps, lr, run.last_finite, initial)
@@ -221,8 +226,8 @@ def train(
         n_iter=run.steps_run if stop is not None else steps,
         best_loss=min(recorded) if recorded else None,
         validation_scores=list(stop.scores) if stop is not None else [],
-        best_validation_score=(
-            stop.best_score if stop is not None and config.early_stopping else None
+        best_validation_score=(  # None until an epoch was scored (steps=0)
+            stop.best_score if stop is not None and stop.scores else None
         ),
         activation=config.activation,
         optimizer_state=run.optimizer_state,
@@ -240,7 +245,12 @@ def _starting_params(params: Any, X: Array, hidden: int | tuple[int, ...], dtype
         )
     if any(not str(p.dtype).endswith(dtype) for p in params):
         raise InvalidInputError(f"params must be {dtype}, as the data; got {params[0].dtype}")
-    namespace(X, *params)  # one library: MixedArraysError otherwise
+    xp = namespace(X, *params)  # one library: MixedArraysError otherwise
+    if not all(bool(xp.all(xp.isfinite(p))) for p in params):  # one read, before the run
+        raise InvalidInputError(
+            "params hold NaN or infinite values: training starts from finite parameters (a "
+            "TrainingDivergedError's .params are the last finite ones of a run)"
+        )
     return params
 
 

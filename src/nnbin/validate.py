@@ -18,6 +18,11 @@ from .errors import InvalidInputError, MixedArraysError
 from .options import Whole
 
 
+def counted(n: int, word: str) -> str:
+    """``n`` and ``word``, plural where it must be: "1 feature", "2 features"."""
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+
+
 def _kind(a: Any) -> str:
     return f"{type(a).__module__.split('.')[0]}.{type(a).__qualname__}"
 
@@ -83,12 +88,18 @@ def memory_fits(
     params = count * itemsize * 8
     rows = n if block_rows is None else min(n, block_rows)
     need = params + int(working_nh * rows * sum(sizes) * itemsize)
+    what = f"hidden={hidden}, {counted(n, 'sample')}, {counted(d, 'feature')}"
+    host_memory_fits(need, "training would need", what, "use fewer hidden units or samples")
+
+
+def host_memory_fits(need: int, doing: str, what: str, fix: str) -> None:
+    """Refuse, before it is allocated, host work of ``need`` bytes that would not fit in 90%
+    of the memory available now: one InvalidInputError that says ``fix``."""
     have = available_memory()
     if need > 0.9 * have:
         raise InvalidInputError(
-            f"training would need about {need / 2**30:.1f} GiB (hidden={hidden}, "
-            f"{n:,} samples, {d} feature(s)) but {have / 2**30:.1f} GiB of memory is "
-            "available: use fewer hidden units or samples"
+            f"{doing} about {need / 2**30:.1f} GiB ({what}) but {have / 2**30:.1f} GiB of "
+            f"memory is available: {fix}"
         )
 
 
@@ -153,7 +164,7 @@ def model_inputs(
     _matrix(X)
     if X.shape[1] != d:
         raise InvalidInputError(
-            f"X has {X.shape[1]} features but the parameters take {d} "
+            f"X has {counted(X.shape[1], 'feature')} but the parameters take {d} "
             f"(W1 has shape {tuple(W1.shape)})"
         )
     if block_rows is not None and (
@@ -274,3 +285,54 @@ def _floating(xp: Any, a: Any, name: str) -> Any:
     raise InvalidInputError(
         f"{name} has dtype {a.dtype}; nnbin needs real numbers (float32 or float64)"
     )
+
+
+#: the optimizer state each optimizer continues from: its parts, as written in messages
+STATE_PARTS = {"gd": (), "momentum": ("velocity",), "adam": ("t", "m", "v")}
+
+
+def optimizer_state(state: Any, params: Any, optimizer: str) -> Any:
+    """``state`` (a result's ``optimizer_state``) checked against the parameters it continues
+    and the optimizer that continues it: the optimizer's parts (gd: none; momentum: the
+    velocity; Adam: the step count t and the moments m and v), each moment of the
+    parameters' shapes, dtype and library, t a 0-d array of that dtype. By their shapes and
+    types only: nothing is read from a device."""
+    parts = STATE_PARTS[optimizer]
+    expected = "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+    if not isinstance(state, tuple) or len(state) != len(parts):
+        got = f"a {len(state)}-tuple" if isinstance(state, tuple) else type(state).__name__
+        raise InvalidInputError(
+            f"optimizer_state must be {optimizer}'s state {expected}, as a {optimizer} run's "
+            f"result.optimizer_state gives; got {got}"
+        )
+
+    def kind(a: Any) -> str:  # "float32" for NumPy's, torch.float32, array_api_strict.float32
+        return str(getattr(a, "dtype", "")).rpartition(".")[2]
+
+    dtype = kind(params[0])
+    for part, value in zip(parts, state):
+        if part == "t":
+            if getattr(value, "shape", None) != () or kind(value) != dtype:
+                raise InvalidInputError(
+                    f"optimizer_state's t must be a 0-d array of {dtype} (Adam's step count); "
+                    f"got {type(value).__name__} {getattr(value, 'shape', '')}"
+                )
+            continue
+        if not isinstance(value, tuple) or len(value) != len(params):
+            raise InvalidInputError(
+                f"optimizer_state's {part} must hold one array per parameter ({len(params)}), "
+                "as a run of this architecture gives"
+            )
+        for i, (a, p) in enumerate(zip(value, params)):
+            shape, want = tuple(getattr(a, "shape", ())), tuple(p.shape)
+            if shape != want or kind(a) != dtype:
+                raise InvalidInputError(
+                    f"optimizer_state's {part}[{i}] has shape {shape} and dtype "
+                    f"{kind(a) or None}, the parameter it goes with {want} and "
+                    f"{dtype}: pass the state of a run of this architecture and dtype"
+                )
+    from .model import namespace
+
+    leaves = [a for part in state for a in (part if isinstance(part, tuple) else (part,))]
+    namespace(*params, *leaves)  # one library: MixedArraysError otherwise
+    return state

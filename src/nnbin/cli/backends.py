@@ -6,7 +6,7 @@ import argparse
 import os
 
 from ..backend import ENV_VAR, available_names, backend_class, get_backend, is_installed
-from ..errors import NnbinError
+from ..errors import NnbinError, UnknownBackendError
 
 HELP = "list the registered backends"
 
@@ -43,4 +43,9 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     print(f"* selected now by {ENV_VAR}={os.environ.get(ENV_VAR, '') or '(unset: numpy)'}")
+    if selected not in available_names():  # the table, then the one line that says why
+        raise UnknownBackendError(
+            f"{ENV_VAR}={os.environ.get(ENV_VAR, '').strip()!r} names no backend; choose one "
+            f"of: {', '.join(available_names())}"
+        )
     return 0

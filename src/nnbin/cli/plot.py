@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from ..files import check_outputs
     from ..modelfile import load
     from ..plot import boundary_figure
+    from ..validate import counted
 
     if args.label is not None and not args.data:
         raise ValueError("--label names a column of --data: give --data FILE as well")
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         backend=be,
         history=model.history or None,
         title=f"nnbin model {os.path.basename(args.model)}: "
-        f"{model.n_features} feature(s), {widths_text(model.hidden)} hidden "
+        f"{counted(model.n_features, 'feature')}, {widths_text(model.hidden)} hidden "
         f"({model.activation}){loss}",
         activation=model.activation,
     )

@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data import load_data
     from ..files import atomic_write, check_outputs
     from ..modelfile import load
+    from ..validate import counted
 
     to_stdout = args.out in (None, "-")
     check_outputs(
@@ -54,10 +55,19 @@ def run(args: argparse.Namespace) -> int:
             else ""
         )
         raise ValueError(
-            f"the model takes {model.n_features} feature(s) but {args.data} has {X.shape[1]}{hint}"
+            f"the model takes {counted(model.n_features, 'feature')} but {args.data} has "
+            f"{X.shape[1]}{hint}"
         )
     Xd = be.asarray(X, model.dtype)
-    p = be.to_host(predict_proba(model.params, Xd, activation=model.activation))[:, 0]
+    with np.errstate(invalid="ignore", over="ignore"):  # checked below, in one line
+        p = be.to_host(predict_proba(model.params, Xd, activation=model.activation))[:, 0]
+    bad = np.flatnonzero(~np.isfinite(p))  # finite features whose weighted sum overflows
+    if bad.size:
+        raise ValueError(
+            f"{args.data}: the features of data row {int(bad[0]) + 1} are too large for the "
+            f"model's {model.dtype} arithmetic (a weighted sum of them overflows); rescale "
+            "the features (standardise them as for training) — nothing was written"
+        )
     buf = io.StringIO()
     buf.write("probability,label\n")
     for v in p.astype(np.float64):

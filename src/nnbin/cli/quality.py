@@ -194,11 +194,15 @@ def flags(q: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     unknown = [n for n in names if n not in DATASETS]
+    if not names:
+        raise ValueError(f"--datasets names no data set; choose from {', '.join(DATASETS)}")
     if unknown:
         raise ValueError(
             f"unknown data set(s) {', '.join(unknown)}; choose from {', '.join(DATASETS)}"
         )
     backends = [get_backend(n.strip()).name for n in args.backends.split(",") if n.strip()]
+    if not backends:
+        raise ValueError("--backends names no backend; for example --backends numpy,jax")
     for name in backends:
         get_backend(name).enable_dtype(get_backend(name).default_dtype)
     print(markdown(compare(names, backends, repeats=args.repeats)))

@@ -127,6 +127,15 @@ def run(args: argparse.Namespace) -> int:
         assert y is not None
     else:
         X, y = two_gaussians(args.n_per_class, seed=args.seed)
+    no_figure = "drawing it needs matplotlib and seaborn: pip install 'nnbin[plot]'"
+    if figure is not None:
+        from ..plot import too_large_to_plot
+
+        why = too_large_to_plot(X)
+        if why is not None and plot_asked:  # before training: nothing is written
+            raise ValueError(f"--plot: {why} (or leave out --plot)")
+        if why is not None:  # the default figure: train, save, and say why there is none
+            figure, no_figure = None, why
     progress = Progress(args.steps, args.quiet)
     try:
         result = train(X, y, on_log=progress, **{**options.from_args(args), "backend": be.name})
@@ -135,7 +144,18 @@ def run(args: argparse.Namespace) -> int:
     Xd, yd = be.asarray(X, result.dtype), be.asarray(y, result.dtype)
     acc = accuracy(result.params, Xd, yd, activation=result.activation)
     if result.n_iter < args.steps:
-        print(f"stopped after {result.n_iter} epochs: no improvement by --tol")
+        what = "held-out accuracy" if args.early_stopping else "training loss"
+        patience = 10 if args.n_iter_no_change is None else args.n_iter_no_change
+        print(
+            f"stopped after {result.n_iter} epochs: the {what} did not improve by --tol "
+            f"{args.tol:g} for more than {patience} epochs in a row"
+        )
+    if result.best_validation_score is not None:
+        best = result.validation_scores.index(result.best_validation_score) + 1
+        print(
+            f"kept the parameters of epoch {best}, the best held-out accuracy "
+            f"({result.best_validation_score:.4f}); the final loss is theirs"
+        )
     print(
         f"final loss {result.final_loss:.10g}  training accuracy {acc:.4f}  "
         f"({result.backend}, {result.dtype}, {result.loop}: "
@@ -147,10 +167,7 @@ def run(args: argparse.Namespace) -> int:
         save_result(args.save, result)
         print(f"model saved to {args.save}")
     if figure is None and not args.no_plot:
-        print(
-            "no figure: drawing it needs matplotlib and seaborn: pip install 'nnbin[plot]'",
-            file=sys.stderr,
-        )
+        print(f"no figure: {no_figure}", file=sys.stderr)
     if figure is not None and X.shape[1] <= 2:
         from ..plot import boundary_figure
 
