@@ -239,5 +239,72 @@ def test_warm_start_starts_from_the_fitted_parameters():
         warm_start=True,
     )
     first = clf.fit(X, y[:, 0]).loss_curve_[-1]
-    second = clf.fit(X, y[:, 0]).loss_curve_[0]
+    second = clf.fit(X, y[:, 0]).loss_curve_[50]  # the curve goes on: the second fit's first
     assert second < first * 1.01  # continued, not restarted from the initial weights
+
+
+# --- the one-word swap: what scikit-learn's MLPClassifier does, point by point -------------
+
+
+def _data(n=100, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3))
+    return X, (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int)
+
+
+def test_predict_log_proba_is_the_log_of_predict_proba_and_finite_when_it_saturates():
+    X, y = _data()
+    clf = BinaryMLPClassifier(max_iter=30, random_state=0).fit(X, y)
+    np.testing.assert_allclose(
+        clf.predict_log_proba(X), np.log(clf.predict_proba(X)), rtol=1e-9, atol=1e-12
+    )
+    far = np.full((2, 3), 1e4) * np.array([[1.0], [-1.0]])  # probabilities round to 0 and 1
+    log_p = clf.predict_log_proba(far)
+    assert np.all(np.isfinite(log_p)) and np.all(log_p <= 0)
+    sk = sklearn.neural_network.MLPClassifier(max_iter=30, random_state=0).fit(X, y)
+    assert clf.predict_log_proba(X).shape == sk.predict_log_proba(X).shape
+
+
+def test_warm_start_fits_accumulate_the_curve_and_t_as_scikit_learn_does():
+    X, y = _data()
+    ours = BinaryMLPClassifier(max_iter=3, warm_start=True, random_state=0)
+    theirs = sklearn.neural_network.MLPClassifier(max_iter=3, warm_start=True, random_state=0)
+    for clf in (ours, theirs):
+        clf.fit(X, y).fit(X, y)  # scikit-learn 1.9: the curve and t_ go on, n_iter_ is 3
+        assert len(clf.loss_curve_) == 6 and clf.n_iter_ == 3 and clf.t_ == 600
+        assert clf.loss_ == clf.loss_curve_[-1]
+    cold = BinaryMLPClassifier(max_iter=3, random_state=0).fit(X, y).fit(X, y)
+    assert len(cold.loss_curve_) == 3 and cold.n_iter_ == 3 and cold.t_ == 300
+
+
+@pytest.mark.parametrize("verbose", [0, 1, 10, True, False])
+def test_verbose_takes_scikit_learns_integers(verbose, capsys):
+    X, y = _data()
+    BinaryMLPClassifier(max_iter=2, verbose=verbose, random_state=0).fit(X, y)
+    out = capsys.readouterr().out
+    if verbose:
+        assert out.count("Iteration ") == 2 and "loss = " in out
+    else:
+        assert out == ""
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, "yes"])
+def test_verbose_refuses_what_scikit_learn_refuses(bad):
+    X, y = _data()
+    with pytest.raises(nnbin.InvalidInputError, match="verbose must be"):
+        BinaryMLPClassifier(max_iter=1, verbose=bad).fit(X, y)
+
+
+def test_n_iter_no_change_inf_never_stops_on_the_rule():
+    X, y = _data()
+    clf = BinaryMLPClassifier(max_iter=25, n_iter_no_change=np.inf, tol=1e9, random_state=0)
+    assert clf.fit(X, y).n_iter_ == 25  # a tol no epoch can meet: only inf keeps it going
+    stops = BinaryMLPClassifier(max_iter=25, n_iter_no_change=2, tol=1e9, random_state=0)
+    theirs = sklearn.neural_network.MLPClassifier(
+        max_iter=25, n_iter_no_change=2, tol=1e9, random_state=0
+    )
+    assert stops.fit(X, y).n_iter_ == theirs.fit(X, y).n_iter_ == 4
+    early = BinaryMLPClassifier(
+        max_iter=12, n_iter_no_change=np.inf, tol=1e9, early_stopping=True, random_state=0
+    )
+    assert early.fit(X, y).n_iter_ == 12

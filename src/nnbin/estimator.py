@@ -58,9 +58,10 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         (None: drawn from NumPy's global random state, as scikit-learn does)
     tol, n_iter_no_change : stop after more than n_iter_no_change epochs without an
         improvement of tol (of the training loss, or with early stopping of the held-out
-        accuracy)
-    verbose : bool   print the loss of each epoch
-    warm_start : bool   fit starts from the fitted parameters (a new optimizer)
+        accuracy); n_iter_no_change=np.inf: never stop on the rule
+    verbose : bool or int >= 0   print the loss of each epoch (when true or > 0)
+    warm_start : bool   fit starts from the fitted parameters (a new optimizer); loss_curve_
+        and t_ go on from the fits before, as scikit-learn's do (n_iter_ counts this fit)
     momentum, nesterovs_momentum : for solver "sgd"
     early_stopping, validation_fraction : hold out a fraction, keep the best parameters
     beta_1, beta_2, epsilon : for solver "adam"
@@ -180,13 +181,16 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
                 f"learning_rate={self.learning_rate!r} is not available in nnbin: only "
                 "'constant' (the default)"
             )
-        for name in ("verbose", "warm_start"):
-            Flag().check(name, getattr(self, name))
+        Flag().check("warm_start", self.warm_start)
+        if not _is_flag(self.verbose):  # scikit-learn's: a bool or a whole number >= 0
+            Whole(0).check("verbose", self.verbose)
         # batch_size "auto" and random_state take values of scikit-learn's own, read at fit
         # time; the backend (host data only) and the working dtype are applied there too
         given = {
             sk: getattr(self, sk) for sk in BY_SKLEARN if sk not in ("batch_size", "random_state")
         }
+        if _is_infinite(given.get("n_iter_no_change")):  # scikit-learn's "never stop early"
+            given["n_iter_no_change"] = options.MAX_STEPS
         checked = from_sklearn(given)
         del checked["backend"], checked["dtype"]
         # what scikit-learn ignores (momentum with solver='adam', its nesterovs_momentum=True
@@ -286,6 +290,9 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
                 )
                 batch = n
         continuing = incremental and start is not None
+        # warm starts and partial_fit go on from the fits before: the curve and t_ (and
+        # n_iter_ for partial_fit only), as scikit-learn's do
+        accumulating = start is not None and hasattr(self, "loss_curve_")
         # partial_fit: the first call's seed, moved on by the calls since (a new shuffle each)
         seed = int(self._seed_) + int(self._calls_) if continuing else self._seed()
         on_log = None
@@ -324,10 +331,11 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         # NumPy for host data, whichever backend trained
         self.weights_in_ = self.coefs_[0] if isinstance(X, np.ndarray) else result.params[0]
         curve = [v for _, v in result.history]
-        self.loss_curve_ = (self.loss_curve_ if continuing else []) + curve
+        self.loss_curve_ = (self.loss_curve_ if accumulating else []) + curve
+        self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else result.final_loss
         self.final_loss_ = result.final_loss
         self.n_iter_ = (self.n_iter_ if continuing else 0) + result.n_iter
-        self.t_ = (self.t_ if continuing else 0) + result.n_iter * n
+        self.t_ = (self.t_ if accumulating else 0) + result.n_iter * n
         if options["early_stopping"]:
             self.validation_scores_: list[float] | None = list(result.validation_scores)
             self.best_validation_score_ = result.best_validation_score
@@ -402,6 +410,18 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         p1 = predict_proba(self.params_, X, validate.activation_name(self.activation))
         return back(xp.concat([1.0 - p1, p1], axis=1))
 
+    @quiet_overflow
+    def predict_log_proba(self, X: Any) -> Any:
+        """Shape (N, 2): the log-probabilities of ``classes_[0]`` and ``classes_[1]``, from
+        the logits z (log sigmoid(z) = -log(1 + e^-z)): finite where a probability rounds to
+        0 or 1."""
+        check_is_fitted(self)
+        X, back = self._placed(self._validate(X, "predict_log_proba"))
+        xp = namespace(X)
+        z = forward(self.params_, X, validate.activation_name(self.activation))
+        zero = xp.zeros_like(z)
+        return back(xp.concat([-xp.logaddexp(zero, z), -xp.logaddexp(zero, -z)], axis=1))
+
     def _placed(self, X: Any) -> tuple[Any, Any]:
         """X where the parameters are, and how to bring a result back to X's library. Host
         (NumPy) data on a model fitted with another backend (``backend="jax"``, say) go to
@@ -438,6 +458,14 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
 
 def _same(a: Any) -> Any:
     return a
+
+
+def _is_flag(v: Any) -> bool:
+    return isinstance(v, (bool, np.bool_))
+
+
+def _is_infinite(v: Any) -> bool:
+    return isinstance(v, (float, np.floating)) and v == np.inf
 
 
 def _to_host(a: Any) -> Any:
