@@ -308,3 +308,62 @@ def test_n_iter_no_change_inf_never_stops_on_the_rule():
         max_iter=12, n_iter_no_change=np.inf, tol=1e9, early_stopping=True, random_state=0
     )
     assert early.fit(X, y).n_iter_ == 12
+
+
+def test_partial_fit_refuses_early_stopping_and_other_classes_as_scikit_learn_does():
+    X, y = _data()
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping=True"):
+        BinaryMLPClassifier(early_stopping=True).partial_fit(X, y, classes=[0, 1])
+    with pytest.raises(ValueError):  # scikit-learn's own refuses it too
+        sklearn.neural_network.MLPClassifier(early_stopping=True).partial_fit(X, y, classes=[0, 1])
+    clf = BinaryMLPClassifier(random_state=0).partial_fit(X, y, classes=[0, 1])
+    with pytest.raises(ValueError, match=r"classes=\[0, 2\] is not the same as on the first"):
+        clf.partial_fit(X, y, classes=[0, 2])
+    clf.partial_fit(X, y, classes=[1, 0])  # the same classes, in any order
+    assert clf.n_iter_ == 2
+
+
+def test_assigned_coefs_and_intercepts_are_where_the_next_fit_starts():
+    """scikit-learn's test_fit assigns coefs_ and intercepts_ and calls partial_fit: the
+    update starts from them (and a warm fit too), not from the weights fitted before."""
+    X, y = _data()
+    clf = BinaryMLPClassifier(hidden_layer_sizes=(3,), random_state=0, learning_rate_init=0.1)
+    clf.partial_fit(X, y, classes=[0, 1])
+    W1 = np.full((3, 3), 0.1)
+    clf.coefs_ = [W1, np.full((3, 1), 0.2)]
+    clf.intercepts_ = [np.zeros(3), np.zeros(1)]
+    fresh = BinaryMLPClassifier(hidden_layer_sizes=(3,), random_state=0, learning_rate_init=0.1)
+    fresh.partial_fit(X, y, classes=[0, 1])
+    fresh.params_ = nnbin.Params(W1, np.zeros(3), np.full((3, 1), 0.2), np.zeros(1))
+    fresh.coefs_ = [W1, np.full((3, 1), 0.2)]
+    fresh.intercepts_ = [np.zeros(3), np.zeros(1)]
+    for est in (clf, fresh):
+        est.partial_fit(X, y)
+    np.testing.assert_allclose(clf.coefs_[0], fresh.coefs_[0], rtol=1e-12)
+    assert not np.allclose(clf.coefs_[0], W1)  # trained on from the assigned weights
+    wrong = BinaryMLPClassifier(hidden_layer_sizes=(3,), random_state=0).fit(X, y)
+    wrong.set_params(warm_start=True)
+    wrong.coefs_ = [np.ones((3, 4)), np.ones((4, 1))]
+    wrong.intercepts_ = [np.zeros(4), np.zeros(1)]
+    with pytest.raises(nnbin.InvalidInputError, match="hidden widths"):
+        wrong.fit(X, y)
+
+
+def test_partial_fit_trains_on_a_batch_of_one_class_once_classes_are_known():
+    """A stream with imbalanced batches: a batch of one label trains (scikit-learn's
+    partial_fit does), on the first call when classes= names both, and on later calls."""
+    X, y = _data(200)
+    zeros, ones = X[y == 0], X[y == 1]
+    clf = BinaryMLPClassifier(hidden_layer_sizes=(4,), random_state=0)
+    clf.partial_fit(zeros, np.zeros(len(zeros), int), classes=[0, 1])
+    assert clf.n_iter_ == 1 and list(clf.classes_) == [0, 1]
+    clf.partial_fit(ones, np.ones(len(ones), int))
+    assert clf.n_iter_ == 2 and clf.t_ == len(zeros) + len(ones)
+    # the one-class first call starts from the weights a two-class one would have drawn
+    twin = BinaryMLPClassifier(hidden_layer_sizes=(4,), random_state=0)
+    twin.partial_fit(X, y, classes=[0, 1])
+    assert twin.coefs_[0].shape == clf.coefs_[0].shape
+    with pytest.raises(ValueError, match="needs exactly two classes"):
+        BinaryMLPClassifier().partial_fit(zeros, np.zeros(len(zeros), int))  # no classes=
+    with pytest.raises(ValueError, match="needs exactly two classes"):  # fit: both, at once
+        BinaryMLPClassifier(max_iter=2).fit(zeros, np.zeros(len(zeros), int))

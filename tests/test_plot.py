@@ -68,3 +68,51 @@ def test_the_density_of_a_large_class_is_drawn_from_a_bounded_sample(monkeypatch
         nnbin.init_params(1, 4, 0), X, y, tmp_path / "f.png", backend=nnbin.get_backend("numpy")
     )
     assert sizes == [1000, 1000]
+
+
+def test_the_axes_are_named_by_the_data_files_columns(tmp_path, monkeypatch):
+    """nnbin train --data with columns height,weight: the heat map's axes say so (x0/x1
+    only where the data have no names)."""
+    pytest.importorskip("matplotlib")
+    from nnbin.cli import main
+
+    seen = []
+    real = plot.atomic_savefig
+
+    def keep(fig, path):
+        seen.append([(ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes])
+        real(fig, path)
+
+    monkeypatch.setattr(plot, "atomic_savefig", keep)
+    X, y = nnbin.two_gaussians(n_per_class=30, seed=0, n_features=2)
+    data = tmp_path / "hw.csv"
+    np.savetxt(
+        data, np.column_stack([X, y]), delimiter=",", header="height,weight,label", comments=""
+    )
+    out = tmp_path / "f.png"
+    assert main(["train", "--data", str(data), "--steps", "5", "--quiet", "--plot", str(out)]) == 0
+    assert ("height", "weight") in seen[-1]
+    model = tmp_path / "m.safetensors"
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(data),
+                "--steps",
+                "5",
+                "--quiet",
+                "--no-plot",
+                "--save",
+                str(model),
+            ]
+        )
+        == 0
+    )
+    assert main(["plot", "--model", str(model), "--data", str(data), "--out", str(out)]) == 0
+    assert ("height", "weight") in seen[-1]
+    one = tmp_path / "one.csv"
+    X1, y1 = nnbin.two_gaussians(n_per_class=30, seed=0)
+    np.savetxt(one, np.column_stack([X1, y1]), delimiter=",", header="age,label", comments="")
+    assert main(["train", "--data", str(one), "--steps", "5", "--quiet", "--plot", str(out)]) == 0
+    assert seen[-1][0][0] == "age"

@@ -36,3 +36,16 @@ def test_an_empty_list_is_one_line_not_an_empty_table(argv, needle, capsys):
     assert main(["quality", *argv]) == 2
     captured = capsys.readouterr()
     assert needle in captured.err and captured.out == ""
+
+
+def test_without_scikit_learn_it_says_so_first(monkeypatch, capsys):
+    """Before any backend is looked at (jax missing too must not be what it says)."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "sklearn" else real(name, *a)
+    )
+    assert main(["quality", "--backends", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert "compares with scikit-learn: pip install 'nnbin[sklearn]'" in err, err

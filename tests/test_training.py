@@ -333,3 +333,12 @@ def test_no_epoch_run_has_no_best_validation_score():
     ran = nnbin.train(X0, Y0, steps=2, early_stopping=True, batch_size=8, optimizer="adam")
     assert len(ran.validation_scores) == 2
     assert ran.best_validation_score == max(ran.validation_scores)
+
+
+def test_a_continued_run_may_see_one_class_a_fresh_one_may_not():
+    first = nnbin.train(X0, Y0, hidden=3, steps=5)
+    zeros = Y0[:, 0] == 0
+    more = nnbin.train(X0[zeros], Y0[zeros], hidden=3, steps=5, params=first.params)
+    assert more.params.W1.shape == (1, 3) and len(more.history) >= 1
+    with pytest.raises(nnbin.InvalidInputError, match="training needs samples of both classes"):
+        nnbin.train(X0[zeros], Y0[zeros], hidden=3, steps=5)

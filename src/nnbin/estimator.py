@@ -27,6 +27,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import options, validate
+from .api import init_params
 from .backend import backend_of, get_backend
 from .errors import InvalidInputError
 from .model import forward, namespace, predict_proba, quiet_overflow
@@ -227,7 +228,9 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
                 )
         unknown = np.setdiff1d(np.unique(y_host), classes)
         if unknown.size:
-            raise ValueError(f"y holds labels {unknown[:5].tolist()} not in classes_ {classes}")
+            raise ValueError(
+                f"y holds labels {unknown[:5].tolist()} not in classes_ {classes.tolist()}"
+            )
         self.classes_ = classes
         target = (y_host == classes[1]).astype(np.float64).reshape(-1, 1)
         if isinstance(X, np.ndarray):
@@ -242,15 +245,27 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         options = self._options()  # the checks come first, before the data are looked at
         warm = self.warm_start and hasattr(self, "params_")
         X, yf = self._targets(X, y, reset=not warm, classes=self.classes_ if warm else None)
-        return self._fit(X, yf, options, start=self.params_ if warm else None, state=None)
+        return self._fit(X, yf, options, start=self._start() if warm else None, state=None)
 
     @quiet_overflow
     def partial_fit(self, X: Any, y: Any, classes: Any = None) -> BinaryMLPClassifier:
         """One epoch over (X, y), continuing the parameters and the optimizer state of the
         calls before (the first call needs ``classes`` unless y holds both labels)."""
         options = self._options()
-        options.update(steps=1, early_stopping=False, n_iter_no_change=None)
+        if options["early_stopping"]:  # as scikit-learn: no held-out split of one batch
+            raise InvalidInputError(
+                "partial_fit does not support early_stopping=True: set early_stopping=False, "
+                "or use fit"
+            )
+        options.update(steps=1, n_iter_no_change=None)
         first = not hasattr(self, "params_")
+        if not first and classes is not None:
+            named = np.unique(np.asarray(classes))
+            if not np.array_equal(named, self.classes_):
+                raise ValueError(
+                    f"classes={named.tolist()} is not the same as on the first call to "
+                    f"partial_fit ({self.classes_.tolist()})"
+                )
         if first:
             given = None if classes is None else np.unique(np.asarray(classes))
             if given is not None and given.size != 2:
@@ -262,10 +277,25 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
             X,
             yf,
             options,
-            start=None if first else self.params_,
+            start=None if first else self._start(),
             state=None if first else self._optimizer_state,
             incremental=True,
         )
+
+    def _start(self) -> Any:
+        """The parameters the next fit starts from: ``coefs_`` and ``intercepts_``, which a
+        user may have assigned (scikit-learn's own tests do), placed as the fitted ones."""
+        params = self.params_
+        host = [np.asarray(a) for W, b in zip(self.coefs_, self.intercepts_) for a in (W, b)]
+        fitted = self._fitted_host  # host copies of what the last fit gave: no device read
+        if len(host) == len(fitted) and all(
+            a.shape == f.shape and np.array_equal(a, f) for a, f in zip(host, fitted)
+        ):
+            return params  # as fitted: no copy
+        be = backend_of(params[0])
+        dtype = str(params[0].dtype).rpartition(".")[2]
+        placed = [be.asarray(a, dtype, device=_device(params[0])) for a in host]
+        return type(params)(*placed) if len(placed) == 4 else tuple(placed)
 
     def _fit(
         self,
@@ -295,6 +325,15 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         accumulating = start is not None and hasattr(self, "loss_curve_")
         # partial_fit: the first call's seed, moved on by the calls since (a new shuffle each)
         seed = int(self._seed_) + int(self._calls_) if continuing else self._seed()
+        if incremental and start is None and _one_label(yf):
+            # a first batch of one class (classes= named both): the weights train would draw
+            # from this seed, drawn here, so that the run continues from them
+            own = None if isinstance(X, np.ndarray) else str(X.dtype).rpartition(".")[2]
+            start = init_params(
+                int(X.shape[1]), options["hidden"], seed, dtype=self._working_dtype(X) or own,
+                backend=self.backend if isinstance(X, np.ndarray) else backend_of(X).name,
+                device=_device(X), activation=options["activation"], init=options["init"],
+            )  # fmt: skip
         on_log = None
         if self.verbose:
 
@@ -324,6 +363,10 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         host = backend_of(result.params[0]).to_host
         self.coefs_ = [np.asarray(host(W)) for W in result.params[0::2]]
         self.intercepts_ = [np.asarray(host(b)) for b in result.params[1::2]]
+        # what coefs_ and intercepts_ were: an assignment or an edit since is seen (_start)
+        self._fitted_host = [
+            a.copy() for W, b in zip(self.coefs_, self.intercepts_) for a in (W, b)
+        ]
         self.n_layers_ = len(self.coefs_) + 1
         self.n_outputs_ = 1
         self.out_activation_ = "logistic"
@@ -365,7 +408,7 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         labels = np.asarray(_to_host(yf)) > 0.5
         if labels.any() and not labels.all() and (every or not some):
             warnings.warn(
-                f"BinaryMLPClassifier predicts one class ({self.classes_[int(every)]!r}) "
+                f"BinaryMLPClassifier predicts one class ({self.classes_[int(every)].item()!r}) "
                 "for every training sample: training collapsed. Likely causes: unscaled "
                 "features (standardise them, e.g. with sklearn.preprocessing.StandardScaler) "
                 "or a step size too large for them (learning_rate_init)",
@@ -458,6 +501,12 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
 
 def _same(a: Any) -> Any:
     return a
+
+
+def _one_label(yf: Any) -> bool:
+    """Whether the 0/1 column ``yf`` holds one label only (one read of the data)."""
+    xp = namespace(yf)
+    return not (bool(xp.any(yf == 1.0)) and bool(xp.any(yf == 0.0)))
 
 
 def _is_flag(v: Any) -> bool:

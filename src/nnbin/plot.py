@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,7 @@ def _draw_boundary(
     x_range: tuple[float, float],
     max_points: int,
     activation: str = "sigmoid",
+    names: tuple[str, ...] = ("x",),
 ) -> list[float]:
     """Class densities, samples and the probability curve on ``ax``; the 0.5 crossings."""
     import seaborn as sns
@@ -79,7 +81,7 @@ def _draw_boundary(
                     label=f"class {label} density (n = {int(np.sum(y == label))})",
                 )
     ax.set_xlim(*x_range)
-    ax.set_xlabel("x")
+    ax.set_xlabel(names[0])
     ax.set_ylabel("density")
     ax2 = ax.twinx()
     rng = np.random.default_rng(0)
@@ -121,6 +123,7 @@ def _draw_heatmap(
     backend: Backend,
     max_points: int,
     activation: str = "sigmoid",
+    names: tuple[str, ...] = ("x0", "x1"),
 ) -> None:
     """P(y = 1 | x) over the plane of two features, with the 0.5 contour and the samples."""
     lo, hi = X.min(axis=0), X.max(axis=0)
@@ -145,8 +148,8 @@ def _draw_heatmap(
         vmin=0,
         vmax=1,
     )
-    ax.set_xlabel("x0")
-    ax.set_ylabel("x1")
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(names[1])
     ax.set_title("probability, with the p = 0.5 contour", fontsize=10)
 
 
@@ -190,12 +193,14 @@ def boundary_figure(
     x_range: tuple[float, float] = (-10.0, 10.0),
     max_points: int = 2000,
     activation: str = "sigmoid",
+    names: Sequence[str] | None = None,
 ) -> list[float]:
     """Write the model's figure to ``path`` and return the 0.5 crossings (D = 1).
 
     D = 1: both class densities (seaborn ``kdeplot``), a sample of the points at their
     label (jittered), and the predicted probability over ``x_range`` with the 0.5 crossing
-    marked and labelled. D = 2: a probability heat map with the 0.5 contour. With a
+    marked and labelled. D = 2: a probability heat map with the 0.5 contour. The axes are
+    named by ``names`` (a data file's feature columns), else x / x0, x1. With a
     ``history``, a second panel shows the loss curve. Written atomically.
     """
     import matplotlib
@@ -218,10 +223,15 @@ def boundary_figure(
         1, panels, figsize=(8 if panels == 1 else 13, 4.5), layout="constrained", squeeze=False
     )
     cross: list[float] = []
+    shown = tuple(names) if names is not None and len(names) == d else None
     if d == 1:
-        cross = _draw_boundary(axes[0, 0], params, X, y, backend, x_range, max_points, activation)
+        cross = _draw_boundary(
+            axes[0, 0], params, X, y, backend, x_range, max_points, activation, shown or ("x",)
+        )
     elif d == 2:
-        _draw_heatmap(axes[0, 0], params, X, y, backend, max_points, activation)
+        _draw_heatmap(
+            axes[0, 0], params, X, y, backend, max_points, activation, shown or ("x0", "x1")
+        )
     if history:
         _draw_loss(axes[0, -1], history)
     # a "$" (in a file name, say) would start matplotlib's mathtext: shown as itself instead

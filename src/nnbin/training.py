@@ -138,7 +138,8 @@ def train(
 
     Continuing a run: ``params`` (arrays of the data's library and dtype, the shapes
     ``hidden`` gives) start the run instead of drawn weights, and ``optimizer_state`` (a
-    result's ``optimizer_state``) continues the optimizer's momentum or moments.
+    result's ``optimizer_state``) continues the optimizer's momentum or moments; a
+    continued run may see samples of one class only (a batch of a stream).
     """
     values = options_table.resolve(options)
     config = Config.of(values)
@@ -147,7 +148,8 @@ def train(
     )
     backend, dtype, init = values["backend"], values["dtype"], values["init"]
     data_parallel, fused = values["data_parallel"], values["fused"]
-    X, y = validate.training_data(X, y)
+    # a run that continues from given parameters may see one class (a stream's batch)
+    X, y = validate.training_data(X, y, both_classes=params is None)
     be, dtype = _backend_and_dtype(X, backend, dtype)
     on_host = isinstance(X, np.ndarray) or "cpu" in str(array_api_compat.device(X)).lower()
     if on_host and not be.out_of_core:  # Dask works chunk by chunk

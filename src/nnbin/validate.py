@@ -241,8 +241,9 @@ def same_library(X: Any, y: Any) -> None:
         raise MixedArraysError(f"X is on {dx} but y is on {dy}: move them to one device first")
 
 
-def training_data(X: Any, y: Any) -> tuple[Any, Any]:
-    """Check X (N, D) and y (N, 1) or (N,) with labels 0/1, both classes, finite values.
+def training_data(X: Any, y: Any, *, both_classes: bool = True) -> tuple[Any, Any]:
+    """Check X (N, D) and y (N, 1) or (N,) with labels 0/1, finite values, and (unless a
+    run continues: ``both_classes`` false) samples of both classes.
 
     Returns X and y with y as (N, 1); integer or boolean data are converted to the
     default floating dtype with a warning (a note, not an error).
@@ -266,8 +267,8 @@ def training_data(X: Any, y: Any) -> tuple[Any, Any]:
             "y must hold only the labels 0 and 1 (for other labels use "
             "nnbin.BinaryMLPClassifier, which maps any two labels)"
         )
-    has_one = bool(xp.any(y == 1.0))
-    if not (has_one and bool(xp.any(y == 0.0))):
+    has_one = bool(xp.any(y == 1.0)) if both_classes else True
+    if both_classes and not (has_one and bool(xp.any(y == 0.0))):
         raise InvalidInputError(
             f"y has only label {int(has_one)}: training needs samples of both classes"
         )

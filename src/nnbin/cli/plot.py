@@ -43,13 +43,13 @@ def run(args: argparse.Namespace) -> int:
     be.enable_dtype("float64")  # a float64 model must load as float64 (JAX: 64-bit mode)
     model = load(args.model, backend=be.name)
     if args.data:
-        X, y, _ = load_data(args.data, args.label, require_labels=False)
+        X, y, names = load_data(args.data, args.label, require_labels=False)
     else:
         import numpy as np
 
         if model.n_features == 2:
             raise ValueError("a two-feature heat map needs --data to set its extent")
-        X, y = np.zeros((0, model.n_features)), None
+        X, y, names = np.zeros((0, model.n_features)), None, None
     loss = "" if model.final_loss is None else f", final loss {model.final_loss:.3g}"
     cross = boundary_figure(
         model.params,
@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         f"{counted(model.n_features, 'feature')}, {widths_text(model.hidden)} hidden "
         f"({model.activation}){loss}",
         activation=model.activation,
+        names=names,
     )
     if model.n_features == 1:
         print(

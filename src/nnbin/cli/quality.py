@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
 import statistics
 import time
 import warnings
@@ -192,6 +193,10 @@ def flags(q: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("sklearn") is None:  # said first: it is what the command is
+        raise MissingDependencyError(
+            "the quality benchmark compares with scikit-learn: pip install 'nnbin[sklearn]'"
+        )
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     unknown = [n for n in names if n not in DATASETS]
     if not names:

@@ -123,10 +123,11 @@ def run(args: argparse.Namespace) -> int:
         be.enable_dtype(args.dtype)  # the command line owns its process
     _persistent_cache(be)
     if args.data:
-        X, y, _ = load_data(args.data, args.label)
+        X, y, names = load_data(args.data, args.label)
         assert y is not None
     else:
         X, y = two_gaussians(args.n_per_class, seed=args.seed)
+        names = None
     no_figure = "drawing it needs matplotlib and seaborn: pip install 'nnbin[plot]'"
     if figure is not None:
         from ..plot import too_large_to_plot
@@ -180,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
             title=f"nnbin: {result.n_iter} steps on {result.backend} ({result.dtype}), "
             f"final loss {result.final_loss:.3g}",
             activation=result.activation,
+            names=names,
         )
         if X.shape[1] == 1:
             where = ", ".join(f"{c:.3f}" for c in cross) or "none in [-10, 10]"
