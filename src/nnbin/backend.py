@@ -18,7 +18,6 @@ import contextlib
 import functools
 import importlib
 import importlib.util
-import itertools
 import os
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
@@ -31,7 +30,7 @@ from .errors import BackendUnavailableError, UnknownBackendError
 from .loop import Advanced, OnLog, RunResult, Stepper, StopRule, logged_segments, run_steps
 from .model import Array, Params, forward, initial_weights, like, namespace, widths
 from .optim import Optimizer
-from .validate import host_memory_fits
+from .validate import host_memory_fits, parameter_count
 
 ENV_VAR = "NNBIN_BACKEND"
 DEFAULT_BACKEND = "numpy"
@@ -246,8 +245,7 @@ class Backend:
         """The initial parameters (:func:`nnbin.model.initial_weights`, drawn on the host in
         float64) cast to ``dtype`` (default: this backend's) and placed on ``device``."""
         dtype = dtype or self.default_dtype
-        sizes = (n_features, *((hidden,) if isinstance(hidden, int) else hidden), 1)
-        count = sum(a * b + b for a, b in itertools.pairwise(sizes))
+        count = parameter_count(n_features, hidden)
         host_memory_fits(  # drawn in float64, then cast: about two copies on the host
             16 * count, "the initial parameters would need", f"{count:,} numbers",
             "use fewer hidden units",

@@ -19,9 +19,12 @@ import array_api_compat
 
 from . import options
 from .config import Config
+from .errors import InvalidInputError
 from .model import Array, like, namespace
 
 OPTIMIZERS = ("gd", "momentum", "adam")
+#: the parts of each optimizer's state, as :meth:`Optimizer.init` makes them
+STATE_PARTS = {"gd": (), "momentum": ("velocity",), "adam": ("t", "m", "v")}
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,50 @@ class Optimizer:
         p0 = params[0]
         t = namespace(p0).zeros((), dtype=p0.dtype, device=array_api_compat.device(p0))
         return (t, zeros, zeros)  # m and v: the same zeros (nothing is updated in place)
+
+    def check_state(self, params: Any, state: Any) -> Any:
+        """``state`` (a result's ``optimizer_state``) checked against the parameters it
+        continues and this optimizer: the parts :meth:`init` makes (gd: none; momentum: the
+        velocity; Adam: the step count t and the moments m and v), each moment of the
+        parameters' shapes, dtype and library, t a 0-d array of that dtype. By shapes and
+        types only: nothing is read from a device. One InvalidInputError otherwise."""
+        name, parts = self.name, STATE_PARTS[self.name]
+        expected = "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+        if not isinstance(state, tuple) or len(state) != len(parts):
+            got = f"a {len(state)}-tuple" if isinstance(state, tuple) else type(state).__name__
+            raise InvalidInputError(
+                f"optimizer_state must be {name}'s state {expected}, as a {name} run's "
+                f"result.optimizer_state gives; got {got}"
+            )
+
+        def kind(a: Any) -> str:  # "float32" for NumPy's, torch.float32, array_api_strict's
+            return str(getattr(a, "dtype", "")).rpartition(".")[2]
+
+        dtype = kind(params[0])
+        for part, value in zip(parts, state):
+            if part == "t":
+                if getattr(value, "shape", None) != () or kind(value) != dtype:
+                    raise InvalidInputError(
+                        f"optimizer_state's t must be a 0-d array of {dtype} (Adam's step "
+                        f"count); got {type(value).__name__} {getattr(value, 'shape', '')}"
+                    )
+                continue
+            if not isinstance(value, tuple) or len(value) != len(params):
+                raise InvalidInputError(
+                    f"optimizer_state's {part} must hold one array per parameter "
+                    f"({len(params)}), as a run of this architecture gives"
+                )
+            for i, (a, p) in enumerate(zip(value, params)):
+                shape, want = tuple(getattr(a, "shape", ())), tuple(p.shape)
+                if shape != want or kind(a) != dtype:
+                    raise InvalidInputError(
+                        f"optimizer_state's {part}[{i}] has shape {shape} and dtype "
+                        f"{kind(a) or None}, the parameter it goes with {want} and "
+                        f"{dtype}: pass the state of a run of this architecture and dtype"
+                    )
+        leaves = [a for part in state for a in (part if isinstance(part, tuple) else (part,))]
+        namespace(*params, *leaves)  # one library: MixedArraysError otherwise
+        return state
 
     def update(self, params: Any, grads: Any, state: Any) -> tuple[Any, Any]:
         """One update: the new parameters and the new state."""

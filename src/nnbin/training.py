@@ -21,6 +21,7 @@ from .config import Config
 from .errors import InvalidInputError, MixedArraysError
 from .loop import diverged
 from .model import Array, Params, namespace, quiet_overflow, widths
+from .optim import Optimizer
 
 
 @dataclass
@@ -176,7 +177,7 @@ def train(
     else:
         params = _starting_params(params, X, hidden, dtype)
     if optimizer_state is not None:
-        optimizer_state = validate.optimizer_state(optimizer_state, params, config.optimizer)
+        optimizer_state = Optimizer.of(config, lr).check_state(params, optimizer_state)
     if data_parallel:
         n_dev = None if data_parallel is True else int(data_parallel)
         params, X, y = be.distribute(params, X, y, n_dev)
@@ -248,7 +249,8 @@ def _starting_params(params: Any, X: Array, hidden: int | tuple[int, ...], dtype
     if any(not str(p.dtype).endswith(dtype) for p in params):
         raise InvalidInputError(f"params must be {dtype}, as the data; got {params[0].dtype}")
     xp = namespace(X, *params)  # one library: MixedArraysError otherwise
-    if not all(bool(xp.all(xp.isfinite(p))) for p in params):  # one read, before the run
+    finite = xp.stack([xp.all(xp.isfinite(p)) for p in params])
+    if not bool(xp.all(finite)):  # one read, before the run
         raise InvalidInputError(
             "params hold NaN or infinite values: training starts from finite parameters (a "
             "TrainingDivergedError's .params are the last finite ones of a run)"

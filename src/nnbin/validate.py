@@ -83,18 +83,25 @@ def memory_fits(
     update, temporaries) and ``working_nh`` (rows, H) arrays a step for each hidden layer
     (rows: a block, or N)."""
     sizes = (hidden,) if isinstance(hidden, int) else tuple(hidden)
-    dims = (d, *sizes, 1)
-    count = sum(a * b + b for a, b in itertools.pairwise(dims))
-    params = count * itemsize * 8
+    params = parameter_count(d, hidden) * itemsize * 8
     rows = n if block_rows is None else min(n, block_rows)
     need = params + int(working_nh * rows * sum(sizes) * itemsize)
     what = f"hidden={hidden}, {counted(n, 'sample')}, {counted(d, 'feature')}"
     host_memory_fits(need, "training would need", what, "use fewer hidden units or samples")
 
 
+def parameter_count(n_features: int, hidden: int | tuple[int, ...]) -> int:
+    """How many numbers the parameters of a network of these widths hold."""
+    sizes = (n_features, *((hidden,) if isinstance(hidden, int) else hidden), 1)
+    return sum(a * b + b for a, b in itertools.pairwise(sizes))
+
+
 def host_memory_fits(need: int, doing: str, what: str, fix: str) -> None:
     """Refuse, before it is allocated, host work of ``need`` bytes that would not fit in 90%
-    of the memory available now: one InvalidInputError that says ``fix``."""
+    of the memory available now: one InvalidInputError that says ``fix``. Under 64 MiB
+    nothing is read (the estimator's partial_fit calls this once a batch)."""
+    if need < 1 << 26:
+        return
     have = available_memory()
     if need > 0.9 * have:
         raise InvalidInputError(
@@ -267,11 +274,12 @@ def training_data(X: Any, y: Any, *, both_classes: bool = True) -> tuple[Any, An
             "y must hold only the labels 0 and 1 (for other labels use "
             "nnbin.BinaryMLPClassifier, which maps any two labels)"
         )
-    has_one = bool(xp.any(y == 1.0)) if both_classes else True
-    if both_classes and not (has_one and bool(xp.any(y == 0.0))):
-        raise InvalidInputError(
-            f"y has only label {int(has_one)}: training needs samples of both classes"
-        )
+    if both_classes:
+        has_one = bool(xp.any(y == 1.0))
+        if not (has_one and bool(xp.any(y == 0.0))):
+            raise InvalidInputError(
+                f"y has only label {int(has_one)}: training needs samples of both classes"
+            )
     return X, y
 
 
@@ -286,54 +294,3 @@ def _floating(xp: Any, a: Any, name: str) -> Any:
     raise InvalidInputError(
         f"{name} has dtype {a.dtype}; nnbin needs real numbers (float32 or float64)"
     )
-
-
-#: the optimizer state each optimizer continues from: its parts, as written in messages
-STATE_PARTS = {"gd": (), "momentum": ("velocity",), "adam": ("t", "m", "v")}
-
-
-def optimizer_state(state: Any, params: Any, optimizer: str) -> Any:
-    """``state`` (a result's ``optimizer_state``) checked against the parameters it continues
-    and the optimizer that continues it: the optimizer's parts (gd: none; momentum: the
-    velocity; Adam: the step count t and the moments m and v), each moment of the
-    parameters' shapes, dtype and library, t a 0-d array of that dtype. By their shapes and
-    types only: nothing is read from a device."""
-    parts = STATE_PARTS[optimizer]
-    expected = "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
-    if not isinstance(state, tuple) or len(state) != len(parts):
-        got = f"a {len(state)}-tuple" if isinstance(state, tuple) else type(state).__name__
-        raise InvalidInputError(
-            f"optimizer_state must be {optimizer}'s state {expected}, as a {optimizer} run's "
-            f"result.optimizer_state gives; got {got}"
-        )
-
-    def kind(a: Any) -> str:  # "float32" for NumPy's, torch.float32, array_api_strict.float32
-        return str(getattr(a, "dtype", "")).rpartition(".")[2]
-
-    dtype = kind(params[0])
-    for part, value in zip(parts, state):
-        if part == "t":
-            if getattr(value, "shape", None) != () or kind(value) != dtype:
-                raise InvalidInputError(
-                    f"optimizer_state's t must be a 0-d array of {dtype} (Adam's step count); "
-                    f"got {type(value).__name__} {getattr(value, 'shape', '')}"
-                )
-            continue
-        if not isinstance(value, tuple) or len(value) != len(params):
-            raise InvalidInputError(
-                f"optimizer_state's {part} must hold one array per parameter ({len(params)}), "
-                "as a run of this architecture gives"
-            )
-        for i, (a, p) in enumerate(zip(value, params)):
-            shape, want = tuple(getattr(a, "shape", ())), tuple(p.shape)
-            if shape != want or kind(a) != dtype:
-                raise InvalidInputError(
-                    f"optimizer_state's {part}[{i}] has shape {shape} and dtype "
-                    f"{kind(a) or None}, the parameter it goes with {want} and "
-                    f"{dtype}: pass the state of a run of this architecture and dtype"
-                )
-    from .model import namespace
-
-    leaves = [a for part in state for a in (part if isinstance(part, tuple) else (part,))]
-    namespace(*params, *leaves)  # one library: MixedArraysError otherwise
-    return state
