@@ -98,10 +98,15 @@ class TorchBackend(FusedThroughDlpack):
         return guard()
 
     def asarray(self, a: Any, dtype: str, device: Any = None) -> Any:
-        """Host data go to the first CUDA device when there is one, else stay on the CPU."""
+        """Host data go to the first CUDA device when there is one, else stay on the CPU.
+        A read-only array (pandas hands those out) is copied: a CPU tensor would share its
+        memory, which PyTorch warns it cannot protect."""
         if device is None:
             device = "cuda" if self._torch.cuda.is_available() else "cpu"
-        return self._torch.as_tensor(np.asarray(a, dtype=dtype), device=device)
+        host = np.asarray(a, dtype=dtype)
+        if not host.flags.writeable:
+            host = host.copy()
+        return self._torch.as_tensor(host, device=device)
 
     def to_host(self, x: Any) -> np.ndarray:
         return np.asarray(x.detach().cpu().numpy())

@@ -282,6 +282,30 @@ class DeepRun:
     scores: list[float]  # held-out accuracy after each epoch (early stopping)
 
 
+def stratified_hold_out(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(held-out rows, trained rows), each in the data's order. H = ceil(fraction N) within
+    [1, N - 1]; of them P = round(H N1 / N) positives (halves up), within [1, N1 - 1] and
+    leaving one negative on each side; walking numpy.random.default_rng([seed, 2])
+    .permutation(N), a sample is held out while its class's quota lasts."""
+    labels = y.reshape(-1) == 1.0
+    N, N1 = labels.size, int(labels.sum())
+    H = min(max(1, int(np.ceil(fraction * N))), N - 1)
+    if N1 in (0, N):
+        quota = {bool(N1): H}
+    else:
+        P = int(np.floor(H * N1 / N + 0.5))
+        P = min(max(P, 1, H - (N - N1 - 1)), N1 - 1, H - 1)
+        quota = {True: P, False: H - P}
+    out = []
+    for i in np.random.default_rng([seed, 2]).permutation(N):
+        if quota[bool(labels[i])] > 0:
+            quota[bool(labels[i])] -= 1
+            out.append(int(i))
+    held = np.zeros(N, dtype=bool)
+    held[out] = True
+    return np.flatnonzero(held), np.flatnonzero(~held)
+
+
 def deep_train(
     layers: list[dict[str, np.ndarray]],
     X: np.ndarray,
@@ -302,17 +326,14 @@ def deep_train(
     """Epochs of mini-batches (rows shuffled each epoch by
     numpy.random.default_rng([seed, 1]).permutation), every batch one optimizer step on its
     mean loss with the penalty scaled by the batch size, the epoch's loss the batch losses
-    weighted by batch size. Early stopping holds out the ceil(fraction N) samples first in
-    numpy.random.default_rng([seed, 2]).permutation(N) (both sides kept in their original
-    order) and stops after more than n_iter_no_change epochs without a held-out accuracy
-    above the best by tol, returning the best; without it, n_iter_no_change applies to
-    the training loss instead."""
+    weighted by batch size. Early stopping holds out a stratified ceil(fraction N) samples
+    (:func:`stratified_hold_out`) and stops after more than n_iter_no_change epochs
+    without a held-out accuracy above the best by tol, returning the best; without it,
+    n_iter_no_change applies to the training loss instead."""
     params = [a.copy() for a in flat(layers)]
     Xv = yv = None
     if early_stopping:
-        order = np.random.default_rng([seed, 2]).permutation(X.shape[0])
-        held = min(max(1, int(np.ceil(validation_fraction * X.shape[0]))), X.shape[0] - 1)
-        out, keep = np.sort(order[:held]), np.sort(order[held:])
+        out, keep = stratified_hold_out(y, validation_fraction, seed)
         X, y, Xv, yv = X[keep], y[keep], X[out], y[out]
         if n_iter_no_change is None:
             n_iter_no_change = 10

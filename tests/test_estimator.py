@@ -92,8 +92,7 @@ def test_more_than_two_classes_is_a_clear_error():
     X = np.arange(9.0).reshape(-1, 1)
     with pytest.raises(ValueError, match="Only binary classification"):
         BinaryMLPClassifier(max_iter=1).fit(X, [0, 1, 2] * 3)
-    with pytest.raises(ValueError, match="exactly two classes"):
-        BinaryMLPClassifier(max_iter=1).fit(X, [1] * 9)
+    assert list(BinaryMLPClassifier(max_iter=1).fit(X, [1] * 9).classes_) == [1]  # as theirs
 
 
 @pytest.mark.parametrize("library", ["array_api_strict", "torch"])
@@ -363,7 +362,91 @@ def test_partial_fit_trains_on_a_batch_of_one_class_once_classes_are_known():
     twin = BinaryMLPClassifier(hidden_layer_sizes=(4,), random_state=0)
     twin.partial_fit(X, y, classes=[0, 1])
     assert twin.coefs_[0].shape == clf.coefs_[0].shape
-    with pytest.raises(ValueError, match="needs exactly two classes"):
+    with pytest.raises(ValueError, match="needs classes= naming both labels"):
         BinaryMLPClassifier().partial_fit(zeros, np.zeros(len(zeros), int))  # no classes=
-    with pytest.raises(ValueError, match="needs exactly two classes"):  # fit: both, at once
-        BinaryMLPClassifier(max_iter=2).fit(zeros, np.zeros(len(zeros), int))
+    fresh = BinaryMLPClassifier()
+    with pytest.raises(ValueError):
+        fresh.partial_fit(zeros, np.zeros(len(zeros), int))
+    assert not hasattr(fresh, "classes_")  # the refused call left nothing half-set
+    with pytest.raises(ValueError):  # scikit-learn's refuses a first call without classes
+        sklearn.neural_network.MLPClassifier().partial_fit(zeros, np.zeros(len(zeros), int))
+
+
+@pytest.mark.parametrize("backend", _installed("numpy", "torch", "jax"))
+def test_a_fit_on_one_label_predicts_it_as_scikit_learns_does(backend):
+    """MLPClassifier fits y of one label and then predicts that label everywhere (its
+    predict_proba still has two columns): the same here, on each backend, host data."""
+    X, _ = _data(60)
+    y = np.full(60, "yes", dtype=object)
+    ours = BinaryMLPClassifier(hidden_layer_sizes=(4,), max_iter=5, random_state=0)
+    ours.set_params(backend=backend).fit(X, y)
+    theirs = sklearn.neural_network.MLPClassifier(
+        hidden_layer_sizes=(4,), max_iter=5, random_state=0
+    ).fit(X, y)
+    assert list(ours.classes_) == list(theirs.classes_) == ["yes"]
+    assert list(ours.predict(X[:7])) == list(theirs.predict(X[:7])) == ["yes"] * 7
+    assert ours.predict_proba(X).shape == theirs.predict_proba(X).shape == (60, 2)
+    assert ours.score(X, y) == 1.0
+    with pytest.raises(ValueError, match="warm_start can only be used where `y` has the same"):
+        ours.set_params(warm_start=True).fit(X, np.where(np.arange(60) < 30, "yes", "no"))
+
+
+def test_early_stopping_holds_out_a_stratified_split():
+    """scikit-learn's classifiers hold out a stratified validation set: both classes on
+    both sides in proportion, a class of one sample an error (as scikit-learn's)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 2))
+    y = np.r_[np.zeros(45, int), np.ones(5, int)]  # 10% positives
+    result = nnbin.train(
+        X, y.reshape(-1, 1).astype(float), hidden=3, steps=3, early_stopping=True,
+        validation_fraction=0.2, seed=3,
+    )  # fmt: skip
+    assert result.validation_scores  # it ran; which rows went where:
+    from nnbin.training import _hold_out
+
+    be = nnbin.get_backend("numpy")
+    for seed in range(20):
+        _, yk, (_, yv) = _hold_out(be, X, y.reshape(-1, 1).astype(float), 0.2, seed)
+        assert len(yv) == 10 and int(yv.sum()) == 1 and int(yk.sum()) == 4
+    lone = np.r_[np.zeros(9, int), np.ones(1, int)]
+    for est in (BinaryMLPClassifier(early_stopping=True), sklearn.neural_network.MLPClassifier(
+        early_stopping=True
+    )):  # fmt: skip
+        with pytest.raises(ValueError, match="The least populated classes in y have only 1"):
+            est.fit(X[:10], lone)
+    with pytest.raises(nnbin.InvalidInputError, match="at least 2 on each side"):
+        nnbin.train(X[:4], np.array([[0.0], [1.0], [0.0], [1.0]]), early_stopping=True, steps=1)
+
+
+def test_early_stopping_with_string_labels():
+    """scikit-learn's test_mlp_early_stopping_string_labels, on two string labels."""
+    X, y = _data(200)
+    labels = np.array(["class_a", "class_b"], dtype=object)[y]
+    clf = BinaryMLPClassifier(early_stopping=True, max_iter=50, random_state=42).fit(X, labels)
+    assert clf.validation_scores_ is not None
+    assert len(clf.validation_scores_) == clf.n_iter_
+    assert np.isfinite(clf.validation_scores_).all()
+    assert set(clf.predict(X)) <= {"class_a", "class_b"}
+
+
+def test_partial_fit_is_not_there_for_lbfgs_and_the_stopping_counter_is():
+    """As scikit-learn's: no partial_fit attribute with solver='lbfgs'; the stopping rule's
+    counter as _no_improvement_count (scikit-learn's tests read it)."""
+    assert not hasattr(BinaryMLPClassifier(solver="lbfgs"), "partial_fit")
+    assert hasattr(BinaryMLPClassifier(solver="sgd"), "partial_fit")
+    X, y = _data()
+    clf = BinaryMLPClassifier(max_iter=50, n_iter_no_change=3, tol=1e9, random_state=0)
+    assert clf.fit(X, y)._no_improvement_count == 4 and clf.n_iter_ == 5
+
+
+def test_pandas_input_on_torch_gives_no_pytorch_warning():
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("torch")
+    import warnings
+
+    X, y = _data()
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        BinaryMLPClassifier(max_iter=2, backend="torch").fit(frame, pd.Series(y))

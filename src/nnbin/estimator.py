@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -30,12 +31,17 @@ from . import options, validate
 from .api import init_params
 from .backend import backend_of, get_backend
 from .errors import InvalidInputError
-from .model import forward, namespace, predict_proba, quiet_overflow
+from .model import Params, forward, namespace, predict_proba, quiet_overflow
 from .options import BY_SKLEARN, Flag, Whole, from_sklearn
 from .options import check as check_option
-from .training import train
+from .training import backend_and_dtype, train
 
 SOLVERS = {"adam": "adam", "sgd": "momentum"}
+
+
+def _not_lbfgs(estimator: Any) -> bool:
+    """partial_fit is there for the stochastic solvers only, as scikit-learn's."""
+    return estimator.solver != "lbfgs"
 
 
 class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
@@ -76,6 +82,8 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
     Attributes
     ----------
     classes_ : ndarray of shape (2,)  the two labels; ``classes_[1]`` is the positive class
+        (shape (1,) after a fit on one label, which is then always predicted, as
+        scikit-learn's MLPClassifier does)
     params_ : the fitted parameters (W1, b1, ..., Wk, bk), of the fit data's library
     coefs_, intercepts_ : lists of the weight matrices and bias vectors, as scikit-learn's
     loss_curve_ : list of float   the training loss of each epoch
@@ -209,48 +217,75 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         seed: int = check_option("seed", self.random_state, "random_state")
         return seed
 
-    def _targets(self, X: Any, y: Any, reset: bool, classes: Any = None) -> tuple[Any, Any]:
-        """X validated, and y as a (N, 1) 0/1 column of X's library and dtype."""
+    def _targets(
+        self,
+        X: Any,
+        y: Any,
+        reset: bool,
+        classes: Any = None,
+        warm: bool = False,
+        one_class: bool = True,
+    ) -> tuple[Any, Any]:
+        """X validated, and y as a (N, 1) 0/1 column of X's library and dtype. Without
+        ``classes`` they are y's: two labels, or (``one_class``: fit) one, which
+        scikit-learn's MLPClassifier also fits (it then predicts that label; the network
+        learns the target 0)."""
         X, y = validate_data(self, X, y, reset=reset, dtype=self._dtypes(X))
         y_host = np.asarray(_to_host(y))
         check_classification_targets(y_host)
+        seen = np.unique(y_host)
+        if warm and classes is not None and not np.array_equal(seen, classes):
+            raise ValueError(
+                "warm_start can only be used where `y` has the same classes as in the "
+                f"previous call to fit. Previously got {classes}, `y` has {seen}"
+            )
         if classes is None:
             y_type = type_of_target(y_host, input_name="y", raise_unknown=True)
             if y_type != "binary":
                 raise ValueError(
                     f"Only binary classification is supported. The type of the target is {y_type}."
                 )
-            classes = np.unique(y_host)
-            if classes.size != 2:
+            if seen.size < 2 and not one_class:
                 raise ValueError(
-                    f"BinaryMLPClassifier needs exactly two classes in y; got {classes.size} "
-                    f"class{'es' if classes.size != 1 else ''} ({classes[:5].tolist()})"
+                    f"y holds one label ({seen.tolist()}): the first call to partial_fit "
+                    "needs classes= naming both labels (scikit-learn's needs classes= on "
+                    "every first call)"
                 )
-        unknown = np.setdiff1d(np.unique(y_host), classes)
+            classes = seen
+        unknown = np.setdiff1d(seen, classes)
         if unknown.size:
             raise ValueError(
                 f"y holds labels {unknown[:5].tolist()} not in classes_ {classes.tolist()}"
             )
         self.classes_ = classes
-        target = (y_host == classes[1]).astype(np.float64).reshape(-1, 1)
+        target = (
+            (  # one class: the target 0
+                (y_host == classes[1]) if classes.size == 2 else np.zeros(y_host.shape, bool)
+            )
+            .astype(np.float64)
+            .reshape(-1, 1)
+        )
         if isinstance(X, np.ndarray):
             return X, target
         be = backend_of(X)
-        return X, be.asarray(target, str(X.dtype).rpartition(".")[2], device=_device(X))
+        return X, be.asarray(target, _dtype_name(X), device=_device(X))
 
     @quiet_overflow
     def fit(self, X: Any, y: Any) -> BinaryMLPClassifier:
         """Train on (X, y) for up to ``max_iter`` epochs (from the fitted parameters with
         ``warm_start``)."""
         options = self._options()  # the checks come first, before the data are looked at
-        warm = self.warm_start and hasattr(self, "params_")
-        X, yf = self._targets(X, y, reset=not warm, classes=self.classes_ if warm else None)
-        return self._fit(X, yf, options, start=self._start() if warm else None, state=None)
+        warm = self.warm_start and hasattr(self, "coefs_")
+        known = self.classes_ if warm and hasattr(self, "classes_") else None
+        X, yf = self._targets(X, y, reset=not warm, classes=known, warm=warm)
+        return self._fit(X, yf, options, start=self._start(X) if warm else None, state=None)
 
+    @available_if(_not_lbfgs)
     @quiet_overflow
     def partial_fit(self, X: Any, y: Any, classes: Any = None) -> BinaryMLPClassifier:
         """One epoch over (X, y), continuing the parameters and the optimizer state of the
-        calls before (the first call needs ``classes`` unless y holds both labels)."""
+        calls before (the first call needs ``classes`` unless y holds both labels), or
+        starting from assigned ``coefs_`` and ``intercepts_``."""
         options = self._options()
         if options["early_stopping"]:  # as scikit-learn: no held-out split of one batch
             raise InvalidInputError(
@@ -258,7 +293,7 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
                 "or use fit"
             )
         options.update(steps=1, n_iter_no_change=None)
-        first = not hasattr(self, "params_")
+        first = not hasattr(self, "classes_")
         if not first and classes is not None:
             named = np.unique(np.asarray(classes))
             if not np.array_equal(named, self.classes_):
@@ -270,32 +305,47 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
             given = None if classes is None else np.unique(np.asarray(classes))
             if given is not None and given.size != 2:
                 raise ValueError(f"classes must name exactly two labels, got {given.tolist()}")
-            X, yf = self._targets(X, y, reset=True, classes=given)
+            X, yf = self._targets(X, y, reset=True, classes=given, one_class=False)
         else:
             X, yf = self._targets(X, y, reset=False, classes=self.classes_)
         return self._fit(
             X,
             yf,
             options,
-            start=None if first else self._start(),
-            state=None if first else self._optimizer_state,
+            start=self._start(X) if hasattr(self, "coefs_") else None,
+            state=getattr(self, "_optimizer_state", None) if hasattr(self, "params_") else None,
             incremental=True,
         )
 
-    def _start(self) -> Any:
+    def _start(self, X: Any) -> Any:
         """The parameters the next fit starts from: ``coefs_`` and ``intercepts_``, which a
-        user may have assigned (scikit-learn's own tests do), placed as the fitted ones."""
-        params = self.params_
-        host = [np.asarray(a) for W, b in zip(self.coefs_, self.intercepts_) for a in (W, b)]
-        fitted = self._fitted_host  # host copies of what the last fit gave: no device read
-        if len(host) == len(fitted) and all(
-            a.shape == f.shape and np.array_equal(a, f) for a, f in zip(host, fitted)
+        user may have assigned (scikit-learn's own tests do, before any fit), placed where
+        the fit data train (the fitted ones themselves when they are unchanged)."""
+        pairs = list(zip(self.coefs_, self.intercepts_))
+        host = [np.asarray(a) for W, b in pairs for a in (W, b)]
+        if not pairs or any(W.ndim != 2 or b.ndim != 1 for W, b in zip(host[::2], host[1::2])):
+            raise InvalidInputError(
+                "coefs_ and intercepts_ must be lists of 2-d weight matrices and 1-d bias "
+                "vectors, one of each per layer, as a fit gives"
+            )
+        fitted = getattr(self, "_fitted_host", None)  # the last fit's, on the host: no read
+        if (
+            fitted is not None
+            and len(host) == len(fitted)
+            and all(a.shape == f.shape and np.array_equal(a, f) for a, f in zip(host, fitted))
         ):
-            return params  # as fitted: no copy
-        be = backend_of(params[0])
-        dtype = str(params[0].dtype).rpartition(".")[2]
-        placed = [be.asarray(a, dtype, device=_device(params[0])) for a in host]
-        return type(params)(*placed) if len(placed) == 4 else tuple(placed)
+            return self.params_  # as fitted: no copy
+        if isinstance(X, np.ndarray) and hasattr(self, "params_"):
+            be, dtype = backend_of(self.params_[0]), _dtype_name(self.params_[0])
+            device = _device(self.params_[0])
+        else:  # host data go to ``backend``; a library's arrays stay with it
+            host_data = isinstance(X, np.ndarray)
+            be, dtype = backend_and_dtype(
+                X, self.backend if host_data else None, self._working_dtype(X)
+            )
+            device = None if host_data else _device(X)
+        placed = [be.asarray(a, dtype, device=device) for a in host]
+        return Params(*placed) if len(placed) == 4 else tuple(placed)
 
     def _fit(
         self,
@@ -319,20 +369,22 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
                     stacklevel=3,
                 )
                 batch = n
-        continuing = incremental and start is not None
+        continuing = incremental and hasattr(self, "_seed_")
         # warm starts and partial_fit go on from the fits before: the curve and t_ (and
         # n_iter_ for partial_fit only), as scikit-learn's do
         accumulating = start is not None and hasattr(self, "loss_curve_")
         # partial_fit: the first call's seed, moved on by the calls since (a new shuffle each)
         seed = int(self._seed_) + int(self._calls_) if continuing else self._seed()
-        if incremental and start is None and _one_label(yf):
-            # a first batch of one class (classes= named both): the weights train would draw
-            # from this seed, drawn here, so that the run continues from them
+        if start is None and ((incremental and _one_label(yf)) or self.classes_.size == 1):
+            # a first batch of one class (classes= named both), or a fit on one class as
+            # scikit-learn's: the weights train would draw from this seed, drawn here, so
+            # that the run may see one class
             own = None if isinstance(X, np.ndarray) else str(X.dtype).rpartition(".")[2]
             start = init_params(
                 int(X.shape[1]), options["hidden"], seed, dtype=self._working_dtype(X) or own,
                 backend=self.backend if isinstance(X, np.ndarray) else backend_of(X).name,
-                device=_device(X), activation=options["activation"], init=options["init"],
+                device=None if isinstance(X, np.ndarray) else _device(X),
+                activation=options["activation"], init=options["init"],
             )  # fmt: skip
         on_log = None
         if self.verbose:
@@ -387,6 +439,7 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
             self.validation_scores_ = None
             self.best_validation_score_ = None
             self.best_loss_ = min(self.loss_curve_) if self.loss_curve_ else None
+        self._no_improvement_count = result.no_improvement_count  # scikit-learn's counter
         if not incremental and result.n_iter == options["steps"]:
             warnings.warn(
                 f"Stochastic Optimizer: Maximum iterations ({options['steps']}) reached and "
@@ -478,18 +531,19 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         return self._as_params_dtype(X), _same
 
     def predict(self, X: Any) -> Any:
-        """The predicted label, from ``classes_``."""
+        """The predicted label, from ``classes_`` (fitted on one label: that label)."""
         z = self._logits(X, "predict")
         xp = namespace(z)
         classes = self.classes_
+        hit = z > 0 if classes.size == 2 else xp.zeros(z.shape, dtype=xp.bool, device=_device(z))
         if isinstance(z, np.ndarray):
-            return classes[(z > 0).astype(np.intp)]
+            return classes[hit.astype(np.intp)]
         be = backend_of(z)
         if classes.dtype.kind in "iuf":
             dev = _device(z)
             c = be.xp.asarray(classes, device=dev)
-            return xp.take(c, xp.astype(z > 0, xp.int64), axis=0)
-        return classes[np.asarray(be.to_host(z)) > 0]
+            return xp.take(c, xp.astype(hit, xp.int64), axis=0)
+        return classes[np.asarray(be.to_host(hit))]
 
     def _as_params_dtype(self, X: Any) -> Any:
         xp = namespace(X)
@@ -524,6 +578,10 @@ def _to_host(a: Any) -> Any:
         return backend_of(a).to_host(a)
     except TypeError:
         return np.asarray(a)
+
+
+def _dtype_name(a: Any) -> str:
+    return str(a.dtype).rpartition(".")[2]
 
 
 def _device(x: Any) -> Any:

@@ -47,13 +47,16 @@ class TrainResult:
     #: with early stopping: the held-out accuracy after each epoch, and the best of them
     validation_scores: list[float] = field(default_factory=list)
     best_validation_score: float | None = None
+    #: epochs in a row, at the end, that did not improve by ``tol`` (scikit-learn's
+    #: ``_no_improvement_count``; 0 without a stopping rule)
+    no_improvement_count: int = 0
     #: the hidden-layer activation the parameters go with
     activation: str = "sigmoid"
     #: the optimizer's final state (``train(..., optimizer_state=)`` continues from it)
     optimizer_state: Any = ()
 
 
-def _backend_and_dtype(X: Any, backend: str | None, dtype: str | None) -> tuple[Backend, str]:
+def backend_and_dtype(X: Any, backend: str | None, dtype: str | None) -> tuple[Backend, str]:
     """The backend that trains on X (checked by validate.training_data: one library, one
     device) and the working dtype. Host (NumPy) data go to ``backend``; other arrays stay
     with their library, and naming another backend for them is an error."""
@@ -151,7 +154,7 @@ def train(
     data_parallel, fused = values["data_parallel"], values["fused"]
     # a run that continues from given parameters may see one class (a stream's batch)
     X, y = validate.training_data(X, y, both_classes=params is None)
-    be, dtype = _backend_and_dtype(X, backend, dtype)
+    be, dtype = backend_and_dtype(X, backend, dtype)
     on_host = isinstance(X, np.ndarray) or "cpu" in str(array_api_compat.device(X)).lower()
     if on_host and not be.out_of_core:  # Dask works chunk by chunk
         # host memory: checked before anything large is allocated (GPU libraries report
@@ -232,6 +235,7 @@ def train(
         best_validation_score=(  # None until an epoch was scored (steps=0)
             stop.best_score if stop is not None and stop.scores else None
         ),
+        no_improvement_count=stop.count if stop is not None else 0,
         activation=config.activation,
         optimizer_state=run.optimizer_state,
     )
@@ -261,15 +265,47 @@ def _starting_params(params: Any, X: Array, hidden: int | tuple[int, ...], dtype
 def _hold_out(
     be: Backend, X: Array, y: Array, fraction: float, seed: int
 ) -> tuple[Array, Array, Any]:
-    """(X, y) split into the samples trained on and the held-out ``fraction`` (at least one
-    sample each side), by a permutation drawn on the host from
-    ``numpy.random.default_rng([seed, 2])``: the same split on every backend."""
+    """(X, y) split into the samples trained on and the held-out ``fraction``, stratified
+    as scikit-learn's classifiers split: ``held`` = ceil(fraction N) samples (at least one
+    each side) of which round(held N1 / N) positives (at least one each side), taken
+    first-come in the permutation ``numpy.random.default_rng([seed, 2]).permutation(N)``,
+    both sides kept in the data's order: the same split on every backend. A class with a
+    single sample, or a hold-out too small to hold both classes, is one InvalidInputError
+    (scikit-learn's ValueError). Data of one class (a continued run) split unstratified.
+    The labels are read to the host once (the split is drawn there)."""
     n = int(X.shape[0])
-    held = min(max(1, math.ceil(fraction * n)), n - 1)
     if n < 2:
         raise InvalidInputError("early stopping needs at least 2 samples (one held out)")
+    held = min(max(1, math.ceil(fraction * n)), n - 1)
     order = np.random.default_rng([seed, 2]).permutation(n)
-    keep, out = np.sort(order[held:]), np.sort(order[:held])
+    positive = np.asarray(be.to_host(y)).reshape(-1)[order] == 1.0
+    ones = int(np.count_nonzero(positive))
+    counts = {"False": n - ones, "True": ones}
+    few = [name for name, c in counts.items() if c == 1]
+    if few:
+        raise InvalidInputError(
+            "The least populated classes in y have only 1 member, too few for early "
+            "stopping's stratified hold-out (2 of each class, one each side). Classes with "
+            f"too few members are: {few} (True: label 1, the positive class): add samples "
+            "of it, or set early_stopping=False"
+        )
+    if 0 < ones < n:
+        if held < 2 or n - held < 2:
+            raise InvalidInputError(
+                f"validation_fraction={fraction:g} holds out {held} of {n} samples, but a "
+                "stratified hold-out needs at least 2 on each side (one of each class): "
+                "change validation_fraction or add samples"
+            )
+        held_pos = min(max(1, math.floor(held * ones / n + 0.5)), ones - 1)
+        held_pos = max(held_pos, held - (n - ones - 1))  # at least one negative trained on
+        held_pos = min(held_pos, held - 1)  # and one held out
+        rank = np.empty(n, dtype=np.int64)  # each sample's place among its class's
+        rank[positive] = np.arange(ones)
+        rank[~positive] = np.arange(n - ones)
+        out_mask = np.where(positive, rank < held_pos, rank < held - held_pos)
+    else:
+        out_mask = np.arange(n) < held
+    keep, out = np.sort(order[~out_mask]), np.sort(order[out_mask])
     take = be.take_rows
     return take(X, keep), take(y, keep), (take(X, out), take(y, out))
 
