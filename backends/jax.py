@@ -170,6 +170,10 @@ class _Compiled(CoreStepper):
             how = self.loop.partition("step")[2]
             self.loop = f"jax.jit, one compiled call a chunk of epochs{rule}{how}"
 
+    def set_lr(self, lr: float) -> None:
+        super().set_lr(lr)
+        self.lr = self.be.xp.asarray(lr, dtype=self.X.dtype)  # an argument: no new compile
+
     def _orders(self, n: int) -> Any:
         """The next ``n`` epochs' shuffled orders as one (rows, N) int32 argument."""
         host = np.zeros((self.rows, self.n), dtype=np.int32)

@@ -322,6 +322,8 @@ def deep_train(
     validation_fraction: float = 0.1,
     n_iter_no_change: int | None = None,
     tol: float = 1e-4,
+    learning_rate: str = "constant",
+    power_t: float = 0.5,
 ) -> DeepRun:
     """Epochs of mini-batches (rows shuffled each epoch by
     numpy.random.default_rng([seed, 1]).permutation), every batch one optimizer step on its
@@ -329,7 +331,10 @@ def deep_train(
     weighted by batch size. Early stopping holds out a stratified ceil(fraction N) samples
     (:func:`stratified_hold_out`) and stops after more than n_iter_no_change epochs
     without a held-out accuracy above the best by tol, returning the best; without it,
-    n_iter_no_change applies to the training loss instead."""
+    n_iter_no_change applies to the training loss instead. ``learning_rate`` as
+    scikit-learn's SGD documents it: "invscaling" sets the step size after each epoch to
+    lr / (t + 1)^power_t, t the samples seen so far; "adaptive" divides it by 5 where the
+    rule would stop, unless it is already at most 1e-6 (then the run stops)."""
     params = [a.copy() for a in flat(layers)]
     Xv = yv = None
     if early_stopping:
@@ -346,6 +351,7 @@ def deep_train(
 
     losses, scores = [], []
     best_loss, best_score, stale, best = np.inf, -np.inf, 0, None
+    lr0 = optimizer.lr
     ran = 0
     for epoch in range(epochs):
         rows = np.arange(N) if batch_size is None else rng.permutation(N)
@@ -371,7 +377,12 @@ def deep_train(
         elif n_iter_no_change is not None:
             stale = stale + 1 if epoch_loss > best_loss - tol else 0
             best_loss = min(best_loss, epoch_loss)
+        if learning_rate == "invscaling":
+            optimizer.lr = lr0 / (ran * N + 1) ** power_t
         if stopping and stale > n_iter_no_change:
-            break
+            if learning_rate != "adaptive" or optimizer.lr <= 1e-6:
+                break
+            optimizer.lr = optimizer.lr / 5.0
+            stale = 0
     final = best if (early_stopping and best is not None) else params
     return DeepRun(losses, final, ran, scores)

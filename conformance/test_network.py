@@ -222,6 +222,42 @@ def test_stopping_on_training_loss_matches_reference(backend):
     assert got.n_iter < 80, "the rule never stopped: the check would not test it"
 
 
+@pytest.mark.parametrize("schedule", ["invscaling", "adaptive"])
+def test_step_size_schedule_matches_reference(backend, schedule):
+    """scikit-learn's schedules: invscaling's step size after every epoch, adaptive's fifth
+    each time the stopping rule fires (the run goes on until it fires at <= 1e-6)."""
+    dtype = _dtype64(backend)
+    if schedule == "invscaling":
+        got = check_whole_run(
+            backend, dtype, "momentum", 40, epochs=12, learning_rate=schedule, power_t=0.3
+        )
+        assert got.lr_final == pytest.approx(0.1 / (12 * 160 + 1) ** 0.3, rel=1e-12)
+    else:
+        got = check_whole_run(
+            backend, dtype, "momentum", 40, epochs=80, n_iter_no_change=2, tol=0.02,
+            learning_rate=schedule,
+        )  # fmt: skip
+        assert got.lr_final is not None and got.lr_final < 0.1 / 5, "it never lowered lr"
+
+
+SCHEDULE_MUTANTS = {
+    # schedule -> (Schedule's method, its variable, the buggy value)
+    "invscaling": ("rate", "t", "self.seen + (epoch + 1) * self.n"),
+    "adaptive": ("fired", "lowered", "self.lr / 2.0"),
+}
+
+
+@pytest.mark.parametrize("schedule", list(SCHEDULE_MUTANTS))
+def test_planted_schedule_bug_is_caught(backend, monkeypatch, schedule):
+    import nnbin.loop
+
+    method, variable, bug = SCHEDULE_MUTANTS[schedule]
+    fn = getattr(nnbin.loop.Schedule, method)
+    monkeypatch.setattr(nnbin.loop.Schedule, method, _mutated_function(fn, variable, bug))
+    with pytest.raises(AssertionError):
+        test_step_size_schedule_matches_reference(backend, schedule)
+
+
 # --- planted bugs ----------------------------------------------------------------------------
 
 

@@ -186,12 +186,10 @@ def test_collapse_to_one_class_is_reported():
     assert len(set(clf.predict(Xtr))) == 1
 
 
-def test_lbfgs_and_schedules_are_refused_in_one_line():
+def test_lbfgs_is_refused_in_one_line():
     X, y = nnbin.two_gaussians(n_per_class=20, seed=0)
     with pytest.raises(ValueError, match="solver='lbfgs' is not available"):
         BinaryMLPClassifier(solver="lbfgs").fit(X, y[:, 0])
-    with pytest.raises(ValueError, match="learning_rate='adaptive' is not available"):
-        BinaryMLPClassifier(learning_rate="adaptive").fit(X, y[:, 0])
 
 
 def test_early_stopping_attributes():
@@ -450,3 +448,47 @@ def test_pandas_input_on_torch_gives_no_pytorch_warning():
         warnings.simplefilter("error", UserWarning)
         warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
         BinaryMLPClassifier(max_iter=2, backend="torch").fit(frame, pd.Series(y))
+
+
+@pytest.mark.parametrize("schedule", ["constant", "invscaling", "adaptive"])
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_step_size_schedules_end_where_scikit_learns_do(schedule, solver):
+    """scikit-learn's learning_rate schedules (solver='sgd'; ignored by Adam): the step size
+    its optimizer ends at, after a fit, two warm fits and partial_fit calls, the same."""
+    X, y = _data()
+    kw = dict(
+        solver=solver, learning_rate=schedule, hidden_layer_sizes=(5,), random_state=0,
+        learning_rate_init=0.1, power_t=0.3, max_iter=30, n_iter_no_change=np.inf,
+    )  # fmt: skip
+    if schedule == "adaptive":  # a run whose every adaptive step is taken the same way
+        kw.update(tol=1e9, n_iter_no_change=1, max_iter=300)
+    ours = BinaryMLPClassifier(**kw).fit(X, y)
+    theirs = sklearn.neural_network.MLPClassifier(**kw).fit(X, y)
+    assert ours._optimizer.learning_rate == pytest.approx(theirs._optimizer.learning_rate)
+    if schedule == "adaptive" and solver == "sgd":
+        assert ours.n_iter_ == theirs.n_iter_ < 300  # stopped once lr <= 1e-6
+        assert ours._optimizer.learning_rate <= 1e-6
+    kw.update(max_iter=3, warm_start=True, tol=1e-4, n_iter_no_change=10)
+    ours, theirs = BinaryMLPClassifier(**kw), sklearn.neural_network.MLPClassifier(**kw)
+    for _ in range(2):
+        ours.fit(X, y)
+        theirs.fit(X, y)
+        assert ours._optimizer.learning_rate == pytest.approx(theirs._optimizer.learning_rate)
+    kw.update(warm_start=False)
+    ours, theirs = BinaryMLPClassifier(**kw), sklearn.neural_network.MLPClassifier(**kw)
+    for _ in range(3):
+        ours.partial_fit(X, y, classes=[0, 1])
+        theirs.partial_fit(X, y, classes=[0, 1])
+        assert ours._optimizer.learning_rate == pytest.approx(theirs._optimizer.learning_rate)
+
+
+def test_a_schedule_that_cannot_act_is_refused_by_train_and_ignored_by_the_estimator():
+    X, y = _data()
+    with pytest.raises(nnbin.InvalidInputError, match="cannot take effect with optimizer"):
+        nnbin.train(X, y.reshape(-1, 1).astype(float), optimizer="adam", learning_rate="invscaling")
+    with pytest.raises(nnbin.InvalidInputError, match=r"power_t=0.25 .*cannot take effect"):
+        nnbin.train(X, y.reshape(-1, 1).astype(float), power_t=0.25)
+    with pytest.raises(nnbin.InvalidInputError, match="this run has none"):
+        nnbin.train(X, y.reshape(-1, 1).astype(float), learning_rate="adaptive")
+    BinaryMLPClassifier(max_iter=3, learning_rate="invscaling", power_t=0.25).fit(X, y)  # adam
+    BinaryMLPClassifier(max_iter=3, solver="sgd", power_t=0.25).fit(X, y)  # constant

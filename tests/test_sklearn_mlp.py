@@ -47,8 +47,6 @@ NOT_YET = {
     "test_lbfgs_classification": "solver='lbfgs' (#25)",
     "test_lbfgs_classification_maxfun": "solver='lbfgs' (#25)",
     "test_sparse_matrices": "solver='lbfgs' and sparse X (#25)",
-    "test_learning_rate_warmstart": "learning_rate='invscaling' (#25)",
-    "test_adaptive_learning_rate": "learning_rate='adaptive' (#25)",
 }
 #: tests of an MLPClassifier that cannot apply to a binary classifier, and why
 MULTICLASS = {

@@ -15,6 +15,7 @@ backend imports its library; nothing here imports one otherwise, so selecting
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import importlib
 import importlib.util
@@ -27,7 +28,16 @@ import numpy as np
 from .backprop import value_and_grads
 from .config import SEED, Config
 from .errors import BackendUnavailableError, UnknownBackendError
-from .loop import Advanced, OnLog, RunResult, Stepper, StopRule, logged_segments, run_steps
+from .loop import (
+    Advanced,
+    OnLog,
+    RunResult,
+    Schedule,
+    Stepper,
+    StopRule,
+    logged_segments,
+    run_steps,
+)
 from .model import Array, Params, forward, initial_weights, like, namespace, widths
 from .optim import Optimizer
 from .validate import host_memory_fits, parameter_count
@@ -163,6 +173,9 @@ class CoreStepper(Stepper):
         loss = self.epoch(True)
         assert loss is not None
         return loss
+
+    def set_lr(self, lr: float) -> None:
+        self.opt = dataclasses.replace(self.opt, lr=lr)
 
     def advance(self, n: int, every: int) -> Advanced:
         with np.errstate(over="ignore"):  # see nnbin.model.sigmoid
@@ -401,6 +414,7 @@ class Backend:
                 log_every=log_every,
                 on_log=on_log,
                 steps_per_call=steps_per_call,
+                schedule=Schedule.of(config, lr, int(X.shape[0]), fresh=state is None),
             )
         if self.has_fused:  # which of its paths ran, and why not the fused one
             result.loop = (result.loop or self.core_loop) + (

@@ -42,6 +42,12 @@ class Config:
     #: loss (with ``early_stopping`` it defaults to 10)
     n_iter_no_change: int | None = None
     tol: float = 1e-4
+    #: the step-size schedule of gd and momentum, scikit-learn's (:class:`nnbin.loop.Schedule`):
+    #: "constant", "invscaling" (with ``power_t``, counting from ``samples_seen``) or
+    #: "adaptive" (a fifth each time the stopping rule fires)
+    learning_rate: str = "constant"
+    power_t: float = 0.5
+    samples_seen: int = 0
 
     @classmethod
     def of(cls, options: Mapping[str, Any]) -> Config:
@@ -57,9 +63,14 @@ class Config:
 
     @property
     def plain_descent(self) -> bool:
-        """Full-batch gradient descent with no stopping rule: the seed job's loop (any
-        activation, depth and penalty)."""
-        return self.optimizer == "gd" and self.batch_size is None and not self.stops
+        """Full-batch gradient descent at a constant step size with no stopping rule: the
+        seed job's loop (any activation, depth and penalty)."""
+        return (
+            self.optimizer == "gd"
+            and self.batch_size is None
+            and not self.stops
+            and self.learning_rate == "constant"
+        )
 
     @property
     def patience(self) -> int:

@@ -18,6 +18,7 @@ that library, on the same device, come out.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,27 @@ from .training import backend_and_dtype, train
 SOLVERS = {"adam": "adam", "sgd": "momentum"}
 
 
+@dataclass
+class StepSize:
+    """Where the step-size schedule ended (``_optimizer.learning_rate``, as scikit-learn's
+    optimizer object has it): the step size of the next epoch."""
+
+    learning_rate: float
+
+
+def _last_step_size(result: Any, options: dict[str, Any]) -> float:
+    """The step size of the run's end as scikit-learn's optimizer holds it: the schedule's
+    for "sgd"; Adam's bias-corrected lr sqrt(1 - b2^t) / (1 - b1^t) at its last step t."""
+    lr = float(result.lr_final if result.lr_final is not None else options["lr"])
+    if options["optimizer"] != "adam" or not result.optimizer_state:
+        return lr
+    t = float(backend_of(result.params[0]).to_host(result.optimizer_state[0]))
+    if t == 0:
+        return lr
+    b1, b2 = options.get("beta1", 0.9), options.get("beta2", 0.999)
+    return lr * (1.0 - b2**t) ** 0.5 / (1.0 - b1**t)
+
+
 def _not_lbfgs(estimator: Any) -> bool:
     """partial_fit is there for the stochastic solvers only, as scikit-learn's."""
     return estimator.solver != "lbfgs"
@@ -56,9 +78,10 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
     solver : {"adam", "sgd"}, default "adam"  ("lbfgs" is refused with one line)
     alpha : float, default 1e-4   L2 penalty, scaled as scikit-learn scales it
     batch_size : int or "auto", default "auto" = min(200, n_samples)
-    learning_rate : "constant" (the only schedule)
+    learning_rate : {"constant", "invscaling", "adaptive"}, default "constant"
+        the step-size schedule of solver "sgd", as scikit-learn's (ignored with "adam")
     learning_rate_init : float, default 1e-3
-    power_t : float  (for an "invscaling" schedule, which nnbin does not have; ignored)
+    power_t : float, default 0.5   the exponent of the "invscaling" schedule
     max_iter : int, default 200   epochs
     shuffle : bool, default True  reshuffle the samples each epoch
     random_state : int or None    the seed of the initial weights, shuffles and split
@@ -185,11 +208,6 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
             raise InvalidInputError(
                 "solver='lbfgs' is not available in nnbin: use solver='adam' (the default) or 'sgd'"
             )
-        if self.learning_rate != "constant":
-            raise InvalidInputError(
-                f"learning_rate={self.learning_rate!r} is not available in nnbin: only "
-                "'constant' (the default)"
-            )
         Flag().check("warm_start", self.warm_start)
         if not _is_flag(self.verbose):  # scikit-learn's: a bool or a whole number >= 0
             Whole(0).check("verbose", self.verbose)
@@ -293,6 +311,11 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
                 "or use fit"
             )
         options.update(steps=1, n_iter_no_change=None)
+        if options.get("learning_rate") == "adaptive":
+            # no stopping rule in a call of one epoch: the step size the fits before left
+            options["learning_rate"] = "constant"
+            if hasattr(self, "_optimizer"):
+                options["lr"] = self._optimizer.learning_rate
         first = not hasattr(self, "classes_")
         if not first and classes is not None:
             named = np.unique(np.asarray(classes))
@@ -386,6 +409,8 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
                 device=None if isinstance(X, np.ndarray) else _device(X),
                 activation=options["activation"], init=options["init"],
             )  # fmt: skip
+        if options.get("learning_rate") == "invscaling" and accumulating:
+            options = {**options, "samples_seen": self.t_}  # the schedule counts on from t_
         on_log = None
         if self.verbose:
 
@@ -412,6 +437,8 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         self.params_: Any = result.params
         self.loop_ = result.loop
         self._optimizer_state = result.optimizer_state
+        # scikit-learn's tests read the step size its optimizer ended at
+        self._optimizer = StepSize(_last_step_size(result, options))
         host = backend_of(result.params[0]).to_host
         self.coefs_ = [np.asarray(host(W)) for W in result.params[0::2]]
         self.intercepts_ = [np.asarray(host(b)) for b in result.params[1::2]]

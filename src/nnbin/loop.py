@@ -124,6 +124,53 @@ class StopRule:
         return bool(stop)
 
 
+# --- scikit-learn's step-size schedules, once ------------------------------------------------
+
+#: the step size at which the adaptive schedule stops instead of lowering it (scikit-learn's)
+ADAPTIVE_FLOOR = 1e-6
+
+
+@dataclass
+class Schedule:
+    """scikit-learn's schedules for solver='sgd' (here gd and momentum), on the host between
+    epochs: the step size is constant within an epoch. ``invscaling``: epoch e of the run
+    takes lr / (t + 1)^power_t with t = ``seen`` + e ``n`` the samples seen before it (a
+    fresh optimizer's first epoch takes lr, as scikit-learn's new optimizer does).
+    ``adaptive``: lr until the stopping rule fires, then a fifth of it with the rule's count
+    reset, and the run stops only when it fires at a step size <= ``ADAPTIVE_FLOOR``."""
+
+    kind: str
+    lr: float
+    power_t: float = 0.5
+    #: samples an epoch, and seen by the runs this one continues
+    n: int = 0
+    seen: int = 0
+    #: whether the optimizer is new (a first epoch at lr itself)
+    fresh: bool = True
+
+    @classmethod
+    def of(cls, config: Config, lr: float, n: int, fresh: bool) -> Schedule | None:
+        if config.learning_rate == "constant":
+            return None
+        return cls(config.learning_rate, lr, config.power_t, n, config.samples_seen, fresh)
+
+    def rate(self, epoch: int) -> float:
+        """The step size of the run's epoch ``epoch`` (0: its first)."""
+        if self.kind == "invscaling" and not (epoch == 0 and self.fresh):
+            t = self.seen + epoch * self.n  # the samples seen before the epoch
+            return self.lr / (t + 1) ** self.power_t
+        return self.lr
+
+    def fired(self) -> bool:
+        """The stopping rule fired: True when the run stops, else the step size is lowered
+        (adaptive)."""
+        if self.kind != "adaptive" or self.lr <= ADAPTIVE_FLOOR:
+            return True
+        lowered = self.lr / 5.0
+        self.lr = lowered
+        return False
+
+
 # --- what a backend supplies ---------------------------------------------------------------
 
 
@@ -159,6 +206,10 @@ class Stepper:
         """``n`` steps; with ``every`` > 0 the first is logged and every ``every``-th after
         it. Blocks until the work is done where the library can say (so the time a call
         took is honest)."""
+        raise NotImplementedError
+
+    def set_lr(self, lr: float) -> None:
+        """The step size of the steps from the next call on (a :class:`Schedule`'s)."""
         raise NotImplementedError
 
     def result(self) -> Params:
@@ -224,6 +275,8 @@ class RunResult:
     stop: StopRule | None = None
     #: the optimizer's final state (momentum, Adam's moments), to continue a run from
     optimizer_state: Any = ()
+    #: the step size the schedule ended at: what a continued run's next epoch would take
+    lr_final: float | None = None
 
 
 def diverged(
@@ -273,12 +326,15 @@ def run_steps(
     on_log: OnLog | None = None,
     initial: Params | None = None,
     steps_per_call: int | None = None,
+    schedule: Schedule | None = None,
 ) -> RunResult:
     """Run ``steps`` steps of ``stepper``: the one loop.
 
     ``initial``: the caller's starting parameters (for the divergence error when no loss
     was finite; default: ``stepper.params`` at the start). ``steps_per_call``: the steps a
-    call holds (default: sized by ``CALL_SECONDS``, read at each call).
+    call holds (default: sized by ``CALL_SECONDS``, read at each call). ``schedule``: a
+    step-size schedule (one epoch a call, its step size set before each; the adaptive one
+    lowers it where the stopping rule would end the run).
     """
     every = 1 if stepper.rule is not None else log_every  # the rule reads every epoch
     initial = stepper.params if initial is None else initial
@@ -288,6 +344,9 @@ def run_steps(
     while s < steps:
         if stepper.max_steps_per_call is not None:
             k = min(k, stepper.max_steps_per_call)
+        if schedule is not None:  # the step size changes between epochs
+            k = 1
+            stepper.set_lr(schedule.rate(s))
         n, logs = next_call(s, steps, every, k)
         t0, compiling = time.perf_counter(), stepper.compile_seconds
         out = stepper.advance(n, logs)
@@ -303,7 +362,11 @@ def run_steps(
             raise diverged(s + ok * logs, lr, last_finite, initial)
         if out.stopped:  # the rule ended the run after its last loss (one epoch a log)
             s += len(out.losses)
-            break
+            if schedule is None or schedule.fired():
+                break
+            assert stepper.rule is not None
+            stepper.rule.count = 0  # adaptive: a lower step size, the count anew
+            continue
         s += n
         if steps_per_call is None:  # a power of two that fits CALL_SECONDS
             fits = int(CALL_SECONDS / max(spent / n, 1e-9))
@@ -317,4 +380,5 @@ def run_steps(
         steps_run=s,
         stop=stepper.rule,
         optimizer_state=stepper.state,
+        lr_final=lr if schedule is None else schedule.rate(s),
     )

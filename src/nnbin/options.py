@@ -398,6 +398,16 @@ OPTIONS: dict[str, Option] = _table(
            "sized to about 0.25 s of work, so Ctrl-C stops a run within about that)"),
     Option("shuffle", Flag(), True, "reshuffle the mini-batches each epoch", sklearn="shuffle",
            negated_help="take the mini-batches in the data's order (no reshuffle each epoch)"),
+    Option("learning_rate", Choice(("constant", "invscaling", "adaptive")), "constant",
+           "step-size schedule of gd and momentum (scikit-learn's): constant; invscaling: "
+           "lr / (t + 1)^power_t from each epoch's start, t the samples seen; adaptive: "
+           "lr / 5 each time the stopping rule fires, stopping once lr <= 1e-6",
+           sklearn="learning_rate", flag="--lr-schedule"),
+    Option("power_t", Real(0.0, closed="left"), 0.5, "the exponent of --lr-schedule invscaling",
+           sklearn="power_t"),
+    Option("samples_seen", Whole(0), 0,
+           "samples the runs this one continues have seen (scikit-learn's t_): where the "
+           "invscaling schedule counts from", flag=None),
 )  # fmt: skip
 
 #: scikit-learn's name -> the option
@@ -430,17 +440,28 @@ ACTS_ONLY_WITH: dict[str, tuple[str, tuple[Any, ...]]] = {
     "beta2": ("optimizer", ("adam",)),
     "epsilon": ("optimizer", ("adam",)),
     "validation_fraction": ("early_stopping", (True,)),
+    "learning_rate": ("optimizer", ("momentum", "gd")),  # scikit-learn's: for 'sgd' only
+    "power_t": ("learning_rate", ("invscaling",)),
+    "samples_seen": ("learning_rate", ("invscaling",)),
 }
 
 
 def inert(values: Mapping[str, Any]) -> list[str]:
     """The options of ``values`` (every option resolved) set away from their default where
-    they cannot take effect (``nesterov`` without the momentum optimizer, ...)."""
-    return [
-        n
-        for n, (on, acting) in ACTS_ONLY_WITH.items()
-        if values[n] != OPTIONS[n].default and values[on] not in acting
-    ]
+    they cannot take effect (``nesterov`` without the momentum optimizer, ...), in the order
+    found: an option that acts only with one that cannot take effect cannot either
+    (``power_t`` with ``learning_rate='invscaling'`` under Adam)."""
+    effective, found = dict(values), list[str]()
+    while True:
+        more = [
+            n
+            for n, (on, acting) in ACTS_ONLY_WITH.items()
+            if n not in found and values[n] != OPTIONS[n].default and effective[on] not in acting
+        ]
+        if not more:
+            return found
+        found += more
+        effective.update({n: OPTIONS[n].default for n in more})
 
 
 def resolve(given: Mapping[str, Any]) -> dict[str, Any]:
@@ -455,6 +476,14 @@ def resolve(given: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidInputError(
             f"{_spelled(n, values[n])} cannot take effect with {_spelled(on, values[on])}: it "
             f"acts only with {want}; drop it, or set {want}"
+        )
+    if values["learning_rate"] == "adaptive" and not (
+        values["early_stopping"] or values["n_iter_no_change"] is not None
+    ):
+        raise InvalidInputError(
+            f"{_spelled('learning_rate', 'adaptive')} lowers the step size when the stopping "
+            "rule fires, and this run has none: set n_iter_no_change (--n-iter-no-change) or "
+            "early_stopping (--early-stopping), or another schedule"
         )
     return values
 

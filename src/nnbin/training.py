@@ -50,6 +50,9 @@ class TrainResult:
     #: epochs in a row, at the end, that did not improve by ``tol`` (scikit-learn's
     #: ``_no_improvement_count``; 0 without a stopping rule)
     no_improvement_count: int = 0
+    #: the step size the schedule ended at (``lr`` when constant): where a continued run of
+    #: the adaptive schedule starts (scikit-learn's ``_optimizer.learning_rate``)
+    lr_final: float | None = None
     #: the hidden-layer activation the parameters go with
     activation: str = "sigmoid"
     #: the optimizer's final state (``train(..., optimizer_state=)`` continues from it)
@@ -236,6 +239,7 @@ def train(
             stop.best_score if stop is not None and stop.scores else None
         ),
         no_improvement_count=stop.count if stop is not None else 0,
+        lr_final=run.lr_final if run.lr_final is not None else lr,
         activation=config.activation,
         optimizer_state=run.optimizer_state,
     )
