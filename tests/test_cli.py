@@ -122,10 +122,12 @@ def test_quiet_short_run_in_process(tmp_path, capsys, clean_backend_env):
 
 def test_backends_table_lists_every_backend(capsys, clean_backend_env):
     assert main(["backends"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     for name in ("numpy", "strict", "jax"):
         assert re.search(rf"^[ *]{name}\s", out, re.M)
     assert re.search(r"^\*numpy\s+ok", out, re.M)
+    # never a silent minute: each installed backend said on stderr as it is checked
+    assert re.search(r"^checked numpy \(\d+/\d+\): ok, \d+\.\d s$", err, re.M), err
 
 
 def test_no_command_prints_help_and_exits_2(capsys):
@@ -574,9 +576,10 @@ def test_backends_says_when_the_environment_names_no_backend(monkeypatch, capsys
     assert main(["backends"]) == 2
     captured = capsys.readouterr()
     assert "numpy" in captured.out and "*" not in captured.out.splitlines()[1]  # the table
-    err = captured.err.strip()
+    # the progress lines ("checked numpy (4/6): ok, 0.0 s"), then the error: one line, last
+    *progress, err = captured.err.strip().splitlines()
+    assert all(line.startswith("checked ") for line in progress), progress
     assert "NNBIN_BACKEND='nosuch' names no backend; choose one of:" in err
-    assert len(err.splitlines()) == 1
 
 
 def test_early_stopping_says_why_it_stopped_and_which_parameters_it_kept(capsys):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+import time
 
 from ..backend import ENV_VAR, available_names, backend_class, get_backend, is_installed
 from ..errors import NnbinError, UnknownBackendError
@@ -13,7 +15,8 @@ HELP = "list the registered backends"
 
 DESCRIPTION = (
     "Every registered backend, whether it can run here, its "
-    f"version and devices, and which one ${ENV_VAR} selects now."
+    f"version and devices, and which one ${ENV_VAR} selects now. Importing a library can "
+    "take seconds: a line on stderr names each installed backend as it is checked."
 )
 
 
@@ -24,10 +27,12 @@ def flags(b: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     selected = os.environ.get(ENV_VAR, "").strip().lower() or "numpy"  # as get_backend reads it
     rows = [("backend", "status", "version", "devices", "default dtype", "loop")]
-    for name in available_names():
+    names = available_names()
+    for i, name in enumerate(names, 1):
         cls = backend_class(name)
         status, version, devices, loop = "not installed", "-", "-", cls.loop
         if is_installed(name):
+            t0 = time.perf_counter()
             try:
                 be = get_backend(name)
                 status, version, devices = "ok", be.version(), ", ".join(be.devices())
@@ -35,6 +40,12 @@ def run(args: argparse.Namespace) -> int:
                     loop += "; the fused CUDA step (cupy's, through DLPack) where it applies"
             except NnbinError as exc:
                 status = f"unavailable: {exc}"
+            took = time.perf_counter() - t0
+            print(
+                f"checked {name} ({i}/{len(names)}): {status.partition(':')[0]}, {took:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
         else:
             status = f"not installed: pip install 'nnbin[{cls.extra}]'"
         mark = "*" if name == selected else " "

@@ -2,10 +2,13 @@
 the same architecture, optimizer, batch size and epochs, measured in one run.
 
 Each data set is split once (stratified, 25 % held out, seed 0) and standardised on its
-training part. Both estimators run exactly ``epochs`` epochs (the stopping rule off:
-``n_iter_no_change`` above the epochs), from their own seeded initial weights; the table
-gives held-out accuracy, ROC AUC and the fit time (median of ``repeats`` fits; the first
-nnbin fit of a shape, which compiles on JAX, is a warm-up and not timed).
+training part. Each setting of :data:`SETTINGS` (Adam; SGD with the invscaling and the
+adaptive step-size schedules) runs in both estimators from their own seeded initial
+weights, exactly ``epochs`` epochs (the stopping rule off: ``n_iter_no_change`` above the
+epochs) except with the adaptive schedule, which acts when the rule fires (scikit-learn's
+default rule, ``n_iter_no_change=10``, on). The table gives held-out accuracy, ROC AUC, the
+first fit's time (on JAX it compiles) and the fit time (median of ``repeats`` fits after
+that first one).
 
 Data sets: scikit-learn's breast-cancer data (569 x 30); ``make_moons(noise=0.2)``
 (2,000 x 2); ``make_classification`` (200,000 x 20, 10 informative features).
@@ -33,6 +36,15 @@ from .common import whole_number_type
 DATASETS: dict[str, int] = {"breast-cancer": 200, "moons": 200, "classification-200k": 10}
 HIDDEN = (100,)
 BATCH = 200
+#: name -> the estimators' parameters for it (beside the architecture, batch and epochs)
+SETTINGS: dict[str, dict[str, Any]] = {
+    "adam": {"solver": "adam", "learning_rate_init": 1e-3},
+    "sgd-invscaling": {
+        "solver": "sgd", "learning_rate": "invscaling", "learning_rate_init": 0.5,
+        "power_t": 0.25,
+    },
+    "sgd-adaptive": {"solver": "sgd", "learning_rate": "adaptive", "learning_rate_init": 0.1},
+}  # fmt: skip
 
 
 @dataclass
@@ -44,6 +56,9 @@ class Row:
     fit_seconds: float
     epochs: int
     shape: tuple[int, int]
+    setting: str = "adam"
+    #: the first fit's seconds (JAX compiles in it; the timed fits reuse the compile)
+    first_seconds: float = 0.0
 
 
 def _load(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -89,8 +104,10 @@ def compare(
     backends: Sequence[str] = ("numpy", "jax"),
     repeats: int = 1,
     epochs: dict[str, int] | None = None,
+    settings: Sequence[str] = tuple(SETTINGS),
 ) -> list[Row]:
-    """Fit and score every estimator on every data set; one :class:`Row` each."""
+    """Fit and score every estimator on every data set in every setting; one :class:`Row`
+    each."""
     try:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.metrics import accuracy_score, roc_auc_score
@@ -105,56 +122,59 @@ def compare(
     for name in datasets:
         n_epochs = (epochs or {}).get(name, DATASETS[name])
         Xtr, Xte, ytr, yte = _split(*_load(name))
-        common = {
-            "hidden_layer_sizes": HIDDEN,
-            "activation": "relu",
-            "solver": "adam",
-            "batch_size": BATCH,
-            "learning_rate_init": 1e-3,
-            "alpha": 1e-4,
-            "max_iter": n_epochs,
-            "n_iter_no_change": n_epochs + 1,  # never stop early: exactly n_epochs
-            "random_state": 0,
-        }
-        candidates: list[tuple[str, Callable[[], Any]]] = [
-            ("sklearn MLPClassifier", functools.partial(_fit, MLPClassifier, common, Xtr, ytr))
-        ]
-        for be_name in backends:
-            dtype = get_backend(be_name).default_dtype
-            extra = {"backend": be_name, "dtype": dtype}
-            ours = functools.partial(_fit, BinaryMLPClassifier, {**common, **extra}, Xtr, ytr)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                ours()  # warm-up: compiles the epoch on JAX
-            candidates.append((f"nnbin:{be_name} {dtype}", ours))
-        for label, fit in candidates:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                model, seconds = _timed(fit, repeats)
-            proba = np.asarray(model.predict_proba(Xte))[:, 1]
-            rows.append(
-                Row(
-                    name,
-                    label,
-                    float(accuracy_score(yte, model.predict(Xte))),
-                    float(roc_auc_score(yte, proba)),
-                    seconds,
-                    int(model.n_iter_),
-                    (int(Xtr.shape[0]), int(Xtr.shape[1])),
+        for setting in settings:
+            common = {
+                "hidden_layer_sizes": HIDDEN,
+                "activation": "relu",
+                "batch_size": BATCH,
+                "alpha": 1e-4,
+                "max_iter": n_epochs,
+                "n_iter_no_change": n_epochs + 1,  # never stop early: exactly n_epochs
+                "random_state": 0,
+                **SETTINGS[setting],
+            }
+            if setting == "sgd-adaptive":  # the schedule acts when the rule fires
+                del common["n_iter_no_change"]
+            candidates: list[tuple[str, Callable[[], Any]]] = [
+                ("sklearn MLPClassifier", functools.partial(_fit, MLPClassifier, common, Xtr, ytr))
+            ]
+            for be_name in backends:
+                dtype = get_backend(be_name).default_dtype
+                extra = {"backend": be_name, "dtype": dtype}
+                ours = functools.partial(_fit, BinaryMLPClassifier, {**common, **extra}, Xtr, ytr)
+                candidates.append((f"nnbin:{be_name} {dtype}", ours))
+            for label, fit in candidates:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    _, first = _timed(fit, 1)  # JAX compiles here
+                    model, seconds = _timed(fit, repeats)
+                proba = np.asarray(model.predict_proba(Xte))[:, 1]
+                rows.append(
+                    Row(
+                        name,
+                        label,
+                        float(accuracy_score(yte, model.predict(Xte))),
+                        float(roc_auc_score(yte, proba)),
+                        seconds,
+                        int(model.n_iter_),
+                        (int(Xtr.shape[0]), int(Xtr.shape[1])),
+                        setting,
+                        first,
+                    )
                 )
-            )
     return rows
 
 
 def markdown(rows: Sequence[Row]) -> str:
     """The table, with each nnbin row's accuracy gap and time ratio to scikit-learn's."""
     out = [
-        "| data (train N x D) | model | epochs | accuracy | ROC AUC | fit s | vs sklearn |",
-        "|---|---|---|---|---|---|---|",
+        "| data (train N x D) | setting | model | epochs | accuracy | ROC AUC | first fit s "
+        "| fit s | vs sklearn |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    base: dict[str, Row] = {r.dataset: r for r in rows if r.model.startswith("sklearn")}
+    base = {(r.dataset, r.setting): r for r in rows if r.model.startswith("sklearn")}
     for r in rows:
-        ref = base.get(r.dataset)
+        ref = base.get((r.dataset, r.setting))
         versus = ""
         if ref is not None and r is not ref:
             versus = (
@@ -162,8 +182,9 @@ def markdown(rows: Sequence[Row]) -> str:
                 f"{r.fit_seconds / ref.fit_seconds:.2f}x time"
             )
         out.append(
-            f"| {r.dataset} ({r.shape[0]:,} x {r.shape[1]}) | {r.model} | {r.epochs} | "
-            f"{r.accuracy:.4f} | {r.roc_auc:.4f} | {r.fit_seconds:.2f} | {versus} |"
+            f"| {r.dataset} ({r.shape[0]:,} x {r.shape[1]}) | {r.setting} | {r.model} | "
+            f"{r.epochs} | {r.accuracy:.4f} | {r.roc_auc:.4f} | {r.first_seconds:.2f} | "
+            f"{r.fit_seconds:.2f} | {versus} |"
         )
     return "\n".join(out)
 
@@ -176,9 +197,10 @@ HELP = "accuracy and fit time beside scikit-learn's MLPClassifier, in one run"
 DESCRIPTION = (
     "Held-out accuracy, ROC AUC and fit time of BinaryMLPClassifier on each "
     "backend beside scikit-learn's MLPClassifier with the same architecture (100 ReLU "
-    "units), optimizer (Adam, 1e-3), batch size (200) and epochs, on the breast-cancer "
-    "data, make_moons(noise=0.2) and make_classification(200,000 x 20); needs "
-    "nnbin[sklearn]."
+    "units), batch size (200) and epochs, in each setting (Adam at 1e-3; SGD with the "
+    "invscaling and the adaptive schedules), on the breast-cancer data, "
+    "make_moons(noise=0.2) and make_classification(200,000 x 20); the first fit's time "
+    "(JAX compiles in it) is shown apart; needs nnbin[sklearn]."
 )
 
 
@@ -190,6 +212,11 @@ def flags(q: argparse.ArgumentParser) -> None:
     )
     q.add_argument("--backends", default="numpy,jax", help="comma-separated (numpy,jax)")
     q.add_argument("--repeats", type=whole_number_type(1), default=1, help="timed fits (1)")
+    q.add_argument(
+        "--settings",
+        default=",".join(SETTINGS),
+        help=f"comma-separated ({','.join(SETTINGS)})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -208,7 +235,10 @@ def run(args: argparse.Namespace) -> int:
     backends = [get_backend(n.strip()).name for n in args.backends.split(",") if n.strip()]
     if not backends:
         raise ValueError("--backends names no backend; for example --backends numpy,jax")
+    settings = [n.strip() for n in args.settings.split(",") if n.strip()]
+    if not settings or any(n not in SETTINGS for n in settings):
+        raise ValueError(f"--settings: choose from {', '.join(SETTINGS)}; got {args.settings!r}")
     for name in backends:
         get_backend(name).enable_dtype(get_backend(name).default_dtype)
-    print(markdown(compare(names, backends, repeats=args.repeats)))
+    print(markdown(compare(names, backends, repeats=args.repeats, settings=settings)))
     return 0
