@@ -82,9 +82,13 @@ class _Persisted(CoreStepper):
         self.dask = backend._dask
         super().__init__(like(params, self.dask.persist(*params)), *args, backend=backend, **kwargs)
 
-    def shuffled(self, order: np.ndarray) -> tuple[Any, Any]:
-        Xs, ys = self.dask.persist(*super().shuffled(order))
-        return Xs, ys
+    def shuffled(self, order: np.ndarray) -> tuple[Any, Any, Any]:
+        Xs, ys, ws = super().shuffled(order)
+        if ws is None:
+            Xs, ys = self.dask.persist(Xs, ys)
+        else:
+            Xs, ys, ws = self.dask.persist(Xs, ys, ws)
+        return Xs, ys, ws
 
     def settle(self, total: Any) -> Any:
         params, state, total = self.dask.persist(tuple(self.params), self.state, total)

@@ -187,13 +187,15 @@ class _Compiled(CoreStepper):
         cfg = self.config
         key = (
             *_shapes(self.params, self.X),
-            dataclasses.replace(cfg, shuffle_seed=0),  # the seed is in the orders, not here
+            # the seed is in the orders, the schedule's step size an argument: not here
+            dataclasses.replace(cfg, shuffle_seed=0, samples_seen=0),
             dataclasses.replace(self.opt, lr=1.0),  # the step size is an argument
             # the functions traced: a patched update or derivative must compile anew
             type(self.opt).update,
             ACTIVATION_FNS[cfg.activation],
             args[4] is None,
             args[8].shape,
+            args[11] is None,  # sample weights
         )
         if key not in self.be._compiled:
             t0 = time.perf_counter()
@@ -223,7 +225,11 @@ class _Compiled(CoreStepper):
         Xv, yv = self.validation if self.validation is not None else (self.X, self.y)
         perms = self._orders(n) if self.shuffles else None
         counts = (xp.asarray(n, dtype=i32), xp.asarray(every, dtype=i32))
-        args = (self.params, self.state, self.X, self.y, perms, self.lr, *counts, Xv, yv, rule_in)
+        wv = self.wv if self.validation is not None else None
+        args: tuple[Any, ...] = (
+            self.params, self.state, self.X, self.y, perms, self.lr, *counts, Xv, yv, rule_in,
+            self.w, wv,  # the sample weights (None: every sample 1)
+        )  # fmt: skip
         params, state, good, losses, scores, ran, stopped, rule_out = self._compile(args)(*args)
         ran = int(ran)  # waits for the call: its one wait
         values = [float(v) for v in np.asarray(losses)[:ran]]
@@ -251,6 +257,8 @@ def _advance(
     Xv: Any,
     yv: Any,
     rule: tuple[Any, Any, Any, Any] | None,
+    w: Any = None,
+    wv: Any = None,
     *,
     config: Config,
     opt: Any,
@@ -264,7 +272,8 @@ def _advance(
     and once it says stop, or a loss is not finite, the remaining epochs do nothing.
     Returns the parameters, the optimizer state, the parameters before the last finite
     logged step (with only finite ones before it), the losses and scores, how many logged
-    steps ran, whether the rule stopped, and the rule's new state."""
+    steps ran, whether the rule stopped, and the rule's new state. ``w``, ``wv``: the sample
+    weights of (X, y) and of (Xv, yv), (N, 1) columns (None: 1 each)."""
     import jax.numpy as jnp
     from jax import lax
 
@@ -280,7 +289,7 @@ def _advance(
 
     def epoch(e: Any, p: Any, s: Any, with_loss: bool) -> tuple[Any, Any, Any]:
         idx = None if perms is None else perms[e]
-        return _epoch(p, s, X, y, idx, config=config, opt=opt, with_loss=with_loss)
+        return _epoch(p, s, X, y, idx, w, config=config, opt=opt, with_loss=with_loss)
 
     def plain(e: Any, carry: tuple[Any, Any]) -> tuple[Any, Any]:
         p, s, _ = epoch(e, *carry, False)
@@ -301,7 +310,8 @@ def _advance(
             score: Any = -jnp.inf
             if early:
                 z = forward(p2, Xv, config.activation)
-                score = jnp.mean(((z >= 0.0) == (yv == 1.0)).astype(X.dtype))
+                right = ((z >= 0.0) == (yv == 1.0)).astype(X.dtype)
+                score = jnp.mean(right) if wv is None else jnp.sum(wv * right) / jnp.sum(wv)
                 scores = scores.at[i].set(score)
             count2, best_loss2, best_score2, improved, stop = stop_update(
                 jnp, count, best_loss, best_score, loss, score,
@@ -334,20 +344,31 @@ def _advance(
 
 
 def _epoch(
-    params: Any, state: Any, X: Any, y: Any, idx: Any, *, config: Config, opt: Any, with_loss: bool
+    params: Any,
+    state: Any,
+    X: Any,
+    y: Any,
+    idx: Any,
+    w: Any = None,
+    *,
+    config: Config,
+    opt: Any,
+    with_loss: bool,
 ) -> tuple[Any, Any, Any]:
     """One step (an epoch, with mini-batches) of :class:`nnbin.backend.CoreStepper`, traced: X
-    and y are arguments (never closed over), ``idx`` the epoch's order (None: the data's own)."""
+    and y are arguments (never closed over), ``idx`` the epoch's order (None: the data's own),
+    ``w`` the sample weights (None: 1 each)."""
     import jax.numpy as jnp
     from jax import lax
 
     kw: dict[str, Any] = {"activation": config.activation, "alpha": config.alpha}
     n = int(X.shape[0])
     if config.batch_size is None:
-        loss, g = value_and_grads(params, X, y, with_loss=with_loss, **kw)
+        loss, g = value_and_grads(params, X, y, with_loss=with_loss, weights=w, **kw)
         params, state = opt.update(params, g, state)
         return params, state, loss
     Xs, ys = (X, y) if idx is None else (X[idx], y[idx])
+    ws = w if w is None or idx is None else w[idx]
     size = min(int(config.batch_size), n)
     full, tail = divmod(n, size)
 
@@ -355,7 +376,8 @@ def _epoch(
         p, s, total = carry
         xb = lax.dynamic_slice_in_dim(Xs, start, rows, axis=0)
         yb = lax.dynamic_slice_in_dim(ys, start, rows, axis=0)
-        loss, g = value_and_grads(p, xb, yb, with_loss=with_loss, **kw)
+        wb = None if ws is None else lax.dynamic_slice_in_dim(ws, start, rows, axis=0)
+        loss, g = value_and_grads(p, xb, yb, with_loss=with_loss, weights=wb, **kw)
         p, s = opt.update(p, g, s)
         if loss is not None:
             total = total + loss * float(rows)

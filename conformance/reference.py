@@ -145,6 +145,8 @@ def act(name: str, a: np.ndarray) -> np.ndarray:
         return np.tanh(a)
     if name == "relu":
         return np.where(a > 0.0, a, 0.0)
+    if name == "identity":
+        return a
     raise ValueError(name)
 
 
@@ -157,6 +159,8 @@ def act_derivative(name: str, a: np.ndarray) -> np.ndarray:
         return 1.0 / np.cosh(a) ** 2
     if name == "relu":
         return (a > 0.0).astype(np.float64)
+    if name == "identity":
+        return np.ones_like(a)
     raise ValueError(name)
 
 
@@ -201,12 +205,16 @@ def deep_loss(
     y: np.ndarray,
     activation: str,
     alpha: float = 0.0,
+    sw: np.ndarray | None = None,
 ) -> float:
-    """Mean BCE from the logits plus (alpha / 2N) times the sum of squared weights."""
+    """Mean BCE from the logits plus (alpha / 2N) times the sum of squared weights; with
+    sample weights sw, np.average's weighted mean and N = sum(sw) (scikit-learn's)."""
     _, _, z = deep_forward(layers, X, activation)
-    bce = np.mean(np.maximum(z, 0.0) - y * z + np.log1p(np.exp(-np.abs(z))))
+    terms = (np.maximum(z, 0.0) - y * z + np.log1p(np.exp(-np.abs(z)))).ravel()
+    bce = np.average(terms, weights=None if sw is None else sw.ravel())
+    N = X.shape[0] if sw is None else float(np.sum(sw))
     l2 = sum(float(np.sum(layer["W"] ** 2)) for layer in layers)
-    return float(bce + alpha * l2 / (2.0 * X.shape[0]))
+    return float(bce + alpha * l2 / (2.0 * N))
 
 
 def deep_gradients(
@@ -215,10 +223,13 @@ def deep_gradients(
     y: np.ndarray,
     activation: str,
     alpha: float = 0.0,
+    sw: np.ndarray | None = None,
 ) -> list[dict[str, np.ndarray]]:
-    N = X.shape[0]
+    N = X.shape[0] if sw is None else float(np.sum(sw))
     pre, outs, z = deep_forward(layers, X, activation)
     delta = (sigmoid(z) - y) / N  # dL/dz
+    if sw is not None:
+        delta = delta * sw.reshape(-1, 1)
     grads: list[dict[str, np.ndarray]] = [{} for _ in layers]
     for i in range(len(layers) - 1, -1, -1):
         grads[i]["W"] = outs[i].T @ delta + (alpha / N) * layers[i]["W"]
@@ -324,6 +335,7 @@ def deep_train(
     tol: float = 1e-4,
     learning_rate: str = "constant",
     power_t: float = 0.5,
+    sample_weight: np.ndarray | None = None,
 ) -> DeepRun:
     """Epochs of mini-batches (rows shuffled each epoch by
     numpy.random.default_rng([seed, 1]).permutation), every batch one optimizer step on its
@@ -334,12 +346,16 @@ def deep_train(
     n_iter_no_change applies to the training loss instead. ``learning_rate`` as
     scikit-learn's SGD documents it: "invscaling" sets the step size after each epoch to
     lr / (t + 1)^power_t, t the samples seen so far; "adaptive" divides it by 5 where the
-    rule would stop, unless it is already at most 1e-6 (then the run stops)."""
+    rule would stop, unless it is already at most 1e-6 (then the run stops).
+    ``sample_weight``: each batch's loss and gradient their weighted mean (its own weights'
+    sum), the held-out accuracy weighted; the epoch's loss still weighs batches by size."""
     params = [a.copy() for a in flat(layers)]
     Xv = yv = None
+    sw = np.ones(X.shape[0]) if sample_weight is None else np.asarray(sample_weight, float)
+    weighted = sample_weight is not None
     if early_stopping:
         out, keep = stratified_hold_out(y, validation_fraction, seed)
-        X, y, Xv, yv = X[keep], y[keep], X[out], y[out]
+        X, y, Xv, yv, sw, swv = X[keep], y[keep], X[out], y[out], sw[keep], sw[out]
         if n_iter_no_change is None:
             n_iter_no_change = 10
     N = X.shape[0]
@@ -359,8 +375,9 @@ def deep_train(
         for start in range(0, N, size):
             idx = rows[start : start + size]
             lay = as_layers(params)
-            total += deep_loss(lay, X[idx], y[idx], activation, alpha) * len(idx)
-            g = deep_gradients(lay, X[idx], y[idx], activation, alpha)
+            bw = sw[idx] if weighted else None
+            total += deep_loss(lay, X[idx], y[idx], activation, alpha, bw) * len(idx)
+            g = deep_gradients(lay, X[idx], y[idx], activation, alpha, bw)
             optimizer.step(params, flat(g))
         ran = epoch + 1
         epoch_loss = total / N
@@ -369,7 +386,8 @@ def deep_train(
             losses.append((epoch, epoch_loss))
         if early_stopping:
             _, _, zv = deep_forward(as_layers(params), Xv, activation)
-            score = float(np.mean((zv >= 0.0) == (yv == 1.0)))
+            right = ((zv >= 0.0) == (yv == 1.0)).ravel()
+            score = float(np.average(right, weights=swv if weighted else None))
             scores.append(score)
             stale = stale + 1 if score < best_score + tol else 0
             if score > best_score:

@@ -59,7 +59,7 @@ def _deep_params(be, d, hidden, seed):
 
 
 @pytest.mark.parametrize("hidden", DEEP, ids=lambda h: "H" + "-".join(map(str, h)))
-@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu", "identity"])
 def test_deep_gradients_match_jax_grad(activation, hidden):
     jax = pytest.importorskip("jax", reason="JAX not installed: no jax.grad oracle")
     jax.config.update("jax_enable_x64", True)
@@ -78,7 +78,7 @@ def test_deep_gradients_match_jax_grad(activation, hidden):
 
 
 @pytest.mark.parametrize("hidden", DEEP, ids=lambda h: "H" + "-".join(map(str, h)))
-@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu", "identity"])
 def test_deep_gradients_match_torch_autograd(activation, hidden):
     torch = pytest.importorskip("torch", reason="PyTorch not installed: no autograd oracle")
     be = nnbin.get_backend("torch")

@@ -51,15 +51,18 @@ class _Plant(ast.NodeTransformer):
 
 
 def mutant(site: tuple[str, str, str] | None = None) -> types.ModuleType:
-    """A fresh module from nnbin/backprop.py's syntax tree, with the bug ``site`` planted."""
+    """A fresh module from nnbin/backprop.py's syntax tree, with the bug ``site`` planted.
+    A site that is not there once is a LookupError, never an AssertionError: a planted-bug
+    test expects the latter, and must not pass because its bug was never planted."""
     tree = ast.parse(inspect.getsource(nnbin.backprop))
     if site is not None:
         plant = _Plant(*site)
         tree = ast.fix_missing_locations(plant.visit(tree))
-        assert plant.sites == 1, (
-            f"the mutation site {site[1]} = ... in {site[0]}() is "
-            f"not in nnbin/backprop.py once ({plant.sites} found)"
-        )
+        if plant.sites != 1:
+            raise LookupError(
+                f"the mutation site {site[1]} = ... in {site[0]}() is "
+                f"not in nnbin/backprop.py once ({plant.sites} found)"
+            )
     module = types.ModuleType("nnbin._mutant", nnbin.backprop.__doc__)
     module.__dict__["__package__"] = "nnbin"
     exec(compile(tree, "<mutant of nnbin/backprop.py>", "exec"), module.__dict__)
@@ -93,7 +96,7 @@ def test_mutation_sites_survive_reformatting(monkeypatch):
     monkeypatch.setattr(inspect, "getsource", lambda module: reformatted)
     for site in MUTANTS.values():
         mutant(site)  # each found exactly once
-    with pytest.raises(AssertionError, match=r"not in nnbin/backprop\.py once"):
+    with pytest.raises(LookupError, match=r"not in nnbin/backprop\.py once"):
         mutant(("_block_grads", "no_such_variable", "0"))
 
 

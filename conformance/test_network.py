@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import nnbin
+import nnbin.backprop
 import nnbin.model
 import nnbin.optim
 
@@ -23,7 +24,7 @@ from . import reference as ref
 from .helpers import assert_close, rounded
 from .test_mutations import _Plant
 
-ACTIVATIONS = ["sigmoid", "tanh", "relu"]
+ACTIVATIONS = ["sigmoid", "tanh", "relu", "identity"]
 DEPTHS = [(5,), (7, 3), (5, 3, 7)]  # 1, 2 and 3 hidden layers, odd widths
 
 
@@ -139,10 +140,15 @@ def _run_data(n: int = 160, d: int = 3) -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
-def check_whole_run(backend, dtype, name, batch_size, *, epochs=12, **extra):
+def check_whole_run(backend, dtype, name, batch_size, *, epochs=12, weights=None, **extra):
     options, make, lr = OPTIMIZERS[name]
     activation = ACTIVATION_OF[name]
     X, y = _run_data()
+    if weights is not None:  # sample weights, the same to both
+        extra_ref = {**extra, "sample_weight": weights}
+        extra_nnbin = {**extra, "sample_weight": backend.asarray(weights, dtype)}
+    else:
+        extra_ref = extra_nnbin = extra
     X = rounded(X, dtype)
     hidden, seed = (6, 3), 3
     start = ref.deep_weights(X.shape[1], hidden, seed, activation, "glorot")
@@ -158,7 +164,7 @@ def check_whole_run(backend, dtype, name, batch_size, *, epochs=12, **extra):
         batch_size=batch_size,
         alpha=0.01,
         seed=seed,
-        **extra,
+        **extra_ref,
     )
     got = nnbin.train(
         backend.asarray(X, dtype),
@@ -173,7 +179,7 @@ def check_whole_run(backend, dtype, name, batch_size, *, epochs=12, **extra):
         alpha=0.01,
         seed=seed,
         **options,
-        **extra,
+        **extra_nnbin,
     )
     label = f"{name}, batch {batch_size}"
     assert [s for s, _ in got.history] == [s for s, _ in expected.losses], label
@@ -258,6 +264,87 @@ def test_planted_schedule_bug_is_caught(backend, monkeypatch, schedule):
         test_step_size_schedule_matches_reference(backend, schedule)
 
 
+def _sample_weights(n: int, seed: int = 5) -> np.ndarray:
+    """Whole weights 0 to 3 (zeros too: a sample that must not count) and one fraction."""
+    w = np.random.default_rng(seed).integers(0, 4, n).astype(np.float64)
+    w[1] = 0.25
+    return w
+
+
+def check_weighted_gradients(case: DeepCase, activation: str, alpha: float, vg: Any) -> None:
+    w = _sample_weights(case.X.shape[0])
+    loss, grads = vg(
+        case.params, case.Xd, case.yd, activation=activation, alpha=alpha,
+        weights=case.be.asarray(w.reshape(-1, 1), case.dtype),
+    )  # fmt: skip
+    want = ref.deep_loss(case.layers, case.X, case.y, activation, alpha, w)
+    assert_close(case.be, loss, np.asarray(want), dtype=case.dtype, what="op", label="loss")
+    expected = ref.flat(ref.deep_gradients(case.layers, case.X, case.y, activation, alpha, w))
+    for name, g, e in zip(_names(len(case.layers)), grads, expected):
+        assert_close(case.be, g, e, dtype=case.dtype, what="op", label=f"weighted d{name}")
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_weighted_gradients_match_reference(backend, activation):
+    """scikit-learn's sample_weight: the weighted mean loss, the penalty over sum(w), the
+    gradient of both (zero weights, fractional weights, blocks of rows)."""
+    case = DeepCase(backend, _dtype64(backend), n=61, d=3, hidden=(5, 4), seed=11)
+    check_weighted_gradients(case, activation, 0.3, nnbin.backprop.value_and_grads)
+
+    def blocked(*a: Any, **k: Any) -> Any:
+        return nnbin.backprop.value_and_grads(*a, block_rows=16, **k)
+
+    check_weighted_gradients(case, activation, 0.3, blocked)
+
+
+@pytest.mark.parametrize("planted", [False, True], ids=["unmutated", "mutated"])
+def test_planted_weighting_bug_is_caught(backend, planted):
+    """The weighted mean's denominator forgotten (N, not sum(w)): caught."""
+    from .test_mutations import mutant
+
+    site = ("value_and_grads", "n", "X.shape[0]") if planted else None
+    vg = mutant(site).value_and_grads
+    case = DeepCase(backend, _dtype64(backend), n=40, d=3, hidden=(4,), seed=12)
+    if not planted:
+        check_weighted_gradients(case, "tanh", 0.3, vg)
+        return
+    with pytest.raises(AssertionError):
+        check_weighted_gradients(case, "tanh", 0.3, vg)
+
+
+@pytest.mark.parametrize(
+    "batch_size, extra",
+    [
+        (None, {}),
+        (40, {}),
+        (40, {"early_stopping": True, "validation_fraction": 0.25, "n_iter_no_change": 3}),
+    ],
+    ids=["full-batch", "batch40", "batch40-early-stopping"],
+)
+def test_sample_weighted_run_matches_reference(backend, batch_size, extra):
+    """Whole runs with sample weights: each batch's weighted mean, the held-out accuracy
+    weighted (early stopping), against the reference."""
+    dtype = _dtype64(backend)
+    w = _sample_weights(_run_data()[0].shape[0])
+    name = "adam" if extra else "momentum"
+    epochs = 30 if extra else 12
+    check_whole_run(backend, dtype, name, batch_size, epochs=epochs, weights=w, **extra)
+
+
+def test_integer_sample_weights_are_repeated_rows(backend):
+    """A full-batch run with whole weights is the run on the rows repeated that often."""
+    dtype = _dtype64(backend)
+    X, y = _run_data(60)
+    w = np.random.default_rng(7).integers(0, 4, 60)
+    rows = np.repeat(np.arange(60), w)
+    put = backend.asarray
+    kw = dict(hidden=(4,), steps=15, lr=0.5, seed=1, log_every=5, dtype=dtype)
+    weighted = nnbin.train(put(X, dtype), put(y, dtype), sample_weight=put(w, dtype), **kw)
+    repeated = nnbin.train(put(X[rows], dtype), put(y[rows], dtype), **kw)
+    for p, q in zip(weighted.params, repeated.params):
+        assert_close(backend, p, backend.to_host(q), dtype=dtype, what="run", label="params")
+
+
 # --- planted bugs ----------------------------------------------------------------------------
 
 
@@ -271,12 +358,14 @@ def _mutated_function(fn: Any, variable: str | None, expression: str | None) -> 
         pass
     elif variable is None:
         returns = [n for n in ast.walk(tree) if isinstance(n, ast.Return)]
-        assert len(returns) == 1, f"{fn.__qualname__} has {len(returns)} returns"
+        if len(returns) != 1:  # a LookupError: a planted-bug test expects AssertionErrors
+            raise LookupError(f"{fn.__qualname__} has {len(returns)} returns")
         returns[0].value = ast.parse(expression, mode="eval").body
     else:
         plant = _Plant(fn.__name__, variable, expression)
         tree = plant.visit(tree)
-        assert plant.sites == 1, f"{variable} = ... is not in {fn.__qualname__} once"
+        if plant.sites != 1:
+            raise LookupError(f"{variable} = ... is not in {fn.__qualname__} once")
     tree = ast.fix_missing_locations(tree)
     module = inspect.getmodule(fn)
     assert module is not None
@@ -289,6 +378,7 @@ DERIVATIVE_MUTANTS = {
     "sigmoid": (nnbin.model.sigmoid_grad, "h"),
     "tanh": (nnbin.model.tanh_grad, "1.0 - h"),
     "relu": (nnbin.model.relu_grad, "xp.ones_like(h)"),
+    "identity": (nnbin.model.identity_grad, "xp.zeros_like(h)"),
 }
 
 

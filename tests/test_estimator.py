@@ -46,6 +46,9 @@ JAX_FLOAT32 = {
     "check_array_api_input": "float64 host data train in float32 on JAX without x64",
     "check_array_api_mixed_inputs": "float64 host data train in float32 on JAX without x64",
     "check_methods_sample_order_invariance": "float32 sums in another order differ by ~1 ulp",
+    "check_sample_weight_equivalence_on_dense_data": (
+        "float32: weighted sums and repeated rows round differently (~1e-6 relative)"
+    ),
 }
 
 
@@ -492,3 +495,42 @@ def test_a_schedule_that_cannot_act_is_refused_by_train_and_ignored_by_the_estim
         nnbin.train(X, y.reshape(-1, 1).astype(float), learning_rate="adaptive")
     BinaryMLPClassifier(max_iter=3, learning_rate="invscaling", power_t=0.25).fit(X, y)  # adam
     BinaryMLPClassifier(max_iter=3, solver="sgd", power_t=0.25).fit(X, y)  # constant
+
+
+def test_identity_activation_as_scikit_learns():
+    """activation='identity' (a linear hidden layer): scikit-learn accepts it, so does the
+    swap; its fit reaches scikit-learn's training loss on linearly separable data."""
+    X, y = _data(200)
+    kw = dict(activation="identity", hidden_layer_sizes=(4,), max_iter=300, random_state=0)
+    ours = BinaryMLPClassifier(**kw).fit(X, y)
+    theirs = sklearn.neural_network.MLPClassifier(**kw).fit(X, y)
+    assert ours.score(X, y) >= theirs.score(X, y) - 0.02
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=0.5, abs=0.02)
+
+
+def test_sample_weight_as_scikit_learns():
+    """fit(X, y, sample_weight=): integer weights are repeated rows (one full batch), zero
+    weights drop a sample, a scalar weighs every sample alike; bad weights are scikit-
+    learn's errors; partial_fit takes them in scikit-learn's position (third)."""
+    X, y = _data(80)
+    w = np.random.default_rng(1).integers(0, 3, 80)
+    rows = np.repeat(np.arange(80), w)
+    kw = dict(hidden_layer_sizes=(4,), solver="sgd", batch_size=1000, max_iter=20, alpha=0.0,
+              shuffle=False, random_state=0, n_iter_no_change=np.inf)  # fmt: skip
+    weighted = BinaryMLPClassifier(**kw).fit(X, y, sample_weight=w)
+    repeated = BinaryMLPClassifier(**kw).fit(X[rows], y[rows])
+    np.testing.assert_allclose(weighted.coefs_[0], repeated.coefs_[0], rtol=1e-10)
+    plain = BinaryMLPClassifier(**kw).fit(X, y)
+    np.testing.assert_allclose(
+        BinaryMLPClassifier(**kw).fit(X, y, sample_weight=2.5).coefs_[0], plain.coefs_[0],
+        rtol=1e-10,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="Negative values in data passed to `sample_weight`"):
+        BinaryMLPClassifier(**kw).fit(X, y, sample_weight=-w)
+    with pytest.raises(ValueError, match=r"sample_weight.shape == \(79,\)"):
+        BinaryMLPClassifier(**kw).fit(X, y, sample_weight=w[:79])
+    clf = BinaryMLPClassifier(**kw)
+    clf.partial_fit(X, y, w, [0, 1])
+    assert list(clf.classes_) == [0, 1]
+    early = BinaryMLPClassifier(early_stopping=True, max_iter=5, random_state=0)
+    assert len(early.fit(X, y, sample_weight=w + 1).validation_scores_) == 5

@@ -225,3 +225,68 @@ def test_deep_parameters_are_a_pytree_jax_jits_and_vmaps_over(data):
         np.testing.assert_allclose(losses[k], loss, rtol=1e-5)
         for a, b in zip(new, p1, strict=True):
             np.testing.assert_allclose(a[k], b, rtol=1e-5, atol=1e-6)
+
+
+def test_float64_data_training_in_float32_is_said_once():
+    """Without JAX's 64-bit mode, float64 host data train in float32: one warning a process
+    naming jax_enable_x64 (never silently), and the estimator's dtype_ says it (a fresh
+    process: the mode is process-wide and other tests turn it on)."""
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import warnings
+        import numpy as np
+        import nnbin
+        X, y = nnbin.two_gaussians(n_per_class=20, seed=0)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            r = nnbin.train(X, y, backend="jax", steps=2, hidden=3)
+            nnbin.train(X, y, backend="jax", steps=2, hidden=3)
+        said = [str(w.message) for w in seen if "float64 data train in float32" in str(w.message)]
+        assert len(said) == 1 and "jax_enable_x64" in said[0], said
+        assert r.dtype == "float32"
+        try:
+            from nnbin.estimator import BinaryMLPClassifier
+        except ImportError:
+            print("ok")
+        else:
+            clf = BinaryMLPClassifier(max_iter=2, backend="jax").fit(X, y[:, 0])
+            assert clf.dtype_ == "float32", clf.dtype_
+            print("ok")
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("JAX_ENABLE_X64", "NNBIN_BACKEND")}
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", script],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+def test_seeds_and_partial_fit_calls_compile_once():
+    """A grid search's new random_state (None included) or a stream of partial_fit calls
+    compiles nothing anew: the seed is in the shuffled orders, the step size and the
+    optimizer state are arguments (compiles counted in the backend's cache)."""
+    pytest.importorskip("sklearn")
+    import warnings
+
+    from nnbin.estimator import BinaryMLPClassifier
+
+    be = nnbin.get_backend("jax")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 5)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        BinaryMLPClassifier(backend="jax", random_state=0, max_iter=3).fit(X, y)
+        before = len(be._compiled)
+        for seed in (1, 2, None, None):
+            BinaryMLPClassifier(backend="jax", random_state=seed, max_iter=3).fit(X, y)
+        assert len(be._compiled) == before, "a new seed compiled anew"
+        stream = BinaryMLPClassifier(backend="jax", random_state=0)
+        stream.partial_fit(X[:60], y[:60], classes=[0, 1])
+        after_first = len(be._compiled)
+        for rows in (slice(60, None), slice(None, 60)) * 2:
+            stream.partial_fit(X[rows], y[rows])
+        assert len(be._compiled) == after_first, "a partial_fit call compiled anew"

@@ -342,3 +342,32 @@ def test_a_continued_run_may_see_one_class_a_fresh_one_may_not():
     assert more.params.W1.shape == (1, 3) and len(more.history) >= 1
     with pytest.raises(nnbin.InvalidInputError, match="training needs samples of both classes"):
         nnbin.train(X0[zeros], Y0[zeros], hidden=3, steps=5)
+
+
+@pytest.mark.parametrize(
+    "weights, error, needle",
+    [
+        (np.ones(39), "InvalidInputError", "has shape (39,); X has 40 rows"),
+        (-np.ones(40), "InvalidInputError", "negative values"),
+        (np.r_[np.nan, np.ones(39)], "InvalidInputError", "NaN or infinite"),
+        (np.zeros(40), "InvalidInputError", "0 for every sample"),
+        (["a"] * 40, "InvalidInputError", "must be numbers"),
+        (np.ones((40, 2)), "InvalidInputError", "has shape (40, 2)"),
+    ],
+    ids=["short", "negative", "nan", "all-zero", "text", "two-columns"],
+)
+def test_bad_sample_weights_are_one_error(weights, error, needle):
+    X, y = nnbin.two_gaussians(n_per_class=20, seed=0)
+    with pytest.raises(getattr(nnbin, error)) as info:
+        nnbin.train(X, y, sample_weight=weights, steps=1)
+    assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_sample_weights_of_another_library_are_refused_not_copied():
+    torch = pytest.importorskip("torch")
+    X, y = nnbin.two_gaussians(n_per_class=20, seed=0)
+    with pytest.raises(nnbin.MixedArraysError):
+        nnbin.train(torch.asarray(X), torch.asarray(y), sample_weight=np.ones(40), steps=1)
+    r = nnbin.train(torch.asarray(X), torch.asarray(y), sample_weight=torch.ones(40), steps=2)
+    plain = nnbin.train(torch.asarray(X), torch.asarray(y), steps=2)
+    assert r.final_loss == pytest.approx(plain.final_loss, rel=1e-12)  # weights of 1: no change

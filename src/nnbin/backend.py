@@ -70,7 +70,9 @@ class CoreStepper(Stepper):
     The gradient pass goes through the samples ``block_rows`` at a time (None: all at once).
     ``validation``: the held-out (X, y) that early stopping scores. ``backend``: the backend
     that runs it (a subclass reads its library from it). ``state``: the optimizer state to
-    continue from (partial_fit, warm starts).
+    continue from (partial_fit, warm starts). ``weights``, ``validation_weights``: (N, 1)
+    columns of sample weights (None: every sample 1): each batch's loss and gradient their
+    weighted mean, the held-out accuracy weighted, as scikit-learn's ``sample_weight``.
     """
 
     def __init__(
@@ -85,9 +87,12 @@ class CoreStepper(Stepper):
         validation: tuple[Array, Array] | None = None,
         backend: Any = None,
         state: Any = None,
+        weights: Array | None = None,
+        validation_weights: Array | None = None,
     ) -> None:
         self.backend = backend
         self.params, self.X, self.y, self.config = params, X, y, config
+        self.w, self.wv = weights, validation_weights
         self.block_rows = block_rows
         self.opt = Optimizer.of(config, lr)
         self.state = self.opt.init(params) if state is None else state
@@ -128,18 +133,21 @@ class CoreStepper(Stepper):
             "alpha": cfg.alpha,
         }
         if cfg.batch_size is None:
-            loss, grads = value_and_grads(self.params, self.X, self.y, with_loss=with_loss, **kw)
+            loss, grads = value_and_grads(
+                self.params, self.X, self.y, with_loss=with_loss, weights=self.w, **kw
+            )
             self.params, self.state = self.opt.update(self.params, grads, self.state)
             return self.settle(loss)
         order = self.order()
-        Xs, ys = (self.X, self.y) if order is None else self.shuffled(order)
+        Xs, ys, ws = (self.X, self.y, self.w) if order is None else self.shuffled(order)
         size = int(cfg.batch_size or self.n)
         total: Array | None = None
         for a in range(0, self.n, size):
             b = min(a + size, self.n)
             loss, grads = value_and_grads(
-                self.params, Xs[a:b, ...], ys[a:b, ...], with_loss=with_loss, **kw
-            )
+                self.params, Xs[a:b, ...], ys[a:b, ...], with_loss=with_loss,
+                weights=None if ws is None else ws[a:b, ...], **kw,
+            )  # fmt: skip
             self.params, self.state = self.opt.update(self.params, grads, self.state)
             if loss is not None:
                 part = loss * float(b - a)
@@ -147,10 +155,11 @@ class CoreStepper(Stepper):
             total = self.settle(total)
         return None if total is None else total / float(self.n)
 
-    def shuffled(self, order: np.ndarray) -> tuple[Array, Array]:
-        """X and y in this epoch's order (row numbers on the host)."""
+    def shuffled(self, order: np.ndarray) -> tuple[Array, Array, Array | None]:
+        """X, y and the weights in this epoch's order (row numbers on the host)."""
         take = take_rows if self.backend is None else self.backend.take_rows
-        return take(self.X, order), take(self.y, order)
+        w = None if self.w is None else take(self.w, order)
+        return take(self.X, order), take(self.y, order), w
 
     def settle(self, total: Array | None) -> Array | None:
         """After each update (Dask: persist the parameters, the state and the running loss,
@@ -158,12 +167,16 @@ class CoreStepper(Stepper):
         return total
 
     def score(self) -> float:
-        """Accuracy of the current parameters on the held-out samples."""
+        """Accuracy of the current parameters on the held-out samples (weighted by their
+        sample weights, as scikit-learn's score)."""
         assert self.validation is not None
         Xv, yv = self.validation
         z = forward(self.params, Xv, self.config.activation)
         xp = self.xp
-        return float(xp.mean(xp.astype((z >= 0.0) == (yv == 1.0), yv.dtype)))
+        right = xp.astype((z >= 0.0) == (yv == 1.0), yv.dtype)
+        if self.wv is None:
+            return float(xp.mean(right))
+        return float(xp.sum(self.wv * right) / xp.sum(self.wv))
 
     def _plain(self, k: int) -> None:
         for _ in range(k):
@@ -377,6 +390,8 @@ class Backend:
         validation: tuple[Any, Any] | None = None,
         state: Any = None,
         steps_per_call: int | None = None,
+        weights: Any = None,
+        validation_weights: Any = None,
     ) -> RunResult:
         """Run ``steps`` steps (epochs, with mini-batches); the loss is recorded every
         ``log_every`` steps (every epoch when ``config`` has a stopping rule). The one run
@@ -389,12 +404,16 @@ class Backend:
         :meth:`stepper`. ``config``: activation, optimizer, batches, penalty and stopping
         rule (default: the seed job's); ``validation``: the held-out (X, y) early stopping
         scores; ``state``: the optimizer state to continue from; ``steps_per_call``: steps a
-        call holds (default: about ``nnbin.loop.CALL_SECONDS`` of work). ``result.loop``
-        says which path ran, and why not the fused one where the backend has one.
+        call holds (default: about ``nnbin.loop.CALL_SECONDS`` of work); ``weights`` and
+        ``validation_weights``: sample weights, (N, 1) columns (no fused step takes them).
+        ``result.loop`` says which path ran, and why not the fused one where the backend has
+        one.
         """
         config = config or SEED
         with self.on_device(X):
             why = None if fused is False else self.fused_refusal(params, X, config)
+            if why is None and weights is not None:
+                why = "it takes no sample weights"
             if fused is not False and why is None:
                 return self.fused_run(
                     params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log
@@ -404,7 +423,9 @@ class Backend:
                     f"no fused step for this run: {why}; fused=None (the default) runs "
                     f"{self.name}'s own path (the array-API core) instead"
                 )
-            stepper = self.stepper(params, X, y, lr, config, validation)
+            stepper = self.stepper(
+                params, X, y, lr, config, validation, weights, validation_weights
+            )
             if state is not None:  # continue the optimizer (partial_fit, warm starts)
                 stepper.state = state
             result = run_steps(
@@ -437,6 +458,8 @@ class Backend:
         lr: float,
         config: Config = SEED,
         validation: tuple[Any, Any] | None = None,
+        weights: Any = None,
+        validation_weights: Any = None,
     ) -> Stepper:
         """The :attr:`stepper_class` for this run, through the samples in blocks of
         :meth:`block_rows` (a mini-batch is its own block)."""
@@ -444,8 +467,9 @@ class Backend:
         if config.batch_size is not None:
             rows = None
         return self.stepper_class(
-            params, X, y, lr, config, block_rows=rows, validation=validation, backend=self
-        )
+            params, X, y, lr, config, block_rows=rows, validation=validation, backend=self,
+            weights=weights, validation_weights=validation_weights,
+        )  # fmt: skip
 
 
 def max_width(params: Any) -> int:

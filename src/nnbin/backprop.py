@@ -6,9 +6,12 @@ l = 1 .. L, h0 = X::
     hl = act(h(l-1) Wl + bl)    (B, Hl)       z = hL Wo + bo      (B, 1)
     L  = (1/N) sum(softplus(z) - y z)  [+ (alpha / 2N) sum of every ||W||^2]
 
+With sample weights w (scikit-learn's ``sample_weight``) the sum weighs each term by w_n
+and N is sum(w): the weighted mean, the penalty scaled by sum(w), and dL/dz weighted alike.
+
 Backward, the chain rule layer by layer from the output::
 
-    dL/dz  = (sigmoid(z) - y) / N                       (B, 1)
+    dL/dz  = w (sigmoid(z) - y) / N                     (B, 1)   (w = 1 unweighted)
     dL/dWo = hL^T dL/dz,  dL/dbo = sum_n dL/dz
     dL/daL = (dL/dz Wo^T) * act'(aL)                    (B, HL)
     for l = L .. 1:
@@ -35,9 +38,16 @@ from .model import ACTIVATION_FNS, Array, hidden_outputs, layers, like, namespac
 
 
 def _block_grads(
-    xp: Any, params: Any, X: Array, y: Array, with_loss: bool, activation: str = "sigmoid"
+    xp: Any,
+    params: Any,
+    X: Array,
+    y: Array,
+    with_loss: bool,
+    activation: str = "sigmoid",
+    w: Array | None = None,
 ) -> tuple[Array | None, Any]:
-    """Loss and gradient of the *summed* loss over this block's rows (the caller divides by N)."""
+    """Loss and gradient of the *summed* loss over this block's rows, each weighted by ``w``
+    (a (B, 1) column; None: 1) (the caller divides by N, or by the weights' sum)."""
     act_grad = ACTIVATION_FNS[activation][1]
     pairs = layers(params)
     Wo = pairs[-1][0]
@@ -50,7 +60,8 @@ def _block_grads(
     z = h @ Wo + pairs[-1][1]                         # (B, 1)
 
     # output layer
-    dz = sigmoid(xp, z) - y                           # (B, 1)   N dL/dz
+    # (B, 1): N dL/dz, or with weights sum(w) dL/dz
+    dz = sigmoid(xp, z) - y if w is None else (sigmoid(xp, z) - y) * w
     dWo = (dz.T @ h).T                                # (HL, 1) = hL^T dz, as a row: no (HL, B) copy
     dbo = xp.sum(dz, axis=0)                          # (1,)
 
@@ -81,7 +92,7 @@ def _block_grads(
             dWb_k = xp.concat([below, ones], axis=1).T @ delta  # (H(k-1) + 1, Hk)
             grads = [dWb_k[:d, ...], dWb_k[d, ...], *grads]
     # fmt: on
-    loss_sum = bce_with_logits_sum(xp, z, y) if with_loss else None
+    loss_sum = bce_with_logits_sum(xp, z, y, w) if with_loss else None
     return loss_sum, like(params, grads)
 
 
@@ -94,25 +105,35 @@ def value_and_grads(
     block_rows: int | None = None,
     activation: str = "sigmoid",
     alpha: float = 0.0,
+    weights: Array | None = None,
 ) -> tuple[Array | None, Any]:
     """Mean BCE (plus the L2 penalty ``alpha``; the loss is None when ``with_loss`` is
-    false) and its gradient, by blocks of rows."""
+    false) and its gradient, by blocks of rows; with ``weights`` (a (N, 1) column of
+    sample weights) the weighted mean, N replaced by their sum."""
     xp = namespace(X, y, *params)
-    n = X.shape[0]
+    n: Any = X.shape[0]
+
+    def w(a: int, b: int) -> Array | None:
+        return None if weights is None else weights[a:b, ...]
+
     if block_rows is None or block_rows >= n:
-        loss_sum, grads = _block_grads(xp, params, X, y, with_loss, activation)
+        loss_sum, grads = _block_grads(xp, params, X, y, with_loss, activation, weights)
     else:
         loss_sum, grads = _block_grads(
-            xp, params, X[:block_rows, ...], y[:block_rows, ...], with_loss, activation
-        )
+            xp, params, X[:block_rows, ...], y[:block_rows, ...], with_loss, activation,
+            w(0, block_rows),
+        )  # fmt: skip
         for start in range(block_rows, n, block_rows):
             stop = min(start + block_rows, n)  # the standard leaves out-of-range stops undefined
             part_loss, part = _block_grads(
-                xp, params, X[start:stop, ...], y[start:stop, ...], with_loss, activation
-            )
+                xp, params, X[start:stop, ...], y[start:stop, ...], with_loss, activation,
+                w(start, stop),
+            )  # fmt: skip
             grads = like(params, (g + p for g, p in zip(grads, part)))
             if loss_sum is not None:
                 loss_sum = loss_sum + part_loss
+    if weights is not None:
+        n = xp.sum(weights)  # the weighted mean's denominator (a 0-d array)
     inv_n = 1.0 / n
     grads = like(params, (g * inv_n for g in grads))
     loss = loss_sum * inv_n if loss_sum is not None else None

@@ -15,7 +15,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Config:
-    #: hidden-layer activation: "sigmoid", "tanh" or "relu"
+    #: hidden-layer activation: "sigmoid", "tanh", "relu" or "identity"
     activation: str = "sigmoid"
     #: the optimizer, "gd", "momentum" or "adam", and its hyperparameters (the step size is
     #: the run's: :meth:`nnbin.optim.Optimizer.of` builds the update rule from both)

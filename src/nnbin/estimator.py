@@ -74,7 +74,8 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     hidden_layer_sizes : int or tuple of int, default (100,)
-    activation : {"relu", "tanh", "logistic"}, default "relu"  ("sigmoid" = "logistic")
+    activation : {"relu", "tanh", "logistic", "identity"}, default "relu"  ("sigmoid" =
+        "logistic")
     solver : {"adam", "sgd"}, default "adam"  ("lbfgs" is refused with one line)
     alpha : float, default 1e-4   L2 penalty, scaled as scikit-learn scales it
     batch_size : int or "auto", default "auto" = min(200, n_samples)
@@ -115,7 +116,8 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
     validation_scores_, best_validation_score_ : with early stopping (else None)
     n_layers_, n_outputs_ (1), out_activation_ ("logistic"), n_features_in_
     weights_in_ : the first weight matrix, of the library and device of the fit data
-    loop_ : str   how the steps ran
+    loop_ : str   how the steps ran;  dtype_ : str   the working dtype ("float32" for float64
+        data on JAX without its 64-bit mode, said once a process in a warning)
     """
 
     # fitted attributes that partial_fit continues (annotations only: no class attribute)
@@ -289,21 +291,28 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         return X, be.asarray(target, _dtype_name(X), device=_device(X))
 
     @quiet_overflow
-    def fit(self, X: Any, y: Any) -> BinaryMLPClassifier:
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> BinaryMLPClassifier:
         """Train on (X, y) for up to ``max_iter`` epochs (from the fitted parameters with
-        ``warm_start``)."""
+        ``warm_start``); ``sample_weight``: one weight >= 0 per sample, as scikit-learn's
+        (each batch's weighted mean loss, the held-out accuracy weighted)."""
         options = self._options()  # the checks come first, before the data are looked at
         warm = self.warm_start and hasattr(self, "coefs_")
         known = self.classes_ if warm and hasattr(self, "classes_") else None
         X, yf = self._targets(X, y, reset=not warm, classes=known, warm=warm)
-        return self._fit(X, yf, options, start=self._start(X) if warm else None, state=None)
+        start = self._start(X) if warm else None
+        return self._fit(
+            X, yf, options, start=start, state=None, weights=_weights(sample_weight, X)
+        )
 
     @available_if(_not_lbfgs)
     @quiet_overflow
-    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> BinaryMLPClassifier:
+    def partial_fit(
+        self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None
+    ) -> BinaryMLPClassifier:
         """One epoch over (X, y), continuing the parameters and the optimizer state of the
         calls before (the first call needs ``classes`` unless y holds both labels), or
-        starting from assigned ``coefs_`` and ``intercepts_``."""
+        starting from assigned ``coefs_`` and ``intercepts_``; scikit-learn's signature
+        (``sample_weight`` third)."""
         options = self._options()
         if options["early_stopping"]:  # as scikit-learn: no held-out split of one batch
             raise InvalidInputError(
@@ -338,6 +347,7 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
             start=self._start(X) if hasattr(self, "coefs_") else None,
             state=getattr(self, "_optimizer_state", None) if hasattr(self, "params_") else None,
             incremental=True,
+            weights=_weights(sample_weight, X),
         )
 
     def _start(self, X: Any) -> Any:
@@ -379,6 +389,7 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         start: Any,
         state: Any,
         incremental: bool = False,
+        weights: Any = None,
     ) -> BinaryMLPClassifier:
         n = int(X.shape[0])
         if self.batch_size == "auto":
@@ -427,6 +438,7 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
             batch_size=batch,
             params=start,
             optimizer_state=state,
+            sample_weight=weights,
             on_log=on_log,
             **options,
         )
@@ -436,6 +448,7 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         self._calls_ += 1
         self.params_: Any = result.params
         self.loop_ = result.loop
+        self.dtype_ = result.dtype  # the working dtype the fit chose
         self._optimizer_state = result.optimizer_state
         # scikit-learn's tests read the step size its optimizer ended at
         self._optimizer = StepSize(_last_step_size(result, options))
@@ -582,6 +595,16 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
 
 def _same(a: Any) -> Any:
     return a
+
+
+def _weights(sample_weight: Any, X: Any) -> Any:
+    """``sample_weight`` as scikit-learn checks it (one number >= 0 per sample, of X's
+    namespace; a scalar is every sample's), None left None."""
+    if sample_weight is None:
+        return None
+    from sklearn.utils.validation import _check_sample_weight
+
+    return _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
 
 
 def _one_label(yf: Any) -> bool:

@@ -23,9 +23,11 @@ from typing import Any
 Array = Any  # an array of any array-API library (nnbin.model.Array)
 
 
-def bce_with_logits_sum(xp: Any, z: Array, y: Array) -> Array:
-    """sum(softplus(z) - y z) over all samples, a 0-d array (finite for any finite z)."""
-    return xp.sum(xp.maximum(z, xp.zeros_like(z)) - y * z + xp.log1p(xp.exp(-xp.abs(z))))
+def bce_with_logits_sum(xp: Any, z: Array, y: Array, w: Array | None = None) -> Array:
+    """sum(softplus(z) - y z) over all samples, each term weighted by ``w`` (a column like
+    y; None: 1), a 0-d array (finite for any finite z)."""
+    terms = xp.maximum(z, xp.zeros_like(z)) - y * z + xp.log1p(xp.exp(-xp.abs(z)))
+    return xp.sum(terms if w is None else w * terms)
 
 
 def l2_penalty(xp: Any, params: Any, alpha: float, n: int) -> Array:

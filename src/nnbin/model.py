@@ -59,7 +59,7 @@ def namespace(*arrays: Array) -> Any:
 
 
 #: hidden-layer activations, by name; scikit-learn's "logistic" is an alias of "sigmoid"
-ACTIVATIONS = ("sigmoid", "tanh", "relu")
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")
 #: initialisations: N(0, 1) (the seed network's), Glorot (uniform), He (normal)
 INITS = ("normal", "glorot", "he")
 
@@ -82,8 +82,8 @@ def widths(params: Any) -> tuple[int, ...]:
 
 def default_init(activation: str) -> str:
     """The initialisation suited to ``activation``: N(0, 1) for sigmoid (the seed network's,
-    so its numbers never move), Glorot for tanh, He for ReLU."""
-    return {"sigmoid": "normal", "tanh": "glorot", "relu": "he"}[activation]
+    so its numbers never move), Glorot for tanh and identity, He for ReLU."""
+    return {"sigmoid": "normal", "tanh": "glorot", "relu": "he", "identity": "glorot"}[activation]
 
 
 def initial_weights(
@@ -177,11 +177,22 @@ def relu_grad(xp: Any, h: Array) -> Array:
     return xp.astype(h > 0.0, h.dtype)
 
 
+def identity(xp: Any, a: Array) -> Array:
+    """a itself (scikit-learn's "identity": a linear hidden layer)."""
+    return a
+
+
+def identity_grad(xp: Any, h: Array) -> Array:
+    """identity'(a) = 1."""
+    return xp.ones_like(h)
+
+
 #: name -> (activation, its derivative from the activation's output)
 ACTIVATION_FNS: dict[str, tuple[Callable[[Any, Array], Array], Callable[[Any, Array], Array]]] = {
     "sigmoid": (sigmoid, sigmoid_grad),
     "tanh": (tanh, tanh_grad),
     "relu": (relu, relu_grad),
+    "identity": (identity, identity_grad),
 }
 
 

@@ -364,7 +364,7 @@ OPTIONS: dict[str, Option] = _table(
            "array-API core)", always_saved=True,
            negated_help="run the array-API core even where a fused GPU step applies (cupy; "
            "torch/jax on CUDA with cupy installed)"),
-    Option("activation", Choice(("sigmoid", "tanh", "relu"), {"logistic": "sigmoid"}),
+    Option("activation", Choice(("sigmoid", "tanh", "relu", "identity"), {"logistic": "sigmoid"}),
            "sigmoid", "hidden-layer activation", sklearn="activation"),
     Option("init", Choice(("normal", "glorot", "he"), none=True), None,
            "initial weights (default: normal for sigmoid, glorot for tanh, he for relu)"),

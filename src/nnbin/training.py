@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,7 @@ from . import validate
 from .backend import Backend, backend_of, get_backend
 from .backprop import value_and_grads
 from .config import Config
-from .errors import InvalidInputError, MixedArraysError
+from .errors import InvalidInputError, MixedArraysError, NnbinError
 from .loop import diverged
 from .model import Array, Params, namespace, quiet_overflow, widths
 from .optim import Optimizer
@@ -77,9 +78,32 @@ def backend_and_dtype(X: Any, backend: str | None, dtype: str | None) -> tuple[B
         kind = str(getattr(X, "dtype", ""))
         own = not isinstance(X, np.ndarray) or be.owns(X)
         dtype = kind.rpartition(".")[2] if own and "float" in kind else be.default_dtype
+        if kind == "float64" and dtype == "float32":
+            _say_narrowed(be)
     if dtype not in be.dtypes:
         raise ValueError(f"the {be.name} backend supports {', '.join(be.dtypes)}, not {dtype!r}")
     return be, dtype
+
+
+#: the backends whose float64-to-float32 fallback was said in this process
+_NARROWED: set[str] = set()
+
+
+def _say_narrowed(be: Backend) -> None:
+    """Once a process and backend: float64 host data are about to train in float32 because
+    the backend cannot hold float64 now (JAX with its 64-bit mode off) — never silently."""
+    if be.name in _NARROWED:
+        return
+    try:
+        be.asarray(np.zeros(1), "float64")
+    except NnbinError as e:
+        _NARROWED.add(be.name)
+        warnings.warn(
+            f"float64 data train in float32 on the {be.name} backend (said once): {e}; or "
+            "pass dtype='float32' to choose it",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _place(be: Backend, X: Any, y: Any, dtype: str) -> tuple[Array, Array]:
@@ -112,6 +136,7 @@ def train(
     on_log: Callable[[int, float], None] | None = None,
     params: Any = None,
     optimizer_state: Any = None,
+    sample_weight: Any = None,
     **options: Any,
 ) -> TrainResult:
     """Train the network on (X, y) on mean BCE; by default the seed job: one layer of 32
@@ -147,6 +172,11 @@ def train(
     ``hidden`` gives) start the run instead of drawn weights, and ``optimizer_state`` (a
     result's ``optimizer_state``) continues the optimizer's momentum or moments; a
     continued run may see samples of one class only (a batch of a stream).
+
+    ``sample_weight``: one weight >= 0 per sample (scikit-learn's): each batch's loss and
+    gradient are their weighted mean (the penalty scaled by the weights' sum), the recorded
+    loss and the stopping rule read that, and early stopping scores the weighted held-out
+    accuracy. Integer weights equal repeated rows in a full-batch run.
     """
     values = options_table.resolve(options)
     config = Config.of(values)
@@ -157,6 +187,7 @@ def train(
     data_parallel, fused = values["data_parallel"], values["fused"]
     # a run that continues from given parameters may see one class (a stream's batch)
     X, y = validate.training_data(X, y, both_classes=params is None)
+    weights = validate.sample_weights(sample_weight, X)
     be, dtype = backend_and_dtype(X, backend, dtype)
     on_host = isinstance(X, np.ndarray) or "cpu" in str(array_api_compat.device(X)).lower()
     if on_host and not be.out_of_core:  # Dask works chunk by chunk
@@ -167,9 +198,16 @@ def train(
         width = hidden if isinstance(hidden, int) else max(hidden)
         validate.memory_fits(n, d, hidden, size, be.memory_nh, be.block_rows(n, width))
     X, y = _place(be, X, y, dtype)
-    validation = None
+    if weights is not None:
+        weights = _place(be, weights, weights, dtype)[0]
+    validation = validation_weights = None
     if config.early_stopping:
-        X, y, validation = _hold_out(be, X, y, config.validation_fraction, seed)
+        keep, out = _hold_out_rows(be, y, config.validation_fraction, seed)
+        take = be.take_rows
+        validation = (take(X, out), take(y, out))
+        if weights is not None:
+            weights, validation_weights = take(weights, keep), take(weights, out)
+        X, y = take(X, keep), take(y, keep)
     if params is None:
         params = be.init_params(
             X.shape[1],
@@ -206,6 +244,8 @@ def train(
             validation=validation,
             state=optimizer_state,
             steps_per_call=values["steps_per_call"],
+            weights=weights,
+            validation_weights=validation_weights,
         )
         final_loss, _ = value_and_grads(
             run.params,
@@ -214,6 +254,7 @@ def train(
             block_rows=be.block_rows(X.shape[0], max(widths(run.params))),
             activation=config.activation,
             alpha=config.alpha,
+            weights=weights,
         )
         assert final_loss is not None
         final = float(final_loss)  # also waits for the device: the run time below is honest
@@ -269,7 +310,16 @@ def _starting_params(params: Any, X: Array, hidden: int | tuple[int, ...], dtype
 def _hold_out(
     be: Backend, X: Array, y: Array, fraction: float, seed: int
 ) -> tuple[Array, Array, Any]:
-    """(X, y) split into the samples trained on and the held-out ``fraction``, stratified
+    """(X, y) split into the samples trained on and the held-out (Xv, yv), by
+    :func:`_hold_out_rows`."""
+    keep, out = _hold_out_rows(be, y, fraction, seed)
+    take = be.take_rows
+    return take(X, keep), take(y, keep), (take(X, out), take(y, out))
+
+
+def _hold_out_rows(be: Backend, y: Array, fraction: float, seed: int) -> tuple[Any, Any]:
+    """The rows trained on and the rows held out (host row numbers, each in the data's
+    order): the held-out ``fraction``, stratified
     as scikit-learn's classifiers split: ``held`` = ceil(fraction N) samples (at least one
     each side) of which round(held N1 / N) positives (at least one each side), taken
     first-come in the permutation ``numpy.random.default_rng([seed, 2]).permutation(N)``,
@@ -277,7 +327,7 @@ def _hold_out(
     single sample, or a hold-out too small to hold both classes, is one InvalidInputError
     (scikit-learn's ValueError). Data of one class (a continued run) split unstratified.
     The labels are read to the host once (the split is drawn there)."""
-    n = int(X.shape[0])
+    n = int(y.shape[0])
     if n < 2:
         raise InvalidInputError("early stopping needs at least 2 samples (one held out)")
     held = min(max(1, math.ceil(fraction * n)), n - 1)
@@ -309,12 +359,12 @@ def _hold_out(
         out_mask = np.where(positive, rank < held_pos, rank < held - held_pos)
     else:
         out_mask = np.arange(n) < held
-    keep, out = np.sort(order[~out_mask]), np.sort(order[out_mask])
-    take = be.take_rows
-    return take(X, keep), take(y, keep), (take(X, out), take(y, out))
+    return np.sort(order[~out_mask]), np.sort(order[out_mask])
 
 
 train.__signature__ = options_table.signature(  # type: ignore[attr-defined]
-    train, ("X", "y"), {"on_log": None, "params": None, "optimizer_state": None}
+    train,
+    ("X", "y"),
+    {"on_log": None, "params": None, "optimizer_state": None, "sample_weight": None},
 )
 train.__doc__ = (train.__doc__ or "").replace("{options}", options_table.docs().strip())

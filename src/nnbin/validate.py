@@ -12,6 +12,7 @@ import warnings
 from typing import Any
 
 import array_api_compat
+import numpy as np
 
 from . import options
 from .errors import InvalidInputError, MixedArraysError
@@ -281,6 +282,49 @@ def training_data(X: Any, y: Any, *, both_classes: bool = True) -> tuple[Any, An
                 f"y has only label {int(has_one)}: training needs samples of both classes"
             )
     return X, y
+
+
+def sample_weights(w: Any, X: Any) -> Any:
+    """Sample weights for the rows of X (checked by :func:`training_data`), as a (N, 1)
+    column of X's library: a sequence or array of N finite numbers >= 0, not all 0 (host
+    weights for host data; another library's X takes weights of its library, never a silent
+    copy). One read of the weights checks them. None stays None (every sample 1)."""
+    if w is None:
+        return None
+    if isinstance(X, np.ndarray):
+        if not isinstance(w, np.ndarray):
+            try:
+                w = np.asarray(w, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise InvalidInputError(
+                    "sample_weight must be numbers, one per sample of X"
+                ) from None
+    elif not hasattr(w, "shape"):
+        raise InvalidInputError(
+            f"sample_weight must be an array of X's library ({type(X).__module__}), one "
+            "weight per sample: nnbin never copies between libraries"
+        )
+    same_library(X, w)
+    n = int(X.shape[0])
+    if tuple(w.shape) not in ((n,), (n, 1)):
+        raise InvalidInputError(
+            f"sample_weight has shape {tuple(w.shape)}; X has {n} rows: pass one weight per "
+            "sample, shape (N,)"
+        )
+    xp = array_api_compat.array_namespace(X, w)
+    if not xp.isdtype(w.dtype, ("real floating", "integral", "bool")):
+        raise InvalidInputError(f"sample_weight must be real numbers; got dtype {w.dtype}")
+    w = xp.reshape(w, (n, 1))
+    if not xp.isdtype(w.dtype, "real floating"):
+        w = xp.astype(w, xp.float64 if xp.isdtype(X.dtype, "integral") else X.dtype)
+    ok = xp.all(xp.isfinite(w)) & xp.all(w >= 0.0) & xp.any(w > 0.0)
+    if not bool(ok):  # one read; then say which
+        if not bool(xp.all(xp.isfinite(w))):
+            raise InvalidInputError("sample_weight holds NaN or infinite values")
+        if not bool(xp.all(w >= 0.0)):
+            raise InvalidInputError("sample_weight holds negative values: weights are >= 0")
+        raise InvalidInputError("sample_weight is 0 for every sample: nothing to train on")
+    return w
 
 
 def _floating(xp: Any, a: Any, name: str) -> Any:
