@@ -534,3 +534,21 @@ def test_sample_weight_as_scikit_learns():
     assert list(clf.classes_) == [0, 1]
     early = BinaryMLPClassifier(early_stopping=True, max_iter=5, random_state=0)
     assert len(early.fit(X, y, sample_weight=w + 1).validation_scores_) == 5
+
+
+@pytest.mark.parametrize("schedule", ["constant", "adaptive"])
+def test_partial_fit_counts_the_stopping_rule_across_calls_as_scikit_learn(schedule):
+    """scikit-learn's partial_fit reads each call's loss with the stopping rule across calls:
+    _no_improvement_count grows, and the adaptive schedule takes a fifth of the step size
+    where it passes n_iter_no_change; the same here, call after call."""
+    X, y = _data()
+    kw = dict(solver="sgd", learning_rate=schedule, tol=1e9, n_iter_no_change=2,
+              hidden_layer_sizes=(4,), random_state=0, learning_rate_init=0.1)  # fmt: skip
+    ours, theirs = BinaryMLPClassifier(**kw), sklearn.neural_network.MLPClassifier(**kw)
+    for _ in range(8):
+        ours.partial_fit(X, y, classes=[0, 1])
+        theirs.partial_fit(X, y, classes=[0, 1])
+        assert ours._no_improvement_count == theirs._no_improvement_count
+        assert ours._optimizer.learning_rate == pytest.approx(theirs._optimizer.learning_rate)
+    if schedule == "adaptive":
+        assert ours._optimizer.learning_rate < 0.1 / 5

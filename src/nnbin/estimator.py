@@ -17,6 +17,7 @@ that library, on the same device, come out.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ from . import options, validate
 from .api import init_params
 from .backend import backend_of, get_backend
 from .errors import InvalidInputError
+from .loop import ADAPTIVE_FLOOR
 from .model import Params, forward, namespace, predict_proba, quiet_overflow
 from .options import BY_SKLEARN, Flag, Whole, from_sklearn
 from .options import check as check_option
@@ -124,6 +126,7 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
     loss_curve_: list[float]
     n_iter_: int
     t_: int
+    _optimizer: StepSize
 
     def __init__(
         self,
@@ -319,9 +322,11 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
                 "partial_fit does not support early_stopping=True: set early_stopping=False, "
                 "or use fit"
             )
+        # scikit-learn's rule reads each call's loss across calls (below), not inside one
+        patience, tol = options["n_iter_no_change"], options["tol"]
+        adaptive = options.get("learning_rate") == "adaptive"
         options.update(steps=1, n_iter_no_change=None)
-        if options.get("learning_rate") == "adaptive":
-            # no stopping rule in a call of one epoch: the step size the fits before left
+        if adaptive:  # the step size the calls (or fits) before left, constant in this one
             options["learning_rate"] = "constant"
             if hasattr(self, "_optimizer"):
                 options["lr"] = self._optimizer.learning_rate
@@ -340,7 +345,9 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
             X, yf = self._targets(X, y, reset=True, classes=given, one_class=False)
         else:
             X, yf = self._targets(X, y, reset=False, classes=self.classes_)
-        return self._fit(
+        before = getattr(self, "best_loss_", None) if hasattr(self, "loss_curve_") else None
+        count = getattr(self, "_no_improvement_count", 0) if before is not None else 0
+        self._fit(
             X,
             yf,
             options,
@@ -349,6 +356,16 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
             incremental=True,
             weights=_weights(sample_weight, X),
         )
+        # scikit-learn's stopping rule over the calls: the count of calls without a loss
+        # below the best by tol; where it passes n_iter_no_change the adaptive schedule
+        # takes a fifth of the step size (the count anew), else nothing stops a stream
+        best = math.inf if before is None else before
+        count = count + 1 if self.loss_curve_[-1] > best - tol else 0
+        if adaptive and count > patience and self._optimizer.learning_rate > ADAPTIVE_FLOOR:
+            self._optimizer = StepSize(self._optimizer.learning_rate / 5.0)
+            count = 0
+        self._no_improvement_count = count
+        return self
 
     def _start(self, X: Any) -> Any:
         """The parameters the next fit starts from: ``coefs_`` and ``intercepts_``, which a
