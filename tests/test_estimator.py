@@ -407,7 +407,7 @@ def test_early_stopping_holds_out_a_stratified_split():
 
     be = nnbin.get_backend("numpy")
     for seed in range(20):
-        _, yk, (_, yv) = _hold_out(be, X, y.reshape(-1, 1).astype(float), 0.2, seed)
+        (_, yk, _), (_, yv, _) = _hold_out(be, X, y.reshape(-1, 1).astype(float), None, 0.2, seed)
         assert len(yv) == 10 and int(yv.sum()) == 1 and int(yk.sum()) == 4
     lone = np.r_[np.zeros(9, int), np.ones(1, int)]
     for est in (BinaryMLPClassifier(early_stopping=True), sklearn.neural_network.MLPClassifier(

@@ -106,19 +106,24 @@ def _say_narrowed(be: Backend) -> None:
         )
 
 
-def _place(be: Backend, X: Any, y: Any, dtype: str) -> tuple[Array, Array]:
-    """X and y on ``be`` in ``dtype``, copying only host (NumPy) data."""
+def _place(be: Backend, X: Any, y: Any, w: Any, dtype: str) -> tuple[Array, Array, Array | None]:
+    """X, y and the sample weights ``w`` (None: none) on ``be`` in ``dtype``, copying only
+    host (NumPy) data."""
     narrowed = dtype == "float32" and "float64" in str(getattr(X, "dtype", ""))
     if isinstance(X, np.ndarray):
         if narrowed and np.max(np.abs(X), initial=0.0) > np.finfo(np.float32).max:
             raise _too_big_for_float32()
-        return be.asarray(X, dtype), be.asarray(y, dtype)
+        put = be.asarray
+        return put(X, dtype), put(y, dtype), None if w is None else put(w, dtype)
     xp = namespace(X, y)
-    X = xp.astype(X, getattr(xp, dtype), copy=False)  # no copy when already right
-    y = xp.astype(y, getattr(xp, dtype), copy=False)
+
+    def cast(a: Any) -> Any:
+        return xp.astype(a, getattr(xp, dtype), copy=False)  # no copy when already right
+
+    X, y = cast(X), cast(y)
     if narrowed and not bool(xp.all(xp.isfinite(X))):  # one check, only when narrowing
         raise _too_big_for_float32()
-    return X, y
+    return X, y, None if w is None else cast(w)
 
 
 def _too_big_for_float32() -> Exception:
@@ -197,17 +202,13 @@ def train(
         size = 4 if dtype == "float32" else 8
         width = hidden if isinstance(hidden, int) else max(hidden)
         validate.memory_fits(n, d, hidden, size, be.memory_nh, be.block_rows(n, width))
-    X, y = _place(be, X, y, dtype)
-    if weights is not None:
-        weights = _place(be, weights, weights, dtype)[0]
+    X, y, weights = _place(be, X, y, weights, dtype)
     validation = validation_weights = None
     if config.early_stopping:
-        keep, out = _hold_out_rows(be, y, config.validation_fraction, seed)
-        take = be.take_rows
-        validation = (take(X, out), take(y, out))
-        if weights is not None:
-            weights, validation_weights = take(weights, keep), take(weights, out)
-        X, y = take(X, keep), take(y, keep)
+        (X, y, weights), (Xv, yv, validation_weights) = _hold_out(
+            be, X, y, weights, config.validation_fraction, seed
+        )
+        validation = (Xv, yv)
     if params is None:
         params = be.init_params(
             X.shape[1],
@@ -308,13 +309,16 @@ def _starting_params(params: Any, X: Array, hidden: int | tuple[int, ...], dtype
 
 
 def _hold_out(
-    be: Backend, X: Array, y: Array, fraction: float, seed: int
-) -> tuple[Array, Array, Any]:
-    """(X, y) split into the samples trained on and the held-out (Xv, yv), by
-    :func:`_hold_out_rows`."""
+    be: Backend, X: Array, y: Array, w: Array | None, fraction: float, seed: int
+) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """(X, y, w) split into the samples trained on and the held-out (Xv, yv, wv), by
+    :func:`_hold_out_rows` (w None: both sides' weights None)."""
     keep, out = _hold_out_rows(be, y, fraction, seed)
-    take = be.take_rows
-    return take(X, keep), take(y, keep), (take(X, out), take(y, out))
+
+    def take(rows: Any) -> tuple[Any, ...]:
+        return tuple(None if a is None else be.take_rows(a, rows) for a in (X, y, w))
+
+    return take(keep), take(out)
 
 
 def _hold_out_rows(be: Backend, y: Array, fraction: float, seed: int) -> tuple[Any, Any]:
