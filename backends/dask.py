@@ -72,6 +72,10 @@ class DaskBackend(Backend):
     def synchronize(self, x: Any) -> None:
         self._dask.compute(x)
 
+    def settle(self, tree: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Persisted: one evaluation of the graph gives every part (L-BFGS's iterates)."""
+        return tuple(self._dask.persist(*tree))
+
 
 class _Persisted(CoreStepper):
     """The core with the parameters, the optimizer state and the running loss persisted

@@ -15,6 +15,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+from nnbin import lbfgs
 from nnbin.backend import CoreStepper
 from nnbin.backprop import value_and_grads
 from nnbin.config import Config
@@ -48,6 +49,7 @@ class JaxBackend(FusedThroughDlpack):
         self._jax = jax
         self.xp = jnp  # array_api_compat.array_namespace returns jax.numpy itself
         self._compiled: dict[tuple[Any, ...], Any] = {}
+        self._evaluators: dict[tuple[Any, ...], Any] = {}  # L-BFGS's, compiled
         #: XLA's temporary buffer size of the last compiled run (for the benchmark)
         self.last_temp_bytes: int | None = None
         # arrays on one CUDA GPU can reach the cupy backend's fused step through DLPack
@@ -131,6 +133,24 @@ class JaxBackend(FusedThroughDlpack):
 
     def synchronize(self, x: Any) -> None:
         self._jax.block_until_ready(x)
+
+    def evaluator(self, X: Any, y: Any, config: Any, weights: Any, block_rows: int | None) -> Any:
+        """L-BFGS's evaluation (:func:`nnbin.lbfgs.evaluate`, the core's loss and gradient)
+        under ``jax.jit``, compiled once per network and options: X, y, the weights and the
+        step its arguments, never closed over."""
+        key = (config.activation, config.alpha, block_rows)
+        if key not in self._evaluators:
+            core = functools.partial(
+                value_and_grads, block_rows=block_rows, activation=config.activation,
+                alpha=config.alpha,
+            )  # fmt: skip
+
+            def at(p: Any, d: Any, t: Any, X: Any, y: Any, w: Any) -> Any:
+                return lbfgs.evaluate(lambda q: core(q, X, y, weights=w), p, d, t)
+
+            self._evaluators[key] = self._jax.jit(at)
+        jitted, xp = self._evaluators[key], self.xp
+        return lambda p, d, t: jitted(p, d, xp.asarray(t, dtype=X.dtype), X, y, weights)
 
     def _on_gpu(self, X: Any) -> bool:
         devices = X.devices()

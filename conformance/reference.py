@@ -404,3 +404,155 @@ def deep_train(
             stale = 0
     final = best if (early_stopping and best is not None) else params
     return DeepRun(losses, final, ran, scores)
+
+
+# --- L-BFGS, on one flat float64 vector --------------------------------------------------
+
+
+@dataclass
+class LbfgsRun:
+    losses: list[float]  # the loss before each iteration
+    final: list[np.ndarray]  # W1, b1, ... as nnbin orders them
+    iterations: int
+    evaluations: int
+    converged: bool
+
+
+def lbfgs_train(
+    layers: list[dict[str, np.ndarray]],
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    activation: str,
+    alpha: float,
+    max_iter: int,
+    max_fun: int = 15000,
+    tol: float = 1e-4,
+    memory: int = 10,
+) -> LbfgsRun:
+    """L-BFGS as Nocedal & Wright's algorithm 7.4 (two-loop recursion, H0 = s.y / y.y from
+    the newest pair, pairs with s.y <= 0 not kept) with their strong Wolfe line search
+    (algorithms 3.5/3.6: c1 = 1e-4, c2 = 0.9, trial steps doubled while bracketing, the
+    zoom's trial the interpolating cubic's minimiser unless it falls within a tenth of the
+    bracket's ends, then the midpoint; 20 evaluations a search; the first iteration's
+    trial step min(1, 1/||g||)). Stops as scipy's L-BFGS-B: max|g| <= tol (also at the
+    start), a relative reduction <= 1e7 eps, max_iter iterations, more than max_fun
+    evaluations after an iteration. A failed search retries once along -g."""
+    shapes = [a.shape for a in flat(layers)]
+    sizes = [int(np.prod(s)) for s in shapes]
+
+    def unflat(v: np.ndarray) -> list[dict[str, np.ndarray]]:
+        parts, at = [], 0
+        for shape, size in zip(shapes, sizes):
+            parts.append(v[at : at + size].reshape(shape))
+            at += size
+        return [{"W": parts[2 * i], "b": parts[2 * i + 1]} for i in range(len(parts) // 2)]
+
+    count = [0]
+
+    def fg(v: np.ndarray) -> tuple[float, np.ndarray]:
+        count[0] += 1
+        lay = unflat(v)
+        g = deep_gradients(lay, X, y, activation, alpha)
+        return deep_loss(lay, X, y, activation, alpha), np.concatenate([a.ravel() for a in flat(g)])
+
+    x = np.concatenate([a.ravel() for a in flat(layers)])
+    f, g = fg(x)
+    S: list[np.ndarray] = []
+    Y: list[np.ndarray] = []
+    losses: list[float] = []
+    it, converged = 0, bool(np.max(np.abs(g)) <= tol)
+    while not converged and it < max_iter:
+        losses.append(f)
+        found = None
+        for _attempt in range(2):
+            q = g.copy()
+            coeffs = []
+            for s, yy in zip(reversed(S), reversed(Y)):
+                a = (s @ q) / (yy @ s)
+                coeffs.append(a)
+                q -= a * yy
+            if S:
+                q *= (S[-1] @ Y[-1]) / (Y[-1] @ Y[-1])
+            for (s, yy), a in zip(zip(S, Y), reversed(coeffs)):
+                q += (a - (yy @ q) / (yy @ s)) * s
+            d = -q
+            d0 = g @ d
+            if d0 >= 0.0:
+                S, Y = [], []
+                continue
+            t = 1.0 if S else min(1.0, 1.0 / np.sqrt(-d0))
+            found = _wolfe(fg, x, d, f, d0, t)
+            if found is not None:
+                break
+            S, Y = [], []
+        if found is None:
+            break  # no step
+        t, f_new, g_new = found
+        s, yy = t * d, g_new - g
+        if s @ yy > 0.0:
+            S, Y = [*S, s][-memory:], [*Y, yy][-memory:]
+        x, f_old, f, g = x + t * d, f, f_new, g_new
+        it += 1
+        reduced = f_old - f <= 1e7 * np.finfo(float).eps * max(abs(f_old), abs(f), 1.0)
+        if reduced or np.max(np.abs(g)) <= tol:
+            converged = True
+        elif count[0] > max_fun:
+            break
+    return LbfgsRun(losses, flat(unflat(x)), it, count[0], converged)
+
+
+def _wolfe(fg, x, d, f0, d0, t):  # type: ignore[no-untyped-def]
+    """(t, f, g) meeting the strong Wolfe conditions, or None."""
+    c1, c2, evals = 1e-4, 0.9, 0
+
+    def at(t: float) -> tuple[float, float, np.ndarray]:
+        f, g = fg(x + t * d)
+        return f, float(g @ d), g
+
+    def high(t: float, f: float, f_ref: float) -> bool:
+        return not np.isfinite(f) or f > f0 + c1 * t * d0 or f >= f_ref
+
+    lo = (0.0, f0, d0, None)
+    hi = None
+    first = True
+    while evals < 20:
+        f, slope, g = at(t)
+        evals += 1
+        if high(t, f, np.inf if first else lo[1]):
+            hi = (t, f, slope, g)
+            break
+        if abs(slope) <= -c2 * d0:
+            return t, f, g
+        if slope >= 0.0:
+            hi, lo = lo, (t, f, slope, g)
+            break
+        lo, first = (t, f, slope, g), False
+        t = 2.0 * t
+    else:
+        return None
+    while evals < 20:
+        (a, fa, da, _), (b, fb, db, _) = lo, hi
+        w = abs(b - a)
+        if w <= 1e-12 * max(abs(a), abs(b), 1e-300):
+            return None
+        # the cubic through both ends with their slopes: its minimiser
+        e1 = da + db - 3.0 * (fa - fb) / (a - b)
+        disc = e1 * e1 - da * db
+        t = np.nan
+        if disc >= 0.0:
+            e2 = np.sign(b - a) * np.sqrt(disc)
+            t = b - (b - a) * (db + e2 - e1) / (db - da + 2.0 * e2)
+        if not (min(a, b) + 0.1 * w <= t <= max(a, b) - 0.1 * w):
+            t = (a + b) / 2.0
+        f, slope, g = at(t)
+        evals += 1
+        if high(t, f, fa):
+            hi = (t, f, slope, g)
+            continue
+        if abs(slope) <= -c2 * d0:
+            return t, f, g
+        if slope * (b - a) >= 0.0:
+            hi = lo
+        lo = (t, f, slope, g)
+    return None

@@ -336,7 +336,7 @@ def test_init_params_refuses_bad_arguments_in_one_line(kwargs, needle):
 @pytest.mark.parametrize(
     "kwargs, needle",
     [
-        (dict(name="Adam"), "optimizer must be one of gd, momentum, adam, got 'Adam'"),
+        (dict(name="Adam"), "optimizer must be one of gd, momentum, adam, lbfgs, got 'Adam'"),
         (dict(name="adam", beta1=1.0), "beta1 must be a finite number in [0, 1), got 1.0"),
         (dict(name="adam", beta2=-0.1), "beta2 must be"),
         (dict(lr=-1.0), "lr must be a finite number > 0, got -1.0"),

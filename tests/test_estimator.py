@@ -189,10 +189,18 @@ def test_collapse_to_one_class_is_reported():
     assert len(set(clf.predict(Xtr))) == 1
 
 
-def test_lbfgs_is_refused_in_one_line():
-    X, y = nnbin.two_gaussians(n_per_class=20, seed=0)
-    with pytest.raises(ValueError, match="solver='lbfgs' is not available"):
-        BinaryMLPClassifier(solver="lbfgs").fit(X, y[:, 0])
+def test_lbfgs_fits_and_says_when_it_did_not_converge():
+    """solver='lbfgs' trains (full batch, batch_size ignored as scikit-learn ignores it);
+    loss_ is the loss where it ended; a run cut by max_iter warns in scikit-learn's words."""
+    X, y = nnbin.two_gaussians(n_per_class=40, seed=0)
+    clf = BinaryMLPClassifier(solver="lbfgs", hidden_layer_sizes=(4,), batch_size=7,
+                              learning_rate_init=0.5, random_state=0).fit(X, y[:, 0])  # fmt: skip
+    assert clf.score(X, y[:, 0]) == 1.0 and clf.n_iter_ < 200
+    assert "L-BFGS" in clf.loop_ and not hasattr(clf, "_optimizer")
+    warning = sklearn.exceptions.ConvergenceWarning
+    with pytest.warns(warning, match=r"lbfgs failed to converge after 2 iter"):
+        cut = BinaryMLPClassifier(solver="lbfgs", max_iter=2, random_state=0).fit(X, y[:, 0])
+    assert cut.n_iter_ == 2 and cut.loss_ == pytest.approx(cut.final_loss_)
 
 
 def test_early_stopping_attributes():

@@ -20,11 +20,13 @@ import functools
 import importlib
 import importlib.util
 import os
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
 import numpy as np
 
+from . import lbfgs
 from .backprop import value_and_grads
 from .config import SEED, Config
 from .errors import BackendUnavailableError, UnknownBackendError
@@ -200,6 +202,39 @@ class CoreStepper(Stepper):
         assert self.rule is not None
         score = self.score() if self.config.early_stopping else None
         return self.rule.update(loss, score, self.params)
+
+
+class LbfgsStepper(Stepper):
+    """L-BFGS (:class:`nnbin.lbfgs.Lbfgs`) as the one loop's stepper: a step is one
+    iteration, the loss logged for a step the loss before its update, as for every
+    optimizer; the minimiser's own rule ends the run (``Advanced.ran``, ``message``). As
+    scikit-learn's, a continued run starts with no curvature pairs: no optimizer state."""
+
+    loop = "python loop, one L-BFGS iteration a step (full batch; strong Wolfe line search)"
+
+    def __init__(self, minimiser: lbfgs.Lbfgs) -> None:
+        self.minimiser, self.state = minimiser, ()
+        self.params, self.message = minimiser.params, minimiser.message
+
+    def advance(self, n: int, every: int) -> Advanced:
+        m, losses, good = self.minimiser, list[float](), None
+        ran = None
+        for i in range(n):
+            if every > 0 and i % every == 0:
+                losses.append(m.f)  # the loss before this iteration's update
+                good = m.params
+            if m.message:  # converged where it starts: no iteration
+                ran = i
+                break
+            m.message = m.iterate()
+            if m.message:
+                ran = i + 1
+                break
+        self.params, self.message = m.params, m.message
+        return Advanced(losses, good, stopped=ran is not None, ran=ran)
+
+    def set_lr(self, lr: float) -> None:
+        raise TypeError("L-BFGS chooses its own step sizes: it has no schedule")
 
 
 class Backend:
@@ -443,6 +478,27 @@ class Backend:
             )
         return result
 
+    def evaluator(
+        self, X: Any, y: Any, config: Config, weights: Any, block_rows: int | None
+    ) -> Callable[[Params, Any, Any], tuple[Any, Any, Any]]:
+        """L-BFGS's evaluation of the full-batch loss (the penalty included) and gradient
+        at a trial point, :func:`nnbin.lbfgs.evaluate` on the core's
+        :func:`~nnbin.backprop.value_and_grads` (the JAX backend compiles it, X, y and the
+        step its arguments)."""
+
+        def objective(params: Params) -> tuple[Any, Params]:
+            return value_and_grads(
+                params, X, y, block_rows=block_rows, activation=config.activation,
+                alpha=config.alpha, weights=weights,
+            )  # fmt: skip
+
+        return functools.partial(lbfgs.evaluate, objective)
+
+    def settle(self, tree: tuple[Any, ...]) -> tuple[Any, ...]:
+        """``tree`` (tuples of arrays) made concrete where the library is lazy (Dask:
+        persisted, so a graph never grows across iterations); as it is elsewhere."""
+        return tree
+
     #: the array-API core's loop, as results name it where the backend's ``loop`` names more
     core_loop: ClassVar[str] = "python loop"
 
@@ -462,8 +518,20 @@ class Backend:
         validation_weights: Any = None,
     ) -> Stepper:
         """The :attr:`stepper_class` for this run, through the samples in blocks of
-        :meth:`block_rows` (a mini-batch is its own block)."""
+        :meth:`block_rows` (a mini-batch is its own block); L-BFGS's
+        :class:`~nnbin.lbfgs.LbfgsStepper` on this backend's :meth:`objective` for
+        ``config.optimizer == "lbfgs"`` (full batch: early stopping does not apply)."""
         rows = self.block_rows(X.shape[0], max_width(params))
+        if config.optimizer == "lbfgs":
+            minimiser = lbfgs.Lbfgs(
+                params,
+                self.evaluator(X, y, config, weights, rows),
+                read=lambda scalars: [float(v) for v in self.to_host(scalars)],
+                settle=self.settle,
+                tol=config.tol,
+                max_fun=config.max_fun,
+            )
+            return LbfgsStepper(minimiser)
         if config.batch_size is not None:
             rows = None
         return self.stepper_class(

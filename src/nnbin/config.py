@@ -17,7 +17,7 @@ from typing import Any
 class Config:
     #: hidden-layer activation: "sigmoid", "tanh", "relu" or "identity"
     activation: str = "sigmoid"
-    #: the optimizer, "gd", "momentum" or "adam", and its hyperparameters (the step size is
+    #: the optimizer, "gd", "momentum", "adam" or "lbfgs", and its hyperparameters (the step size is
     #: the run's: :meth:`nnbin.optim.Optimizer.of` builds the update rule from both)
     optimizer: str = "gd"
     momentum: float = 0.9
@@ -48,6 +48,8 @@ class Config:
     learning_rate: str = "constant"
     power_t: float = 0.5
     samples_seen: int = 0
+    #: L-BFGS's limit on evaluations of the loss and gradient (scikit-learn's ``max_fun``)
+    max_fun: int = 15000
 
     @classmethod
     def of(cls, options: Mapping[str, Any]) -> Config:

@@ -33,6 +33,7 @@ from . import options, validate
 from .api import init_params
 from .backend import backend_of, get_backend
 from .errors import InvalidInputError
+from .lbfgs import ITERATION_LIMIT, LINE_SEARCH_FAILED
 from .loop import ADAPTIVE_FLOOR
 from .model import Params, forward, namespace, predict_proba, quiet_overflow
 from .options import BY_SKLEARN, Flag, Whole, from_sklearn
@@ -78,7 +79,8 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
     hidden_layer_sizes : int or tuple of int, default (100,)
     activation : {"relu", "tanh", "logistic", "identity"}, default "relu"  ("sigmoid" =
         "logistic")
-    solver : {"adam", "sgd"}, default "adam"  ("lbfgs" is refused with one line)
+    solver : {"adam", "sgd", "lbfgs"}, default "adam"  ("lbfgs": full batch, nnbin's own
+        L-BFGS, :mod:`nnbin.lbfgs`, on every backend; no partial_fit, as scikit-learn's)
     alpha : float, default 1e-4   L2 penalty, scaled as scikit-learn scales it
     batch_size : int or "auto", default "auto" = min(200, n_samples)
     learning_rate : {"constant", "invscaling", "adaptive"}, default "constant"
@@ -98,7 +100,8 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
     momentum, nesterovs_momentum : for solver "sgd"
     early_stopping, validation_fraction : hold out a fraction, keep the best parameters
     beta_1, beta_2, epsilon : for solver "adam"
-    max_fun : for "lbfgs", ignored
+    max_fun : for "lbfgs", the most loss evaluations (the run stops after the iteration
+        that passes it)
     backend : str or None
         nnbin backend for NumPy input (default: ``NNBIN_BACKEND``, else numpy). Arrays of
         another library always run on that library's backend.
@@ -209,10 +212,6 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         """The training options of :func:`nnbin.train`, from this estimator's parameters by
         the options table's scikit-learn names (:func:`nnbin.options.from_sklearn`), each
         checked under the name its user wrote (one InvalidInputError)."""
-        if self.solver == "lbfgs":
-            raise InvalidInputError(
-                "solver='lbfgs' is not available in nnbin: use solver='adam' (the default) or 'sgd'"
-            )
         Flag().check("warm_start", self.warm_start)
         if not _is_flag(self.verbose):  # scikit-learn's: a bool or a whole number >= 0
             Whole(0).check("verbose", self.verbose)
@@ -226,7 +225,8 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         checked = from_sklearn(given)
         del checked["backend"], checked["dtype"]
         # what scikit-learn ignores (momentum with solver='adam', its nesterovs_momentum=True
-        # default, validation_fraction without early stopping) is not passed on
+        # default, validation_fraction without early stopping; the step size, the batches
+        # and early stopping with solver='lbfgs') is not passed on
         defaults = {n: o.default for n, o in options.OPTIONS.items()}
         for name in options.inert({**defaults, **checked}):
             del checked[name]
@@ -409,7 +409,10 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         weights: Any = None,
     ) -> BinaryMLPClassifier:
         n = int(X.shape[0])
-        if self.batch_size == "auto":
+        lbfgs = options["optimizer"] == "lbfgs"
+        if lbfgs:  # full batch: scikit-learn's L-BFGS ignores batch_size
+            batch = None
+        elif self.batch_size == "auto":
             batch = min(200, n)
         else:
             batch = Whole(1).check("batch_size", self.batch_size)
@@ -468,7 +471,8 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         self.dtype_ = result.dtype  # the working dtype the fit chose
         self._optimizer_state = result.optimizer_state
         # scikit-learn's tests read the step size its optimizer ended at
-        self._optimizer = StepSize(_last_step_size(result, options))
+        if not lbfgs:  # L-BFGS has no optimizer object in scikit-learn
+            self._optimizer = StepSize(_last_step_size(result, options))
         host = backend_of(result.params[0]).to_host
         self.coefs_ = [np.asarray(host(W)) for W in result.params[0::2]]
         self.intercepts_ = [np.asarray(host(b)) for b in result.params[1::2]]
@@ -485,10 +489,12 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         curve = [v for _, v in result.history]
         self.loss_curve_ = (self.loss_curve_ if accumulating else []) + curve
         self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else result.final_loss
+        if lbfgs:  # scikit-learn's: the loss at the parameters L-BFGS ended at
+            self.loss_ = result.final_loss
         self.final_loss_ = result.final_loss
         self.n_iter_ = (self.n_iter_ if continuing else 0) + result.n_iter
         self.t_ = (self.t_ if accumulating else 0) + result.n_iter * n
-        if options["early_stopping"]:
+        if options.get("early_stopping"):
             self.validation_scores_: list[float] | None = list(result.validation_scores)
             self.best_validation_score_ = result.best_validation_score
             self.best_loss_ = None
@@ -497,7 +503,9 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
             self.best_validation_score_ = None
             self.best_loss_ = min(self.loss_curve_) if self.loss_curve_ else None
         self._no_improvement_count = result.no_improvement_count  # scikit-learn's counter
-        if not incremental and result.n_iter == options["steps"]:
+        if lbfgs:
+            self._warn_unless_converged(result, options["steps"])
+        elif not incremental and result.n_iter == options["steps"]:
             warnings.warn(
                 f"Stochastic Optimizer: Maximum iterations ({options['steps']}) reached and "
                 "the optimization hasn't converged yet.",
@@ -507,6 +515,25 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         if not incremental:  # a forward pass over the data: once a fit, not every call
             self._warn_if_collapsed(X, yf)
         return self
+
+    @staticmethod
+    def _warn_unless_converged(result: Any, max_iter: int) -> None:
+        """scikit-learn's ConvergenceWarning for an L-BFGS run that did not converge, in
+        its words (scipy's status and message)."""
+        message = result.message or ITERATION_LIMIT
+        if message.startswith("CONVERGENCE"):
+            return
+        status = 2 if message == LINE_SEARCH_FAILED else 1
+        text = (
+            f"lbfgs failed to converge after {result.n_iter} iteration(s) (status={status}):"
+            f"\n{message}\n"
+        )
+        if result.n_iter == max_iter:
+            text += (
+                "\nIncrease the number of iterations to improve the convergence "
+                f"(max_iter={max_iter})."
+            )
+        warnings.warn(text, ConvergenceWarning, stacklevel=4)
 
     def _warn_if_collapsed(self, X: Any, yf: Any) -> None:
         """One warning when every training sample gets the same predicted class although

@@ -22,7 +22,9 @@ code that runs on host scalars here and traced under ``jax.jit`` in the JAX back
 
 What a backend supplies is a :class:`Stepper`: ``advance(n, every)``. The array-API core's
 eager stepper is :class:`nnbin.backend.CoreStepper` (NumPy, array-api-strict, PyTorch,
-CuPy's core path; Dask overrides how an update settles; JAX compiles it). This module knows
+CuPy's core path; Dask overrides how an update settles; JAX compiles it); L-BFGS's, one
+iteration a step on any backend, is :class:`nnbin.lbfgs.LbfgsStepper`, which ends a run by
+its own rule (``Advanced.ran``, ``Stepper.message``). This module knows
 no array library and no math: it imports the errors and the run's settings only.
 """
 
@@ -185,6 +187,8 @@ class Advanced:
     good: Params | None = None
     #: the stopping rule ended the run at the last of ``losses``
     stopped: bool = False
+    #: the steps the call ran before it stopped (None: one a loss, as a rule reads them)
+    ran: int | None = None
 
 
 class Stepper:
@@ -201,6 +205,8 @@ class Stepper:
     rule: StopRule | None = None
     #: the most steps one call may hold (None: the time budget alone)
     max_steps_per_call: int | None = None
+    #: how the optimizer ended the run, where it has its own rule (L-BFGS: scipy's words)
+    message: str = ""
 
     def advance(self, n: int, every: int) -> Advanced:
         """``n`` steps; with ``every`` > 0 the first is logged and every ``every``-th after
@@ -277,6 +283,8 @@ class RunResult:
     optimizer_state: Any = ()
     #: the step size the schedule ended at: what a continued run's next epoch would take
     lr_final: float | None = None
+    #: how the optimizer ended the run, where it has its own rule (L-BFGS: scipy's words)
+    message: str = ""
 
 
 def diverged(
@@ -361,7 +369,7 @@ def run_steps(
         if ok < len(out.losses):
             raise diverged(s + ok * logs, lr, last_finite, initial)
         if out.stopped:  # the rule ended the run after its last loss (one epoch a log)
-            s += len(out.losses)
+            s += len(out.losses) if out.ran is None else out.ran
             if schedule is None or schedule.fired():
                 break
             assert stepper.rule is not None
@@ -381,4 +389,5 @@ def run_steps(
         stop=stepper.rule,
         optimizer_state=stepper.state,
         lr_final=lr if schedule is None else schedule.rate(s),
+        message=stepper.message,
     )

@@ -23,8 +23,9 @@ from .errors import InvalidInputError
 from .model import Array, like, namespace
 
 OPTIMIZERS = ("gd", "momentum", "adam")
-#: the parts of each optimizer's state, as :meth:`Optimizer.init` makes them
-STATE_PARTS = {"gd": (), "momentum": ("velocity",), "adam": ("t", "m", "v")}
+#: the parts of each optimizer's state, as :meth:`Optimizer.init` makes them (L-BFGS,
+#: :mod:`nnbin.lbfgs`, carries none between runs: a continued run starts a fresh memory)
+STATE_PARTS = {"gd": (), "momentum": ("velocity",), "adam": ("t", "m", "v"), "lbfgs": ()}
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class Optimizer:
 
     def init(self, params: Any) -> Any:
         """The optimizer's starting state for ``params`` (a pytree: () for gd)."""
-        if self.name == "gd":
+        if self.name in ("gd", "lbfgs"):
             return ()
         zeros = like(params, (_zeros_like(p) for p in params))
         if self.name == "momentum":
@@ -115,7 +116,10 @@ class Optimizer:
         return state
 
     def update(self, params: Any, grads: Any, state: Any) -> tuple[Any, Any]:
-        """One update: the new parameters and the new state."""
+        """One update: the new parameters and the new state (L-BFGS's steps are
+        :mod:`nnbin.lbfgs`'s)."""
+        if self.name == "lbfgs":
+            raise TypeError("L-BFGS takes no update of a step size: see nnbin.lbfgs")
         lr = self.lr
         if self.name == "gd":
             descended = like(params, (p - lr * g for p, g in zip(params, grads)))

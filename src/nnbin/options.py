@@ -368,9 +368,10 @@ OPTIONS: dict[str, Option] = _table(
            "sigmoid", "hidden-layer activation", sklearn="activation"),
     Option("init", Choice(("normal", "glorot", "he"), none=True), None,
            "initial weights (default: normal for sigmoid, glorot for tanh, he for relu)"),
-    Option("optimizer", Choice(("gd", "momentum", "adam")), "gd",
-           "gradient descent, momentum (see --momentum, --nesterov) or Adam",
-           sklearn="solver", sklearn_values={"adam": "adam", "sgd": "momentum"}),
+    Option("optimizer", Choice(("gd", "momentum", "adam", "lbfgs")), "gd",
+           "gradient descent, momentum (see --momentum, --nesterov), Adam, or L-BFGS (full "
+           "batch, its own step sizes: --steps iterations, see --max-fun, --tol)",
+           sklearn="solver", sklearn_values={"adam": "adam", "sgd": "momentum", "lbfgs": "lbfgs"}),
     Option("momentum", Real(0.0, 1.0), 0.9, "momentum", sklearn="momentum"),
     Option("nesterov", Flag(), False, "Nesterov's momentum", sklearn="nesterovs_momentum"),
     Option("beta1", Real(0.0, 1.0, closed="left"), 0.9, "Adam's first-moment decay",
@@ -405,6 +406,9 @@ OPTIONS: dict[str, Option] = _table(
            sklearn="learning_rate", flag="--lr-schedule"),
     Option("power_t", Real(0.0, closed="left"), 0.5, "the exponent of --lr-schedule invscaling",
            sklearn="power_t"),
+    Option("max_fun", Whole(1), 15000,
+           "the most loss-and-gradient evaluations an L-BFGS run makes (scikit-learn's: the "
+           "run stops after the iteration that passes it)", sklearn="max_fun"),
     Option("samples_seen", Whole(0), 0,
            "samples the runs this one continues have seen (scikit-learn's t_): where the "
            "invscaling schedule counts from", flag=None),
@@ -431,6 +435,9 @@ def unknown(names: Iterable[str], known: Iterable[str], what: str) -> None:
             )
 
 
+#: the optimizers that take steps of the step size ``lr`` (all but L-BFGS)
+STEPPED = ("adam", "momentum", "gd")
+
 #: option -> (the option it depends on, the values of that option under which it acts):
 #: set away from its default anywhere else, it could not take effect, and is refused
 ACTS_ONLY_WITH: dict[str, tuple[str, tuple[Any, ...]]] = {
@@ -443,6 +450,12 @@ ACTS_ONLY_WITH: dict[str, tuple[str, tuple[Any, ...]]] = {
     "learning_rate": ("optimizer", ("momentum", "gd")),  # scikit-learn's: for 'sgd' only
     "power_t": ("learning_rate", ("invscaling",)),
     "samples_seen": ("learning_rate", ("invscaling",)),
+    # L-BFGS: full batch, its own step sizes, its own stopping rule
+    "max_fun": ("optimizer", ("lbfgs",)),
+    "lr": ("optimizer", STEPPED),
+    "batch_size": ("optimizer", STEPPED),
+    "early_stopping": ("optimizer", STEPPED),
+    "n_iter_no_change": ("optimizer", STEPPED),
 }
 
 

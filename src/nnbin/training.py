@@ -58,6 +58,9 @@ class TrainResult:
     activation: str = "sigmoid"
     #: the optimizer's final state (``train(..., optimizer_state=)`` continues from it)
     optimizer_state: Any = ()
+    #: how the optimizer ended the run where it has its own rule (L-BFGS: scipy's words,
+    #: "CONVERGENCE: ..." when it converged; "" when it ran every step)
+    message: str = ""
 
 
 def backend_and_dtype(X: Any, backend: str | None, dtype: str | None) -> tuple[Backend, str]:
@@ -274,7 +277,7 @@ def train(
         compile_seconds=run.compile_seconds,
         run_seconds=elapsed,
         settings=options_table.saved(values),
-        n_iter=run.steps_run if stop is not None else steps,
+        n_iter=run.steps_run if stop is not None or run.message else steps,
         best_loss=min(recorded) if recorded else None,
         validation_scores=list(stop.scores) if stop is not None else [],
         best_validation_score=(  # None until an epoch was scored (steps=0)
@@ -284,6 +287,7 @@ def train(
         lr_final=run.lr_final if run.lr_final is not None else lr,
         activation=config.activation,
         optimizer_state=run.optimizer_state,
+        message=run.message,
     )
 
 

@@ -3,9 +3,10 @@ the same architecture, optimizer, batch size and epochs, measured in one run.
 
 Each data set is split once (stratified, 25 % held out, seed 0) and standardised on its
 training part. Each setting of :data:`SETTINGS` (Adam; SGD with the invscaling and the
-adaptive step-size schedules) runs in both estimators from their own seeded initial
-weights, exactly ``epochs`` epochs (the stopping rule off: ``n_iter_no_change`` above the
-epochs) except with the adaptive schedule, which acts when the rule fires (scikit-learn's
+adaptive step-size schedules; L-BFGS, full batch, up to ``epochs`` iterations) runs in
+both estimators from their own seeded initial weights, exactly ``epochs`` epochs (the
+stopping rule off: ``n_iter_no_change`` above the epochs) except with the adaptive schedule
+and L-BFGS (its own rule), which acts when the rule fires (scikit-learn's
 default rule, ``n_iter_no_change=10``, on). The table gives held-out accuracy, ROC AUC, the
 first fit's time (on JAX it compiles) and the fit time (median of ``repeats`` fits after
 that first one).
@@ -44,6 +45,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "power_t": 0.25,
     },
     "sgd-adaptive": {"solver": "sgd", "learning_rate": "adaptive", "learning_rate_init": 0.1},
+    "lbfgs": {"solver": "lbfgs"},  # full batch: max_iter iterations, its own stopping rule
 }  # fmt: skip
 
 
@@ -198,7 +200,7 @@ DESCRIPTION = (
     "Held-out accuracy, ROC AUC and fit time of BinaryMLPClassifier on each "
     "backend beside scikit-learn's MLPClassifier with the same architecture (100 ReLU "
     "units), batch size (200) and epochs, in each setting (Adam at 1e-3; SGD with the "
-    "invscaling and the adaptive schedules), on the breast-cancer data, "
+    "invscaling and the adaptive schedules; L-BFGS, full batch), on the breast-cancer data, "
     "make_moons(noise=0.2) and make_classification(200,000 x 20); the first fit's time "
     "(JAX compiles in it) is shown apart; needs nnbin[sklearn]."
 )

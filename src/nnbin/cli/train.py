@@ -144,7 +144,9 @@ def run(args: argparse.Namespace) -> int:
         progress.close()
     Xd, yd = be.asarray(X, result.dtype), be.asarray(y, result.dtype)
     acc = accuracy(result.params, Xd, yd, activation=result.activation)
-    if result.n_iter < args.steps:
+    if result.message:  # L-BFGS ends by its own rule
+        print(f"L-BFGS ended after {result.n_iter} iterations: {result.message}")
+    elif result.n_iter < args.steps:
         what = "held-out accuracy" if args.early_stopping else "training loss"
         patience = 10 if args.n_iter_no_change is None else args.n_iter_no_change
         print(
