@@ -11,6 +11,7 @@ uses: its inputs are rounded to that dtype first, so the comparison isolates ari
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -409,6 +410,33 @@ def deep_train(
 # --- L-BFGS, on one flat float64 vector --------------------------------------------------
 
 
+def flat_objective(
+    layers: list[dict[str, np.ndarray]],
+    X: np.ndarray,
+    y: np.ndarray,
+    activation: str,
+    alpha: float,
+) -> tuple[np.ndarray, Any, Any]:
+    """The deep network's loss and gradient on one flat vector, as scipy's minimisers take
+    them: (the layers flattened, v -> (loss, gradient), v -> layers)."""
+    shapes = [a.shape for a in flat(layers)]
+
+    def unflat(v: np.ndarray) -> list[dict[str, np.ndarray]]:
+        parts, at = [], 0
+        for shape in shapes:
+            size = int(np.prod(shape))
+            parts.append(v[at : at + size].reshape(shape))
+            at += size
+        return [{"W": parts[2 * i], "b": parts[2 * i + 1]} for i in range(len(parts) // 2)]
+
+    def objective(v: np.ndarray) -> tuple[float, np.ndarray]:
+        lay = unflat(v)
+        g = deep_gradients(lay, X, y, activation, alpha)
+        return deep_loss(lay, X, y, activation, alpha), np.concatenate([a.ravel() for a in flat(g)])
+
+    return np.concatenate([a.ravel() for a in flat(layers)]), objective, unflat
+
+
 @dataclass
 class LbfgsRun:
     losses: list[float]  # the loss before each iteration
@@ -438,25 +466,13 @@ def lbfgs_train(
     trial step min(1, 1/||g||)). Stops as scipy's L-BFGS-B: max|g| <= tol (also at the
     start), a relative reduction <= 1e7 eps, max_iter iterations, more than max_fun
     evaluations after an iteration. A failed search retries once along -g."""
-    shapes = [a.shape for a in flat(layers)]
-    sizes = [int(np.prod(s)) for s in shapes]
-
-    def unflat(v: np.ndarray) -> list[dict[str, np.ndarray]]:
-        parts, at = [], 0
-        for shape, size in zip(shapes, sizes):
-            parts.append(v[at : at + size].reshape(shape))
-            at += size
-        return [{"W": parts[2 * i], "b": parts[2 * i + 1]} for i in range(len(parts) // 2)]
-
+    x, objective, unflat = flat_objective(layers, X, y, activation, alpha)
     count = [0]
 
     def fg(v: np.ndarray) -> tuple[float, np.ndarray]:
         count[0] += 1
-        lay = unflat(v)
-        g = deep_gradients(lay, X, y, activation, alpha)
-        return deep_loss(lay, X, y, activation, alpha), np.concatenate([a.ravel() for a in flat(g)])
+        return objective(v)
 
-    x = np.concatenate([a.ravel() for a in flat(layers)])
     f, g = fg(x)
     S: list[np.ndarray] = []
     Y: list[np.ndarray] = []

@@ -82,24 +82,7 @@ def test_lbfgs_ends_where_scipy_does(backend):
     X, y = _data()
     X = rounded(X, dtype)
     layers = _start(dtype, (5,), "tanh")
-    shapes = [a.shape for a in ref.flat(layers)]
-
-    def unflat(v):
-        out, at = [], 0
-        for s in shapes:
-            k = int(np.prod(s))
-            out.append(v[at : at + k].reshape(s))
-            at += k
-        return [{"W": out[2 * i], "b": out[2 * i + 1]} for i in range(len(out) // 2)]
-
-    def fg(v):
-        lay = unflat(v)
-        g = ref.deep_gradients(lay, X, y, "tanh", 1.0)
-        return ref.deep_loss(lay, X, y, "tanh", 1.0), np.concatenate(
-            [a.ravel() for a in ref.flat(g)]
-        )
-
-    x0 = np.concatenate([a.ravel() for a in ref.flat(layers)])
+    x0, fg, unflat = ref.flat_objective(layers, X, y, "tanh", 1.0)
     theirs = minimize(fg, x0, jac=True, method="L-BFGS-B", options={"maxiter": 200, "gtol": 1e-4})
     got = _nnbin_run(backend, dtype, X, y, layers, steps=200, activation="tanh", alpha=1.0)
     start = fg(x0)[0]
@@ -120,10 +103,10 @@ def test_lbfgs_ends_where_scipy_does(backend):
 
 
 LBFGS_MUTANTS = {
-    # planted in nnbin.lbfgs: (function, the variable, its buggy value)
+    # planted in nnbin.lbfgs: (function, the variable (None: its return value), the bug)
     "two-loop recursion": ("direction", "b", "rho * dot(s, q)"),
     "starting matrix": ("direction", "gamma", "1.0"),
-    "curvature condition": ("line_search", "curved", "slope < 0.0"),
+    "curvature condition": ("_curved", None, "slope < 0.0"),
 }
 
 

@@ -518,9 +518,9 @@ class Backend:
         validation_weights: Any = None,
     ) -> Stepper:
         """The :attr:`stepper_class` for this run, through the samples in blocks of
-        :meth:`block_rows` (a mini-batch is its own block); L-BFGS's
-        :class:`~nnbin.lbfgs.LbfgsStepper` on this backend's :meth:`objective` for
-        ``config.optimizer == "lbfgs"`` (full batch: early stopping does not apply)."""
+        :meth:`block_rows` (a mini-batch is its own block); for ``config.optimizer ==
+        "lbfgs"`` an :class:`LbfgsStepper` on this backend's :meth:`evaluator` (full batch:
+        early stopping does not apply)."""
         rows = self.block_rows(X.shape[0], max_width(params))
         if config.optimizer == "lbfgs":
             minimiser = lbfgs.Lbfgs(

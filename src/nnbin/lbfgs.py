@@ -128,6 +128,11 @@ def _cubic_minimum(a: float, fa: float, da: float, b: float, fb: float, db: floa
     return b - (b - a) * (db + d2 - d1) / (db - da + 2.0 * d2)
 
 
+def _curved(slope: float, slope0: float) -> bool:
+    """The strong curvature condition: |g(x + t d).d| <= C2 |g.d|."""
+    return abs(slope) <= -C2 * slope0
+
+
 def line_search(
     evaluate: Callable[[float], tuple[float, float]],
     f0: float,
@@ -137,8 +142,8 @@ def line_search(
 ) -> float | None:
     """A step ``t`` > 0 meeting the strong Wolfe conditions along a descent direction
     (``slope0`` < 0), or None when ``max_evals`` evaluations found none. ``evaluate(t)``
-    gives the loss and the slope at the trial point (and keeps what else it needs of the
-    last one: the step returned is always the last evaluated). Bracketing by doubling, then
+    gives the loss and the slope at the trial point (and keeps what else it needs of it:
+    the step returned is always the last one evaluated). Bracketing by doubling, then
     zooming by safeguarded cubic interpolation (Nocedal & Wright, algorithms 3.5 and 3.6).
     A non-finite loss counts as too large (the bracket shrinks past it)."""
     evals = 0
@@ -153,8 +158,7 @@ def line_search(
         if too_high(t, f, prev_f if evals > 1 else math.inf):
             return _zoom(evaluate, f0, slope0, (prev_t, prev_f, prev_slope), (t, f, slope),
                          max_evals - evals, too_high)  # fmt: skip
-        curved = abs(slope) <= -C2 * slope0  # the strong curvature condition
-        if curved:
+        if _curved(slope, slope0):
             return t
         if slope >= 0.0:
             return _zoom(evaluate, f0, slope0, (t, f, slope), (prev_t, prev_f, prev_slope),
@@ -175,8 +179,8 @@ def _zoom(
 ) -> float | None:
     """Algorithm 3.6: ``lo`` (t, f, slope) the best point meeting sufficient decrease, the
     minimiser between it and ``hi``. The trial point is the cubic's minimiser, kept at
-    least a tenth of the bracket from its ends (else the bisection). The last point
-    evaluated is ``lo``'s when it is returned: it is evaluated again if it is not."""
+    least a tenth of the bracket from its ends (else the bisection); the step returned is
+    the one just evaluated."""
     for _ in range(evals_left):
         (a, fa, da), (b, fb, db) = lo, hi
         width = abs(b - a)
@@ -190,7 +194,7 @@ def _zoom(
         if too_high(t, f, fa):
             hi = (t, f, slope)
             continue
-        if abs(slope) <= -C2 * slope0:
+        if _curved(slope, slope0):
             return t
         if slope * (b - a) >= 0.0:
             hi = lo
@@ -198,7 +202,7 @@ def _zoom(
     return None
 
 
-# --- the stepper the one loop runs -----------------------------------------------------------
+# --- the minimiser ---------------------------------------------------------------------------
 
 
 def evaluate(objective: Objective, params: Any, d: Any, t: Any) -> tuple[Any, Any, Array]:
@@ -240,7 +244,6 @@ class Lbfgs:
         self.tol, self.max_fun, self.memory = tol, max_fun, memory
         self.pairs: list[tuple[Any, Any, float]] = []
         self.n_fun, self.message = 0, ""
-        self.params = params
         point = self._at(params, None, 0.0)
         self.params, self.grads, self.f = point.params, point.grads, point.f
         if point.gmax <= tol:  # converged where it starts (scipy's: no iteration)
@@ -265,12 +268,11 @@ class Lbfgs:
             return self.iterate()
         # the first trial step: 1, or at most unit length along -g (L-BFGS-B's first step)
         t0 = 1.0 if self.pairs else min(1.0, 1.0 / math.sqrt(max(-slope0, 1e-300)))
-        tried: list[tuple[float, _Point]] = []
+        last: list[_Point] = []  # the point last evaluated: the one a search returns
 
         def at(t: float) -> tuple[float, float]:
-            point = self._at(self.params, d, t)
-            tried.append((t, point))
-            return point.f, point.slope
+            last[:] = [self._at(self.params, d, t)]
+            return last[0].f, last[0].slope
 
         t = line_search(at, self.f, slope0, t0) if slope0 < 0.0 else None
         if t is None:
@@ -278,9 +280,7 @@ class Lbfgs:
                 self.pairs = []
                 return self.iterate()
             return LINE_SEARCH_FAILED
-        if tried[-1][0] != t:  # the step chosen is not the last tried: evaluate it again
-            at(t)
-        new = tried[-1][1]
+        (new,) = last
         # the curvature pair: s = t d, y = g_new - g, and s.y = t (g_new.d - g.d) from the
         # slopes already read
         sy = t * (new.slope - slope0)

@@ -23,7 +23,7 @@ code that runs on host scalars here and traced under ``jax.jit`` in the JAX back
 What a backend supplies is a :class:`Stepper`: ``advance(n, every)``. The array-API core's
 eager stepper is :class:`nnbin.backend.CoreStepper` (NumPy, array-api-strict, PyTorch,
 CuPy's core path; Dask overrides how an update settles; JAX compiles it); L-BFGS's, one
-iteration a step on any backend, is :class:`nnbin.lbfgs.LbfgsStepper`, which ends a run by
+iteration a step on any backend, is :class:`nnbin.backend.LbfgsStepper`, which ends a run by
 its own rule (``Advanced.ran``, ``Stepper.message``). This module knows
 no array library and no math: it imports the errors and the run's settings only.
 """

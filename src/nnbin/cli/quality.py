@@ -5,9 +5,9 @@ Each data set is split once (stratified, 25 % held out, seed 0) and standardised
 training part. Each setting of :data:`SETTINGS` (Adam; SGD with the invscaling and the
 adaptive step-size schedules; L-BFGS, full batch, up to ``epochs`` iterations) runs in
 both estimators from their own seeded initial weights, exactly ``epochs`` epochs (the
-stopping rule off: ``n_iter_no_change`` above the epochs) except with the adaptive schedule
-and L-BFGS (its own rule), which acts when the rule fires (scikit-learn's
-default rule, ``n_iter_no_change=10``, on). The table gives held-out accuracy, ROC AUC, the
+stopping rule off: ``n_iter_no_change`` above the epochs) except with the adaptive schedule,
+which acts when the rule fires (scikit-learn's default rule, ``n_iter_no_change=10``, on),
+and with L-BFGS, which stops by its own rule. The table gives held-out accuracy, ROC AUC, the
 first fit's time (on JAX it compiles) and the fit time (median of ``repeats`` fits after
 that first one).
 
