@@ -129,7 +129,7 @@ class JaxBackend(FusedThroughDlpack):
         rows = NamedSharding(mesh, PartitionSpec("batch", None))
         replicated = NamedSharding(mesh, PartitionSpec())
         put = self._jax.device_put
-        return (Params(*(put(p, replicated) for p in params)), put(X, rows), put(y, rows))
+        return (like(params, (put(p, replicated) for p in params)), put(X, rows), put(y, rows))
 
     def synchronize(self, x: Any) -> None:
         self._jax.block_until_ready(x)

@@ -26,6 +26,10 @@ from .test_mutations import _Plant
 
 ACTIVATIONS = ["sigmoid", "tanh", "relu", "identity"]
 DEPTHS = [(5,), (7, 3), (5, 3, 7)]  # 1, 2 and 3 hidden layers, odd widths
+#: every activation at every depth, and no hidden layer (logistic regression: scikit-learn's
+#: hidden_layer_sizes=(); the activation then does nothing, so it is checked once)
+NETWORKS = [(a, h) for a in ACTIVATIONS for h in DEPTHS] + [("sigmoid", ())]
+NETWORK_IDS = [f"{a}-H{'-'.join(map(str, h)) or 'none'}" for a, h in NETWORKS]
 
 
 def _names(n_layers: int) -> list[str]:
@@ -73,15 +77,13 @@ def check_deep_gradients(case: DeepCase, activation: str, alpha: float) -> None:
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.7])
-@pytest.mark.parametrize("hidden", DEPTHS, ids=lambda h: "H" + "-".join(map(str, h)))
-@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("activation, hidden", NETWORKS, ids=NETWORK_IDS)
 def test_deep_gradients(backend, dtype, activation, hidden, alpha):
     case = DeepCase(backend, dtype, n=83, d=3, hidden=hidden, seed=len(hidden) * 7 + 1)
     check_deep_gradients(case, activation, alpha)
 
 
-@pytest.mark.parametrize("hidden", DEPTHS, ids=lambda h: "H" + "-".join(map(str, h)))
-@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("activation, hidden", NETWORKS, ids=NETWORK_IDS)
 def test_deep_forward(backend, dtype, activation, hidden):
     case = DeepCase(backend, dtype, n=41, d=2, hidden=hidden, seed=5)
     _, _, z = ref.deep_forward(case.layers, case.X, activation)
@@ -89,8 +91,7 @@ def test_deep_forward(backend, dtype, activation, hidden):
     assert_close(backend, got, ref.sigmoid(z), dtype=dtype, what="op", label="probabilities")
 
 
-@pytest.mark.parametrize("hidden", DEPTHS, ids=lambda h: "H" + "-".join(map(str, h)))
-@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("activation, hidden", NETWORKS, ids=NETWORK_IDS)
 def test_deep_gradients_match_finite_differences(backend, activation, hidden):
     if "float64" not in backend.dtypes:
         pytest.skip(f"{backend.name} has no float64")
@@ -140,7 +141,9 @@ def _run_data(n: int = 160, d: int = 3) -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
-def check_whole_run(backend, dtype, name, batch_size, *, epochs=12, weights=None, **extra):
+def check_whole_run(
+    backend, dtype, name, batch_size, *, epochs=12, weights=None, hidden=(6, 3), **extra
+):
     options, make, lr = OPTIMIZERS[name]
     activation = ACTIVATION_OF[name]
     X, y = _run_data()
@@ -150,7 +153,7 @@ def check_whole_run(backend, dtype, name, batch_size, *, epochs=12, weights=None
     else:
         extra_ref = extra_nnbin = extra
     X = rounded(X, dtype)
-    hidden, seed = (6, 3), 3
+    seed = 3
     start = ref.deep_weights(X.shape[1], hidden, seed, activation, "glorot")
     start = [{k: rounded(v, dtype) for k, v in layer.items()} for layer in start]
     expected = ref.deep_train(
@@ -205,6 +208,12 @@ def check_whole_run(backend, dtype, name, batch_size, *, epochs=12, weights=None
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_whole_run_matches_reference(backend, dtype, name, batch_size):
     check_whole_run(backend, dtype, name, batch_size)
+
+
+@pytest.mark.parametrize("name, batch_size", [("adam", 32), ("gd", None)])
+def test_whole_run_without_a_hidden_layer_matches_reference(backend, dtype, name, batch_size):
+    """hidden=(): logistic regression trained by the same loop, optimizers and batches."""
+    check_whole_run(backend, dtype, name, batch_size, hidden=())
 
 
 def test_early_stopping_matches_reference(backend):
@@ -295,6 +304,28 @@ def test_weighted_gradients_match_reference(backend, activation):
         return nnbin.backprop.value_and_grads(*a, block_rows=16, **k)
 
     check_weighted_gradients(case, activation, 0.3, blocked)
+
+
+@pytest.mark.parametrize("planted", [False, True], ids=["unmutated", "mutated"])
+def test_planted_bug_without_a_hidden_layer_is_caught(backend, planted):
+    """Logistic regression's logits without their bias, z = X Wo: the check of hidden=()
+    fails (it is the whole of that network's backward pass: no layer below hides it)."""
+    from .test_mutations import mutant
+
+    site = ("_block_grads", "z", "h @ Wo") if planted else None
+    case = DeepCase(backend, _dtype64(backend), n=40, d=3, hidden=(), seed=13)
+    _, grads = mutant(site).value_and_grads(case.params, case.Xd, case.yd, alpha=0.2)
+    want = ref.flat(ref.deep_gradients(case.layers, case.X, case.y, "sigmoid", 0.2))
+
+    def check() -> None:
+        for name, g, e in zip(("W1", "b1"), grads, want, strict=True):
+            assert_close(backend, g, e, dtype=case.dtype, what="op", label=f"d{name}")
+
+    if not planted:
+        check()
+        return
+    with pytest.raises(AssertionError):
+        check()
 
 
 @pytest.mark.parametrize("planted", [False, True], ids=["unmutated", "mutated"])

@@ -156,7 +156,7 @@ def test_init_params_of_any_depth_and_initialisation():
         ({"beta2": 1.0, "optimizer": "adam"}, "beta2 must be"),
         ({"momentum": 1.5, "optimizer": "momentum"}, "momentum must be"),
         ({"n_iter_no_change": 0}, "n_iter_no_change must be >= 1"),
-        ({"hidden": ()}, "at least one layer"),
+        ({"hidden": (4, None)}, "every hidden width must be"),
         ({"hidden": (4, 0)}, "every hidden width must be >= 1"),
         ({"init": "xavier"}, "init must be one of"),
         ({"nesterov": "yes"}, "nesterov must be True or False"),

@@ -387,6 +387,28 @@ def test_deep_network_options_train_save_and_predict(tmp_path, capsys):
     assert lines[0] == "probability,label" and [line[-1] for line in lines[1:]] == ["0", "1"]
 
 
+def test_no_hidden_layer_trains_saves_plots_and_predicts(tmp_path, capsys):
+    """--hidden "": logistic regression, through the same commands; the figure's title
+    says "no hidden layer" (an activation it does not have is not named)."""
+    model, figure = tmp_path / "lr.safetensors", tmp_path / "lr.png"
+    args = ["train", "--hidden", "", "--steps", "50", "--lr", "0.5", "--quiet", "--no-plot"]
+    assert main([*args, "--n-per-class", "200", "--save", str(model)]) == 0
+    out = capsys.readouterr().out
+    assert "training accuracy 1.0000" in out, out
+    data = tmp_path / "x.csv"
+    data.write_text("x\n-6\n6\n")
+    assert main(["predict", "--model", str(model), "--data", str(data)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line[-1] for line in lines[1:]] == ["0", "1"]
+    pytest.importorskip("matplotlib")
+    from nnbin.cli.common import architecture_text
+
+    assert main(["plot", "--model", str(model), "--out", str(figure)]) == 0
+    assert figure.stat().st_size > 0
+    assert architecture_text((), "relu") == "no hidden layer"
+    assert architecture_text((64, 32), "relu") == "64,32 hidden (relu)"
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

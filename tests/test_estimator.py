@@ -516,6 +516,41 @@ def test_identity_activation_as_scikit_learns():
     assert ours.loss_ == pytest.approx(theirs.loss_, rel=0.5, abs=0.02)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
+def test_no_hidden_layer_is_logistic_regression(backend):
+    """hidden_layer_sizes=() (scikit-learn accepts it): a logistic regression, the output
+    layer on X. Its L2-penalised loss is strictly convex, so L-BFGS reaches the one optimum
+    scikit-learn's LogisticRegression(C = 1 / alpha) finds by another method, and
+    MLPClassifier(hidden_layer_sizes=()) from other starting weights."""
+    pytest.importorskip(backend)
+    if backend == "jax" and not nnbin.get_backend("jax").x64_enabled():
+        pytest.skip("float64 on JAX needs JAX_ENABLE_X64=1 (the conformance suite checks it)")
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(300, 4))
+    y = (X @ np.array([1.0, -2.0, 0.5, 0.0]) + rng.logistic(size=300) > 0.3).astype(int)
+    alpha = 0.5
+    kw = dict(hidden_layer_sizes=(), solver="lbfgs", alpha=alpha, tol=1e-12, max_iter=1000)
+    ours = BinaryMLPClassifier(**kw, backend=backend, dtype="float64", random_state=0)
+    ours.fit(X, y)
+    mlp = sklearn.neural_network.MLPClassifier(**kw, random_state=1).fit(X, y)
+    logistic = LogisticRegression(C=1 / alpha, tol=1e-12, max_iter=10_000).fit(X, y)
+    assert ours.n_layers_ == mlp.n_layers_ == 2 and len(ours.coefs_) == 1
+    assert ours.coefs_[0].shape == (4, 1) and ours.intercepts_[0].shape == (1,)
+    for theirs_W, theirs_b in ((logistic.coef_.T, logistic.intercept_),
+                               (mlp.coefs_[0], mlp.intercepts_[0])):  # fmt: skip
+        np.testing.assert_allclose(ours.coefs_[0], theirs_W, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(ours.intercepts_[0], theirs_b, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ours.predict_proba(X), logistic.predict_proba(X), atol=1e-5)
+    # every solver trains it, and the first-order ones get near the same loss
+    for solver in ("adam", "sgd"):
+        other = BinaryMLPClassifier(hidden_layer_sizes=(), solver=solver, alpha=alpha,
+                                    learning_rate_init=0.05, max_iter=300, random_state=0,
+                                    backend=backend, dtype="float64").fit(X, y)  # fmt: skip
+        assert other.loss_ == pytest.approx(ours.loss_, rel=0.02), solver
+
+
 def test_sample_weight_as_scikit_learns():
     """fit(X, y, sample_weight=): integer weights are repeated rows (one full batch), zero
     weights drop a sample, a scalar weighs every sample alike; bad weights are scikit-

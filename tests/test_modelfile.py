@@ -82,7 +82,7 @@ def test_deep_model_roundtrip_keeps_architecture(tmp_path):
     [
         ({"hidden_layers": "[5, 4]"}, "W2 has shape"),
         ({"hidden_layers": "[5]"}, "holds arrays"),
-        ({"hidden_layers": "[]"}, "hidden_layers must list"),
+        ({"hidden_layers": "[]"}, "impossible shapes"),  # no layer, but hidden says one
         ({"hidden_layers": "[5, true]"}, "hidden_layers must list"),
         ({"hidden_layers": "[" + "1, " * 100 + "1]"}, "hidden_layers must list"),
         ({"hidden_layers": "[4, 3]"}, "impossible shapes"),
@@ -330,6 +330,9 @@ def _model_bytes(meta_changes=None, header_changes=None, drop_meta=()):
     return buf.getvalue()
 
 
+NO_LAYER_SAID = {"format_version": "2", "hidden": "0", "hidden_layers": "[]", "activation": "relu"}
+
+
 @pytest.mark.parametrize(
     "case, edit, needle",
     [
@@ -341,6 +344,7 @@ def _model_bytes(meta_changes=None, header_changes=None, drop_meta=()):
             "format_version must be a whole number >= 1",
         ),
         ("hidden 0", dict(meta_changes={"hidden": "0"}), "impossible shapes"),
+        ("no hidden layer said, one held", dict(meta_changes=NO_LAYER_SAID), "holds arrays"),
         ("hidden missing", dict(drop_meta=("hidden",)), "field\\(s\\) hidden are missing"),
         ("dtype BF16 in metadata", dict(meta_changes={"dtype": "bfloat16"}), "unsupported dtype"),
         ("settings a list", dict(meta_changes={"settings": "[1, 2]"}), "unreadable training"),
@@ -411,6 +415,26 @@ def test_the_deepest_network_round_trips_and_one_layer_more_is_refused_before_tr
     with pytest.raises(nnbin.ModelFileError, match=f"reads at most {MAX_LAYERS}"):
         nnbin.save(tmp_path / "deeper.safetensors", nnbin.Model(extra, "float64"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["deep.safetensors"]
+
+
+def test_a_network_without_a_hidden_layer_round_trips(tmp_path):
+    """hidden=() (logistic regression) is written as format 2 with hidden 0 and no layers,
+    and reads back as the same network on another backend."""
+    X, y = nnbin.two_gaussians(n_per_class=20, seed=0)
+    result = nnbin.train(X, y, hidden=(), steps=5, lr=0.5)
+    path = tmp_path / "lr.safetensors"
+    nnbin.save(path, result)
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as f:
+        meta = f.metadata()
+        assert sorted(f.keys()) == ["W1", "b1"]
+    assert meta["format_version"] == "2" and meta["hidden"] == "0"
+    assert json.loads(meta["hidden_layers"]) == []
+    back = nnbin.load(path, backend="strict")
+    assert back.hidden == () and back.n_features == 1
+    for a, b in zip(back.params, result.params, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), b)
 
 
 def _format_2_bytes(tmp_path) -> bytes:

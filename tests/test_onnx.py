@@ -176,3 +176,19 @@ def test_parameters_that_do_not_fit_together_are_refused_before_any_graph(make, 
         export.export_onnx(make(p), tmp_path / "m.onnx")
     assert needle in str(info.value) and "\n" not in str(info.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_network_without_a_hidden_layer_exports(tmp_path):
+    """hidden=() (logistic regression): the graph gives sigmoid(X W + b), written out here
+    in NumPy, and says it has no hidden layer."""
+    rng = np.random.default_rng(3)
+    W, b = rng.normal(0, 2, (3, 1)), rng.normal(0, 1, (1,))
+    path = tmp_path / "lr.onnx"
+    nnbin.export_onnx((W, b), path)
+    onnx.checker.check_model(str(path), full_check=True)
+    X = rng.normal(0, 3, (50, 3))
+    got = _run(path, X)
+    np.testing.assert_allclose(got["probability"], 1 / (1 + np.exp(-(X @ W + b))), rtol=1e-13)
+    np.testing.assert_array_equal(got["label"], (X @ W + b >= 0).astype(np.int64))
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert meta["hidden"] == "0" and meta["hidden_layers"] == "[]"

@@ -17,7 +17,7 @@ from typing import Any
 from . import backprop, options
 from . import loss as _loss
 from . import model as _model
-from .backend import backend_of, get_backend
+from .backend import backend_of, get_backend, max_width
 from .errors import InvalidInputError
 from .model import Array, quiet_overflow
 from .validate import (
@@ -136,7 +136,7 @@ def accuracy(params: Any, X: Array, y: Array, *, activation: str = "sigmoid") ->
     array on an eager CPU library), with one read of the result."""
     params, X, y = model_inputs(params, X, y)
     xp = _model.namespace(X, y, *params)
-    n, h = int(X.shape[0]), max(_model.widths(params))
+    n, h = int(X.shape[0]), max_width(params)
     if n == 0:
         raise InvalidInputError("accuracy needs at least one sample; X has no rows")
     rows = backend_of(X).block_rows(n, h) or n

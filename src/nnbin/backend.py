@@ -541,8 +541,8 @@ class Backend:
 
 
 def max_width(params: Any) -> int:
-    """The widest hidden layer of ``params`` (what sizes a block of rows)."""
-    return max(widths(params))
+    """The widest hidden layer of ``params`` (what sizes a block of rows; 1 with none)."""
+    return max(widths(params), default=1)
 
 
 def cache_block_rows(hidden: int, itemsize: int = 8) -> int:

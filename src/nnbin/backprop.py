@@ -12,7 +12,7 @@ and N is sum(w): the weighted mean, the penalty scaled by sum(w), and dL/dz weig
 Backward, the chain rule layer by layer from the output::
 
     dL/dz  = w (sigmoid(z) - y) / N                     (B, 1)   (w = 1 unweighted)
-    dL/dWo = hL^T dL/dz,  dL/dbo = sum_n dL/dz
+    dL/dWo = hL^T dL/dz,  dL/dbo = sum_n dL/dz            (L = 0: hL = X, and done)
     dL/daL = (dL/dz Wo^T) * act'(aL)                    (B, HL)
     for l = L .. 1:
         dL/dWl = h(l-1)^T dL/dal,  dL/dbl = sum_n dL/dal
@@ -64,6 +64,9 @@ def _block_grads(
     dz = sigmoid(xp, z) - y if w is None else (sigmoid(xp, z) - y) * w
     dWo = (dz.T @ h).T                                # (HL, 1) = hL^T dz, as a row: no (HL, B) copy
     dbo = xp.sum(dz, axis=0)                          # (1,)
+    if len(pairs) == 1:                               # no hidden layer: logistic regression
+        loss_sum = bce_with_logits_sum(xp, z, y, w) if with_loss else None
+        return loss_sum, like(params, [dWo, dbo])
 
     # last hidden layer: dL/daL = (dz Wo^T) * s with s = act'(aL). Wo^T only scales column j
     # by Wo[j], so it is applied after the sum over samples: this saves one (B, H) product

@@ -76,7 +76,8 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    hidden_layer_sizes : int or tuple of int, default (100,)
+    hidden_layer_sizes : int or tuple of int, default (100,)  (``()``: no hidden layer, a
+        logistic regression)
     activation : {"relu", "tanh", "logistic", "identity"}, default "relu"  ("sigmoid" =
         "logistic")
     solver : {"adam", "sgd", "lbfgs"}, default "adam"  ("lbfgs": full batch, nnbin's own

@@ -87,7 +87,7 @@ def onnx_model(
     meta = {
         "nnbin_version": __version__,
         "n_features": str(d),
-        "hidden": str(int(host[0].shape[1])),
+        "hidden": str(int(host[0].shape[1]) if len(host) > 2 else 0),
         "hidden_layers": json.dumps([int(a.shape[1]) for a in host[0:-2:2]]),
         "activation": activation,
         "dtype": dtype,

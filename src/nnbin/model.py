@@ -1,7 +1,7 @@
 """Parameters, activations and the forward pass.
 
 The network, for X of shape (N, D) and L hidden layers (the seed network: L = 1, 32
-sigmoid units)::
+sigmoid units; L = 0 is logistic regression, scikit-learn's ``hidden_layer_sizes=()``)::
 
     h0 = X                                       (N, D)
     hl = act(h(l-1) Wl + bl),   l = 1 .. L        (N, Hl)   hidden units
@@ -9,9 +9,9 @@ sigmoid units)::
     p  = sigmoid(z)                              (N, 1)    P(y = 1 | x)
 
 The parameters are one flat tuple ``(W1, b1, ..., WL, bL, Wo, bo)``: a :class:`Params`
-(``W1, b1, W2, b2``) for one hidden layer, a plain tuple for more. Both are pytrees JAX
-jits and vmaps over. Each activation's derivative sits beside it, written in terms of the
-activation's *output* (what the backward pass keeps).
+(``W1, b1, W2, b2``) for one hidden layer, a plain tuple for more (or none: ``(Wo, bo)``).
+Both are pytrees JAX jits and vmaps over. Each activation's derivative sits beside it,
+written in terms of the activation's *output* (what the backward pass keeps).
 
 Every function takes the array namespace from its inputs
 (``array_api_compat.array_namespace``), so NumPy arrays give NumPy arrays, JAX arrays
@@ -76,7 +76,7 @@ def like(params: Any, arrays: Any) -> Any:
 
 
 def widths(params: Any) -> tuple[int, ...]:
-    """The hidden-layer widths of ``params`` (one entry per hidden layer)."""
+    """The hidden-layer widths of ``params`` (one entry per hidden layer; () for none)."""
     return tuple(int(W.shape[1]) for W, _ in layers(params)[:-1])
 
 
@@ -104,7 +104,7 @@ def initial_weights(
     choice); "he" W ~ N(0, 2 / fan_in). Default: :func:`default_init` of ``activation``.
     """
     sizes = (hidden,) if isinstance(hidden, int) else tuple(hidden)
-    if n_features < 1 or not sizes or min(sizes) < 1:
+    if n_features < 1 or any(h < 1 for h in sizes):
         raise ValueError(
             f"n_features and every hidden width must be >= 1, got {n_features}, {hidden}"
         )
@@ -209,8 +209,8 @@ def hidden_outputs(xp: Any, params: Any, X: Array, activation: str = "sigmoid") 
 
 
 def hidden_layer(xp: Any, params: Any, X: Array, activation: str = "sigmoid") -> Array:
-    """hL, the output of the last hidden layer, shape (N, HL)."""
-    return hidden_outputs(xp, params, X, activation)[-1]
+    """hL, the output of the last hidden layer, shape (N, HL) (X itself with none)."""
+    return ([X, *hidden_outputs(xp, params, X, activation)])[-1]
 
 
 def forward(params: Any, X: Array, activation: str = "sigmoid") -> Array:

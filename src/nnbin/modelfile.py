@@ -2,14 +2,14 @@
 
 A file holds the parameter arrays (``W1``, ``b1``, ..., ``Wk``, ``bk``: the output layer
 last) and string metadata: the format name and version, the nnbin version, n_features,
-hidden (the first layer's width), dtype, the backend it was trained on, the training
-settings, the final loss and the loss history (JSON). Format 2 adds the architecture:
-``hidden_layers`` (JSON list of widths) and ``activation``. A model of the seed network's
-kind (one sigmoid hidden layer) is written as format 1, which every nnbin reads; format 1
-files load as one sigmoid layer, and a format 2 file must name its architecture (a missing
-field is an error naming it, never a default). Loading checks every field against the
-arrays before anything is used (tensors must be float32 or float64), and puts the
-parameters on any backend, whichever one trained them.
+hidden (the first layer's width; 0 with no hidden layer), dtype, the backend it was
+trained on, the training settings, the final loss and the loss history (JSON). Format 2
+adds the architecture: ``hidden_layers`` (JSON list of widths) and ``activation``. A model
+of the seed network's kind (one sigmoid hidden layer) is written as format 1, which every
+nnbin reads; format 1 files load as one sigmoid layer, and a format 2 file must name its
+architecture (a missing field is an error naming it, never a default). Loading checks
+every field against the arrays before anything is used (tensors must be float32 or
+float64), and puts the parameters on any backend, whichever one trained them.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def save(path: str | os.PathLike[str], model: Model, *, to_host: Any = np.asarra
         "format_version": "1" if seed_kind else str(FORMAT_VERSION),
         "nnbin_version": __version__,
         "n_features": str(arrays["W1"].shape[0]),
-        "hidden": str(arrays["W1"].shape[1]),
+        "hidden": str(arrays["W1"].shape[1] if len(arrays) > 2 else 0),  # 0: no hidden layer
         "dtype": model.dtype,
         "backend": model.backend,
         "settings": json.dumps(model.settings),
@@ -271,17 +271,18 @@ def _parse(raw: bytes, path: str) -> tuple[dict[str, np.ndarray], dict[str, str]
         ) from None
     if not (
         isinstance(layers, list)
-        and 1 <= len(layers) <= MAX_LAYERS
+        and len(layers) <= MAX_LAYERS
         and all(isinstance(w, int) and not isinstance(w, bool) for w in layers)
     ):
         raise ModelFileError(
-            f"{path}: hidden_layers must list 1 to {MAX_LAYERS} whole numbers, got "
+            f"{path}: hidden_layers must list 0 to {MAX_LAYERS} whole numbers, got "
             f"{meta.get('hidden_layers')!r}"
         )
-    if d < 1 or min(layers) < 1 or layers[0] != h:
+    if d < 1 or any(w < 1 for w in layers) or (layers[0] if layers else 0) != h:
         raise ModelFileError(
             f"{path}: impossible shapes in metadata (n_features={d}, hidden={h}, "
-            f"hidden_layers={layers}; all must be >= 1, hidden the first layer's width)"
+            f"hidden_layers={layers}; all must be >= 1, hidden the first layer's width, "
+            "0 with no hidden layer)"
         )
     activation = meta["activation"] if version >= 2 else "sigmoid"
     if activation not in ACTIVATIONS:

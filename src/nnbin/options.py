@@ -225,18 +225,16 @@ class Tristate(Constraint):
 
 @dataclass(frozen=True)
 class Widths(Constraint):
-    """One hidden layer's width (a whole number >= 1), or a sequence of them, one per layer
-    (at least one): an int stays an int, a sequence becomes a tuple."""
+    """One hidden layer's width (a whole number >= 1), or a sequence of them, one per layer:
+    an int stays an int, a sequence becomes a tuple. The empty sequence is no hidden layer
+    (logistic regression, scikit-learn's ``hidden_layer_sizes=()``; on the command line an
+    empty ``--hidden ""``)."""
 
     metavar: str | None = "H[,H...]"
 
     def check(self, name: str, v: Any) -> int | tuple[int, ...]:
         one = Whole(1)
         if isinstance(v, (list, tuple)):
-            if not v:
-                raise InvalidInputError(
-                    f"{name} must be a width or a sequence of at least one layer width, got ()"
-                )
             if len(v) > MAX_LAYERS:
                 raise InvalidInputError(
                     f"{name} must be at most {MAX_LAYERS} layers deep, got {len(v)} layers: "
@@ -246,16 +244,18 @@ class Widths(Constraint):
         return int(one.check(name, v))
 
     def parse(self, text: str) -> Any:
+        if not text.strip():
+            return ()
         parts = [Whole(1).parse(p.strip()) for p in text.split(",")]
         return parts[0] if len(parts) == 1 else tuple(parts)
 
     def describe(self) -> str:
-        return "a width >= 1, or a sequence of them (one per hidden layer)"
+        return "a width >= 1, or a sequence of them (one per hidden layer; () for none)"
 
     def refused(self) -> list[tuple[Any, str | None]]:
         deep = (1,) * (MAX_LAYERS + 1)
         return [
-            (0, "0"), ((4, 0), "4,0"), ((8, "x"), "8,x"), ((), None), (2.5, "2.5"),
+            (0, "0"), ((4, 0), "4,0"), ((8, "x"), "8,x"), ((4, None), None), (2.5, "2.5"),
             (deep, ",".join(map(str, deep))),
         ]  # fmt: skip
 
@@ -339,7 +339,8 @@ def _table(*rows: Option) -> dict[str, Option]:
 
 #: every option of :func:`nnbin.train`, in its signature's order
 OPTIONS: dict[str, Option] = _table(
-    Option("hidden", Widths(), 32, "hidden units, or one width per hidden layer: 64,32",
+    Option("hidden", Widths(), 32,
+           'hidden units, or one width per hidden layer: 64,32 ("": none)',
            sklearn="hidden_layer_sizes", always_saved=True),
     Option("lr", Real(0.0, closed="right"), 1.0, "step size", sklearn="learning_rate_init",
            always_saved=True),

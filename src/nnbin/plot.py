@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import Backend
+from .backend import Backend, max_width
 from .files import atomic_write
 from .model import Params, predict_proba, quiet_overflow
 from .validate import counted
@@ -33,7 +33,7 @@ def _proba(
     samples training uses on the backend (at most 4,096 rows), so that no (M, H) array of a
     wide network is built whole."""
     dtype = str(params[0].dtype).rpartition(".")[2]
-    h = max(int(W.shape[1]) for W in params[0:-2:2])
+    h = max_width(params)
     rows = min(backend.block_rows(points.shape[0], h) or 4096, 4096)
     parts = [
         backend.to_host(

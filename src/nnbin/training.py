@@ -16,7 +16,7 @@ import numpy as np
 
 from . import options as options_table
 from . import validate
-from .backend import Backend, backend_of, get_backend
+from .backend import Backend, backend_of, get_backend, max_width
 from .backprop import value_and_grads
 from .config import Config
 from .errors import InvalidInputError, MixedArraysError, NnbinError
@@ -203,7 +203,7 @@ def train(
         # their own out-of-memory errors)
         n, d = (int(v) for v in X.shape)
         size = 4 if dtype == "float32" else 8
-        width = hidden if isinstance(hidden, int) else max(hidden)
+        width = hidden if isinstance(hidden, int) else max(hidden, default=1)
         validate.memory_fits(n, d, hidden, size, be.memory_nh, be.block_rows(n, width))
     X, y, weights = _place(be, X, y, weights, dtype)
     validation = validation_weights = None
@@ -255,7 +255,7 @@ def train(
             run.params,
             X,
             y,
-            block_rows=be.block_rows(X.shape[0], max(widths(run.params))),
+            block_rows=be.block_rows(X.shape[0], max_width(run.params)),
             activation=config.activation,
             alpha=config.alpha,
             weights=weights,

@@ -136,14 +136,14 @@ def model_inputs(
 
     if (
         not isinstance(params, tuple)
-        or len(params) < 4
+        or len(params) < 2
         or len(params) % 2
         or not all(hasattr(p, "shape") and hasattr(p, "dtype") for p in params)
     ):
         raise InvalidInputError(
-            "params must be nnbin.Params(W1, b1, W2, b2) (four arrays) or, for a deeper "
-            "network, a tuple (W1, b1, ..., Wo, bo), as nnbin.init_params or a TrainResult's "
-            f".params give; got {type(params).__name__}"
+            "params must be nnbin.Params(W1, b1, W2, b2) (four arrays) or, for another "
+            "depth, a tuple (W1, b1, ..., Wo, bo) ((Wo, bo) with no hidden layer), as "
+            f"nnbin.init_params or a TrainResult's .params give; got {type(params).__name__}"
         )
     params = Params(*params) if len(params) == 4 else tuple(params)
     names = [f"{k}{i // 2 + 1}" for i, k in zip(range(len(params)), "Wb" * len(params))]

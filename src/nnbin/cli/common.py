@@ -45,8 +45,13 @@ def can_plot() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("matplotlib", "seaborn"))
 
 
-def widths_text(hidden: int | tuple[int, ...]) -> str:
-    return str(hidden) if isinstance(hidden, int) else ",".join(map(str, hidden))
+def architecture_text(hidden: int | tuple[int, ...], activation: str) -> str:
+    """The hidden layers as a title says them: "32 hidden (sigmoid)", "64,32 hidden
+    (relu)", or "no hidden layer" (logistic regression: the activation plays no part)."""
+    if hidden == ():
+        return "no hidden layer"
+    widths = str(hidden) if isinstance(hidden, int) else ",".join(map(str, hidden))
+    return f"{widths} hidden ({activation})"
 
 
 def _whole(text: str) -> int:

@@ -6,7 +6,7 @@ import argparse
 import os
 
 from ..backend import get_backend
-from .common import can_plot, widths_text
+from .common import architecture_text, can_plot
 
 HELP = "draw a saved model: boundary and loss curve"
 
@@ -59,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
         backend=be,
         history=model.history or None,
         title=f"nnbin model {os.path.basename(args.model)}: "
-        f"{counted(model.n_features, 'feature')}, {widths_text(model.hidden)} hidden "
-        f"({model.activation}){loss}",
+        f"{counted(model.n_features, 'feature')}, "
+        f"{architecture_text(model.hidden, model.activation)}{loss}",
         activation=model.activation,
         names=names,
     )
