@@ -58,6 +58,7 @@ def _block_grads(
     hs = [X, *hidden_outputs(xp, params, X, activation)]  # h0 = X, h1 .. hL
     h = hs[-1]                                        # (B, HL)
     z = h @ Wo + pairs[-1][1]                         # (B, 1)
+    loss_sum = bce_with_logits_sum(xp, z, y, w) if with_loss else None
 
     # output layer
     # (B, 1): N dL/dz, or with weights sum(w) dL/dz
@@ -65,7 +66,6 @@ def _block_grads(
     dWo = (dz.T @ h).T                                # (HL, 1) = hL^T dz, as a row: no (HL, B) copy
     dbo = xp.sum(dz, axis=0)                          # (1,)
     if len(pairs) == 1:                               # no hidden layer: logistic regression
-        loss_sum = bce_with_logits_sum(xp, z, y, w) if with_loss else None
         return loss_sum, like(params, [dWo, dbo])
 
     # last hidden layer: dL/daL = (dz Wo^T) * s with s = act'(aL). Wo^T only scales column j
@@ -95,7 +95,6 @@ def _block_grads(
             dWb_k = xp.concat([below, ones], axis=1).T @ delta  # (H(k-1) + 1, Hk)
             grads = [dWb_k[:d, ...], dWb_k[d, ...], *grads]
     # fmt: on
-    loss_sum = bce_with_logits_sum(xp, z, y, w) if with_loss else None
     return loss_sum, like(params, grads)
 
 

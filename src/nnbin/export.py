@@ -28,6 +28,7 @@ from . import validate
 from .errors import MissingDependencyError, ModelFileError
 from .files import atomic_write
 from .model import Params, forward, like, sigmoid
+from .modelfile import architecture
 
 #: the packages the export needs (onnxruntime for the tests and users' checks)
 PACKAGES = ("ndonnx", "onnx", "onnxruntime")
@@ -87,8 +88,7 @@ def onnx_model(
     meta = {
         "nnbin_version": __version__,
         "n_features": str(d),
-        "hidden": str(int(host[0].shape[1]) if len(host) > 2 else 0),
-        "hidden_layers": json.dumps([int(a.shape[1]) for a in host[0:-2:2]]),
+        **architecture(host),
         "activation": activation,
         "dtype": dtype,
         **{k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()},

@@ -210,7 +210,8 @@ def hidden_outputs(xp: Any, params: Any, X: Array, activation: str = "sigmoid") 
 
 def hidden_layer(xp: Any, params: Any, X: Array, activation: str = "sigmoid") -> Array:
     """hL, the output of the last hidden layer, shape (N, HL) (X itself with none)."""
-    return ([X, *hidden_outputs(xp, params, X, activation)])[-1]
+    hs = hidden_outputs(xp, params, X, activation)
+    return hs[-1] if hs else X
 
 
 def forward(params: Any, X: Array, activation: str = "sigmoid") -> Array:

@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import ModelFileError
 from .files import atomic_write
-from .model import ACTIVATIONS, Params
+from .model import ACTIVATIONS, Params, widths
 from .options import MAX_LAYERS
 
 FORMAT = "nnbin-model"
@@ -68,6 +68,14 @@ class Model:
         return sizes[0] if len(sizes) == 1 else sizes
 
 
+def architecture(params: Any) -> dict[str, str]:
+    """The metadata that says the layers of ``params`` (a model file's and an ONNX export's):
+    ``hidden``, the first layer's width (0 with no hidden layer), and ``hidden_layers``, the
+    JSON list of every width."""
+    hidden = widths(params)
+    return {"hidden": str(hidden[0] if hidden else 0), "hidden_layers": json.dumps(list(hidden))}
+
+
 def save(path: str | os.PathLike[str], model: Model, *, to_host: Any = np.asarray) -> None:
     """Write ``model`` to ``path`` atomically: a temporary file in the same folder, flushed
     to disk, then renamed over ``path``. An interrupted save leaves any old file intact."""
@@ -86,6 +94,7 @@ def save(path: str | os.PathLike[str], model: Model, *, to_host: Any = np.asarra
             f"at most {MAX_LAYERS}"
         )
     seed_kind = len(arrays) == 4 and model.activation == "sigmoid"
+    layers = architecture(model.params)
     meta = {
         "format": FORMAT,
         # the lowest format that describes the model: a seed-kind model stays readable by
@@ -93,7 +102,7 @@ def save(path: str | os.PathLike[str], model: Model, *, to_host: Any = np.asarra
         "format_version": "1" if seed_kind else str(FORMAT_VERSION),
         "nnbin_version": __version__,
         "n_features": str(arrays["W1"].shape[0]),
-        "hidden": str(arrays["W1"].shape[1] if len(arrays) > 2 else 0),  # 0: no hidden layer
+        "hidden": layers["hidden"],
         "dtype": model.dtype,
         "backend": model.backend,
         "settings": json.dumps(model.settings),
@@ -101,7 +110,7 @@ def save(path: str | os.PathLike[str], model: Model, *, to_host: Any = np.asarra
         "history": json.dumps(model.history),
     }
     if not seed_kind:
-        meta["hidden_layers"] = json.dumps([int(arrays[n].shape[1]) for n in list(arrays)[0:-2:2]])
+        meta["hidden_layers"] = layers["hidden_layers"]
         meta["activation"] = model.activation
     data = st_save(arrays, metadata=meta)
     atomic_write(path, lambda fh: fh.write(data), durable=True)
