@@ -16,6 +16,8 @@ class NumpyBackend(Backend):
     default_dtype = "float64"
     #: NumPy reports its buffers to tracemalloc (the benchmark's peak memory a step)
     memory_traced = True
+    #: a SciPy sparse X stays sparse; each block of rows is densified for the core
+    takes_sparse = True
 
     def __init__(self) -> None:
         import numpy

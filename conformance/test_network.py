@@ -142,11 +142,16 @@ def _run_data(n: int = 160, d: int = 3) -> tuple[np.ndarray, np.ndarray]:
 
 
 def check_whole_run(
-    backend, dtype, name, batch_size, *, epochs=12, weights=None, hidden=(6, 3), **extra
-):
+    backend, dtype, name, batch_size, *, epochs=12, weights=None, hidden=(6, 3), sparse=False,
+    **extra,
+):  # fmt: skip
+    """nnbin's run against the reference's; ``sparse``: about 70% of X zero, given to nnbin
+    as a SciPy CSR matrix (the reference: the same values, dense)."""
     options, make, lr = OPTIMIZERS[name]
     activation = ACTIVATION_OF[name]
     X, y = _run_data()
+    if sparse:
+        X[np.random.default_rng(8).random(X.shape) < 0.7] = 0.0
     if weights is not None:  # sample weights, the same to both
         extra_ref = {**extra, "sample_weight": weights}
         extra_nnbin = {**extra, "sample_weight": backend.asarray(weights, dtype)}
@@ -169,8 +174,14 @@ def check_whole_run(
         seed=seed,
         **extra_ref,
     )
+    if sparse:
+        import scipy.sparse
+
+        X_given = scipy.sparse.csr_matrix(X.astype(dtype))
+    else:
+        X_given = backend.asarray(X, dtype)
     got = nnbin.train(
-        backend.asarray(X, dtype),
+        X_given,
         backend.asarray(y, dtype),
         hidden=hidden,
         activation=activation,

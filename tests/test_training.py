@@ -371,3 +371,42 @@ def test_sample_weights_of_another_library_are_refused_not_copied():
     r = nnbin.train(torch.asarray(X), torch.asarray(y), sample_weight=torch.ones(40), steps=2)
     plain = nnbin.train(torch.asarray(X), torch.asarray(y), steps=2)
     assert r.final_loss == pytest.approx(plain.final_loss, rel=1e-12)  # weights of 1: no change
+
+
+def _sparse_x(values: np.ndarray):
+    sparse = pytest.importorskip("scipy.sparse")
+    return sparse.csr_matrix(values)
+
+
+def test_sparse_x_is_checked_as_dense_data_are():
+    """A SciPy sparse X: its stored values checked once (NaN, dtype), its labels NumPy's, its
+    integers converted with the same note as dense integers; the API's functions that take
+    dense arrays say so in one line."""
+    X = np.zeros((6, 3))
+    X[:, 0] = [1.0, -1.0, 2.0, -2.0, 3.0, -3.0]
+    y = (X[:, :1] > 0).astype(float)
+    bad = X.copy()
+    bad[2, 1] = np.nan
+    with pytest.raises(InvalidInputError, match="NaN"):
+        nnbin.train(_sparse_x(bad), y, steps=1)
+    torch = pytest.importorskip("torch")
+    with pytest.raises(nnbin.MixedArraysError, match=r"sparse.*NumPy array"):
+        nnbin.train(_sparse_x(X), torch.asarray(y), steps=1)
+    with pytest.warns(UserWarning, match="converting it to float64"):
+        result = nnbin.train(_sparse_x(X.astype(np.int64)), y, steps=2, hidden=3)
+    assert result.dtype == "float64"
+    with pytest.raises(InvalidInputError, match=r"sparse.*torch backend.*X\.toarray\(\)"):
+        nnbin.train(_sparse_x(X), y, steps=1, backend="torch")
+    with pytest.raises(InvalidInputError, match=r"sparse.*X\.toarray\(\)"):
+        nnbin.accuracy(result.params, _sparse_x(X), y)
+
+
+def test_sparse_x_with_float32_trains_in_float32_and_refuses_what_float32_cannot_hold():
+    X = np.zeros((6, 2))
+    X[:, 0] = [1.0, -1.0, 2.0, -2.0, 3.0, -3.0]
+    y = (X[:, :1] > 0).astype(float)
+    result = nnbin.train(_sparse_x(X.astype(np.float32)), y.astype(np.float32), steps=2)
+    assert result.dtype == "float32" and result.params[0].dtype == np.float32
+    X[1, 1] = 1e39
+    with pytest.raises(InvalidInputError, match="float32's range"):
+        nnbin.train(_sparse_x(X), y, steps=1, dtype="float32")

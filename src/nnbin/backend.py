@@ -40,7 +40,16 @@ from .loop import (
     logged_segments,
     run_steps,
 )
-from .model import Array, Params, forward, initial_weights, like, namespace, widths
+from .model import (
+    Array,
+    Params,
+    forward_blocks,
+    initial_weights,
+    is_sparse,
+    like,
+    namespace,
+    widths,
+)  # fmt: skip
 from .optim import Optimizer
 from .validate import host_memory_fits, parameter_count
 
@@ -53,9 +62,12 @@ ENTRY_POINT_GROUP = "nnbin.backends"
 
 
 def take_rows(a: Array, rows: np.ndarray) -> Array:
-    """The rows of ``a`` that the host row numbers ``rows`` name, on ``a``'s device."""
+    """The rows of ``a`` that the host row numbers ``rows`` name, on ``a``'s device (of a
+    SciPy sparse X: a sparse matrix of those rows)."""
     import array_api_compat
 
+    if is_sparse(a):
+        return a[rows]
     xp = namespace(a)
     return xp.take(a, xp.asarray(rows, device=array_api_compat.device(a)), axis=0)
 
@@ -104,7 +116,7 @@ class CoreStepper(Stepper):
             if config.batch_size is not None
             else None
         )
-        self.xp = namespace(X, y)
+        self.xp = namespace(y)  # X's library (a SciPy sparse X: NumPy's)
         self.validation = validation
         if config.early_stopping and validation is None:
             raise ValueError("early stopping needs held-out samples (validation=)")
@@ -173,7 +185,7 @@ class CoreStepper(Stepper):
         sample weights, as scikit-learn's score)."""
         assert self.validation is not None
         Xv, yv = self.validation
-        z = forward(self.params, Xv, self.config.activation)
+        z = forward_blocks(self.params, Xv, self.config.activation, self.block_rows)
         xp = self.xp
         right = xp.astype((z >= 0.0) == (yv == 1.0), yv.dtype)
         if self.wv is None:
@@ -262,6 +274,9 @@ class Backend:
     memory_nh: ClassVar[float] = 4.0
     #: works through the data chunk by chunk (Dask): no in-memory estimate applies
     out_of_core: ClassVar[bool] = False
+    #: trains on a SciPy sparse X (CSR) kept sparse on the host, the core densifying one
+    #: block of rows at a time (:func:`nnbin.model.dense`): numpy
+    takes_sparse: ClassVar[bool] = False
     #: whether ``run`` takes ``fused=`` (a native fused step besides the array-API core):
     #: cupy always; torch and jax where a CUDA GPU and cupy are there (through DLPack)
     has_fused: bool = False
@@ -518,10 +533,10 @@ class Backend:
         validation_weights: Any = None,
     ) -> Stepper:
         """The :attr:`stepper_class` for this run, through the samples in blocks of
-        :meth:`block_rows` (a mini-batch is its own block); for ``config.optimizer ==
-        "lbfgs"`` an :class:`LbfgsStepper` on this backend's :meth:`evaluator` (full batch:
-        early stopping does not apply)."""
-        rows = self.block_rows(X.shape[0], max_width(params))
+        :meth:`block_rows` (a mini-batch is its own block, unless X is sparse); for
+        ``config.optimizer == "lbfgs"`` an :class:`LbfgsStepper` on this backend's
+        :meth:`evaluator` (full batch: early stopping does not apply)."""
+        rows = self.block_rows(X.shape[0], block_width(max_width(params), X))
         if config.optimizer == "lbfgs":
             minimiser = lbfgs.Lbfgs(
                 params,
@@ -532,8 +547,8 @@ class Backend:
                 max_fun=config.max_fun,
             )
             return LbfgsStepper(minimiser)
-        if config.batch_size is not None:
-            rows = None
+        if config.batch_size is not None and not is_sparse(X):
+            rows = None  # a mini-batch is its own block (sparse: densified a block at a time)
         return self.stepper_class(
             params, X, y, lr, config, block_rows=rows, validation=validation, backend=self,
             weights=weights, validation_weights=validation_weights,
@@ -543,6 +558,12 @@ class Backend:
 def max_width(params: Any) -> int:
     """The widest hidden layer of ``params`` (what sizes a block of rows; 1 with none)."""
     return max(widths(params), default=1)
+
+
+def block_width(width: int, X: Any) -> int:
+    """The widest (rows, width) array a block of rows of X builds: ``width`` (the widest
+    hidden layer), or a SciPy sparse X's densified block (its D features) where wider."""
+    return max(width, int(X.shape[1])) if is_sparse(X) else width
 
 
 def cache_block_rows(hidden: int, itemsize: int = 8) -> int:

@@ -34,7 +34,16 @@ from __future__ import annotations
 from typing import Any
 
 from .loss import bce_with_logits_sum, l2_penalty
-from .model import ACTIVATION_FNS, Array, hidden_outputs, layers, like, namespace, sigmoid
+from .model import (
+    ACTIVATION_FNS,
+    Array,
+    dense,
+    hidden_outputs,
+    layers,
+    like,
+    namespace,
+    sigmoid,
+)  # fmt: skip
 
 
 def _block_grads(
@@ -111,24 +120,25 @@ def value_and_grads(
 ) -> tuple[Array | None, Any]:
     """Mean BCE (plus the L2 penalty ``alpha``; the loss is None when ``with_loss`` is
     false) and its gradient, by blocks of rows; with ``weights`` (a (N, 1) column of
-    sample weights) the weighted mean, N replaced by their sum."""
-    xp = namespace(X, y, *params)
+    sample weights) the weighted mean, N replaced by their sum. A SciPy sparse X (the numpy
+    backend's) is densified one block at a time (:func:`nnbin.model.dense`)."""
+    xp = namespace(y, *params)  # X's library is y's (checked where the data came in)
     n: Any = X.shape[0]
 
     def w(a: int, b: int) -> Array | None:
         return None if weights is None else weights[a:b, ...]
 
     if block_rows is None or block_rows >= n:
-        loss_sum, grads = _block_grads(xp, params, X, y, with_loss, activation, weights)
+        loss_sum, grads = _block_grads(xp, params, dense(X), y, with_loss, activation, weights)
     else:
         loss_sum, grads = _block_grads(
-            xp, params, X[:block_rows, ...], y[:block_rows, ...], with_loss, activation,
+            xp, params, dense(X[:block_rows, ...]), y[:block_rows, ...], with_loss, activation,
             w(0, block_rows),
         )  # fmt: skip
         for start in range(block_rows, n, block_rows):
             stop = min(start + block_rows, n)  # the standard leaves out-of-range stops undefined
             part_loss, part = _block_grads(
-                xp, params, X[start:stop, ...], y[start:stop, ...], with_loss, activation,
+                xp, params, dense(X[start:stop, ...]), y[start:stop, ...], with_loss, activation,
                 w(start, stop),
             )  # fmt: skip
             grads = like(params, (g + p for g, p in zip(grads, part)))

@@ -31,11 +31,11 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import options, validate
 from .api import init_params
-from .backend import backend_of, get_backend
+from .backend import backend_of, block_width, get_backend, max_width
 from .errors import InvalidInputError
 from .lbfgs import ITERATION_LIMIT, LINE_SEARCH_FAILED
 from .loop import ADAPTIVE_FLOOR
-from .model import Params, forward, namespace, predict_proba, quiet_overflow
+from .model import Params, forward_blocks, is_sparse, namespace, quiet_overflow, sigmoid
 from .options import BY_SKLEARN, Flag, Whole, from_sklearn
 from .options import check as check_option
 from .training import backend_and_dtype, train
@@ -105,7 +105,9 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         that passes it)
     backend : str or None
         nnbin backend for NumPy input (default: ``NNBIN_BACKEND``, else numpy). Arrays of
-        another library always run on that library's backend.
+        another library always run on that library's backend. SciPy sparse X (CSR, CSC)
+        trains on numpy, kept sparse and densified a block of rows at a time; the other
+        backends refuse it in one error that says to pass ``X.toarray()``.
     dtype : "float32", "float64" or None
         Working dtype (default: the input's floating dtype, else the backend's default).
 
@@ -192,6 +194,7 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         tags.classifier_tags.multi_class = False
         tags.array_api_support = True
         tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = get_backend(self.backend).takes_sparse
         return tags
 
     def _dtypes(self, X: Any) -> Any:
@@ -207,7 +210,10 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
             pass
         else:
             check_same_namespace(X, self, attribute="weights_in_", method=method)
-        return validate_data(self, X, reset=False, dtype=self._dtypes(X))
+        be = backend_of(self.params_[0])  # a fitted model's: where its parameters are
+        return validate_data(
+            self, X, reset=False, dtype=self._dtypes(X), accept_sparse=_sparse_formats(be, X)
+        )
 
     def _options(self) -> dict[str, Any]:
         """The training options of :func:`nnbin.train`, from this estimator's parameters by
@@ -254,7 +260,10 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         ``classes`` they are y's: two labels, or (``one_class``: fit) one, which
         scikit-learn's MLPClassifier also fits (it then predicts that label; the network
         learns the target 0)."""
-        X, y = validate_data(self, X, y, reset=reset, dtype=self._dtypes(X))
+        X, y = validate_data(
+            self, X, y, reset=reset, dtype=self._dtypes(X),
+            accept_sparse=_sparse_formats(get_backend(self.backend), X),
+        )  # fmt: skip
         y_host = np.asarray(_to_host(y))
         check_classification_targets(y_host)
         seen = np.unique(y_host)
@@ -289,7 +298,7 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
             .astype(np.float64)
             .reshape(-1, 1)
         )
-        if isinstance(X, np.ndarray):
+        if _on_host(X):
             return X, target
         be = backend_of(X)
         return X, be.asarray(target, _dtype_name(X), device=_device(X))
@@ -386,11 +395,11 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
             and all(a.shape == f.shape and np.array_equal(a, f) for a, f in zip(host, fitted))
         ):
             return self.params_  # as fitted: no copy
-        if isinstance(X, np.ndarray) and hasattr(self, "params_"):
+        if _on_host(X) and hasattr(self, "params_"):
             be, dtype = backend_of(self.params_[0]), _dtype_name(self.params_[0])
             device = _device(self.params_[0])
         else:  # host data go to ``backend``; a library's arrays stay with it
-            host_data = isinstance(X, np.ndarray)
+            host_data = _on_host(X)
             be, dtype = backend_and_dtype(
                 X, self.backend if host_data else None, self._working_dtype(X)
             )
@@ -434,11 +443,11 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
             # a first batch of one class (classes= named both), or a fit on one class as
             # scikit-learn's: the weights train would draw from this seed, drawn here, so
             # that the run may see one class
-            own = None if isinstance(X, np.ndarray) else str(X.dtype).rpartition(".")[2]
+            own = None if _on_host(X) else str(X.dtype).rpartition(".")[2]
             start = init_params(
                 int(X.shape[1]), options["hidden"], seed, dtype=self._working_dtype(X) or own,
-                backend=self.backend if isinstance(X, np.ndarray) else backend_of(X).name,
-                device=None if isinstance(X, np.ndarray) else _device(X),
+                backend=self.backend if _on_host(X) else backend_of(X).name,
+                device=None if _on_host(X) else _device(X),
                 activation=options["activation"], init=options["init"],
             )  # fmt: skip
         if options.get("learning_rate") == "invscaling" and accumulating:
@@ -455,7 +464,7 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
             log_every=1,
             seed=seed,
             dtype=self._working_dtype(X),
-            backend=self.backend if isinstance(X, np.ndarray) else None,
+            backend=self.backend if _on_host(X) else None,
             batch_size=batch,
             params=start,
             optimizer_state=state,
@@ -486,7 +495,7 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         self.out_activation_ = "logistic"
         # of the fit data's library and device (scikit-learn checks predict's input by it):
         # NumPy for host data, whichever backend trained
-        self.weights_in_ = self.coefs_[0] if isinstance(X, np.ndarray) else result.params[0]
+        self.weights_in_ = self.coefs_[0] if _on_host(X) else result.params[0]
         curve = [v for _, v in result.history]
         self.loss_curve_ = (self.loss_curve_ if accumulating else []) + curve
         self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else result.final_loss
@@ -539,9 +548,8 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
     def _warn_if_collapsed(self, X: Any, yf: Any) -> None:
         """One warning when every training sample gets the same predicted class although
         both classes are there: training collapsed (the usual causes named)."""
-        Xp, _ = self._placed(X)
-        xp = namespace(Xp)
-        z = forward(self.params_, Xp, validate.activation_name(self.activation))
+        z = self._z(self._placed(X)[0])
+        xp = namespace(z)
         some, every = bool(xp.any(z > 0.0)), bool(xp.all(z > 0.0))
         labels = np.asarray(_to_host(yf)) > 0.5
         if labels.any() and not labels.all() and (every or not some):
@@ -558,7 +566,7 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         """``dtype``, else host data's own float type where the backend can work in it
         (JAX without 64-bit mode cannot: float64 host data then train in float32), else
         None (the backend's default, or a library array's own type)."""
-        if self.dtype is not None or not isinstance(X, np.ndarray):
+        if self.dtype is not None or not _on_host(X):
             return self.dtype
         from .errors import NnbinError
 
@@ -578,17 +586,17 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
     def _logits(self, X: Any, method: str) -> Any:
         check_is_fitted(self)
         X, back = self._placed(self._validate(X, method))
-        xp = namespace(X)
-        z = forward(self.params_, X, validate.activation_name(self.activation))
-        return back(xp.reshape(z, (-1,)))
+        z = self._z(X)
+        return back(namespace(z).reshape(z, (-1,)))
 
     @quiet_overflow
     def predict_proba(self, X: Any) -> Any:
         """Shape (N, 2): the probabilities of ``classes_[0]`` and ``classes_[1]``."""
         check_is_fitted(self)
         X, back = self._placed(self._validate(X, "predict_proba"))
-        xp = namespace(X)
-        p1 = predict_proba(self.params_, X, validate.activation_name(self.activation))
+        z = self._z(X)
+        xp = namespace(z)
+        p1 = sigmoid(xp, z)
         return back(xp.concat([1.0 - p1, p1], axis=1))
 
     @quiet_overflow
@@ -598,10 +606,19 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         0 or 1."""
         check_is_fitted(self)
         X, back = self._placed(self._validate(X, "predict_log_proba"))
-        xp = namespace(X)
-        z = forward(self.params_, X, validate.activation_name(self.activation))
+        z = self._z(X)
+        xp = namespace(z)
         zero = xp.zeros_like(z)
         return back(xp.concat([-xp.logaddexp(zero, z), -xp.logaddexp(zero, -z)], axis=1))
+
+    def _z(self, X: Any) -> Any:
+        """The logits (N, 1) of X placed where the parameters are (:meth:`_placed`); a SciPy
+        sparse X's a block of rows at a time (:func:`nnbin.model.forward_blocks`)."""
+        rows = None
+        if is_sparse(X):
+            width = block_width(max_width(self.params_), X)
+            rows = backend_of(self.params_[0]).block_rows(int(X.shape[0]), width)
+        return forward_blocks(self.params_, X, validate.activation_name(self.activation), rows)
 
     def _placed(self, X: Any) -> tuple[Any, Any]:
         """X where the parameters are, and how to bring a result back to X's library. Host
@@ -609,7 +626,7 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         that backend and the results come back to the host; arrays of a library stay in it
         (they were fitted there: scikit-learn's namespace check says so otherwise)."""
         W1 = self.params_[0]
-        if isinstance(X, np.ndarray) and not isinstance(W1, np.ndarray):
+        if _on_host(X) and not isinstance(W1, np.ndarray):
             be = backend_of(W1)
             dtype = str(be.to_host(self.params_[-1]).dtype)
             return be.asarray(X, dtype), be.to_host
@@ -631,11 +648,10 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         return classes[np.asarray(be.to_host(hit))]
 
     def _as_params_dtype(self, X: Any) -> Any:
-        xp = namespace(X)
         want = self.params_[0].dtype
-        if X.dtype != want:
-            X = xp.astype(X, want)
-        return X
+        if X.dtype == want:
+            return X
+        return X.astype(want) if is_sparse(X) else namespace(X).astype(X, want)
 
 
 def _same(a: Any) -> Any:
@@ -650,6 +666,25 @@ def _weights(sample_weight: Any, X: Any) -> Any:
     from sklearn.utils.validation import _check_sample_weight
 
     return _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
+
+
+def _on_host(X: Any) -> bool:
+    """Host data: a NumPy array, or a SciPy sparse matrix (numpy backend)."""
+    return isinstance(X, np.ndarray) or is_sparse(X)
+
+
+def _sparse_formats(be: Any, X: Any) -> Any:
+    """scikit-learn's ``accept_sparse`` for X: CSR and CSC (trained as CSR) where the backend
+    ``be`` takes SciPy sparse X (numpy), else False, and for a sparse X one error that
+    names what to do instead (an InvalidInputError naming "sparse", as scikit-learn's)."""
+    if be.takes_sparse:
+        return ["csr", "csc"]
+    if is_sparse(X):
+        raise InvalidInputError(
+            f"X is a SciPy sparse matrix, which backend='numpy' trains on (kept sparse); for "
+            f"the {be.name} backend pass dense data: X.toarray()"
+        )
+    return False
 
 
 def _one_label(yf: Any) -> bool:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar, cast
 
@@ -56,6 +57,21 @@ def namespace(*arrays: Array) -> Any:
             f"arrays from different libraries were passed together ({', '.join(kinds)}); "
             "nnbin never copies between libraries: convert them to one library first"
         ) from None
+
+
+def is_sparse(a: Any) -> bool:
+    """Whether ``a`` is a SciPy sparse matrix or array (never imports SciPy: data cannot be
+    SciPy's unless SciPy was imported)."""
+    sparse = sys.modules.get("scipy.sparse")
+    return sparse is not None and bool(sparse.issparse(a))
+
+
+def dense(a: Any) -> Any:
+    """``a``, a SciPy sparse block of rows made a dense NumPy array: the one place sparse
+    data become dense. The numpy backend keeps a sparse X sparse (CSR); the core densifies
+    it one block of rows (a mini-batch, or a block of :func:`forward_blocks` and of the
+    gradient pass) at a time."""
+    return a.toarray() if is_sparse(a) else a
 
 
 #: hidden-layer activations, by name; scikit-learn's "logistic" is an alias of "sigmoid"
@@ -218,6 +234,20 @@ def forward(params: Any, X: Array, activation: str = "sigmoid") -> Array:
     """Output logits z, shape (N, 1)."""
     xp = namespace(X, *params)
     return hidden_layer(xp, params, X, activation) @ params[-2] + params[-1]
+
+
+def forward_blocks(
+    params: Any, X: Any, activation: str = "sigmoid", rows: int | None = None
+) -> Array:
+    """:func:`forward` over X ``rows`` samples at a time (None: all at once), each block
+    :func:`dense`: the logits of a SciPy sparse X without densifying it whole."""
+    n = int(X.shape[0])
+    if rows is None or rows >= n:
+        return forward(params, dense(X), activation)
+    parts = [  # the standard leaves out-of-range stops undefined: min
+        forward(params, dense(X[a : min(a + rows, n), ...]), activation) for a in range(0, n, rows)
+    ]
+    return namespace(*params).concat(parts, axis=0)
 
 
 def predict_proba(params: Any, X: Array, activation: str = "sigmoid") -> Array:

@@ -16,12 +16,12 @@ import numpy as np
 
 from . import options as options_table
 from . import validate
-from .backend import Backend, backend_of, get_backend, max_width
+from .backend import Backend, backend_of, block_width, get_backend, max_width
 from .backprop import value_and_grads
 from .config import Config
 from .errors import InvalidInputError, MixedArraysError, NnbinError
 from .loop import diverged
-from .model import Array, Params, namespace, quiet_overflow, widths
+from .model import Array, Params, dense, is_sparse, namespace, quiet_overflow, widths
 from .optim import Optimizer
 
 
@@ -66,9 +66,16 @@ class TrainResult:
 def backend_and_dtype(X: Any, backend: str | None, dtype: str | None) -> tuple[Backend, str]:
     """The backend that trains on X (checked by validate.training_data: one library, one
     device) and the working dtype. Host (NumPy) data go to ``backend``; other arrays stay
-    with their library, and naming another backend for them is an error."""
-    if isinstance(X, np.ndarray):
+    with their library, and naming another backend for them is an error. SciPy sparse X
+    are host data for a backend that keeps them sparse (``takes_sparse``: numpy)."""
+    if isinstance(X, np.ndarray) or is_sparse(X):
         be = get_backend(backend)
+        if is_sparse(X) and not be.takes_sparse:
+            raise InvalidInputError(
+                f"X is a SciPy sparse matrix, which the numpy backend trains on (kept sparse, "
+                f"densified a block of rows at a time); for the {be.name} backend pass dense "
+                "data: X.toarray()"
+            )
     else:
         be = backend_of(X)
         if backend is not None and get_backend(backend) is not be:
@@ -79,7 +86,7 @@ def backend_and_dtype(X: Any, backend: str | None, dtype: str | None) -> tuple[B
     if dtype is None:
         # The data's own floating dtype, unless they are host data bound for another backend.
         kind = str(getattr(X, "dtype", ""))
-        own = not isinstance(X, np.ndarray) or be.owns(X)
+        own = not isinstance(X, np.ndarray) or be.owns(X)  # sparse X: the numpy backend's
         dtype = kind.rpartition(".")[2] if own and "float" in kind else be.default_dtype
         if kind == "float64" and dtype == "float32":
             _say_narrowed(be)
@@ -113,11 +120,13 @@ def _place(be: Backend, X: Any, y: Any, w: Any, dtype: str) -> tuple[Array, Arra
     """X, y and the sample weights ``w`` (None: none) on ``be`` in ``dtype``, copying only
     host (NumPy) data."""
     narrowed = dtype == "float32" and "float64" in str(getattr(X, "dtype", ""))
-    if isinstance(X, np.ndarray):
-        if narrowed and np.max(np.abs(X), initial=0.0) > np.finfo(np.float32).max:
+    if isinstance(X, np.ndarray) or is_sparse(X):
+        values = X.data if is_sparse(X) else X  # a sparse matrix's stored values
+        if narrowed and np.max(np.abs(values), initial=0.0) > np.finfo(np.float32).max:
             raise _too_big_for_float32()
         put = be.asarray
-        return put(X, dtype), put(y, dtype), None if w is None else put(w, dtype)
+        Xb = X.astype(dtype, copy=False) if is_sparse(X) else put(X, dtype)  # sparse stays so
+        return Xb, put(y, dtype), None if w is None else put(w, dtype)
     xp = namespace(X, y)
 
     def cast(a: Any) -> Any:
@@ -150,7 +159,9 @@ def train(
     """Train the network on (X, y) on mean BCE; by default the seed job: one layer of 32
     sigmoid units, full-batch gradient descent at step size 1 for 1,000 steps.
 
-    X is (N, D) and y is (N, 1) with labels 0 and 1. NumPy inputs run on ``backend``
+    X is (N, D) and y is (N, 1) with labels 0 and 1 (X may be a SciPy sparse matrix, with
+    NumPy labels, on the numpy backend: kept sparse as CSR, each block of rows densified as
+    the core uses it, :func:`nnbin.model.dense`). NumPy inputs run on ``backend``
     (default: ``NNBIN_BACKEND``, else numpy) and are moved there once; arrays of another
     library run on that library's backend, on their device, and the parameters come back
     as arrays of that library. ``dtype`` defaults to the data's floating dtype, else the
@@ -197,13 +208,13 @@ def train(
     X, y = validate.training_data(X, y, both_classes=params is None)
     weights = validate.sample_weights(sample_weight, X)
     be, dtype = backend_and_dtype(X, backend, dtype)
-    on_host = isinstance(X, np.ndarray) or "cpu" in str(array_api_compat.device(X)).lower()
+    on_host = isinstance(X, np.ndarray) or is_sparse(X) or "cpu" in str(_device(X)).lower()
     if on_host and not be.out_of_core:  # Dask works chunk by chunk
         # host memory: checked before anything large is allocated (GPU libraries report
         # their own out-of-memory errors)
         n, d = (int(v) for v in X.shape)
         size = 4 if dtype == "float32" else 8
-        width = hidden if isinstance(hidden, int) else max(hidden, default=1)
+        width = block_width(hidden if isinstance(hidden, int) else max(hidden, default=1), X)
         validate.memory_fits(n, d, hidden, size, be.memory_nh, be.block_rows(n, width))
     X, y, weights = _place(be, X, y, weights, dtype)
     validation = validation_weights = None
@@ -218,7 +229,7 @@ def train(
             hidden,
             seed,
             dtype=dtype,
-            device=array_api_compat.device(X),
+            device=_device(X),
             activation=config.activation,
             init=init,
         )
@@ -255,7 +266,7 @@ def train(
             run.params,
             X,
             y,
-            block_rows=be.block_rows(X.shape[0], max_width(run.params)),
+            block_rows=be.block_rows(X.shape[0], block_width(max_width(run.params), X)),
             activation=config.activation,
             alpha=config.alpha,
             weights=weights,
@@ -293,7 +304,8 @@ def train(
 
 def _starting_params(params: Any, X: Array, hidden: int | tuple[int, ...], dtype: str) -> Any:
     """The caller's starting parameters, checked against the data and ``hidden``."""
-    params, _, _ = validate.model_inputs(params, X[:1, ...])
+    X = dense(X[:1, ...])  # one row: what the checks below need of the data
+    params, _, _ = validate.model_inputs(params, X)
     sizes = (hidden,) if isinstance(hidden, int) else tuple(hidden)
     if widths(params) != sizes:
         raise InvalidInputError(
@@ -310,6 +322,11 @@ def _starting_params(params: Any, X: Array, hidden: int | tuple[int, ...], dtype
             "TrainingDivergedError's .params are the last finite ones of a run)"
         )
     return params
+
+
+def _device(X: Any) -> Any:
+    """X's device (a SciPy sparse X: the host's, None)."""
+    return None if is_sparse(X) else array_api_compat.device(X)
 
 
 def _hold_out(

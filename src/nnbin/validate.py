@@ -16,6 +16,7 @@ import numpy as np
 
 from . import options
 from .errors import InvalidInputError, MixedArraysError
+from .model import is_sparse
 from .options import Whole
 
 
@@ -169,6 +170,11 @@ def model_inputs(
                 f"{tuple(W.shape)}, got {tuple(b.shape)}: the parameters do not belong together"
             )
         fan_in = W.shape[1]
+    if is_sparse(X):
+        raise InvalidInputError(
+            "X is a SciPy sparse matrix: nnbin.train and BinaryMLPClassifier take one (numpy "
+            "backend); these functions take dense arrays: pass X.toarray()"
+        )
     _matrix(X)
     if X.shape[1] != d:
         raise InvalidInputError(
@@ -236,7 +242,15 @@ def _label_column(X: Any, y: Any) -> Any:
 
 
 def same_library(X: Any, y: Any) -> None:
-    """X and y come from one library and one device; else one error naming both."""
+    """X and y come from one library and one device; else one error naming both. A SciPy
+    sparse X is host data: its labels and weights are NumPy arrays."""
+    if is_sparse(X):
+        if not isinstance(y, np.ndarray):
+            raise MixedArraysError(
+                f"X is a SciPy sparse matrix (host data) but y is a {_kind(y)}; nnbin never "
+                "copies between libraries: pass y as a NumPy array"
+            )
+        return
     try:
         array_api_compat.array_namespace(X, y)
     except TypeError:
@@ -263,12 +277,14 @@ def training_data(X: Any, y: Any, *, both_classes: bool = True) -> tuple[Any, An
         raise InvalidInputError(
             f"X has shape {tuple(X.shape)}: at least one sample and one feature are needed"
         )
+    if is_sparse(X):  # rows sliced cheaply, densified one block at a time (CSC: copied once)
+        X = X.tocsr()
     y = _label_column(X, y)
-    xp = array_api_compat.array_namespace(X, y)
+    xp = array_api_compat.array_namespace(y)  # X's library (same_library)
     X = _floating(xp, X, "X")
     y = _floating(xp, y, "y")
     # One reduction per check, evaluated once (a single host synchronisation on GPUs).
-    if not bool(xp.all(xp.isfinite(X))):
+    if not bool(xp.all(xp.isfinite(X.data if is_sparse(X) else X))):  # sparse: stored values
         raise InvalidInputError("X contains NaN or infinite values; remove or impute them")
     if not bool(xp.all((y == 0.0) | (y == 1.0))):
         raise InvalidInputError(
@@ -291,7 +307,7 @@ def sample_weights(w: Any, X: Any) -> Any:
     copy). One read of the weights checks them. None stays None (every sample 1)."""
     if w is None:
         return None
-    if isinstance(X, np.ndarray):
+    if isinstance(X, np.ndarray) or is_sparse(X):  # host data: host weights
         if not isinstance(w, np.ndarray):
             try:
                 w = np.asarray(w, dtype=np.float64)
@@ -311,7 +327,7 @@ def sample_weights(w: Any, X: Any) -> Any:
             f"sample_weight has shape {tuple(w.shape)}; X has {n} rows: pass one weight per "
             "sample, shape (N,)"
         )
-    xp = array_api_compat.array_namespace(X, w)
+    xp = array_api_compat.array_namespace(w)  # X's library (same_library)
     if not xp.isdtype(w.dtype, ("real floating", "integral", "bool")):
         raise InvalidInputError(f"sample_weight must be real numbers; got dtype {w.dtype}")
     w = xp.reshape(w, (n, 1))
@@ -334,7 +350,7 @@ def _floating(xp: Any, a: Any, name: str) -> Any:
         warnings.warn(
             f"{name} has dtype {a.dtype}; converting it to float64 for training", stacklevel=4
         )
-        return xp.astype(a, xp.float64)
+        return a.astype(np.float64) if is_sparse(a) else xp.astype(a, xp.float64)
     raise InvalidInputError(
         f"{name} has dtype {a.dtype}; nnbin needs real numbers (float32 or float64)"
     )
