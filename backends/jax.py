@@ -150,11 +150,44 @@ class JaxBackend(FusedThroughDlpack):
 
             self._evaluators[key] = self._jax.jit(at)
         jitted, xp = self._evaluators[key], self.xp
+        X, y, weights = self.padded(X, y, weights)  # folds a few rows apart: one compile
         return lambda p, d, t: jitted(p, d, xp.asarray(t, dtype=X.dtype), X, y, weights)
+
+    def padded(self, X: Any, y: Any, w: Any, batch: int | None = None) -> tuple[Any, Any, Any]:
+        """(X, y, w) padded with rows of weight 0 to :func:`bucket` rows, so that data sets a
+        few rows apart (cross-validation's folds, a stream's batches) share one compiled run;
+        w becomes the weights with 0 on the padding (1 on every sample when None). The
+        weighted mean over a batch is then the mean over its samples: the padding changes
+        no number."""
+        xp, n = self.xp, int(X.shape[0])
+        devices, sharding = X.devices(), X.sharding
+        rows = bucket(n, batch, len(devices))
+        weights = xp.ones((n, 1), dtype=X.dtype) if w is None else w
+        if rows > n:
+            extra = rows - n
+
+            def pad(a: Any) -> Any:
+                return xp.concatenate([a, xp.zeros((extra, *a.shape[1:]), dtype=a.dtype)])
+
+            X, y, weights = pad(X), pad(y), pad(weights)
+        if len(devices) > 1:  # data-parallel: the rows split over the devices as X's were
+            X, y, weights = (self._jax.device_put(a, sharding) for a in (X, y, weights))
+        return X, y, weights
 
     def _on_gpu(self, X: Any) -> bool:
         devices = X.devices()
         return len(devices) == 1 and next(iter(devices)).platform == "gpu"
+
+
+def bucket(n: int, batch: int | None = None, devices: int = 1) -> int:
+    """The rows a run on ``n`` samples is padded to: ``n`` rounded up to a sixteenth of its
+    power of two (at most about 6% more rows), to whole mini-batches of ``batch`` and to a
+    multiple of the ``devices`` the rows are split over."""
+    unit = max(1, 1 << max(n.bit_length() - 5, 0))
+    if batch is not None:
+        unit = batch * -(-unit // batch)
+    unit = math.lcm(unit, devices)
+    return unit * -(-n // unit)
 
 
 def _shapes(params: Any, X: Any) -> tuple[Any, ...]:
@@ -164,17 +197,24 @@ def _shapes(params: Any, X: Any) -> tuple[Any, ...]:
 
 class _Compiled(CoreStepper):
     """The core's steps compiled: one call of :meth:`advance` is one call of one compiled
-    function (:func:`_advance`: the steps a ``lax.fori_loop``, each epoch's full
-    mini-batches another over ``lax.dynamic_slice``s, the losses recorded inside, the last
-    finite parameters and the stopping rule (:func:`nnbin.loop.stop_update`, the same
-    function the eager loop calls) in its carry). It compiles once a run: the counts, the
+    function (:func:`_advance`: the steps a ``lax.fori_loop``, each epoch's mini-batches
+    another over ``lax.dynamic_slice``s, the losses recorded inside, the last finite
+    parameters and the stopping rule (:func:`nnbin.loop.stop_update`, the same function the
+    eager loop calls) in its carry). It compiles once a run: the counts, the sample count, the
     step size and the call's shuffled orders (drawn on the host, as on every backend, in a
     fixed (rows, N) argument) are arguments; X and y too, never closed over (closed-over
-    arrays become compile-time constants: a 2e7-sample compile took 31 s that way)."""
+    arrays become compile-time constants: a 2e7-sample compile took 31 s that way). The
+    samples are padded to :func:`bucket` rows of weight 0 (:meth:`JaxBackend.padded`), so
+    runs a few samples apart (cross-validation folds) share one compiled function."""
 
     def __init__(self, params: Any, X: Any, *args: Any, backend: Any, **kwargs: Any) -> None:
         super().__init__(params, X, *args, backend=backend, **kwargs)
         self.be: JaxBackend = backend
+        batch = self.config.batch_size
+        self.X, self.y, self.w = backend.padded(self.X, self.y, self.w, batch)
+        if self.validation is not None:
+            Xv, yv, self.wv = backend.padded(*self.validation, self.wv)
+            self.validation = (Xv, yv)
         self.be.last_temp_bytes = None  # set again when this run compiles
         # the step size an argument: one compile for every lr
         self.lr = self.be.xp.asarray(self.opt.lr, dtype=X.dtype)
@@ -195,12 +235,14 @@ class _Compiled(CoreStepper):
         self.lr = self.be.xp.asarray(lr, dtype=self.X.dtype)  # an argument: no new compile
 
     def _orders(self, n: int) -> Any:
-        """The next ``n`` epochs' shuffled orders as one (rows, N) int32 argument."""
-        host = np.zeros((self.rows, self.n), dtype=np.int32)
+        """The next ``n`` epochs' shuffled orders as one (rows, padded N) int32 argument (the
+        padding rows after the samples, in place)."""
+        host = np.zeros((self.rows, int(self.X.shape[0])), dtype=np.int32)
+        host[:, self.n :] = np.arange(self.n, host.shape[1], dtype=np.int32)
         for e in range(n):
             order = self.order()
             assert order is not None  # shuffles is set
-            host[e] = order
+            host[e, : self.n] = order
         return self.be.xp.asarray(host)
 
     def _compile(self, args: tuple[Any, ...]) -> Any:
@@ -214,8 +256,7 @@ class _Compiled(CoreStepper):
             type(self.opt).update,
             ACTIVATION_FNS[cfg.activation],
             args[4] is None,
-            args[8].shape,
-            args[11] is None,  # sample weights
+            args[9].shape,
         )
         if key not in self.be._compiled:
             t0 = time.perf_counter()
@@ -245,10 +286,10 @@ class _Compiled(CoreStepper):
         Xv, yv = self.validation if self.validation is not None else (self.X, self.y)
         perms = self._orders(n) if self.shuffles else None
         counts = (xp.asarray(n, dtype=i32), xp.asarray(every, dtype=i32))
-        wv = self.wv if self.validation is not None else None
+        wv = self.wv if self.validation is not None else self.w
         args: tuple[Any, ...] = (
-            self.params, self.state, self.X, self.y, perms, self.lr, *counts, Xv, yv, rule_in,
-            self.w, wv,  # the sample weights (None: every sample 1)
+            self.params, self.state, self.X, self.y, self.w, xp.asarray(self.n, dtype=i32),
+            perms, self.lr, *counts, Xv, yv, wv, rule_in,
         )  # fmt: skip
         params, state, good, losses, scores, ran, stopped, rule_out = self._compile(args)(*args)
         ran = int(ran)  # waits for the call: its one wait
@@ -270,15 +311,16 @@ def _advance(
     state: Any,
     X: Any,
     y: Any,
+    w: Any,
+    m: Any,
     perms: Any,
     lr: Any,
     n: Any,
     every: Any,
     Xv: Any,
     yv: Any,
+    wv: Any,
     rule: tuple[Any, Any, Any, Any] | None,
-    w: Any = None,
-    wv: Any = None,
     *,
     config: Config,
     opt: Any,
@@ -293,7 +335,8 @@ def _advance(
     Returns the parameters, the optimizer state, the parameters before the last finite
     logged step (with only finite ones before it), the losses and scores, how many logged
     steps ran, whether the rule stopped, and the rule's new state. ``w``, ``wv``: the sample
-    weights of (X, y) and of (Xv, yv), (N, 1) columns (None: 1 each)."""
+    weights of (X, y) and of (Xv, yv), (N, 1) columns, 0 on the padding rows after the ``m``
+    samples of X (:meth:`JaxBackend.padded`)."""
     import jax.numpy as jnp
     from jax import lax
 
@@ -309,7 +352,7 @@ def _advance(
 
     def epoch(e: Any, p: Any, s: Any, with_loss: bool) -> tuple[Any, Any, Any]:
         idx = None if perms is None else perms[e]
-        return _epoch(p, s, X, y, idx, w, config=config, opt=opt, with_loss=with_loss)
+        return _epoch(p, s, X, y, w, m, idx, config=config, opt=opt, with_loss=with_loss)
 
     def plain(e: Any, carry: tuple[Any, Any]) -> tuple[Any, Any]:
         p, s, _ = epoch(e, *carry, False)
@@ -331,7 +374,7 @@ def _advance(
             if early:
                 z = forward(p2, Xv, config.activation)
                 right = ((z >= 0.0) == (yv == 1.0)).astype(X.dtype)
-                score = jnp.mean(right) if wv is None else jnp.sum(wv * right) / jnp.sum(wv)
+                score = jnp.sum(wv * right) / jnp.sum(wv)
                 scores = scores.at[i].set(score)
             count2, best_loss2, best_score2, improved, stop = stop_update(
                 jnp, count, best_loss, best_score, loss, score,
@@ -368,47 +411,48 @@ def _epoch(
     state: Any,
     X: Any,
     y: Any,
+    w: Any,
+    m: Any,
     idx: Any,
-    w: Any = None,
     *,
     config: Config,
     opt: Any,
     with_loss: bool,
 ) -> tuple[Any, Any, Any]:
     """One step (an epoch, with mini-batches) of :class:`nnbin.backend.CoreStepper`, traced: X
-    and y are arguments (never closed over), ``idx`` the epoch's order (None: the data's own),
-    ``w`` the sample weights (None: 1 each)."""
+    and y are arguments (never closed over), padded after their ``m`` samples (a traced
+    count) to whole batches of rows whose weights ``w`` are 0; ``idx`` the epoch's order
+    (None: the data's own). The batches are the core's: ``m // size`` full ones and, where
+    ``m % size`` samples are left, a last one of those (its padding weighs nothing)."""
     import jax.numpy as jnp
     from jax import lax
 
     kw: dict[str, Any] = {"activation": config.activation, "alpha": config.alpha}
-    n = int(X.shape[0])
     if config.batch_size is None:
         loss, g = value_and_grads(params, X, y, with_loss=with_loss, weights=w, **kw)
         params, state = opt.update(params, g, state)
         return params, state, loss
-    Xs, ys = (X, y) if idx is None else (X[idx], y[idx])
-    ws = w if w is None or idx is None else w[idx]
-    size = min(int(config.batch_size), n)
-    full, tail = divmod(n, size)
+    Xs, ys, ws = (X, y, w) if idx is None else (X[idx], y[idx], w[idx])
+    size = min(int(config.batch_size), int(X.shape[0]))  # the padded rows: whole batches
+    full, tail = m // size, m % size
 
-    def batch(start: Any, rows: int, carry: Any) -> Any:
+    def batch(i: Any, carry: Any) -> Any:
         p, s, total = carry
-        xb = lax.dynamic_slice_in_dim(Xs, start, rows, axis=0)
-        yb = lax.dynamic_slice_in_dim(ys, start, rows, axis=0)
-        wb = None if ws is None else lax.dynamic_slice_in_dim(ws, start, rows, axis=0)
+        start = i * size
+        xb = lax.dynamic_slice_in_dim(Xs, start, size, axis=0)
+        yb = lax.dynamic_slice_in_dim(ys, start, size, axis=0)
+        wb = lax.dynamic_slice_in_dim(ws, start, size, axis=0)
         loss, g = value_and_grads(p, xb, yb, with_loss=with_loss, weights=wb, **kw)
         p, s = opt.update(p, g, s)
-        if loss is not None:
-            total = total + loss * float(rows)
+        if loss is not None:  # the epoch's loss: each batch's mean by its sample count
+            total = total + loss * jnp.minimum(m - start, size).astype(X.dtype)
         return p, s, total
 
     zero = jnp.zeros((), dtype=X.dtype)
-    carry = lax.fori_loop(0, full, lambda i, c: batch(i * size, size, c), (params, state, zero))
-    if tail:
-        carry = batch(full * size, tail, carry)
+    carry = lax.fori_loop(0, full, batch, (params, state, zero))
+    carry = lax.cond(tail > 0, lambda c: batch(full, c), lambda c: c, carry)
     params, state, total = carry
-    return params, state, (total / float(n) if with_loss else None)
+    return params, state, (total / m.astype(X.dtype) if with_loss else None)
 
 
 JaxBackend.stepper_class = _Compiled
