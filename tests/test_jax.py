@@ -293,18 +293,24 @@ def test_seeds_and_partial_fit_calls_compile_once():
 
 
 def test_folds_a_few_rows_apart_compile_once():
-    """Cross-validation's folds differ by a row or two: their rows are padded to one bucket
-    with weight 0, so every fold runs the same compiled function (sgd/adam and L-BFGS),
-    with the numbers of the unpadded run (the core, eagerly, on the same fold)."""
+    """Cross-validation's folds differ by a row or two, a grid search's settings by alpha:
+    the rows are padded to one bucket with weight 0 and alpha is an argument, so every fold
+    and setting runs the same compiled function (adam and L-BFGS), with the numbers of the
+    unpadded run (the core, eagerly, on the same fold)."""
     pytest.importorskip("sklearn")
     import warnings
 
     from backends.jax import bucket
     from nnbin.estimator import BinaryMLPClassifier
 
-    assert bucket(802, 200) == bucket(803, 200) == bucket(1000, 200) == 1000
+    assert bucket(802, 200) == bucket(825, 200) == bucket(1000, 200) == 1000
+    assert bucket(801) == bucket(825) == 832  # L-BFGS: full batch, 32 rows a bucket here
     assert bucket(1001, 200) > 1000 and bucket(20_000) - 20_000 < 20_000 / 16
     be = nnbin.get_backend("jax")
+
+    def compiles() -> tuple[int, int]:  # compiled runs; L-BFGS evaluations jit traced
+        return len(be._compiled), sum(f._cache_size() for f in be._evaluators.values())
+
     rng = np.random.default_rng(3)
     X = rng.normal(size=(900, 4)).astype(np.float32)
     y = (X[:, 0] - X[:, 1] > 0).astype(int)
@@ -313,13 +319,12 @@ def test_folds_a_few_rows_apart_compile_once():
         for solver in ("adam", "lbfgs"):
             kw = {"solver": solver, "random_state": 0, "max_iter": 4, "hidden_layer_sizes": (8,)}
             BinaryMLPClassifier(backend="jax", **kw).fit(X[:801], y[:801])
-            before = len(be._compiled), len(be._evaluators)
-            for n in (802, 803, 850):
-                fold = BinaryMLPClassifier(backend="jax", **kw).fit(X[:n], y[:n])
-                core = BinaryMLPClassifier(backend="numpy", **kw).fit(X[:n], y[:n])
+            before = compiles()
+            for n, alpha in ((802, 1e-4), (803, 1e-2), (825, 0.3)):
+                fold = BinaryMLPClassifier(backend="jax", alpha=alpha, **kw).fit(X[:n], y[:n])
+                core = BinaryMLPClassifier(backend="numpy", alpha=alpha, **kw).fit(X[:n], y[:n])
                 np.testing.assert_allclose(fold.loss_curve_, core.loss_curve_, rtol=2e-4)
                 np.testing.assert_allclose(
                     fold.predict_proba(X), core.predict_proba(X), rtol=1e-3, atol=1e-5
                 )
-            after = len(be._compiled), len(be._evaluators)
-            assert after == before, f"{solver}: a fold compiled anew"
+            assert compiles() == before, f"{solver}: a fold or an alpha compiled anew"

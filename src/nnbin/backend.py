@@ -493,6 +493,18 @@ class Backend:
             )
         return result
 
+    def loss(
+        self, params: Params, X: Any, y: Any, config: Config, weights: Any, block_rows: int | None
+    ) -> Any:
+        """The full-batch loss (the penalty included) at ``params``, a 0-d array: the loss
+        a run reports after its last step (the JAX backend compiles it once per bucket of
+        rows, as its runs)."""
+        loss, _ = value_and_grads(
+            params, X, y, block_rows=block_rows, activation=config.activation,
+            alpha=config.alpha, weights=weights,
+        )  # fmt: skip
+        return loss
+
     def evaluator(
         self, X: Any, y: Any, config: Config, weights: Any, block_rows: int | None
     ) -> Callable[[Params, Any, Any], tuple[Any, Any, Any]]:

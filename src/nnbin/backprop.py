@@ -115,7 +115,7 @@ def value_and_grads(
     with_loss: bool = True,
     block_rows: int | None = None,
     activation: str = "sigmoid",
-    alpha: float = 0.0,
+    alpha: float | Array = 0.0,
     weights: Array | None = None,
 ) -> tuple[Array | None, Any]:
     """Mean BCE (plus the L2 penalty ``alpha``; the loss is None when ``with_loss`` is
@@ -149,7 +149,9 @@ def value_and_grads(
     inv_n = 1.0 / n
     grads = like(params, (g * inv_n for g in grads))
     loss = loss_sum * inv_n if loss_sum is not None else None
-    if alpha:  # scikit-learn's L2: (alpha / 2N) sum ||W||^2 over the weights, not the biases
+    # scikit-learn's L2: (alpha / 2N) sum ||W||^2 over the weights, not the biases; alpha a
+    # Python number, or a 0-d array (traced under jax.jit: a grid over alpha compiles once)
+    if not isinstance(alpha, (int, float)) or alpha:
         k = alpha / n
         grads = like(
             params, (g + k * p if i % 2 == 0 else g for i, (g, p) in enumerate(zip(grads, params)))

@@ -422,17 +422,16 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         lbfgs = options["optimizer"] == "lbfgs"
         if lbfgs:  # full batch: scikit-learn's L-BFGS ignores batch_size
             batch = None
-        elif self.batch_size == "auto":
-            batch = min(200, n)
+        elif self.batch_size == "auto":  # min(200, n): the core takes at most n a batch,
+            batch = 200  # and folds of 162 and 163 rows then share JAX's compiled run
         else:
             batch = Whole(1).check("batch_size", self.batch_size)
-            if batch > n:
+            if batch > n:  # as scikit-learn: one batch of all n (the core's min(batch, n))
                 warnings.warn(
                     f"Got batch_size={batch} larger than the {n} samples: using {n}",
                     UserWarning,
                     stacklevel=3,
                 )
-                batch = n
         continuing = incremental and hasattr(self, "_seed_")
         # warm starts and partial_fit go on from the fits before: the curve and t_ (and
         # n_iter_ for partial_fit only), as scikit-learn's do

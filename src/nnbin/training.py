@@ -17,7 +17,6 @@ import numpy as np
 from . import options as options_table
 from . import validate
 from .backend import Backend, backend_of, block_width, get_backend, max_width
-from .backprop import value_and_grads
 from .config import Config
 from .errors import InvalidInputError, MixedArraysError, NnbinError
 from .loop import diverged
@@ -262,16 +261,8 @@ def train(
             weights=weights,
             validation_weights=validation_weights,
         )
-        final_loss, _ = value_and_grads(
-            run.params,
-            X,
-            y,
-            block_rows=be.block_rows(X.shape[0], block_width(max_width(run.params), X)),
-            activation=config.activation,
-            alpha=config.alpha,
-            weights=weights,
-        )
-        assert final_loss is not None
+        blocks = be.block_rows(X.shape[0], block_width(max_width(run.params), X))
+        final_loss = be.loss(run.params, X, y, config, weights, blocks)
         final = float(final_loss)  # also waits for the device: the run time below is honest
     elapsed = time.perf_counter() - t0 - run.compile_seconds
     if not math.isfinite(final):  # the loss after the last step, which no run records
