@@ -373,6 +373,14 @@ def test_sample_weighted_run_matches_reference(backend, batch_size, extra):
     check_whole_run(backend, dtype, name, batch_size, epochs=epochs, weights=w, **extra)
 
 
+def test_negative_sample_weights_run_matches_reference(backend):
+    """Some weights negative (scikit-learn's MLP takes them; the sum stays positive): a
+    full-batch run against the reference (a mini-batch's sum could be <= 0)."""
+    w = _sample_weights(_run_data()[0].shape[0])
+    w[::7] = -0.5
+    check_whole_run(backend, _dtype64(backend), "momentum", None, epochs=12, weights=w)
+
+
 def test_integer_sample_weights_are_repeated_rows(backend):
     """A full-batch run with whole weights is the run on the rows repeated that often."""
     dtype = _dtype64(backend)

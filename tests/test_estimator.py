@@ -568,7 +568,7 @@ def test_sample_weight_as_scikit_learns():
         BinaryMLPClassifier(**kw).fit(X, y, sample_weight=2.5).coefs_[0], plain.coefs_[0],
         rtol=1e-10,
     )  # fmt: skip
-    with pytest.raises(ValueError, match="Negative values in data passed to `sample_weight`"):
+    with pytest.raises(ValueError, match=r"sample_weight sums to -[0-9.]+, not > 0"):
         BinaryMLPClassifier(**kw).fit(X, y, sample_weight=-w)
     with pytest.raises(ValueError, match=r"sample_weight.shape == \(79,\)"):
         BinaryMLPClassifier(**kw).fit(X, y, sample_weight=w[:79])
@@ -637,6 +637,31 @@ def test_sparse_x_trains_as_its_dense_x_does(fmt, options):
     )
     assert sparse_fit.score(Xs, y) == dense_fit.score(X, y)
     assert sparse_fit.__sklearn_tags__().input_tags.sparse
+
+
+def test_negative_sample_weights_as_scikit_learns():
+    """Negative weights are scikit-learn's MLP's to take: a row of weight 2 beside its copy
+    of weight -1 is that row once (one full batch: the weighted sums are the same sums), on
+    sgd and lbfgs; early stopping whose trained or held-out part sums to <= 0 is one error."""
+    X, y = _data(60)
+    kw = dict(hidden_layer_sizes=(4,), batch_size=1000, max_iter=15, random_state=0,
+              shuffle=False, n_iter_no_change=np.inf, alpha=1e-3)  # fmt: skip
+    twice = np.r_[np.arange(60), np.arange(20)]
+    w = np.r_[np.full(20, 2.0), np.ones(40), np.full(20, -1.0)]
+    for solver in ("sgd", "lbfgs"):
+        once = BinaryMLPClassifier(solver=solver, **kw).fit(X, y)
+        signed = BinaryMLPClassifier(solver=solver, **kw).fit(X[twice], y[twice], sample_weight=w)
+        for a, b in zip(once.coefs_ + once.intercepts_, signed.coefs_ + signed.intercepts_):
+            np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(signed.loss_curve_, once.loss_curve_, rtol=1e-9)
+    early = BinaryMLPClassifier(early_stopping=True, validation_fraction=0.5, max_iter=3,
+                                random_state=0)  # fmt: skip
+    lopsided = np.where(np.arange(60) % 2 == 0, 5.0, -4.9)  # some split's part sums < 0
+    with pytest.raises(
+        ValueError, match=r"sample_weight of the (samples trained on|held-out samples) sums to"
+    ):
+        for seed in range(20):
+            early.set_params(random_state=seed).fit(X, y, sample_weight=lopsided)
 
 
 def test_sparse_x_streams_through_partial_fit_and_sample_weight():

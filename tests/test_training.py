@@ -348,13 +348,14 @@ def test_a_continued_run_may_see_one_class_a_fresh_one_may_not():
     "weights, error, needle",
     [
         (np.ones(39), "InvalidInputError", "has shape (39,); X has 40 rows"),
-        (-np.ones(40), "InvalidInputError", "negative values"),
+        (-np.ones(40), "InvalidInputError", "sample_weight sums to -40, not > 0"),
+        (np.r_[np.ones(20), -np.ones(20)], "InvalidInputError", "sums to 0, not > 0"),
         (np.r_[np.nan, np.ones(39)], "InvalidInputError", "NaN or infinite"),
         (np.zeros(40), "InvalidInputError", "0 for every sample"),
         (["a"] * 40, "InvalidInputError", "must be numbers"),
         (np.ones((40, 2)), "InvalidInputError", "has shape (40, 2)"),
     ],
-    ids=["short", "negative", "nan", "all-zero", "text", "two-columns"],
+    ids=["short", "negative", "sum-zero", "nan", "all-zero", "text", "two-columns"],
 )
 def test_bad_sample_weights_are_one_error(weights, error, needle):
     X, y = nnbin.two_gaussians(n_per_class=20, seed=0)

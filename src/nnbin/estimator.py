@@ -306,8 +306,9 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
     @quiet_overflow
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> BinaryMLPClassifier:
         """Train on (X, y) for up to ``max_iter`` epochs (from the fitted parameters with
-        ``warm_start``); ``sample_weight``: one weight >= 0 per sample, as scikit-learn's
-        (each batch's weighted mean loss, the held-out accuracy weighted)."""
+        ``warm_start``); ``sample_weight``: one weight per sample, as scikit-learn's (each
+        batch's weighted mean loss, the held-out accuracy weighted; negative weights allowed
+        where the sum is positive)."""
         options = self._options()  # the checks come first, before the data are looked at
         warm = self.warm_start and hasattr(self, "coefs_")
         known = self.classes_ if warm and hasattr(self, "classes_") else None
@@ -658,13 +659,14 @@ def _same(a: Any) -> Any:
 
 
 def _weights(sample_weight: Any, X: Any) -> Any:
-    """``sample_weight`` as scikit-learn checks it (one number >= 0 per sample, of X's
-    namespace; a scalar is every sample's), None left None."""
+    """``sample_weight`` as scikit-learn's MLP checks it (one number per sample, of X's
+    namespace, negative ones allowed; a scalar is every sample's), None left None; nnbin
+    then refuses a sum <= 0 (:func:`nnbin.validate.sample_weights`)."""
     if sample_weight is None:
         return None
     from sklearn.utils.validation import _check_sample_weight
 
-    return _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
+    return _check_sample_weight(sample_weight, X, dtype=X.dtype)
 
 
 def _on_host(X: Any) -> bool:

@@ -191,7 +191,8 @@ def train(
     result's ``optimizer_state``) continues the optimizer's momentum or moments; a
     continued run may see samples of one class only (a batch of a stream).
 
-    ``sample_weight``: one weight >= 0 per sample (scikit-learn's): each batch's loss and
+    ``sample_weight``: one finite weight per sample, summing to > 0 (negative ones allowed,
+    as scikit-learn's; with early stopping each part's sum > 0): each batch's loss and
     gradient are their weighted mean (the penalty scaled by the weights' sum), the recorded
     loss and the stopping rule read that, and early stopping scores the weighted held-out
     accuracy. Integer weights equal repeated rows in a full-batch run.
@@ -221,6 +222,8 @@ def train(
         (X, y, weights), (Xv, yv, validation_weights) = _hold_out(
             be, X, y, weights, config.validation_fraction, seed
         )
+        validate.weight_sum(weights, "sample_weight of the samples trained on")
+        validate.weight_sum(validation_weights, "sample_weight of the held-out samples")
         validation = (Xv, yv)
     if params is None:
         params = be.init_params(

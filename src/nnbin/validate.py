@@ -302,9 +302,10 @@ def training_data(X: Any, y: Any, *, both_classes: bool = True) -> tuple[Any, An
 
 def sample_weights(w: Any, X: Any) -> Any:
     """Sample weights for the rows of X (checked by :func:`training_data`), as a (N, 1)
-    column of X's library: a sequence or array of N finite numbers >= 0, not all 0 (host
-    weights for host data; another library's X takes weights of its library, never a silent
-    copy). One read of the weights checks them. None stays None (every sample 1)."""
+    column of X's library: a sequence or array of N finite numbers whose sum is positive
+    (negative ones allowed, as scikit-learn's MLP allows them; host weights for host data;
+    another library's X takes weights of its library, never a silent copy). One read of the
+    weights checks them. None stays None (every sample 1)."""
     if w is None:
         return None
     if isinstance(X, np.ndarray) or is_sparse(X):  # host data: host weights
@@ -333,14 +334,27 @@ def sample_weights(w: Any, X: Any) -> Any:
     w = xp.reshape(w, (n, 1))
     if not xp.isdtype(w.dtype, "real floating"):
         w = xp.astype(w, xp.float64 if xp.isdtype(X.dtype, "integral") else X.dtype)
-    ok = xp.all(xp.isfinite(w)) & xp.all(w >= 0.0) & xp.any(w > 0.0)
+    ok = xp.all(xp.isfinite(w)) & (xp.sum(w) > 0.0)
     if not bool(ok):  # one read; then say which
         if not bool(xp.all(xp.isfinite(w))):
             raise InvalidInputError("sample_weight holds NaN or infinite values")
-        if not bool(xp.all(w >= 0.0)):
-            raise InvalidInputError("sample_weight holds negative values: weights are >= 0")
-        raise InvalidInputError("sample_weight is 0 for every sample: nothing to train on")
+        if not bool(xp.any(w != 0.0)):
+            raise InvalidInputError("sample_weight is 0 for every sample: nothing to train on")
+        weight_sum(w, "sample_weight")  # says the sum
     return w
+
+
+def weight_sum(w: Any, what: str) -> None:
+    """Refuse weights (a column, or None: 1 each) whose sum is not positive: the weighted
+    mean loss (and accuracy) divide by it."""
+    if w is None:
+        return
+    total = float(array_api_compat.array_namespace(w).sum(w))
+    if not total > 0.0:
+        raise InvalidInputError(
+            f"{what} sums to {total:.6g}, not > 0: the weighted mean loss divides by the "
+            "weights' sum; weights may be negative, as scikit-learn's, but must sum to > 0"
+        )
 
 
 def _floating(xp: Any, a: Any, name: str) -> Any:
