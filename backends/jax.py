@@ -137,46 +137,47 @@ class JaxBackend(FusedThroughDlpack):
     def loss(
         self, params: Any, X: Any, y: Any, config: Any, weights: Any, block_rows: int | None
     ) -> Any:
-        """:meth:`nnbin.backend.Backend.loss` under ``jax.jit`` on the padded rows
-        (:meth:`padded`): a fold a few rows from the last compiles nothing (run eagerly, its
-        new shapes compiled each operation anew: 1.1 s a fit on 163 x 64 rows)."""
-        penalised = bool(config.alpha)
-        key = ("loss", config.activation, penalised, block_rows)
-        if key not in self._evaluators:
-            kw = {"block_rows": block_rows, "activation": config.activation}
+        """:meth:`nnbin.backend.Backend.loss` under ``jax.jit`` on the padded rows: a fold a
+        few rows from the last compiles nothing (run eagerly, each new shape compiled each
+        operation anew: 1.1 s a fit on 163 x 64 rows)."""
 
-            def at(p: Any, X: Any, y: Any, w: Any, alpha: Any) -> Any:
-                a = alpha if penalised else 0.0
-                return value_and_grads(p, X, y, weights=w, alpha=a, **kw)[0]
+        def at(core: Any, p: Any, *data: Any) -> Any:
+            return core(p, *data)[0]
 
-            self._evaluators[key] = self._jax.jit(at)
-        X, y, weights = self.padded(X, y, weights)
-        alpha = self.xp.asarray(config.alpha, dtype=X.dtype)
-        return self._evaluators[key](params, X, y, weights, alpha)
+        return self._full_batch("loss", at, X, y, config, weights, block_rows)(params)
 
     def evaluator(self, X: Any, y: Any, config: Any, weights: Any, block_rows: int | None) -> Any:
         """L-BFGS's evaluation (:func:`nnbin.lbfgs.evaluate`, the core's loss and gradient)
-        under ``jax.jit``, compiled once per network and options: X, y, the weights and the
-        step its arguments, never closed over, and the L2 penalty too (a grid over ``alpha``:
-        one compile; only whether there is one is traced in)."""
+        under ``jax.jit``: X, y, the weights and the step its arguments, never closed over."""
+
+        def at(core: Any, p: Any, d: Any, t: Any, *data: Any) -> Any:
+            return lbfgs.evaluate(lambda q: core(q, *data), p, d, t)
+
+        evaluate = self._full_batch("lbfgs", at, X, y, config, weights, block_rows)
+        return lambda p, d, t: evaluate(p, d, self.xp.asarray(t, dtype=X.dtype))
+
+    def _full_batch(
+        self, name: str, at: Any, X: Any, y: Any, config: Any, w: Any, block_rows: int | None
+    ) -> Any:
+        """``at(core, *args, X, y, w, alpha)`` compiled once per network and options, with
+        ``core(params, X, y, w, alpha)`` the core's :func:`~nnbin.backprop.value_and_grads`;
+        returned with the data bound: (X, y, w) padded (:meth:`padded`) and the L2 penalty
+        an argument (a grid over ``alpha`` compiles once; only whether there is one is
+        traced in). The data are arguments, never closed over."""
         penalised = bool(config.alpha)
-        key = (config.activation, penalised, block_rows)
+        key = (name, config.activation, penalised, block_rows)
         if key not in self._evaluators:
             kw = {"block_rows": block_rows, "activation": config.activation}
 
-            def at(p: Any, d: Any, t: Any, X: Any, y: Any, w: Any, alpha: Any) -> Any:
+            def core(q: Any, X: Any, y: Any, w: Any, alpha: Any) -> Any:
                 a = alpha if penalised else 0.0
+                return value_and_grads(q, X, y, weights=w, alpha=a, **kw)
 
-                def core(q: Any) -> Any:
-                    return value_and_grads(q, X, y, weights=w, alpha=a, **kw)
-
-                return lbfgs.evaluate(core, p, d, t)
-
-            self._evaluators[key] = self._jax.jit(at)
-        jitted, xp = self._evaluators[key], self.xp
-        X, y, weights = self.padded(X, y, weights)  # folds a few rows apart: one compile
-        alpha = xp.asarray(config.alpha, dtype=X.dtype)
-        return lambda p, d, t: jitted(p, d, xp.asarray(t, dtype=X.dtype), X, y, weights, alpha)
+            self._evaluators[key] = self._jax.jit(functools.partial(at, core))
+        jitted = self._evaluators[key]
+        X, y, w = self.padded(X, y, w)
+        alpha = self.xp.asarray(config.alpha, dtype=X.dtype)
+        return lambda *args: jitted(*args, X, y, w, alpha)
 
     def padded(self, X: Any, y: Any, w: Any, batch: int | None = None) -> tuple[Any, Any, Any]:
         """(X, y, w) padded with rows of weight 0 to :func:`bucket` rows, so that data sets a
@@ -241,8 +242,12 @@ class _Compiled(CoreStepper):
             Xv, yv, self.wv = backend.padded(*self.validation, self.wv)
             self.validation = (Xv, yv)
         self.be.last_temp_bytes = None  # set again when this run compiles
-        # the step size an argument: one compile for every lr
-        self.lr = self.be.xp.asarray(self.opt.lr, dtype=X.dtype)
+        # the step size, the L2 penalty and the sample count arguments: one compile for every
+        # lr, alpha and fold a few rows apart
+        xp = self.be.xp
+        self.lr = xp.asarray(self.opt.lr, dtype=X.dtype)
+        self.alpha = xp.asarray(self.config.alpha, dtype=X.dtype)
+        self.m = xp.asarray(self.n, dtype=xp.int32)
         config = self.config
         self.shuffles = config.batch_size is not None and config.shuffle
         if self.shuffles:
@@ -314,8 +319,8 @@ class _Compiled(CoreStepper):
         counts = (xp.asarray(n, dtype=i32), xp.asarray(every, dtype=i32))
         wv = self.wv if self.validation is not None else self.w
         args: tuple[Any, ...] = (
-            self.params, self.state, self.X, self.y, self.w, xp.asarray(self.n, dtype=i32),
-            perms, self.lr, xp.asarray(self.config.alpha, dtype=f), *counts, Xv, yv, wv, rule_in,
+            self.params, self.state, self.X, self.y, self.w, self.m, perms, self.lr, self.alpha,
+            *counts, Xv, yv, wv, rule_in,
         )  # fmt: skip
         params, state, good, losses, scores, ran, stopped, rule_out = self._compile(args)(*args)
         ran = int(ran)  # waits for the call: its one wait
