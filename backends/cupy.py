@@ -53,9 +53,7 @@ LOCAL_LIMIT = 4096
 
 class CupyBackend(Backend):
     name = "cupy"
-    package = "cupy"
     is_array = staticmethod(array_api_compat.is_cupy_array)
-    extra = "cupy"
     memory_nh = 4.0
     default_dtype = "float32"
     loop = "fused CUDA step where it applies, else python loop"

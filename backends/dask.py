@@ -21,9 +21,7 @@ from nnbin.model import like
 
 class DaskBackend(Backend):
     name = "dask"
-    package = "dask"
     is_array = staticmethod(array_api_compat.is_dask_array)
-    extra = "dask"
     memory_nh = 1.0
     out_of_core = True
     # ~60 ms of graph scheduling a step would make the default benchmark minutes long;

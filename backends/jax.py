@@ -20,10 +20,11 @@ from nnbin.backend import CoreStepper
 from nnbin.backprop import value_and_grads
 from nnbin.config import Config
 from nnbin.errors import BackendUnavailableError
-from nnbin.loop import MAX_LOGS, Advanced, finite_prefix, stop_update
-from nnbin.model import ACTIVATION_FNS, Params, like
+from nnbin.loop import MAX_LOGS, Advanced, finite_prefix
+from nnbin.model import ACTIVATION_FNS, Params, accuracy, like
+from nnbin.rules import stop_update
 
-from .cuda.dlpack import DlpackFused, FusedThroughDlpack
+from .cuda.dlpack import FusedThroughDlpack
 
 X64_HINT = (
     "float64 on JAX needs 64-bit mode: set JAX_ENABLE_X64=1 before starting Python, or call "
@@ -34,13 +35,10 @@ X64_HINT = (
 
 class JaxBackend(FusedThroughDlpack):
     name = "jax"
-    package = "jax"
     is_array = staticmethod(array_api_compat.is_jax_array)
-    extra = "jax"
     memory_nh = 2.5
     default_dtype = "float32"
     loop = "jax.lax.fori_loop under jax.jit, in chunks"
-    core_loop = loop
 
     def __init__(self) -> None:
         import jax
@@ -50,15 +48,7 @@ class JaxBackend(FusedThroughDlpack):
         self.xp = jnp  # array_api_compat.array_namespace returns jax.numpy itself
         self._compiled: dict[tuple[Any, ...], Any] = {}
         self._evaluators: dict[tuple[Any, ...], Any] = {}  # L-BFGS's, compiled
-        #: XLA's temporary buffer size of the last compiled run (for the benchmark)
-        self.last_temp_bytes: int | None = None
-        # arrays on one CUDA GPU can reach the cupy backend's fused step through DLPack
-        from nnbin.backend import is_installed
-
-        self._dlpack = (
-            DlpackFused(jnp.from_dlpack) if is_installed("cupy") and self.gpu_devices() else None
-        )
-        self.has_fused = self._dlpack is not None
+        self._reach_fused(jnp.from_dlpack, bool(self.gpu_devices()))
 
     def devices(self) -> list[str]:
         return [str(d) for d in self._jax.devices()]
@@ -190,19 +180,16 @@ class JaxBackend(FusedThroughDlpack):
         rows = bucket(n, batch, len(devices))
         weights = xp.ones((n, 1), dtype=X.dtype) if w is None else w
         if rows > n:
-            extra = rows - n
-
-            def pad(a: Any) -> Any:
-                return xp.concatenate([a, xp.zeros((extra, *a.shape[1:]), dtype=a.dtype)])
-
-            X, y, weights = pad(X), pad(y), pad(weights)
+            X, y, weights = (
+                xp.concatenate([a, xp.zeros((rows - n, *a.shape[1:]), dtype=a.dtype)])
+                for a in (X, y, weights)
+            )
         if len(devices) > 1:  # data-parallel: the rows split over the devices as X's were
             X, y, weights = (self._jax.device_put(a, sharding) for a in (X, y, weights))
         return X, y, weights
 
     def _on_gpu(self, X: Any) -> bool:
-        devices = X.devices()
-        return len(devices) == 1 and next(iter(devices)).platform == "gpu"
+        return [d.platform for d in X.devices()] == ["gpu"]
 
 
 def bucket(n: int, batch: int | None = None, devices: int = 1) -> int:
@@ -216,22 +203,19 @@ def bucket(n: int, batch: int | None = None, devices: int = 1) -> int:
     return unit * -(-n // unit)
 
 
-def _shapes(params: Any, X: Any) -> tuple[Any, ...]:
-    """What a compiled run depends on besides its settings: shapes, dtype, sharding."""
-    return (X.shape, str(X.dtype), tuple(p.shape for p in params), str(getattr(X, "sharding", "")))
-
-
 class _Compiled(CoreStepper):
     """The core's steps compiled: one call of :meth:`advance` is one call of one compiled
     function (:func:`_advance`: the steps a ``lax.fori_loop``, each epoch's mini-batches
     another over ``lax.dynamic_slice``s, the losses recorded inside, the last finite
-    parameters and the stopping rule (:func:`nnbin.loop.stop_update`, the same function the
+    parameters and the stopping rule (:func:`nnbin.rules.stop_update`, the same function the
     eager loop calls) in its carry). It compiles once a run: the counts, the sample count, the
     step size and the call's shuffled orders (drawn on the host, as on every backend, in a
     fixed (rows, N) argument) are arguments; X and y too, never closed over (closed-over
     arrays become compile-time constants: a 2e7-sample compile took 31 s that way). The
     samples are padded to :func:`bucket` rows of weight 0 (:meth:`JaxBackend.padded`), so
     runs a few samples apart (cross-validation folds) share one compiled function."""
+
+    loop = JaxBackend.loop
 
     def __init__(self, params: Any, X: Any, *args: Any, backend: Any, **kwargs: Any) -> None:
         super().__init__(params, X, *args, backend=backend, **kwargs)
@@ -278,7 +262,10 @@ class _Compiled(CoreStepper):
     def _compile(self, args: tuple[Any, ...]) -> Any:
         cfg = self.config
         key = (
-            *_shapes(self.params, self.X),
+            self.X.shape,  # besides the settings: the shapes, dtype and sharding
+            str(self.X.dtype),
+            tuple(p.shape for p in self.params),
+            str(self.X.sharding),
             # the seed is in the orders, the schedule's step size and the L2 penalty
             # arguments: not here (only whether there is a penalty)
             dataclasses.replace(cfg, shuffle_seed=0, samples_seen=0, alpha=float(bool(cfg.alpha))),
@@ -286,8 +273,8 @@ class _Compiled(CoreStepper):
             # the functions traced: a patched update or derivative must compile anew
             type(self.opt).update,
             ACTIVATION_FNS[cfg.activation],
-            args[6] is None,  # the orders (None: no shuffle)
-            args[11].shape,  # the validation rows
+            args[3] is None,  # the orders (None: no shuffle)
+            args[8][0].shape,  # the validation rows
         )
         if key not in self.be._compiled:
             t0 = time.perf_counter()
@@ -304,35 +291,20 @@ class _Compiled(CoreStepper):
 
     def advance(self, n: int, every: int) -> Advanced:
         xp, rule = self.be.xp, self.rule
-        i32, f = xp.int32, self.X.dtype
-        rule_in = None
-        if rule is not None:
-            best = rule.best_params if rule.best_params is not None else self.params
-            rule_in = (
-                xp.asarray(rule.count, dtype=i32),
-                xp.asarray(rule.best_loss, dtype=f),
-                xp.asarray(rule.best_score, dtype=f),
-                best,
-            )
+        rule_in = None if rule is None else rule.carry(xp, self.X.dtype, self.params)
         Xv, yv = self.validation if self.validation is not None else (self.X, self.y)
         perms = self._orders(n) if self.shuffles else None
-        counts = (xp.asarray(n, dtype=i32), xp.asarray(every, dtype=i32))
+        counts = (xp.asarray(n, dtype=xp.int32), xp.asarray(every, dtype=xp.int32))
         wv = self.wv if self.validation is not None else self.w
-        args: tuple[Any, ...] = (
-            self.params, self.state, self.X, self.y, self.w, self.m, perms, self.lr, self.alpha,
-            *counts, Xv, yv, wv, rule_in,
-        )  # fmt: skip
+        data, held = (self.X, self.y, self.w, self.m), (Xv, yv, wv)
+        args = (self.params, self.state, data, perms, self.lr, self.alpha, *counts, held, rule_in)
         params, state, good, losses, scores, ran, stopped, rule_out = self._compile(args)(*args)
         ran = int(ran)  # waits for the call: its one wait
         values = [float(v) for v in np.asarray(losses)[:ran]]
         self.be._jax.block_until_ready(params)
         self.params, self.state = params, state
         if rule is not None:
-            rule.count, rule.best_loss = int(rule_out[0]), float(rule_out[1])
-            rule.best_score = float(rule_out[2])
-            if rule.early and rule.best_score > -math.inf:
-                rule.best_params = rule_out[3]
-                rule.scores += [float(v) for v in np.asarray(scores)[:ran]]
+            rule.take(rule_out, [float(v) for v in np.asarray(scores)[:ran]])
         ok = finite_prefix(values)
         return Advanced(values, good if ok else None, bool(stopped))
 
@@ -340,18 +312,13 @@ class _Compiled(CoreStepper):
 def _advance(
     params: Any,
     state: Any,
-    X: Any,
-    y: Any,
-    w: Any,
-    m: Any,
+    data: tuple[Any, Any, Any, Any],
     perms: Any,
     lr: Any,
     alpha: Any,
     n: Any,
     every: Any,
-    Xv: Any,
-    yv: Any,
-    wv: Any,
+    held: tuple[Any, Any, Any],
     rule: tuple[Any, Any, Any, Any] | None,
     *,
     config: Config,
@@ -362,22 +329,22 @@ def _advance(
     and every ``every``-th after it logged (at most MAX_LOGS), each segment's plain steps
     after its logged one. With the stopping ``rule`` ((count, best loss, best score, best
     parameters) before the call; ``every`` is then 1) each epoch is read by
-    :func:`nnbin.loop.stop_update` (on the held-out (Xv, yv) accuracy with early stopping),
+    :func:`nnbin.rules.stop_update` (on the held-out (Xv, yv) accuracy with early stopping),
     and once it says stop, or a loss is not finite, the remaining epochs do nothing.
     Returns the parameters, the optimizer state, the parameters before the last finite
     logged step (with only finite ones before it), the losses and scores, how many logged
-    steps ran, whether the rule stopped, and the rule's new state. ``w``, ``wv``: the sample
-    weights of (X, y) and of (Xv, yv), (N, 1) columns, 0 on the padding rows after the ``m``
-    samples of X (:meth:`JaxBackend.padded`); ``lr`` and ``alpha``, the step size and the
-    L2 penalty, 0-d arrays (``config.alpha`` says only whether there is a penalty)."""
+    steps ran, whether the rule stopped, and the rule's new state. ``data`` is (X, y, w, m),
+    ``held`` (Xv, yv, wv): w and wv the sample weights, (N, 1) columns, 0 on the padding
+    rows after the ``m`` samples of X (:meth:`JaxBackend.padded`); ``lr`` and ``alpha``, the
+    step size and the L2 penalty, 0-d arrays (``config.alpha`` says only whether there is a
+    penalty)."""
     import jax.numpy as jnp
     from jax import lax
-
-    from nnbin.model import forward
 
     opt = dataclasses.replace(opt, lr=lr)  # the traced step size, and the traced L2 penalty:
     config = dataclasses.replace(config, alpha=alpha if config.alpha else 0.0)
     early, tol = config.early_stopping, config.tol
+    X, Xv, yv, wv = data[0], *held
     losses = jnp.full((MAX_LOGS,), jnp.nan, dtype=X.dtype)
     scores = jnp.full((MAX_LOGS,), jnp.nan, dtype=X.dtype)
 
@@ -386,7 +353,7 @@ def _advance(
 
     def epoch(e: Any, p: Any, s: Any, with_loss: bool) -> tuple[Any, Any, Any]:
         idx = None if perms is None else perms[e]
-        return _epoch(p, s, X, y, w, m, idx, config=config, opt=opt, with_loss=with_loss)
+        return _epoch(p, s, data, idx, config=config, opt=opt, with_loss=with_loss)
 
     def plain(e: Any, carry: tuple[Any, Any]) -> tuple[Any, Any]:
         p, s, _ = epoch(e, *carry, False)
@@ -406,9 +373,7 @@ def _advance(
             count, best_loss, best_score, best = rule
             score: Any = -jnp.inf
             if early:
-                z = forward(p2, Xv, config.activation)
-                right = ((z >= 0.0) == (yv == 1.0)).astype(X.dtype)
-                score = jnp.sum(wv * right) / jnp.sum(wv)
+                score = accuracy(p2, Xv, yv, config.activation, wv)
                 scores = scores.at[i].set(score)
             count2, best_loss2, best_score2, improved, stop = stop_update(
                 jnp, count, best_loss, best_score, loss, score,
@@ -441,26 +406,18 @@ def _advance(
 
 
 def _epoch(
-    params: Any,
-    state: Any,
-    X: Any,
-    y: Any,
-    w: Any,
-    m: Any,
-    idx: Any,
-    *,
-    config: Config,
-    opt: Any,
-    with_loss: bool,
+    params: Any, state: Any, data: Any, idx: Any, *, config: Config, opt: Any, with_loss: bool
 ) -> tuple[Any, Any, Any]:
-    """One step (an epoch, with mini-batches) of :class:`nnbin.backend.CoreStepper`, traced: X
-    and y are arguments (never closed over), padded after their ``m`` samples (a traced
-    count) to whole batches of rows whose weights ``w`` are 0; ``idx`` the epoch's order
-    (None: the data's own). The batches are the core's: ``m // size`` full ones and, where
-    ``m % size`` samples are left, a last one of those (its padding weighs nothing)."""
+    """One step (an epoch, with mini-batches) of :class:`nnbin.backend.CoreStepper`, traced:
+    ``data`` = (X, y, w, m), arguments (never closed over), X and y padded after their ``m``
+    samples (a traced count) to whole batches of rows whose weights ``w`` are 0; ``idx`` the
+    epoch's order (None: the data's own). The batches are the core's: ``m // size`` full
+    ones and, where ``m % size`` samples are left, a last one of those (its padding weighs
+    nothing)."""
     import jax.numpy as jnp
     from jax import lax
 
+    X, y, w, m = data
     kw: dict[str, Any] = {"activation": config.activation, "alpha": config.alpha}
     if config.batch_size is None:
         loss, g = value_and_grads(params, X, y, with_loss=with_loss, weights=w, **kw)

@@ -9,9 +9,7 @@ from nnbin.backend import Backend, cache_block_rows
 
 class NumpyBackend(Backend):
     name = "numpy"
-    package = "numpy"
     is_array = staticmethod(array_api_compat.is_numpy_array)
-    extra = "numpy"  # a core dependency; listed for symmetry
     memory_nh = 0.1
     default_dtype = "float64"
     #: NumPy reports its buffers to tracemalloc (the benchmark's peak memory a step)

@@ -14,27 +14,21 @@ import numpy as np
 from nnbin.backend import CoreStepper, cache_block_rows
 from nnbin.loop import Advanced
 
-from .cuda.dlpack import DlpackFused, FusedThroughDlpack
+from .cuda.dlpack import FusedThroughDlpack
 
 
 class TorchBackend(FusedThroughDlpack):
     name = "torch"
-    package = "torch"
     is_array = staticmethod(array_api_compat.is_torch_array)
-    extra = "torch"
     memory_nh = 0.1
     default_dtype = "float32"
 
     def __init__(self) -> None:
         import torch
 
-        from nnbin.backend import is_installed
-
         self._torch = torch
         self.xp = array_api_compat.array_namespace(torch.empty(0))
-        # CUDA tensors can reach the cupy backend's fused step through DLPack, no copies
-        self.has_fused = bool(torch.cuda.is_available() and is_installed("cupy"))
-        self._dlpack = DlpackFused(torch.from_dlpack) if self.has_fused else None
+        self._reach_fused(torch.from_dlpack, torch.cuda.is_available())
 
     def devices(self) -> list[str]:
         cuda = self._torch.cuda

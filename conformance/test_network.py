@@ -19,6 +19,7 @@ import nnbin
 import nnbin.backprop
 import nnbin.model
 import nnbin.optim
+import nnbin.rules
 
 from . import reference as ref
 from .helpers import assert_close, rounded
@@ -275,11 +276,9 @@ SCHEDULE_MUTANTS = {
 
 @pytest.mark.parametrize("schedule", list(SCHEDULE_MUTANTS))
 def test_planted_schedule_bug_is_caught(backend, monkeypatch, schedule):
-    import nnbin.loop
-
     method, variable, bug = SCHEDULE_MUTANTS[schedule]
-    fn = getattr(nnbin.loop.Schedule, method)
-    monkeypatch.setattr(nnbin.loop.Schedule, method, _mutated_function(fn, variable, bug))
+    fn = getattr(nnbin.rules.Schedule, method)
+    monkeypatch.setattr(nnbin.rules.Schedule, method, _mutated_function(fn, variable, bug))
     with pytest.raises(AssertionError):
         test_step_size_schedule_matches_reference(backend, schedule)
 

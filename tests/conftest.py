@@ -57,3 +57,18 @@ def cli(capsys):
         return code, capsys.readouterr().err
 
     return run
+
+
+@pytest.fixture
+def bench_argv():
+    """``bench_argv(sizes, steps, dtypes, baselines, *more)``: the arguments of an ``nnbin
+    bench`` on numpy alone, small and quick (one repeat unless ``more`` says ``--repeats``)."""
+
+    def argv(sizes="100", steps=1, dtypes="float64", baselines="none", *more):
+        repeats = [] if "--repeats" in more else ["--repeats", "1"]
+        return [
+            "bench", "--backends", "numpy", "--sizes", sizes, "--steps", str(steps), *repeats,
+            "--dtypes", dtypes, "--baselines", baselines, *more,
+        ]  # fmt: skip
+
+    return argv

@@ -10,32 +10,10 @@ from nnbin import bench
 from nnbin.cli import main
 
 
-def test_report_structure_and_ratios(tmp_path, capsys, clean_backend_env):
+def test_report_structure_and_ratios(tmp_path, capsys, clean_backend_env, bench_argv):
     out_json, out_png = tmp_path / "b.json", tmp_path / "b.png"
-    assert (
-        main(
-            [
-                "bench",
-                "--backends",
-                "numpy",
-                "--sizes",
-                "200,400",
-                "--steps",
-                "3",
-                "--repeats",
-                "2",
-                "--dtypes",
-                "float64",
-                "--baselines",
-                "seed-numpy",
-                "--json",
-                str(out_json),
-                "--plot",
-                str(out_png),
-            ]
-        )
-        == 0
-    )
+    argv = bench_argv("200,400", 3, "float64", "seed-numpy", "--repeats", "2")
+    assert main([*argv, "--json", str(out_json), "--plot", str(out_png)]) == 0
     text = capsys.readouterr().out
     assert "nnbin:numpy" in text and "baseline:seed-numpy" in text and "× seed loop" in text
     report = json.loads(out_json.read_text())
@@ -59,28 +37,8 @@ def test_report_structure_and_ratios(tmp_path, capsys, clean_backend_env):
     assert out_png.stat().st_size > 10_000
 
 
-def test_markdown_table(capsys, clean_backend_env):
-    assert (
-        main(
-            [
-                "bench",
-                "--backends",
-                "numpy",
-                "--sizes",
-                "100",
-                "--steps",
-                "2",
-                "--repeats",
-                "1",
-                "--dtypes",
-                "float32",
-                "--baselines",
-                "none",
-                "--markdown",
-            ]
-        )
-        == 0
-    )
+def test_markdown_table(capsys, clean_backend_env, bench_argv):
+    assert main(bench_argv("100", 2, "float32", "none", "--markdown")) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("| variant |") and lines[1].startswith("|---|")
     assert any(line.startswith("| nnbin:numpy |") for line in lines)
@@ -101,7 +59,7 @@ def test_default_steps_keep_work_near_2e7_sample_steps():
 
 
 def test_an_out_of_memory_cell_is_skipped_and_the_json_kept_after_every_cell(
-    tmp_path, monkeypatch, capsys, clean_backend_env
+    tmp_path, monkeypatch, capsys, clean_backend_env, bench_argv
 ):
     """A device OOM in one cell (any library's) loses that cell only: it is recorded as
     skipped with the memory it asked for, caches are released, the other cells run, and
@@ -124,28 +82,7 @@ def test_an_out_of_memory_cell_is_skipped_and_the_json_kept_after_every_cell(
 
     monkeypatch.setattr(bench, "write_json", spy)
     out = tmp_path / "b.json"
-    assert (
-        main(
-            [
-                "bench",
-                "--backends",
-                "numpy",
-                "--sizes",
-                "200,400,600",
-                "--steps",
-                "2",
-                "--repeats",
-                "1",
-                "--dtypes",
-                "float64",
-                "--baselines",
-                "none",
-                "--json",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert main([*bench_argv("200,400,600", 2), "--json", str(out)]) == 0
     cells = json.loads(out.read_text())["cells"]
     assert [c["n"] for c in cells] == [200, 400, 600]
     assert cells[0]["seconds"] and cells[2]["seconds"] and not cells[1]["seconds"]

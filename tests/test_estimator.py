@@ -411,12 +411,11 @@ def test_early_stopping_holds_out_a_stratified_split():
         validation_fraction=0.2, seed=3,
     )  # fmt: skip
     assert result.validation_scores  # it ran; which rows went where:
-    from nnbin.training import _hold_out
+    from nnbin.data import hold_out_rows
 
-    be = nnbin.get_backend("numpy")
     for seed in range(20):
-        (_, yk, _), (_, yv, _) = _hold_out(be, X, y.reshape(-1, 1).astype(float), None, 0.2, seed)
-        assert len(yv) == 10 and int(yv.sum()) == 1 and int(yk.sum()) == 4
+        keep, out = hold_out_rows(y.astype(float), 0.2, seed)
+        assert len(out) == 10 and int(y[out].sum()) == 1 and int(y[keep].sum()) == 4
     lone = np.r_[np.zeros(9, int), np.ones(1, int)]
     for est in (BinaryMLPClassifier(early_stopping=True), sklearn.neural_network.MLPClassifier(
         early_stopping=True

@@ -60,7 +60,7 @@ def test_train_never_replaces_a_device(cli, device, option, workdir):
     assert not list(folder.glob(".nnbin-*"))
 
 
-def test_outputs_that_are_not_regular_files_are_refused(cli, workdir):
+def test_outputs_that_are_not_regular_files_are_refused(cli, workdir, bench_argv):
     import os
 
     folder, _ = workdir
@@ -86,23 +86,7 @@ def test_outputs_that_are_not_regular_files_are_refused(cli, workdir):
     for option in ("--save", "--plot"):
         code, err = cli([*TRAIN, option, "fifo"])
         assert code == 2 and "fifo is a FIFO" in err
-    code, err = cli(
-        [
-            "bench",
-            "--backends",
-            "numpy",
-            "--sizes",
-            "100",
-            "--steps",
-            "1",
-            "--repeats",
-            "1",
-            "--baselines",
-            "none",
-            "--json",
-            "adir",
-        ],
-    )
+    code, err = cli([*bench_argv(), "--json", "adir"])
     assert code == 2 and "adir is a folder" in err
     assert _tree(folder) == before
 

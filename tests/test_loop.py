@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nnbin
-from nnbin.loop import MAX_LOGS, StopRule, next_call, stop_update
+from nnbin.loop import MAX_LOGS, next_call
+from nnbin.rules import StopRule, stop_update
 
 
 def _schedule(steps: int, every: int, k: int) -> list[tuple[int, int, int]]:

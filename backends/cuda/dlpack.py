@@ -54,6 +54,14 @@ class FusedThroughDlpack(Backend):
 
     _dlpack: DlpackFused | None
 
+    def _reach_fused(self, from_dlpack: Any, gpu: bool) -> None:
+        """Arrays on a CUDA GPU (``gpu``: this machine has one) reach cupy's fused step
+        through DLPack (``from_dlpack``: the library's), where cupy is installed."""
+        from nnbin.backend import is_installed
+
+        self._dlpack = DlpackFused(from_dlpack) if gpu and is_installed("cupy") else None
+        self.has_fused = self._dlpack is not None
+
     def _on_gpu(self, X: Any) -> bool:
         raise NotImplementedError
 

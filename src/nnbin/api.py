@@ -135,16 +135,9 @@ def accuracy(params: Any, X: Array, y: Array, *, activation: str = "sigmoid") ->
     Worked out in the blocks of samples training uses on the backend (never a whole (N, H)
     array on an eager CPU library), with one read of the result."""
     params, X, y = model_inputs(params, X, y)
-    xp = _model.namespace(X, y, *params)
+    _model.namespace(X, y, *params)  # one library: MixedArraysError otherwise
     n, h = int(X.shape[0]), max_width(params)
     if n == 0:
         raise InvalidInputError("accuracy needs at least one sample; X has no rows")
-    rows = backend_of(X).block_rows(n, h) or n
-    correct: Any = None
-    act = activation_name(activation)
-    for start in range(0, n, rows):
-        stop = min(start + rows, n)
-        z = _model.forward(params, X[start:stop, ...], act)
-        hits = xp.sum(xp.astype((z >= 0.0) == (y[start:stop, ...] == 1.0), y.dtype))
-        correct = hits if correct is None else correct + hits
-    return float(correct) / n
+    rows = backend_of(X).block_rows(n, h)
+    return float(_model.accuracy(params, X, y, activation_name(activation), rows=rows))

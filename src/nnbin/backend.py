@@ -20,6 +20,7 @@ import functools
 import importlib
 import importlib.util
 import os
+import warnings
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
@@ -29,21 +30,25 @@ import numpy as np
 from . import lbfgs
 from .backprop import value_and_grads
 from .config import SEED, Config
-from .errors import BackendUnavailableError, UnknownBackendError
+from .errors import (
+    BackendUnavailableError,
+    InvalidInputError,
+    MixedArraysError,
+    NnbinError,
+    UnknownBackendError,
+)
 from .loop import (
     Advanced,
     OnLog,
     RunResult,
-    Schedule,
     Stepper,
-    StopRule,
     logged_segments,
     run_steps,
 )
 from .model import (
     Array,
     Params,
-    forward_blocks,
+    accuracy,
     initial_weights,
     is_sparse,
     like,
@@ -51,6 +56,7 @@ from .model import (
     widths,
 )  # fmt: skip
 from .optim import Optimizer
+from .rules import Schedule, StopRule
 from .validate import host_memory_fits, parameter_count
 
 ENV_VAR = "NNBIN_BACKEND"
@@ -185,12 +191,9 @@ class CoreStepper(Stepper):
         sample weights, as scikit-learn's score)."""
         assert self.validation is not None
         Xv, yv = self.validation
-        z = forward_blocks(self.params, Xv, self.config.activation, self.block_rows)
-        xp = self.xp
-        right = xp.astype((z >= 0.0) == (yv == 1.0), yv.dtype)
-        if self.wv is None:
-            return float(xp.mean(right))
-        return float(xp.sum(self.wv * right) / xp.sum(self.wv))
+        return float(
+            accuracy(self.params, Xv, yv, self.config.activation, self.wv, self.block_rows)
+        )
 
     def _plain(self, k: int) -> None:
         for _ in range(k):
@@ -262,8 +265,9 @@ class Backend:
 
     name: ClassVar[str]
     #: import name of the array library, looked up with ``importlib.util.find_spec``
+    #: (default: the backend's name)
     package: ClassVar[str]
-    #: the pip extra that installs it: ``pip install 'nnbin[<extra>]'``
+    #: the pip extra that installs it: ``pip install 'nnbin[<extra>]'`` (default: the name)
     extra: ClassVar[str]
     default_dtype: ClassVar[str] = "float64"
     dtypes: ClassVar[tuple[str, ...]] = ("float32", "float64")
@@ -282,6 +286,15 @@ class Backend:
     has_fused: bool = False
 
     xp: Any
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A backend that names itself gets its package and pip extra from its name unless
+        it says otherwise (``numpy``'s package is ``numpy``, its extra ``numpy``)."""
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            for attr in ("package", "extra"):
+                if attr not in cls.__dict__:
+                    setattr(cls, attr, cls.name)
 
     @staticmethod
     def is_array(x: object) -> bool:
@@ -328,6 +341,27 @@ class Backend:
         )  # fmt: skip
         host = initial_weights(n_features, hidden, seed, activation=activation, init=init)
         return like(host, (self.asarray(a, dtype, device) for a in host))
+
+    def place(self, X: Any, y: Any, w: Any, dtype: str) -> tuple[Array, Array, Array | None]:
+        """X, y and the sample weights ``w`` (None: none) on this backend in ``dtype``, once,
+        copying only host (NumPy) data (a SciPy sparse X stays sparse, cast on the host)."""
+        narrowed = dtype == "float32" and "float64" in str(getattr(X, "dtype", ""))
+        if isinstance(X, np.ndarray) or is_sparse(X):
+            values = X.data if is_sparse(X) else X  # a sparse matrix's stored values
+            if narrowed and np.max(np.abs(values), initial=0.0) > np.finfo(np.float32).max:
+                raise _too_big_for_float32()
+            put = self.asarray
+            Xb = X.astype(dtype, copy=False) if is_sparse(X) else put(X, dtype)  # sparse stays so
+            return Xb, put(y, dtype), None if w is None else put(w, dtype)
+        xp = namespace(X, y)
+
+        def cast(a: Any) -> Any:
+            return xp.astype(a, getattr(xp, dtype), copy=False)  # no copy when already right
+
+        X, y = cast(X), cast(y)
+        if narrowed and not bool(xp.all(xp.isfinite(X))):  # one check, only when narrowing
+            raise _too_big_for_float32()
+        return X, y, None if w is None else cast(w)
 
     def to_host(self, x: Any) -> np.ndarray:
         """A NumPy copy of ``x`` (a device-to-host transfer on GPU backends)."""
@@ -684,4 +718,64 @@ def backend_of(x: object) -> Backend:
     raise TypeError(
         f"nnbin does not know arrays of type {type(x).__module__}.{type(x).__qualname__}; "
         f"registered backends: {', '.join(available_names())}"
+    )
+
+
+def backend_and_dtype(X: Any, backend: str | None, dtype: str | None) -> tuple[Backend, str]:
+    """The backend that trains on X (checked by validate.training_data: one library, one
+    device) and the working dtype. Host (NumPy) data go to ``backend``; other arrays stay
+    with their library, and naming another backend for them is an error. SciPy sparse X
+    are host data for a backend that keeps them sparse (``takes_sparse``: numpy)."""
+    if isinstance(X, np.ndarray) or is_sparse(X):
+        be = get_backend(backend)
+        if is_sparse(X) and not be.takes_sparse:
+            raise InvalidInputError(
+                f"X is a SciPy sparse matrix, which the numpy backend trains on (kept sparse, "
+                f"densified a block of rows at a time); for the {be.name} backend pass dense "
+                "data: X.toarray()"
+            )
+    else:
+        be = backend_of(X)
+        if backend is not None and get_backend(backend) is not be:
+            raise MixedArraysError(
+                f"X is a {be.name} array but backend={backend!r} was asked for; nnbin never "
+                f"copies between libraries: convert the data first, or drop backend="
+            )
+    if dtype is None:
+        # The data's own floating dtype, unless they are host data bound for another backend.
+        kind = str(getattr(X, "dtype", ""))
+        own = not isinstance(X, np.ndarray) or be.owns(X)  # sparse X: the numpy backend's
+        dtype = kind.rpartition(".")[2] if own and "float" in kind else be.default_dtype
+        if kind == "float64" and dtype == "float32":
+            _say_narrowed(be)
+    if dtype not in be.dtypes:
+        raise ValueError(f"the {be.name} backend supports {', '.join(be.dtypes)}, not {dtype!r}")
+    return be, dtype
+
+
+#: the backends whose float64-to-float32 fallback was said in this process
+_NARROWED: set[str] = set()
+
+
+def _say_narrowed(be: Backend) -> None:
+    """Once a process and backend: float64 host data are about to train in float32 because
+    the backend cannot hold float64 now (JAX with its 64-bit mode off) — never silently."""
+    if be.name in _NARROWED:
+        return
+    try:
+        be.asarray(np.zeros(1), "float64")
+    except NnbinError as e:
+        _NARROWED.add(be.name)
+        warnings.warn(
+            f"float64 data train in float32 on the {be.name} backend (said once): {e}; or "
+            "pass dtype='float32' to choose it",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def _too_big_for_float32() -> Exception:
+    return InvalidInputError(
+        "X holds values beyond float32's range (about ±3.4e38): they would become infinite "
+        "in float32; train in float64 (dtype='float64') or rescale the features"
     )

@@ -42,7 +42,7 @@ class Config:
     #: loss (with ``early_stopping`` it defaults to 10)
     n_iter_no_change: int | None = None
     tol: float = 1e-4
-    #: the step-size schedule of gd and momentum, scikit-learn's (:class:`nnbin.loop.Schedule`):
+    #: the step-size schedule of gd and momentum, scikit-learn's (:class:`nnbin.rules.Schedule`):
     #: "constant", "invscaling" (with ``power_t``, counting from ``samples_seen``) or
     #: "adaptive" (a fifth each time the stopping rule fires)
     learning_rate: str = "constant"

@@ -1,10 +1,13 @@
-"""The seed job's data."""
+"""Data: the seed job's, data files read into host arrays, and early stopping's
+stratified hold-out."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from .errors import DataFileError, NnbinError
+from .errors import DataFileError, InvalidInputError, NnbinError
 from .validate import counted, host_memory_fits, whole_number
 
 
@@ -257,3 +260,49 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def hold_out_rows(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Early stopping's split of the host ``labels`` (0/1, any shape of N): the rows
+    trained on and the rows held out (row numbers, each in the data's order), the held-out
+    ``fraction`` stratified as scikit-learn's classifiers split: ``held`` = ceil(fraction
+    N) samples (at least one each side) of which round(held N1 / N) positives (at least one
+    each side), taken first-come in the permutation
+    ``numpy.random.default_rng([seed, 2]).permutation(N)``, both sides kept in the data's
+    order: the same split on every backend. A class with a
+    single sample, or a hold-out too small to hold both classes, is one InvalidInputError
+    (scikit-learn's ValueError). Data of one class (a continued run) split unstratified.
+    The split is drawn on the host: a backend's labels are read there once."""
+    n = int(labels.shape[0])
+    if n < 2:
+        raise InvalidInputError("early stopping needs at least 2 samples (one held out)")
+    held = min(max(1, math.ceil(fraction * n)), n - 1)
+    order = np.random.default_rng([seed, 2]).permutation(n)
+    positive = np.asarray(labels).reshape(-1)[order] == 1.0
+    ones = int(np.count_nonzero(positive))
+    counts = {"False": n - ones, "True": ones}
+    few = [name for name, c in counts.items() if c == 1]
+    if few:
+        raise InvalidInputError(
+            "The least populated classes in y have only 1 member, too few for early "
+            "stopping's stratified hold-out (2 of each class, one each side). Classes with "
+            f"too few members are: {few} (True: label 1, the positive class): add samples "
+            "of it, or set early_stopping=False"
+        )
+    if 0 < ones < n:
+        if held < 2 or n - held < 2:
+            raise InvalidInputError(
+                f"validation_fraction={fraction:g} holds out {held} of {n} samples, but a "
+                "stratified hold-out needs at least 2 on each side (one of each class): "
+                "change validation_fraction or add samples"
+            )
+        held_pos = min(max(1, math.floor(held * ones / n + 0.5)), ones - 1)
+        held_pos = max(held_pos, held - (n - ones - 1))  # at least one negative trained on
+        held_pos = min(held_pos, held - 1)  # and one held out
+        rank = np.empty(n, dtype=np.int64)  # each sample's place among its class's
+        rank[positive] = np.arange(ones)
+        rank[~positive] = np.arange(n - ones)
+        out_mask = np.where(positive, rank < held_pos, rank < held - held_pos)
+    else:
+        out_mask = np.arange(n) < held
+    return np.sort(order[~out_mask]), np.sort(order[out_mask])

@@ -31,14 +31,14 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import options, validate
 from .api import init_params
-from .backend import backend_of, block_width, get_backend, max_width
+from .backend import backend_and_dtype, backend_of, block_width, get_backend, max_width
 from .errors import InvalidInputError
 from .lbfgs import ITERATION_LIMIT, LINE_SEARCH_FAILED
-from .loop import ADAPTIVE_FLOOR
-from .model import Params, forward_blocks, is_sparse, namespace, quiet_overflow, sigmoid
+from .model import Params, device_of, forward_blocks, is_sparse, namespace, quiet_overflow, sigmoid
 from .options import BY_SKLEARN, Flag, Whole, from_sklearn
 from .options import check as check_option
-from .training import backend_and_dtype, train
+from .rules import ADAPTIVE_FLOOR
+from .training import train
 
 SOLVERS = {"adam": "adam", "sgd": "momentum"}
 
@@ -301,7 +301,7 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         if _on_host(X):
             return X, target
         be = backend_of(X)
-        return X, be.asarray(target, _dtype_name(X), device=_device(X))
+        return X, be.asarray(target, _dtype_name(X), device=device_of(X))
 
     @quiet_overflow
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> BinaryMLPClassifier:
@@ -398,13 +398,13 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
             return self.params_  # as fitted: no copy
         if _on_host(X) and hasattr(self, "params_"):
             be, dtype = backend_of(self.params_[0]), _dtype_name(self.params_[0])
-            device = _device(self.params_[0])
+            device = device_of(self.params_[0])
         else:  # host data go to ``backend``; a library's arrays stay with it
             host_data = _on_host(X)
             be, dtype = backend_and_dtype(
                 X, self.backend if host_data else None, self._working_dtype(X)
             )
-            device = None if host_data else _device(X)
+            device = None if host_data else device_of(X)
         placed = [be.asarray(a, dtype, device=device) for a in host]
         return Params(*placed) if len(placed) == 4 else tuple(placed)
 
@@ -447,7 +447,7 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
             start = init_params(
                 int(X.shape[1]), options["hidden"], seed, dtype=self._working_dtype(X) or own,
                 backend=self.backend if _on_host(X) else backend_of(X).name,
-                device=None if _on_host(X) else _device(X),
+                device=None if _on_host(X) else device_of(X),
                 activation=options["activation"], init=options["init"],
             )  # fmt: skip
         if options.get("learning_rate") == "invscaling" and accumulating:
@@ -637,12 +637,12 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         z = self._logits(X, "predict")
         xp = namespace(z)
         classes = self.classes_
-        hit = z > 0 if classes.size == 2 else xp.zeros(z.shape, dtype=xp.bool, device=_device(z))
+        hit = z > 0 if classes.size == 2 else xp.zeros(z.shape, dtype=xp.bool, device=device_of(z))
         if isinstance(z, np.ndarray):
             return classes[hit.astype(np.intp)]
         be = backend_of(z)
         if classes.dtype.kind in "iuf":
-            dev = _device(z)
+            dev = device_of(z)
             c = be.xp.asarray(classes, device=dev)
             return xp.take(c, xp.astype(hit, xp.int64), axis=0)
         return classes[np.asarray(be.to_host(hit))]
@@ -713,12 +713,6 @@ def _to_host(a: Any) -> Any:
 
 def _dtype_name(a: Any) -> str:
     return str(a.dtype).rpartition(".")[2]
-
-
-def _device(x: Any) -> Any:
-    import array_api_compat
-
-    return array_api_compat.device(x)
 
 
 __all__ = ["BinaryMLPClassifier", "get_backend"]

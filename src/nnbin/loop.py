@@ -14,18 +14,19 @@ from the time the calls before took: a power of two that fits about ``CALL_SECON
 Ctrl-C stops any backend within about that long and a compiled or graphed backend sees few
 call lengths. With a stopping rule every epoch is logged and the rule reads it.
 
-What is written here once: the schedule (:func:`next_call`), the history and ``on_log``,
-the finite check and the divergence error (:func:`diverged`), the last finite parameters
-(:func:`logged_segments` for eager steppers; a compiled stepper keeps them in its carry,
-from the same rule), and scikit-learn's stopping rule (:func:`stop_update`, array-API
-code that runs on host scalars here and traced under ``jax.jit`` in the JAX backend).
+What is written here once: the schedule of calls (:func:`next_call`), the history and
+``on_log``, the finite check and the divergence error (:func:`diverged`), the last finite
+parameters (:func:`logged_segments` for eager steppers; a compiled stepper keeps them in
+its carry, from the same rule). scikit-learn's stopping rule and step-size schedules, which
+the loop reads between epochs, are :mod:`nnbin.rules`'.
 
 What a backend supplies is a :class:`Stepper`: ``advance(n, every)``. The array-API core's
 eager stepper is :class:`nnbin.backend.CoreStepper` (NumPy, array-api-strict, PyTorch,
 CuPy's core path; Dask overrides how an update settles; JAX compiles it); L-BFGS's, one
 iteration a step on any backend, is :class:`nnbin.backend.LbfgsStepper`, which ends a run by
 its own rule (``Advanced.ran``, ``Stepper.message``). This module knows
-no array library and no math: it imports the errors and the run's settings only.
+no array library and no math: it imports the errors, the rules between epochs and the
+model's type names only.
 """
 
 from __future__ import annotations
@@ -33,14 +34,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from .config import Config
 from .errors import TrainingDivergedError
 from .model import Array, Params
+from .rules import Schedule, StopRule
 
 #: seconds of work a call holds by default (Ctrl-C waits at most about this long, on_log too)
 CALL_SECONDS = 0.25
@@ -48,129 +47,6 @@ CALL_SECONDS = 0.25
 MAX_LOGS = 256
 
 OnLog = Callable[[int, float], None]
-
-
-# --- scikit-learn's stopping rule, once ------------------------------------------------------
-
-
-def stop_update(
-    xp: Any,
-    count: Any,
-    best_loss: Any,
-    best_score: Any,
-    loss: Any,
-    score: Any,
-    *,
-    early: bool,
-    tol: float,
-    patience: int,
-) -> tuple[Any, Any, Any, Any, Any]:
-    """One epoch of scikit-learn's stopping rule: with ``early``, the held-out ``score``
-    counts as no improvement when below the best so far plus ``tol``; otherwise the
-    training ``loss`` when above the best so far minus ``tol``. The run stops once more than
-    ``patience`` epochs in a row did not improve. Returns (count, best loss, best score,
-    whether the score is the best yet, whether to stop). Array-API code: NumPy scalars on the
-    host, JAX arrays under ``jax.jit``."""
-    if early:
-        count = xp.where(score < best_score + tol, count + 1, 0)
-        improved = score > best_score
-        best_score = xp.where(improved, score, best_score)
-    else:
-        count = xp.where(loss > best_loss - tol, count + 1, 0)
-        improved = loss < best_loss
-    return count, xp.minimum(best_loss, loss), best_score, improved, count > patience
-
-
-@dataclass
-class StopRule:
-    """The stopping rule's state between calls, on the host (a compiled stepper carries it
-    into its call and hands it back)."""
-
-    early: bool
-    tol: float
-    patience: int
-    count: int = 0
-    best_loss: float = math.inf
-    best_score: float = -math.inf
-    #: the held-out accuracy after each epoch (early stopping)
-    scores: list[float] = field(default_factory=list)
-    #: the best-scoring parameters so far (early stopping: the run returns them)
-    best_params: Params | None = None
-
-    @classmethod
-    def of(cls, config: Config) -> StopRule | None:
-        if not config.stops:
-            return None
-        return cls(config.early_stopping, config.tol, config.patience)
-
-    def update(self, loss: float, score: float | None, params: Params) -> bool:
-        """Take one epoch's loss (and validation score); True when the run must stop."""
-        count, best_loss, best_score, improved, stop = stop_update(
-            np,
-            self.count,
-            np.float64(self.best_loss),
-            np.float64(self.best_score),
-            np.float64(loss),
-            np.float64(-math.inf if score is None else score),
-            early=self.early,
-            tol=self.tol,
-            patience=self.patience,
-        )
-        self.count, self.best_loss = int(count), float(best_loss)
-        self.best_score = float(best_score)
-        if self.early:
-            assert score is not None
-            self.scores.append(score)
-            if improved:
-                self.best_params = params
-        return bool(stop)
-
-
-# --- scikit-learn's step-size schedules, once ------------------------------------------------
-
-#: the step size at which the adaptive schedule stops instead of lowering it (scikit-learn's)
-ADAPTIVE_FLOOR = 1e-6
-
-
-@dataclass
-class Schedule:
-    """scikit-learn's schedules for solver='sgd' (here gd and momentum), on the host between
-    epochs: the step size is constant within an epoch. ``invscaling``: epoch e of the run
-    takes lr / (t + 1)^power_t with t = ``seen`` + e ``n`` the samples seen before it (a
-    fresh optimizer's first epoch takes lr, as scikit-learn's new optimizer does).
-    ``adaptive``: lr until the stopping rule fires, then a fifth of it with the rule's count
-    reset, and the run stops only when it fires at a step size <= ``ADAPTIVE_FLOOR``."""
-
-    kind: str
-    lr: float
-    power_t: float = 0.5
-    #: samples an epoch, and seen by the runs this one continues
-    n: int = 0
-    seen: int = 0
-    #: whether the optimizer is new (a first epoch at lr itself)
-    fresh: bool = True
-
-    @classmethod
-    def of(cls, config: Config, lr: float, n: int, fresh: bool) -> Schedule | None:
-        if config.learning_rate == "constant":
-            return None
-        return cls(config.learning_rate, lr, config.power_t, n, config.samples_seen, fresh)
-
-    def rate(self, epoch: int) -> float:
-        """The step size of the run's epoch ``epoch`` (0: its first)."""
-        if self.kind == "invscaling" and not (epoch == 0 and self.fresh):
-            t = self.seen + epoch * self.n  # the samples seen before the epoch
-            return self.lr / (t + 1) ** self.power_t
-        return self.lr
-
-    def fired(self) -> bool:
-        """The stopping rule fired: True when the run stops, else the step size is lowered
-        (adaptive)."""
-        if self.kind != "adaptive" or self.lr <= ADAPTIVE_FLOOR:
-            return True
-        lowered = self.lr / 5.0
-        self.lr = lowered
-        return False
 
 
 # --- what a backend supplies ---------------------------------------------------------------
@@ -305,10 +181,7 @@ def diverged(
 
 def finite_prefix(values: Sequence[float]) -> int:
     """How many of ``values`` are finite before the first one that is not."""
-    for k, v in enumerate(values):
-        if not math.isfinite(v):
-            return k
-    return len(values)
+    return next((k for k, v in enumerate(values) if not math.isfinite(v)), len(values))
 
 
 def next_call(s: int, steps: int, every: int, k: int) -> tuple[int, int]:
@@ -370,10 +243,8 @@ def run_steps(
             raise diverged(s + ok * logs, lr, last_finite, initial)
         if out.stopped:  # the rule ended the run after its last loss (one epoch a log)
             s += len(out.losses) if out.ran is None else out.ran
-            if schedule is None or schedule.fired():
+            if schedule is None or schedule.fired(stepper.rule):
                 break
-            assert stepper.rule is not None
-            stepper.rule.count = 0  # adaptive: a lower step size, the count anew
             continue
         s += n
         if steps_per_call is None:  # a power of two that fits CALL_SECONDS

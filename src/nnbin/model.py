@@ -59,6 +59,11 @@ def namespace(*arrays: Array) -> Any:
         ) from None
 
 
+def device_of(x: Any) -> Any:
+    """``x``'s device, array-api-compat's ``device`` (a SciPy sparse matrix: None, the host)."""
+    return None if is_sparse(x) else array_api_compat.device(x)
+
+
 def is_sparse(a: Any) -> bool:
     """Whether ``a`` is a SciPy sparse matrix or array (never imports SciPy: data cannot be
     SciPy's unless SciPy was imported)."""
@@ -248,6 +253,24 @@ def forward_blocks(
         forward(params, dense(X[a : min(a + rows, n), ...]), activation) for a in range(0, n, rows)
     ]
     return namespace(*params).concat(parts, axis=0)
+
+
+def accuracy(
+    params: Any, X: Any, y: Array, activation: str, weights: Any = None, rows: int | None = None
+) -> Array:
+    """The share of samples, weighted by ``weights`` (None: each 1), whose class the sign of
+    the logit gets right (z >= 0: class 1), a 0-d array; X taken ``rows`` samples at a time
+    (None: at once), each block :func:`dense`, its hits summed (no (N, H) array, no logits
+    kept). :func:`nnbin.accuracy`, and early stopping's score eagerly and under ``jax.jit``."""
+    xp, n = namespace(y), int(X.shape[0])
+    hits: Any = None
+    for a in range(0, n, rows or max(n, 1)):
+        b = min(a + (rows or n), n)
+        z = forward(params, dense(X[a:b, ...]), activation)
+        right = xp.astype((z >= 0.0) == (y[a:b, ...] == 1.0), y.dtype)
+        part = xp.sum(right if weights is None else weights[a:b, ...] * right)
+        hits = part if hits is None else hits + part
+    return hits / (float(n) if weights is None else xp.sum(weights))
 
 
 def predict_proba(params: Any, X: Array, activation: str = "sigmoid") -> Array:

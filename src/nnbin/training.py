@@ -6,21 +6,19 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import array_api_compat
 import numpy as np
 
 from . import options as options_table
 from . import validate
-from .backend import Backend, backend_of, block_width, get_backend, max_width
+from .backend import backend_and_dtype, block_width, max_width
 from .config import Config
-from .errors import InvalidInputError, MixedArraysError, NnbinError
+from .data import hold_out_rows
 from .loop import diverged
-from .model import Array, Params, dense, is_sparse, namespace, quiet_overflow, widths
+from .model import Params, device_of, is_sparse, quiet_overflow
 from .optim import Optimizer
 
 
@@ -60,88 +58,6 @@ class TrainResult:
     #: how the optimizer ended the run where it has its own rule (L-BFGS: scipy's words,
     #: "CONVERGENCE: ..." when it converged; "" when it ran every step)
     message: str = ""
-
-
-def backend_and_dtype(X: Any, backend: str | None, dtype: str | None) -> tuple[Backend, str]:
-    """The backend that trains on X (checked by validate.training_data: one library, one
-    device) and the working dtype. Host (NumPy) data go to ``backend``; other arrays stay
-    with their library, and naming another backend for them is an error. SciPy sparse X
-    are host data for a backend that keeps them sparse (``takes_sparse``: numpy)."""
-    if isinstance(X, np.ndarray) or is_sparse(X):
-        be = get_backend(backend)
-        if is_sparse(X) and not be.takes_sparse:
-            raise InvalidInputError(
-                f"X is a SciPy sparse matrix, which the numpy backend trains on (kept sparse, "
-                f"densified a block of rows at a time); for the {be.name} backend pass dense "
-                "data: X.toarray()"
-            )
-    else:
-        be = backend_of(X)
-        if backend is not None and get_backend(backend) is not be:
-            raise MixedArraysError(
-                f"X is a {be.name} array but backend={backend!r} was asked for; nnbin never "
-                f"copies between libraries: convert the data first, or drop backend="
-            )
-    if dtype is None:
-        # The data's own floating dtype, unless they are host data bound for another backend.
-        kind = str(getattr(X, "dtype", ""))
-        own = not isinstance(X, np.ndarray) or be.owns(X)  # sparse X: the numpy backend's
-        dtype = kind.rpartition(".")[2] if own and "float" in kind else be.default_dtype
-        if kind == "float64" and dtype == "float32":
-            _say_narrowed(be)
-    if dtype not in be.dtypes:
-        raise ValueError(f"the {be.name} backend supports {', '.join(be.dtypes)}, not {dtype!r}")
-    return be, dtype
-
-
-#: the backends whose float64-to-float32 fallback was said in this process
-_NARROWED: set[str] = set()
-
-
-def _say_narrowed(be: Backend) -> None:
-    """Once a process and backend: float64 host data are about to train in float32 because
-    the backend cannot hold float64 now (JAX with its 64-bit mode off) — never silently."""
-    if be.name in _NARROWED:
-        return
-    try:
-        be.asarray(np.zeros(1), "float64")
-    except NnbinError as e:
-        _NARROWED.add(be.name)
-        warnings.warn(
-            f"float64 data train in float32 on the {be.name} backend (said once): {e}; or "
-            "pass dtype='float32' to choose it",
-            UserWarning,
-            stacklevel=4,
-        )
-
-
-def _place(be: Backend, X: Any, y: Any, w: Any, dtype: str) -> tuple[Array, Array, Array | None]:
-    """X, y and the sample weights ``w`` (None: none) on ``be`` in ``dtype``, copying only
-    host (NumPy) data."""
-    narrowed = dtype == "float32" and "float64" in str(getattr(X, "dtype", ""))
-    if isinstance(X, np.ndarray) or is_sparse(X):
-        values = X.data if is_sparse(X) else X  # a sparse matrix's stored values
-        if narrowed and np.max(np.abs(values), initial=0.0) > np.finfo(np.float32).max:
-            raise _too_big_for_float32()
-        put = be.asarray
-        Xb = X.astype(dtype, copy=False) if is_sparse(X) else put(X, dtype)  # sparse stays so
-        return Xb, put(y, dtype), None if w is None else put(w, dtype)
-    xp = namespace(X, y)
-
-    def cast(a: Any) -> Any:
-        return xp.astype(a, getattr(xp, dtype), copy=False)  # no copy when already right
-
-    X, y = cast(X), cast(y)
-    if narrowed and not bool(xp.all(xp.isfinite(X))):  # one check, only when narrowing
-        raise _too_big_for_float32()
-    return X, y, None if w is None else cast(w)
-
-
-def _too_big_for_float32() -> Exception:
-    return InvalidInputError(
-        "X holds values beyond float32's range (about ±3.4e38): they would become infinite "
-        "in float32; train in float64 (dtype='float64') or rescale the features"
-    )
 
 
 @quiet_overflow
@@ -199,16 +115,14 @@ def train(
     """
     values = options_table.resolve(options)
     config = Config.of(values)
-    hidden, lr, steps, log_every, seed = (
-        values[k] for k in ("hidden", "lr", "steps", "log_every", "seed")
+    hidden, lr, steps, log_every, seed, data_parallel = (
+        values[k] for k in ("hidden", "lr", "steps", "log_every", "seed", "data_parallel")
     )
-    backend, dtype, init = values["backend"], values["dtype"], values["init"]
-    data_parallel, fused = values["data_parallel"], values["fused"]
     # a run that continues from given parameters may see one class (a stream's batch)
     X, y = validate.training_data(X, y, both_classes=params is None)
     weights = validate.sample_weights(sample_weight, X)
-    be, dtype = backend_and_dtype(X, backend, dtype)
-    on_host = isinstance(X, np.ndarray) or is_sparse(X) or "cpu" in str(_device(X)).lower()
+    be, dtype = backend_and_dtype(X, values["backend"], values["dtype"])
+    on_host = isinstance(X, np.ndarray) or is_sparse(X) or "cpu" in str(device_of(X)).lower()
     if on_host and not be.out_of_core:  # Dask works chunk by chunk
         # host memory: checked before anything large is allocated (GPU libraries report
         # their own out-of-memory errors)
@@ -216,11 +130,12 @@ def train(
         size = 4 if dtype == "float32" else 8
         width = block_width(hidden if isinstance(hidden, int) else max(hidden, default=1), X)
         validate.memory_fits(n, d, hidden, size, be.memory_nh, be.block_rows(n, width))
-    X, y, weights = _place(be, X, y, weights, dtype)
+    X, y, weights = be.place(X, y, weights, dtype)
     validation = validation_weights = None
-    if config.early_stopping:
-        (X, y, weights), (Xv, yv, validation_weights) = _hold_out(
-            be, X, y, weights, config.validation_fraction, seed
+    if config.early_stopping:  # drawn on the host, the same split on every backend
+        rows = hold_out_rows(be.to_host(y), config.validation_fraction, seed)
+        (X, y, weights), (Xv, yv, validation_weights) = (
+            tuple(None if a is None else be.take_rows(a, r) for a in (X, y, weights)) for r in rows
         )
         validate.weight_sum(weights, "sample_weight of the samples trained on")
         validate.weight_sum(validation_weights, "sample_weight of the held-out samples")
@@ -231,12 +146,12 @@ def train(
             hidden,
             seed,
             dtype=dtype,
-            device=_device(X),
+            device=device_of(X),
             activation=config.activation,
-            init=init,
+            init=values["init"],
         )
     else:
-        params = _starting_params(params, X, hidden, dtype)
+        params = validate.starting_params(params, X, hidden, dtype)
     if optimizer_state is not None:
         optimizer_state = Optimizer.of(config, lr).check_state(params, optimizer_state)
     if data_parallel:
@@ -256,7 +171,7 @@ def train(
             steps=steps,
             log_every=log_every,
             on_log=on_log,
-            fused=fused,
+            fused=values["fused"],
             config=config,
             validation=validation,
             state=optimizer_state,
@@ -294,91 +209,6 @@ def train(
         optimizer_state=run.optimizer_state,
         message=run.message,
     )
-
-
-def _starting_params(params: Any, X: Array, hidden: int | tuple[int, ...], dtype: str) -> Any:
-    """The caller's starting parameters, checked against the data and ``hidden``."""
-    X = dense(X[:1, ...])  # one row: what the checks below need of the data
-    params, _, _ = validate.model_inputs(params, X)
-    sizes = (hidden,) if isinstance(hidden, int) else tuple(hidden)
-    if widths(params) != sizes:
-        raise InvalidInputError(
-            f"params have hidden widths {widths(params)} but hidden={hidden}: pass the "
-            "widths the parameters have"
-        )
-    if any(not str(p.dtype).endswith(dtype) for p in params):
-        raise InvalidInputError(f"params must be {dtype}, as the data; got {params[0].dtype}")
-    xp = namespace(X, *params)  # one library: MixedArraysError otherwise
-    finite = xp.stack([xp.all(xp.isfinite(p)) for p in params])
-    if not bool(xp.all(finite)):  # one read, before the run
-        raise InvalidInputError(
-            "params hold NaN or infinite values: training starts from finite parameters (a "
-            "TrainingDivergedError's .params are the last finite ones of a run)"
-        )
-    return params
-
-
-def _device(X: Any) -> Any:
-    """X's device (a SciPy sparse X: the host's, None)."""
-    return None if is_sparse(X) else array_api_compat.device(X)
-
-
-def _hold_out(
-    be: Backend, X: Array, y: Array, w: Array | None, fraction: float, seed: int
-) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-    """(X, y, w) split into the samples trained on and the held-out (Xv, yv, wv), by
-    :func:`_hold_out_rows` (w None: both sides' weights None)."""
-    keep, out = _hold_out_rows(be, y, fraction, seed)
-
-    def take(rows: Any) -> tuple[Any, ...]:
-        return tuple(None if a is None else be.take_rows(a, rows) for a in (X, y, w))
-
-    return take(keep), take(out)
-
-
-def _hold_out_rows(be: Backend, y: Array, fraction: float, seed: int) -> tuple[Any, Any]:
-    """The rows trained on and the rows held out (host row numbers, each in the data's
-    order): the held-out ``fraction``, stratified
-    as scikit-learn's classifiers split: ``held`` = ceil(fraction N) samples (at least one
-    each side) of which round(held N1 / N) positives (at least one each side), taken
-    first-come in the permutation ``numpy.random.default_rng([seed, 2]).permutation(N)``,
-    both sides kept in the data's order: the same split on every backend. A class with a
-    single sample, or a hold-out too small to hold both classes, is one InvalidInputError
-    (scikit-learn's ValueError). Data of one class (a continued run) split unstratified.
-    The labels are read to the host once (the split is drawn there)."""
-    n = int(y.shape[0])
-    if n < 2:
-        raise InvalidInputError("early stopping needs at least 2 samples (one held out)")
-    held = min(max(1, math.ceil(fraction * n)), n - 1)
-    order = np.random.default_rng([seed, 2]).permutation(n)
-    positive = np.asarray(be.to_host(y)).reshape(-1)[order] == 1.0
-    ones = int(np.count_nonzero(positive))
-    counts = {"False": n - ones, "True": ones}
-    few = [name for name, c in counts.items() if c == 1]
-    if few:
-        raise InvalidInputError(
-            "The least populated classes in y have only 1 member, too few for early "
-            "stopping's stratified hold-out (2 of each class, one each side). Classes with "
-            f"too few members are: {few} (True: label 1, the positive class): add samples "
-            "of it, or set early_stopping=False"
-        )
-    if 0 < ones < n:
-        if held < 2 or n - held < 2:
-            raise InvalidInputError(
-                f"validation_fraction={fraction:g} holds out {held} of {n} samples, but a "
-                "stratified hold-out needs at least 2 on each side (one of each class): "
-                "change validation_fraction or add samples"
-            )
-        held_pos = min(max(1, math.floor(held * ones / n + 0.5)), ones - 1)
-        held_pos = max(held_pos, held - (n - ones - 1))  # at least one negative trained on
-        held_pos = min(held_pos, held - 1)  # and one held out
-        rank = np.empty(n, dtype=np.int64)  # each sample's place among its class's
-        rank[positive] = np.arange(ones)
-        rank[~positive] = np.arange(n - ones)
-        out_mask = np.where(positive, rank < held_pos, rank < held - held_pos)
-    else:
-        out_mask = np.arange(n) < held
-    return np.sort(order[~out_mask]), np.sort(order[out_mask])
 
 
 train.__signature__ = options_table.signature(  # type: ignore[attr-defined]

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import options
 from .errors import InvalidInputError, MixedArraysError
-from .model import is_sparse
+from .model import dense, is_sparse, namespace, widths
 from .options import Whole
 
 
@@ -197,6 +197,28 @@ def model_inputs(
                     f"{name} has dtype {a.dtype}; nnbin needs real numbers (float32 or float64)"
                 )
     return params, X, y
+
+
+def starting_params(params: Any, X: Any, hidden: int | tuple[int, ...], dtype: str) -> Any:
+    """The caller's starting parameters, checked against the data and ``hidden``."""
+    X = dense(X[:1, ...])  # one row: what the checks below need of the data
+    params, _, _ = model_inputs(params, X)
+    sizes = (hidden,) if isinstance(hidden, int) else tuple(hidden)
+    if widths(params) != sizes:
+        raise InvalidInputError(
+            f"params have hidden widths {widths(params)} but hidden={hidden}: pass the "
+            "widths the parameters have"
+        )
+    if any(not str(p.dtype).endswith(dtype) for p in params):
+        raise InvalidInputError(f"params must be {dtype}, as the data; got {params[0].dtype}")
+    xp = namespace(X, *params)  # one library: MixedArraysError otherwise
+    finite = xp.stack([xp.all(xp.isfinite(p)) for p in params])
+    if not bool(xp.all(finite)):  # one read, before the run
+        raise InvalidInputError(
+            "params hold NaN or infinite values: training starts from finite parameters (a "
+            "TrainingDivergedError's .params are the last finite ones of a run)"
+        )
+    return params
 
 
 def _not_masked(a: Any, name: str) -> None:

@@ -1,12 +1,13 @@
-"""What the commands share: the parser that reports bad usage in one line, the one-line form
-of an error, and small parsers of comma-separated flags."""
+"""What the commands share: the parser that reports bad usage in one line, the flags of a
+saved model and of a data file, the one-line form of an error, and small parsers of
+comma-separated flags."""
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
 from collections.abc import Callable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from .. import options
 from ..errors import InvalidInputError
@@ -17,6 +18,35 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+#: the data files every command reads
+DATA_FORMATS = "CSV with a header, .npy or .npz"
+
+
+def model_flags(p: argparse.ArgumentParser, use: str) -> None:
+    """``--model MODEL`` and ``--backend NAME``: a saved model and the backend it is loaded
+    onto to ``use`` it (:func:`load_model`)."""
+    p.add_argument("--model", required=True, help="a model file saved by nnbin train --save")
+    p.add_argument("--backend", help=f"backend to {use} on (default: $NNBIN_BACKEND, numpy)")
+
+
+def data_flags(
+    p: argparse.ArgumentParser, help: str, label: str, *, required: bool = False
+) -> None:
+    """``--data FILE`` and ``--label NAME`` (the label column of a CSV file)."""
+    p.add_argument("--data", metavar="FILE", required=required, help=help)
+    p.add_argument("--label", metavar="NAME", help=f"the CSV label column {label}")
+
+
+def load_model(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(backend, model) of :func:`model_flags`' ``--model`` on its ``--backend``."""
+    from ..backend import get_backend
+    from ..modelfile import load
+
+    be = get_backend(args.backend)
+    be.enable_dtype("float64")  # a float64 model must load as float64 (JAX: 64-bit mode)
+    return be, load(args.model, backend=be.name)
 
 
 def whole_number_type(least: int, most: int | None = None) -> Callable[[str], int]:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..backend import get_backend
-from .common import architecture_text, can_plot
+from .common import DATA_FORMATS, architecture_text, can_plot, data_flags, load_model, model_flags
 
 HELP = "draw a saved model: boundary and loss curve"
 
@@ -20,17 +19,18 @@ DESCRIPTION = (
 
 
 def flags(pl: argparse.ArgumentParser) -> None:
-    pl.add_argument("--model", required=True, help="a model file saved by nnbin train --save")
-    pl.add_argument("--data", metavar="FILE", help="data to draw with it (optional)")
-    pl.add_argument("--label", metavar="NAME", help="the CSV label column")
+    model_flags(pl, "evaluate")
+    data_flags(
+        pl,
+        f"data to draw with it (optional): {DATA_FORMATS}",
+        "(default: one named label/y/target/class)",
+    )
     pl.add_argument("--out", required=True, metavar="FIGURE", help="the image to write (.png)")
-    pl.add_argument("--backend", help="backend to evaluate on (default: $NNBIN_BACKEND)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..data import load_data
     from ..files import check_outputs
-    from ..modelfile import load
     from ..plot import boundary_figure
     from ..validate import counted
 
@@ -39,9 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if not can_plot():
         raise ValueError("plot needs matplotlib and seaborn: pip install 'nnbin[plot]'")
     check_outputs({"--out": args.out}, {"--model": args.model, "--data": args.data})
-    be = get_backend(args.backend)
-    be.enable_dtype("float64")  # a float64 model must load as float64 (JAX: 64-bit mode)
-    model = load(args.model, backend=be.name)
+    be, model = load_model(args)
     if args.data:
         X, y, names = load_data(args.data, args.label, require_labels=False)
     else:

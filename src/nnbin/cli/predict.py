@@ -6,7 +6,7 @@ import argparse
 import io
 import sys
 
-from ..backend import get_backend
+from .common import DATA_FORMATS, data_flags, load_model, model_flags
 
 HELP = "probabilities and labels from a saved model"
 
@@ -18,17 +18,15 @@ DESCRIPTION = (
 
 
 def flags(pr: argparse.ArgumentParser) -> None:
-    pr.add_argument("--model", required=True, help="a model file saved by nnbin train --save")
-    pr.add_argument(
-        "--data",
+    model_flags(pr, "predict")
+    data_flags(
+        pr,
+        f"{DATA_FORMATS}; a label column (--label, else one named label/y/target/class) is left "
+        "out; every column must be numeric",
+        "to leave out",
         required=True,
-        metavar="FILE",
-        help="CSV with a header, .npy or .npz; a label column (--label, else one "
-        "named label/y/target/class) is left out; every column must be numeric",
     )
-    pr.add_argument("--label", metavar="NAME", help="the CSV label column to leave out")
     pr.add_argument("--out", metavar="FILE", help="CSV to write (default, or '-': standard output)")
-    pr.add_argument("--backend", help="backend to predict on (default: $NNBIN_BACKEND, numpy)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,16 +35,13 @@ def run(args: argparse.Namespace) -> int:
     from ..api import predict_proba
     from ..data import load_data
     from ..files import atomic_write, check_outputs
-    from ..modelfile import load
     from ..validate import counted
 
     to_stdout = args.out in (None, "-")
     check_outputs(
         {"--out": None if to_stdout else args.out}, {"--model": args.model, "--data": args.data}
     )
-    be = get_backend(args.backend)
-    be.enable_dtype("float64")  # a float64 model must load as float64 (JAX: 64-bit mode)
-    model = load(args.model, backend=be.name)
+    be, model = load_model(args)
     X, y, _ = load_data(args.data, args.label, require_labels=False)
     if X.shape[1] != model.n_features:
         hint = (

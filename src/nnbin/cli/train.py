@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import options
 from ..backend import get_backend
-from .common import can_plot, whole_number_type
+from .common import DATA_FORMATS, can_plot, data_flags, whole_number_type
 
 HELP = "train (the seed job, or --data) and draw the decision boundary"
 
@@ -36,16 +36,11 @@ def flags(t: argparse.ArgumentParser) -> None:
         default=10_000,
         help="samples per class of the seed data (10000)",
     )
-    t.add_argument(
-        "--data",
-        metavar="FILE",
-        help="train on your data instead: CSV with a header, .npy (last column "
-        "the label) or .npz (arrays X, y); features plus a 0/1 label column",
-    )
-    t.add_argument(
-        "--label",
-        metavar="NAME",
-        help="the CSV label column (default: label/y/target/class, else the last)",
+    data_flags(
+        t,
+        f"train on your data instead: {DATA_FORMATS} (.npy: the last column the label; .npz: "
+        "arrays X, y); features plus a 0/1 label column",
+        "(default: label/y/target/class, else the last)",
     )
     t.add_argument("--save", metavar="MODEL", help="save the model (safetensors) to MODEL")
     t.add_argument(
