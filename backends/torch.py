@@ -1,10 +1,13 @@
 """PyTorch: the core on torch tensors, CPU or CUDA, eager. CUDA tensors, where cupy is
 installed, train with the cupy backend's fused step instead, reached through DLPack with no
-copies (``fused=False``: the core); verified on an H100 (BENCHMARKS.md)."""
+copies (``fused=False``: the core); verified on an H100 (BENCHMARKS.md). With
+``cuda_graphs=True`` the core's steps on CUDA tensors replay as CUDA graphs
+(:mod:`nnbin_backends.cuda.graphs`; not yet verified on a GPU)."""
 
 from __future__ import annotations
 
 import contextlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,6 +18,7 @@ from nnbin.backend import CoreStepper, cache_block_rows
 from nnbin.loop import Advanced
 
 from .cuda.dlpack import FusedThroughDlpack
+from .cuda.graphs import Graphs, GraphStepper, TorchGraphs
 
 
 class TorchBackend(FusedThroughDlpack):
@@ -22,6 +26,7 @@ class TorchBackend(FusedThroughDlpack):
     is_array = staticmethod(array_api_compat.is_torch_array)
     memory_nh = 0.1
     default_dtype = "float32"
+    has_graphs = True  # cuda_graphs=True on CUDA tensors
 
     def __init__(self) -> None:
         import torch
@@ -29,6 +34,9 @@ class TorchBackend(FusedThroughDlpack):
         self._torch = torch
         self.xp = array_api_compat.array_namespace(torch.empty(0))
         self._reach_fused(torch.from_dlpack, torch.cuda.is_available())
+        self._graphs: Graphs | None = None
+        #: the CUDA-graph path's workspaces (graphs and static buffers), reused across runs
+        self.graph_workspaces: OrderedDict[Any, Any] = OrderedDict()
 
     def devices(self) -> list[str]:
         cuda = self._torch.cuda
@@ -122,6 +130,18 @@ class TorchBackend(FusedThroughDlpack):
     def _on_gpu(X: Any) -> bool:
         return bool(X.is_cuda)
 
+    def graph_refusal(self, X: Any) -> str | None:
+        return None if self._on_gpu(X) else "the data are not on a CUDA device"
+
+    def graph_stepper_class(self) -> type[CoreStepper]:
+        return _Graphed
+
+    def graphs(self) -> Graphs:
+        """The CUDA-graph library of this backend's runs (one private memory pool)."""
+        if self._graphs is None:
+            self._graphs = TorchGraphs(self._torch)
+        return self._graphs
+
 
 class _NoGrad(CoreStepper):
     """The core with autograd off (the backward pass is nnbin's: no graph is recorded);
@@ -131,6 +151,23 @@ class _NoGrad(CoreStepper):
         super().__init__(params, X, y, *args, **kwargs)
         if X.is_cuda:
             self.block_rows = None
+            if self.config.cuda_graphs is None:  # the eager default, said
+                self.loop = (self.loop or "python loop") + (
+                    "; CUDA graphs of it off until verified on a GPU (cuda_graphs=True)"
+                )
+
+    def advance(self, n: int, every: int) -> Advanced:
+        with self.backend._torch.no_grad():
+            return super().advance(n, every)
+
+
+class _Graphed(GraphStepper):
+    """The core's steps as CUDA-graph replays (:mod:`nnbin_backends.cuda.graphs`), autograd
+    off, the graphs and workspaces the backend's."""
+
+    def __init__(self, *args: Any, backend: Any, **kwargs: Any) -> None:
+        kwargs.update(graphs=backend.graphs(), workspaces=backend.graph_workspaces)
+        super().__init__(*args, backend=backend, **kwargs)
 
     def advance(self, n: int, every: int) -> Advanced:
         with self.backend._torch.no_grad():

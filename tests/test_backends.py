@@ -249,6 +249,9 @@ def test_gpucheck_plan_fits_the_budget_most_important_first():
     assert bench[bench.index("--steps") + 1] == "1000"
     no_graphs = next(s for s in steps if s.title.endswith("no graphs"))
     assert no_graphs.env == {"NNBIN_CUDA_GRAPHS": "0"} and "none" in no_graphs.cmd
+    graphs = next(j for j in group.jobs if j.title == "conformance, torch CUDA graphs")
+    assert graphs.env == {"NNBIN_BACKEND": "torch", "NNBIN_CORE_GRAPHS": "1"}
+    assert steps[2].env == steps[3].env == {"NNBIN_CORE_GRAPHS": "1"}  # torch-core: graphs
     fast = next(j for j in group.jobs if j.title.endswith("fast math"))
     assert fast.env["NNBIN_CUDA_FAST_MATH"] == "1" and fast.cmd[-2:] == ["-k", "float32"]
     assert "fused step profile" in _titles(steps)
@@ -418,7 +421,7 @@ def test_gpucheck_flow_runs_with_only_what_the_gpu_machine_has(tmp_path):
     assert cut.returncode == 1
     assert (
         "Not run (out of time): conformance, torch (1/2), conformance, torch (2/2), "
-        "seed job on torch, benchmark, 2e4"
+        "conformance, torch CUDA graphs, seed job on torch, benchmark, 2e4"
     ) in report
 
 

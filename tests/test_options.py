@@ -162,7 +162,8 @@ def test_an_option_that_cannot_take_effect_is_refused_and_the_estimator_ignores_
     stopping, Adam's betas with momentum: refused by the API and the command line (never
     silently ignored); the estimator ignores them, as scikit-learn does."""
     o = options.OPTIONS[name]
-    if isinstance(o.constraint, options.Flag):
+    switch = (options.Flag, options.Tristate)  # one flag, no value, on the command line
+    if isinstance(o.constraint, switch):
         value: Any = True
     elif isinstance(o.constraint, options.Choice):
         value = next(v for v in o.constraint.values if v != o.default)
@@ -180,7 +181,7 @@ def test_an_option_that_cannot_take_effect_is_refused_and_the_estimator_ignores_
     assert message.startswith(f"{name}={value!r}") and "cannot take effect" in message, message
     assert "\n" not in message
     if o.cli is not None:  # samples_seen is the API's and the estimator's only
-        args = [o.cli] if isinstance(o.constraint, options.Flag) else [o.cli, str(value)]
+        args = [o.cli] if isinstance(o.constraint, switch) else [o.cli, str(value)]
         dep_args = [] if isinstance(dep.constraint, options.Flag) else [dep.cli, str(other)]
         assert main(["train", *CLI_QUICK, "--steps", "1", *dep_args, *args]) == 2
         err = capsys.readouterr().err

@@ -143,9 +143,11 @@ class CoreStepper(Stepper):
             return None
         return self.rng.permutation(self.n)
 
-    def epoch(self, with_loss: bool) -> Array | None:
-        """One step (an epoch, with mini-batches); its loss (scikit-learn's mean of the
-        batch losses) when asked."""
+    def epoch(self, with_loss: bool, order: Any = None) -> Array | None:
+        """One step (an epoch, with mini-batches) in ``order`` (default: :meth:`order`'s
+        draw; row numbers on the host, or an index array of X's library on its device, as
+        a graph replay reads them); its loss (scikit-learn's mean of the batch losses) when
+        asked."""
         cfg = self.config
         kw: dict[str, Any] = {
             "block_rows": self.block_rows,
@@ -158,7 +160,7 @@ class CoreStepper(Stepper):
             )
             self.params, self.state = self.opt.update(self.params, grads, self.state)
             return self.settle(loss)
-        order = self.order()
+        order = self.order() if order is None else order
         Xs, ys, ws = (self.X, self.y, self.w) if order is None else self.shuffled(order)
         size = int(cfg.batch_size or self.n)
         total: Array | None = None
@@ -175,8 +177,9 @@ class CoreStepper(Stepper):
             total = self.settle(total)
         return None if total is None else total / float(self.n)
 
-    def shuffled(self, order: np.ndarray) -> tuple[Array, Array, Array | None]:
-        """X, y and the weights in this epoch's order (row numbers on the host)."""
+    def shuffled(self, order: Any) -> tuple[Array, Array, Array | None]:
+        """X, y and the weights in this epoch's order (row numbers on the host, or an index
+        array on X's device)."""
         take = take_rows if self.backend is None else self.backend.take_rows
         w = None if self.w is None else take(self.w, order)
         return take(self.X, order), take(self.y, order), w
@@ -210,13 +213,18 @@ class CoreStepper(Stepper):
     def advance(self, n: int, every: int) -> Advanced:
         with np.errstate(over="ignore"):  # see nnbin.model.sigmoid
             read = None if self.rule is None else self._read
-            return logged_segments(n, every, self._logged, self._plain, lambda: self.params, read)
+            return logged_segments(n, every, self._logged, self._plain, self.snapshot, read)
+
+    def snapshot(self) -> Params:
+        """The current parameters as a caller may keep them (a copy where the stepper
+        writes its parameters in place: a CUDA-graph replay)."""
+        return self.params
 
     def _read(self, loss: float) -> bool:
         """The stopping rule's reading of one epoch; True ends the run."""
         assert self.rule is not None
         score = self.score() if self.config.early_stopping else None
-        return self.rule.update(loss, score, self.params)
+        return self.rule.update(loss, score, self.snapshot())
 
 
 class LbfgsStepper(Stepper):
@@ -595,10 +603,45 @@ class Backend:
             return LbfgsStepper(minimiser)
         if config.batch_size is not None and not is_sparse(X):
             rows = None  # a mini-batch is its own block (sparse: densified a block at a time)
-        return self.stepper_class(
+        cls = self.stepper_class
+        if config.cuda_graphs:  # asked for: the graphs, or one error that says why not
+            why = self.graph_refusal(X)
+            if why is not None:
+                raise BackendUnavailableError(
+                    f"no CUDA graphs for this run: {why}; leave cuda_graphs unset to run "
+                    f"{self.name}'s steps eagerly"
+                )
+            cls = self.graph_stepper_class()
+        elif config.cuda_graphs is None and graphs_by_default() and not self.graph_refusal(X):
+            cls = self.graph_stepper_class()
+        return cls(
             params, X, y, lr, config, block_rows=rows, validation=validation, backend=self,
             weights=weights, validation_weights=validation_weights,
         )  # fmt: skip
+
+    #: whether the core's steps on this library's CUDA arrays can replay as CUDA graphs
+    has_graphs: ClassVar[bool] = False
+
+    def graph_refusal(self, X: Any) -> str | None:
+        """Why the core's steps on ``X`` cannot be replayed as CUDA graphs (None: they can;
+        ``cuda_graphs=True`` asks for them)."""
+        return f"the {self.name} backend has no CUDA-graph path (torch on CUDA has)"
+
+    def graph_stepper_class(self) -> type[CoreStepper]:
+        """The stepper that replays the core's steps as CUDA graphs (where
+        :meth:`graph_refusal` is None)."""
+        raise NotImplementedError
+
+
+#: "1": the CUDA-graph path is the default (``cuda_graphs=None``) wherever it applies (the
+#: GPU check runs the conformance suite so); unset, the default runs the steps eagerly
+GRAPHS_VAR = "NNBIN_CORE_GRAPHS"
+
+
+def graphs_by_default() -> bool:
+    """Whether ``cuda_graphs=None`` takes the CUDA-graph path where it applies (read at each
+    run: :data:`GRAPHS_VAR`)."""
+    return os.environ.get(GRAPHS_VAR, "").strip() == "1"
 
 
 def max_width(params: Any) -> int:

@@ -50,6 +50,9 @@ class Config:
     samples_seen: int = 0
     #: L-BFGS's limit on evaluations of the loss and gradient (scikit-learn's ``max_fun``)
     max_fun: int = 15000
+    #: replay the core's steps as CUDA graphs on CUDA arrays (torch): True requires it,
+    #: None and False run them eagerly (None: the default, until a GPU run verifies it)
+    cuda_graphs: bool | None = None
 
     @classmethod
     def of(cls, options: Mapping[str, Any]) -> Config:

@@ -219,6 +219,16 @@ def plan(found: list[str], out: str, py: str = sys.executable) -> list[Step]:
         for name in found
         for shard in shards(CONFORMANCE_SHARDS[name])
     ]
+    if "torch" in found:  # the array-API core replayed as CUDA graphs (#28), every network
+        correctness.append(
+            Job(
+                "conformance, torch CUDA graphs",
+                [*pytest[:-1], "conformance/test_backend.py", "conformance/test_network.py"],
+                150,
+                {"NNBIN_BACKEND": "torch", "NNBIN_CORE_GRAPHS": "1"},
+                (*test_needs, "torch"),
+            )
+        )
     if "cupy" in found:
         correctness.append(
             Job(
@@ -252,9 +262,12 @@ def plan(found: list[str], out: str, py: str = sys.executable) -> list[Step]:
     steps.append(
         Group("correctness: conformance and the seed job on every GPU backend", correctness)
     )
+    # the "-core" cells of torch at 2e4 and 2e6 are its CUDA-graph path (#28: <= 65 us a
+    # step at 2e4, at least JAX's compiled loop at 2e6); cupy's core has none yet
+    graphs = {"NNBIN_CORE_GRAPHS": "1"}
     steps += [
-        bench("2e4 float32", 20_000, 1000, "float32", 5, 45, baselines, expect=28.3),
-        bench("2e6 float32", 2_000_000, 200, "float32", 3, 35, baselines, expect=21.3),
+        bench("2e4 float32", 20_000, 1000, "float32", 5, 45, baselines, env=graphs, expect=28.3),
+        bench("2e6 float32", 2_000_000, 200, "float32", 3, 35, baselines, env=graphs, expect=21.3),
         bench("2e7 float32", 20_000_000, 50, "float32", 3, 75, baselines, expect=54.9),
     ]
     if "cupy" in found:

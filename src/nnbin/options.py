@@ -208,8 +208,10 @@ class Flag(Constraint):
 
 @dataclass(frozen=True)
 class Tristate(Constraint):
-    """None (decide by itself), True (require) or False (never); on the command line only
-    ``--no-name`` (False)."""
+    """None (decide by itself), True (require) or False (never); on the command line one
+    flag: ``--no-name`` (False), or ``--name`` (True) where ``flag_sets`` is True."""
+
+    flag_sets: bool = False
 
     def check(self, name: str, v: Any) -> bool | None:
         if v is not None and not _is_bool(v):
@@ -328,8 +330,9 @@ class Option:
         if self.flag:
             return self.flag
         dashed = self.name.replace("_", "-")
+        sets_true = isinstance(self.constraint, Tristate) and self.constraint.flag_sets
         if isinstance(self.constraint, (Flag, Tristate)) and self.default is not False:
-            return f"--no-{dashed}"
+            return f"--{dashed}" if sets_true else f"--no-{dashed}"
         return f"--{dashed}"
 
 
@@ -365,6 +368,9 @@ OPTIONS: dict[str, Option] = _table(
            "array-API core)", always_saved=True,
            negated_help="run the array-API core even where a fused GPU step applies (cupy; "
            "torch/jax on CUDA with cupy installed)"),
+    Option("cuda_graphs", Tristate(flag_sets=True), None,
+           "replay the array-API core's steps as CUDA graphs on CUDA tensors (torch); the "
+           "default (None) runs them eagerly until a GPU run has verified the graphs"),
     Option("activation", Choice(("sigmoid", "tanh", "relu", "identity"), {"logistic": "sigmoid"}),
            "sigmoid", "hidden-layer activation", sklearn="activation"),
     Option("init", Choice(("normal", "glorot", "he"), none=True), None,
@@ -457,6 +463,8 @@ ACTS_ONLY_WITH: dict[str, tuple[str, tuple[Any, ...]]] = {
     "batch_size": ("optimizer", STEPPED),
     "early_stopping": ("optimizer", STEPPED),
     "n_iter_no_change": ("optimizer", STEPPED),
+    # L-BFGS reads its loss on the host every evaluation: no graph of its steps
+    "cuda_graphs": ("optimizer", STEPPED),
 }
 
 
@@ -464,13 +472,20 @@ def inert(values: Mapping[str, Any]) -> list[str]:
     """The options of ``values`` (every option resolved) set away from their default where
     they cannot take effect (``nesterov`` without the momentum optimizer, ...), in the order
     found: an option that acts only with one that cannot take effect cannot either
-    (``power_t`` with ``learning_rate='invscaling'`` under Adam)."""
+    (``power_t`` with ``learning_rate='invscaling'`` under Adam). A tristate set to False
+    (never) is what happens anyway: only True (require) counts."""
     effective, found = dict(values), list[str]()
+
+    def asks(n: str) -> bool:
+        if isinstance(OPTIONS[n].constraint, Tristate):
+            return values[n] is True
+        return bool(values[n] != OPTIONS[n].default)
+
     while True:
         more = [
             n
             for n, (on, acting) in ACTS_ONLY_WITH.items()
-            if n not in found and values[n] != OPTIONS[n].default and effective[on] not in acting
+            if n not in found and asks(n) and effective[on] not in acting
         ]
         if not more:
             return found
@@ -509,6 +524,8 @@ def _spelled(name: str, value: Any) -> str:
         return f"{name}={value!r}"
     if isinstance(o.constraint, Flag):
         flag = o.cli if value != o.default else f"no {o.cli}"
+    elif isinstance(o.constraint, Tristate):  # one flag, that sets one value
+        flag = o.cli if value is o.constraint.flag_sets else f"no {o.cli}"
     else:
         flag = f"{o.cli} {value}"
     return f"{name}={value!r} ({flag})"
@@ -600,9 +617,9 @@ def add_flags(parser: argparse.ArgumentParser, names: Iterable[str] | None = Non
             text = o.help if o.default is False else o.negated_help
             parser.add_argument(flag, dest=name, action=action, help=text)
         elif isinstance(o.constraint, Tristate):
-            parser.add_argument(
-                flag, dest=name, action="store_const", const=False, help=o.negated_help
-            )
+            sets = o.constraint.flag_sets
+            text = o.help if sets else o.negated_help
+            parser.add_argument(flag, dest=name, action="store_const", const=sets, help=text)
         else:
             default_shown = "" if isinstance(o.default, bool) else shown
             parser.add_argument(

@@ -1,0 +1,264 @@
+"""The array-API core's own steps replayed as CUDA graphs: every network, optimizer and batch
+size on CUDA tensors without one launch per operation (issue #28).
+
+A step of the core on a GPU is some 30 small kernels per mini-batch, each paying a launch
+from Python (~800 µs a step at N = 2e4 on an H100, where the kernels take a few µs each).
+:class:`GraphStepper` captures the core's step once (its :meth:`CoreStepper.epoch`,
+unchanged: forward, hand-written backward, optimizer update, the mini-batch gather) into
+a graph that reads and writes **static buffers**: the parameters, the optimizer state, the
+step size (a 0-d array, so a schedule's new step size is a fill, not a new capture), the
+epoch's order of the samples (an index array on the device, filled from the host's draw
+before each replay: the same batches as every backend) and the loss. A replay is one
+launch; the steps between two logged ones replay a graph of :data:`CHUNK` epochs where
+the order does not change. The loop (:mod:`nnbin.loop`), the logging, the stopping rule
+and the last-finite bookkeeping are the eager stepper's; nothing is read to the host
+inside a call but the logged losses, once.
+
+Graphs and buffers live in a **workspace** kept by the backend (a few, least recently used
+dropped), keyed by everything a capture bakes in: the addresses, shapes, strides and
+dtypes of the data, the parameters' shapes, the options but the step size and the seed.
+A later run on the same data (another seed, another step size, a continued run) reuses
+them: its starting parameters and state are copied in. A workspace holds no reference to
+the caller's arrays, only their addresses (memory reused at the same address with the same
+layout is what a fresh capture would read, as the fused driver's workspaces). A run hands
+back new arrays: the workspace's buffers are the next run's.
+
+What a library supplies is a :class:`Graphs` object: ``capture(fn, inputs, outputs)``
+returns a replay that computes ``fn(*inputs)`` and writes it into ``outputs``, and
+``put(dst, src)`` copies into a static buffer outside a graph. PyTorch's is
+:class:`TorchGraphs` (``torch.cuda.CUDAGraph``, whose capture allows cuBLAS); the tests
+hold the stepper against a CPU stand-in that traces ``fn`` once, baking every Python value
+in as a capture does. Not yet verified on a GPU (the GPU check's ``graphs`` jobs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from nnbin.backend import CoreStepper
+from nnbin.model import Array, Params, device_of, like
+
+#: epochs one replay of the plain graph holds where every epoch takes the same order
+CHUNK = 16
+#: workspaces a backend keeps (each about the parameters and state twice, and one order)
+MAX_WORKSPACES = 4
+
+
+class Graphs:
+    """How one library captures and replays (see the module's docstring)."""
+
+    #: how results name the path
+    name = "CUDA graphs"
+
+    def capture(
+        self, fn: Callable[..., Sequence[Any]], inputs: Sequence[Any], outputs: Sequence[Any]
+    ) -> Callable[[], None]:
+        raise NotImplementedError
+
+    def put(self, dst: Any, src: Any) -> None:
+        """``src`` (an array of the library, a NumPy array or a Python number) into the
+        static buffer ``dst``, ordered before the next replay."""
+        raise NotImplementedError
+
+    def address(self, a: Any) -> int:
+        raise NotImplementedError
+
+
+class TorchGraphs(Graphs):
+    """``torch.cuda.CUDAGraph`` with one private memory pool a workspace: each capture is
+    preceded by a warm-up on a side stream (cuBLAS and the caching allocator set themselves
+    up outside the capture; the buffers it wrote are restored)."""
+
+    name = "CUDA graphs (torch.cuda.CUDAGraph)"
+
+    def __init__(self, torch: Any) -> None:
+        self.torch = torch
+        self.pool = torch.cuda.graph_pool_handle()
+
+    def capture(
+        self, fn: Callable[..., Sequence[Any]], inputs: Sequence[Any], outputs: Sequence[Any]
+    ) -> Callable[[], None]:
+        torch = self.torch
+
+        def step() -> None:
+            for out, value in zip(outputs, fn(*inputs)):
+                out.copy_(value)
+
+        saved = [o.clone() for o in outputs]
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            step()
+        torch.cuda.current_stream().wait_stream(side)
+        for out, value in zip(outputs, saved):
+            out.copy_(value)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.pool):
+            step()
+        return graph.replay
+
+    def put(self, dst: Any, src: Any) -> None:
+        if isinstance(src, np.ndarray):
+            src = self.torch.from_numpy(src)
+        if isinstance(src, float | int):
+            dst.fill_(src)
+        else:
+            dst.copy_(src)
+
+    def address(self, a: Any) -> int:
+        return int(a.data_ptr())
+
+
+@dataclasses.dataclass
+class Workspace:
+    """One capture's static buffers and its graphs (see the module's docstring)."""
+
+    params: list[Any]
+    state: list[Any]
+    lr: Any
+    order: Any
+    loss: Any
+    #: (epochs, logged) -> replay
+    graphs: dict[tuple[int, bool], Callable[[], None]] = dataclasses.field(default_factory=dict)
+    #: how many graphs were captured in it (the tests count recaptures)
+    captures: int = 0
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+
+def leaves(tree: Any) -> list[Any]:
+    """The arrays of nested tuples (parameters; an optimizer state), depth first."""
+    if isinstance(tree, tuple):
+        return [a for part in tree for a in leaves(part)]
+    return [tree]
+
+
+def rebuild(tree: Any, values: Any) -> Any:
+    """``values`` (an iterator) in the shape of ``tree``, the container types kept."""
+    if isinstance(tree, tuple):
+        return like(tree, [rebuild(part, values) for part in tree])
+    return next(values)
+
+
+class GraphStepper(CoreStepper):
+    """The core's steps as CUDA-graph replays on static buffers (see the module's
+    docstring). ``graphs``: the library's :class:`Graphs`; ``workspaces``: where the backend
+    keeps them between runs (None: this run's own)."""
+
+    def __init__(
+        self, *args: Any, graphs: Graphs, workspaces: OrderedDict[Any, Workspace] | None = None,
+        **kwargs: Any,
+    ) -> None:  # fmt: skip
+        super().__init__(*args, **kwargs)  # CoreStepper's: the parameters, data and options
+        params, X, lr = self.params, self.X, float(self.opt.lr)
+        self.graphs = graphs
+        xp, dtype = self.xp, X.dtype
+        self.shuffles = self.config.batch_size is not None and self.config.shuffle
+        key = self._key(params)
+        shelf = OrderedDict() if workspaces is None else workspaces
+        ws = shelf.pop(key, None)
+        if ws is None or not ws.lock.acquire(blocking=False):
+            ws = Workspace(
+                [xp.asarray(p, copy=True) for p in leaves(params)],
+                [xp.asarray(a, copy=True) for a in leaves(self.state)],
+                xp.asarray(float(lr), dtype=dtype, device=device_of(X)),
+                xp.asarray(np.arange(self.n), device=device_of(X)) if self.shuffles else None,
+                xp.zeros((), dtype=dtype, device=device_of(X)),
+            )
+            ws.lock.acquire()
+        else:  # reused: this run's start copied in
+            for dst, src in zip(ws.params + ws.state, leaves(params) + leaves(self.state)):
+                graphs.put(dst, src)
+            graphs.put(ws.lr, float(lr))
+        shelf[key] = ws
+        while len(shelf) > MAX_WORKSPACES:
+            shelf.popitem(last=False)
+        self.ws, self._shape = ws, (params, self.state)
+        self.opt = dataclasses.replace(self.opt, lr=ws.lr)  # the step size a buffer
+        self.params = rebuild(params, iter(ws.params))
+        self.state = rebuild(self.state, iter(ws.state))
+        how = ["one epoch a replay" if self.shuffles else f"up to {CHUNK} steps a replay"]
+        how += [self.loop.partition("(")[2].rstrip(")")] if self.loop else []  # the batches
+        self.loop = f"{graphs.name} of the array-API core ({'; '.join(how)})"
+
+    def _key(self, params: Params) -> tuple[Any, ...]:
+        """Everything a capture bakes in (not the step size, a buffer; not the seed)."""
+        data = [a for a in (self.X, self.y, self.w) if a is not None]
+        return (
+            tuple((self.graphs.address(a), tuple(a.shape), str(a.dtype)) for a in data),
+            tuple(tuple(p.shape) for p in leaves(params)),
+            tuple(tuple(a.shape) for a in leaves(self.state)),
+            dataclasses.replace(self.config, shuffle_seed=0, samples_seen=0),
+            dataclasses.replace(self.opt, lr=1.0),
+            self.block_rows,
+        )
+
+    def _graph(self, epochs: int, logged: bool) -> Callable[[], None]:
+        """The replay of ``epochs`` epochs (the first logged), captured on first use."""
+        ws = self.ws
+        if (epochs, logged) not in ws.graphs:
+
+            def fn(*inputs: Any) -> list[Any]:
+                values = iter(inputs)
+                self.params = rebuild(self._shape[0], values)
+                self.state = rebuild(self._shape[1], values)
+                order = next(values) if self.shuffles else None
+                loss = None
+                for e in range(epochs):
+                    out = self.epoch(logged and e == 0, order)
+                    loss = out if out is not None else loss
+                new = leaves(self.params) + leaves(self.state)
+                return [*new, ws.loss if loss is None else loss]
+
+            inputs = ws.params + ws.state + ([ws.order] if self.shuffles else [])
+            outputs = ws.params + ws.state + [ws.loss]
+            ws.graphs[(epochs, logged)] = self.graphs.capture(fn, inputs, outputs)
+            ws.captures += 1
+            # the capture left the stepper on the arrays it traced: back to the buffers
+            self.params = rebuild(self._shape[0], iter(ws.params))
+            self.state = rebuild(self._shape[1], iter(ws.state))
+        return ws.graphs[(epochs, logged)]
+
+    def _replay(self, epochs: int, logged: bool) -> None:
+        if self.shuffles:
+            order = self.order()
+            assert order is not None
+            self.graphs.put(self.ws.order, order)
+        self._graph(epochs, logged)()
+
+    def _plain(self, k: int) -> None:
+        while k > 0:
+            epochs = CHUNK if k >= CHUNK and not self.shuffles else 1
+            self._replay(epochs, False)
+            k -= epochs
+
+    def _logged(self) -> Array:
+        self._replay(1, True)
+        return self.xp.asarray(self.ws.loss, copy=True)
+
+    def snapshot(self) -> Params:
+        return like(self.params, (self.xp.asarray(p, copy=True) for p in self.params))
+
+    def set_lr(self, lr: float) -> None:
+        self.graphs.put(self.ws.lr, float(lr))
+
+    def __del__(self) -> None:  # a run that ended by an exception hands its workspace on
+        ws = getattr(self, "ws", None)
+        if ws is not None and ws.lock.locked():
+            ws.lock.release()
+
+    def result(self) -> Params:
+        """New arrays (the workspace's buffers are the next run's), and the workspace
+        released for it."""
+        best = super().result()
+        params = self.snapshot() if best is self.params else best
+        copies = (self.xp.asarray(a, copy=True) for a in leaves(self.state))
+        self.state = rebuild(self.state, copies)
+        self.ws.lock.release()
+        self.ws = None  # type: ignore[assignment]
+        return params

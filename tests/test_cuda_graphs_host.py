@@ -1,0 +1,213 @@
+"""The CUDA-graph path of the array-API core (backends/cuda/graphs.py), run on the CPU.
+
+The stand-in for ``torch.cuda.CUDAGraph`` traces the captured function once with
+``make_fx`` and replays the trace: like a stream capture it records the tensor operations
+once and bakes in every Python value the step read (a step size held as a float, a shuffle
+drawn at capture, Adam's step count kept on the host), so a replay that should have seen a
+new value gives a wrong number, which these tests compare with the eager core bit for bit.
+Static buffers, workspaces, recapture, logging and the loop are the real code's. What only
+a GPU shows (the capture's own rules, streams, speed) is the GPU check's
+(``python -m nnbin.gpucheck``, the ``graphs`` jobs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nnbin
+
+torch = pytest.importorskip("torch")
+make_fx = pytest.importorskip("torch.fx.experimental.proxy_tensor").make_fx
+
+from nnbin_backends.cuda import graphs as cuda_graphs  # noqa: E402
+from nnbin_backends.torch import TorchBackend  # noqa: E402
+
+
+class TracedGraphs(cuda_graphs.TorchGraphs):
+    """``TorchGraphs`` with the capture a trace (see the module's docstring)."""
+
+    name = "traced stand-in of CUDA graphs"
+
+    def __init__(self) -> None:
+        self.torch, self.captures, self.replays = torch, 0, 0
+
+    def capture(self, fn, inputs, outputs):
+        trace = make_fx(fn)(*inputs)
+        self.captures += 1
+
+        def replay():
+            self.replays += 1
+            for out, value in zip(outputs, trace(*inputs)):
+                out.copy_(value)
+
+        return replay
+
+
+@pytest.fixture
+def graphed(monkeypatch):
+    """The torch backend with the CUDA-graph path applying to CPU tensors, on the stand-in;
+    yields the stand-in (its counts)."""
+    be = nnbin.get_backend("torch")
+    stand_in = TracedGraphs()
+    monkeypatch.setattr(TorchBackend, "graph_refusal", lambda self, X: None)
+    monkeypatch.setattr(TorchBackend, "graphs", lambda self: stand_in)
+    monkeypatch.setattr(be, "graph_workspaces", type(be.graph_workspaces)())
+    return stand_in
+
+
+def _data(n=300, d=3, seed=1):
+    X, y = nnbin.two_gaussians(n_per_class=n // 2, seed=seed, n_features=d, mean=1.0)
+    return torch.as_tensor(X), torch.as_tensor(y)
+
+
+# fmt: off
+RUNS = {
+    "seed network, full batch": dict(steps=40, log_every=7),
+    "adam, shuffled mini-batches, early stopping": dict(
+        hidden=(8, 4), activation="relu", optimizer="adam", batch_size=64, steps=12, lr=0.01,
+        early_stopping=True, n_iter_no_change=3),
+    "nesterov, invscaling, L2": dict(
+        hidden=6, activation="tanh", optimizer="momentum", nesterov=True, batch_size=50,
+        steps=9, lr=0.2, learning_rate="invscaling", alpha=0.01),
+    "momentum, adaptive": dict(
+        hidden=5, optimizer="momentum", batch_size=40, steps=30, lr=0.5,
+        learning_rate="adaptive", n_iter_no_change=2, tol=0.05),
+    "batches in order, 20 steps a call": dict(
+        hidden=(4, 4), optimizer="adam", batch_size=32, shuffle=False, steps=40, lr=0.05,
+        log_every=3, steps_per_call=20),
+    "no hidden layer": dict(hidden=(), steps=25, log_every=5),
+}
+# fmt: on
+
+
+def _same(a, b):
+    """Two results the same to the bit: parameters, history, final loss, epochs, scores."""
+    for p, q in zip(a.params, b.params, strict=True):
+        assert torch.equal(p, q)
+    assert a.history == b.history and a.final_loss == b.final_loss
+    assert a.n_iter == b.n_iter and a.validation_scores == b.validation_scores
+    for p, q in zip(_flat(a.optimizer_state), _flat(b.optimizer_state), strict=True):
+        assert torch.equal(p, q)
+
+
+def _flat(tree):
+    return cuda_graphs.leaves(tree) if isinstance(tree, tuple) else [tree]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", list(RUNS))
+def test_graph_runs_equal_the_eager_core(graphed, name, dtype):
+    """Each run replayed as graphs equals the eager core's bit for bit (the same
+    operations, on static buffers), and says which path ran."""
+    X, y = _data()
+    X, y = X.to(getattr(torch, dtype)), y.to(getattr(torch, dtype))
+    w = None
+    if name.startswith("adam"):  # weighted too: the weights are data the graph reads
+        w = torch.as_tensor(np.random.default_rng(3).integers(0, 4, X.shape[0]).astype(dtype))
+    eager = nnbin.train(X, y, sample_weight=w, **RUNS[name])
+    graph = nnbin.train(X, y, sample_weight=w, cuda_graphs=True, **RUNS[name])
+    _same(graph, eager)
+    assert graph.loop.startswith("traced stand-in of CUDA graphs of the array-API core")
+    assert graphed.captures >= 1 and graphed.replays >= RUNS[name]["steps"] // 16
+
+
+def test_a_step_size_held_as_a_float_would_be_caught(graphed, monkeypatch):
+    """Planted: the step size set as a Python float (the eager core's way): the capture
+    bakes the first epoch's, and the invscaling run no longer equals the eager one."""
+    from nnbin.backend import CoreStepper
+
+    monkeypatch.setattr(cuda_graphs.GraphStepper, "set_lr", CoreStepper.set_lr)
+    with pytest.raises(AssertionError):
+        test_graph_runs_equal_the_eager_core(graphed, "nesterov, invscaling, L2", "float64")
+
+
+def test_a_shuffle_drawn_at_capture_would_be_caught(graphed, monkeypatch):
+    """Planted: the order buffer never filled before a replay (every epoch the order the
+    buffer had): the shuffled run no longer equals the eager one."""
+    monkeypatch.setattr(cuda_graphs.GraphStepper, "_replay", _replay_without_order)
+    with pytest.raises(AssertionError):
+        test_graph_runs_equal_the_eager_core(
+            graphed, "adam, shuffled mini-batches, early stopping", "float64"
+        )
+
+
+def _replay_without_order(self, epochs, logged):
+    self.order()  # drawn, as the real one, but not put into the buffer
+    self._graph(epochs, logged)()
+
+
+def test_workspaces_are_reused_across_runs_and_captured_anew_for_new_shapes(graphed):
+    X, y = _data()
+    run = dict(hidden=5, optimizer="adam", batch_size=50, steps=6, lr=0.02, log_every=2)
+    first = nnbin.train(X, y, seed=1, **run, cuda_graphs=True)
+    kept = [p.clone() for p in first.params]
+    captured = graphed.captures
+    second = nnbin.train(X, y, seed=2, **run, cuda_graphs=True)  # another seed: reused
+    assert graphed.captures == captured
+    for p, q in zip(first.params, kept):  # the first run's results are its own arrays
+        assert torch.equal(p, q)
+    _same(second, nnbin.train(X, y, seed=2, **run))
+    third = nnbin.train(X, y, seed=2, **{**run, "lr": 0.5}, cuda_graphs=True)  # a new lr
+    assert graphed.captures == captured
+    _same(third, nnbin.train(X, y, seed=2, **{**run, "lr": 0.5}))
+    Xs, ys = _data(n=200)  # a new shape: captured anew
+    nnbin.train(Xs, ys, **run, cuda_graphs=True)
+    assert graphed.captures > captured
+    assert len(nnbin.get_backend("torch").graph_workspaces) == 2
+
+
+def test_nothing_is_read_to_the_host_between_logged_steps(graphed, monkeypatch):
+    """A call replays its graphs, then reads its logged losses once: no tensor becomes a
+    Python number while a graph replays or between two replays."""
+    X, y = _data()
+    events = []
+    real_float = torch.Tensor.__float__
+    monkeypatch.setattr(torch.Tensor, "__float__", lambda t: events.append("read") or real_float(t))
+    real_capture = graphed.capture
+
+    def capture(fn, inputs, outputs):
+        replay = real_capture(fn, inputs, outputs)
+        return lambda: events.append("replay") or replay()
+
+    monkeypatch.setattr(graphed, "capture", capture)
+    result = nnbin.train(X, y, steps=80, log_every=20, steps_per_call=80, cuda_graphs=True)
+    # one call: 4 segments of a logged step, then 19 plain ones as one graph of CHUNK steps
+    # and single steps; the four losses read after the last replay, then the final loss
+    plain = 19 // cuda_graphs.CHUNK + 19 % cuda_graphs.CHUNK
+    assert events == ["replay"] * (4 * (1 + plain)) + ["read"] * 5
+    assert len(result.history) == 4
+
+
+def test_ctrl_c_in_a_run_leaves_the_next_run_right(graphed):
+    X, y = _data()
+    run = dict(hidden=4, optimizer="momentum", batch_size=60, steps=20, lr=0.1, log_every=1)
+
+    def interrupt(step, loss):
+        if step == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        nnbin.train(X, y, on_log=interrupt, cuda_graphs=True, **run)
+    _same(nnbin.train(X, y, cuda_graphs=True, **run), nnbin.train(X, y, **run))
+
+
+def test_graphs_where_none_apply_are_one_clear_error():
+    X, y = _data(n=40)
+    with pytest.raises(nnbin.BackendUnavailableError, match="not on a CUDA device"):
+        nnbin.train(X, y, steps=2, cuda_graphs=True)
+    with pytest.raises(nnbin.BackendUnavailableError, match="numpy backend has no CUDA-graph"):
+        nnbin.train(X.numpy(), y.numpy(), steps=2, cuda_graphs=True)
+    with pytest.raises(nnbin.InvalidInputError, match="cuda_graphs"):
+        nnbin.train(X, y, steps=2, optimizer="lbfgs", cuda_graphs=True)
+
+
+def test_the_default_is_eager_and_says_so_on_cuda_and_the_variable_turns_graphs_on(
+    graphed, monkeypatch
+):
+    X, y = _data(n=60)
+    run = dict(hidden=3, steps=4, log_every=2)
+    assert "CUDA graphs" not in nnbin.train(X, y, **run).loop
+    monkeypatch.setenv("NNBIN_CORE_GRAPHS", "1")
+    on = nnbin.train(X, y, **run)
+    assert on.loop.startswith("traced stand-in") and graphed.captures
+    assert "CUDA graphs" not in nnbin.train(X, y, cuda_graphs=False, **run).loop
