@@ -211,3 +211,15 @@ def test_the_default_is_eager_and_says_so_on_cuda_and_the_variable_turns_graphs_
     on = nnbin.train(X, y, **run)
     assert on.loop.startswith("traced stand-in") and graphed.captures
     assert "CUDA graphs" not in nnbin.train(X, y, cuda_graphs=False, **run).loop
+
+
+def test_a_later_run_of_plain_steps_captures_nothing(graphed):
+    """A capture waits for the device (torch's synchronises), which the conformance
+    suite's no-synchronisation check on a GPU would catch: both plain graphs are captured
+    on their first use, so a later run of any number of plain steps captures nothing."""
+    X, y = _data()
+    nnbin.train(X, y, steps=3, log_every=0, cuda_graphs=True)
+    captured = graphed.captures
+    assert captured == 2  # one step, and CHUNK steps
+    nnbin.train(X, y, steps=3 * cuda_graphs.CHUNK + 5, log_every=0, cuda_graphs=True)
+    assert graphed.captures == captured

@@ -9,8 +9,8 @@ a graph that reads and writes **static buffers**: the parameters, the optimizer 
 step size (a 0-d array, so a schedule's new step size is a fill, not a new capture), the
 epoch's order of the samples (an index array on the device, filled from the host's draw
 before each replay: the same batches as every backend) and the loss. A replay is one
-launch; the steps between two logged ones replay a graph of :data:`CHUNK` epochs where
-the order does not change. The loop (:mod:`nnbin.loop`), the logging, the stopping rule
+launch: an epoch of mini-batches, or, full batch, a graph of :data:`CHUNK` steps between
+two logged ones. The loop (:mod:`nnbin.loop`), the logging, the stopping rule
 and the last-finite bookkeeping are the eager stepper's; nothing is read to the host
 inside a call but the logged losses, once.
 
@@ -44,7 +44,7 @@ import numpy as np
 from nnbin.backend import CoreStepper
 from nnbin.model import Array, Params, device_of, like
 
-#: epochs one replay of the plain graph holds where every epoch takes the same order
+#: full-batch steps one replay of the plain graph holds
 CHUNK = 16
 #: workspaces a backend keeps (each about the parameters and state twice, and one order)
 MAX_WORKSPACES = 4
@@ -159,6 +159,8 @@ class GraphStepper(CoreStepper):
         self.graphs = graphs
         xp, dtype = self.xp, X.dtype
         self.shuffles = self.config.batch_size is not None and self.config.shuffle
+        # full batch: CHUNK steps a replay; mini-batches: an epoch is hundreds of kernels
+        self.chunk = CHUNK if self.config.batch_size is None else 1
         key = self._key(params)
         shelf = OrderedDict() if workspaces is None else workspaces
         ws = shelf.pop(key, None)
@@ -182,7 +184,7 @@ class GraphStepper(CoreStepper):
         self.opt = dataclasses.replace(self.opt, lr=ws.lr)  # the step size a buffer
         self.params = rebuild(params, iter(ws.params))
         self.state = rebuild(self.state, iter(ws.state))
-        how = ["one epoch a replay" if self.shuffles else f"up to {CHUNK} steps a replay"]
+        how = [f"up to {CHUNK} steps a replay" if self.chunk > 1 else "one epoch a replay"]
         how += [self.loop.partition("(")[2].rstrip(")")] if self.loop else []  # the batches
         self.loop = f"{graphs.name} of the array-API core ({'; '.join(how)})"
 
@@ -229,11 +231,14 @@ class GraphStepper(CoreStepper):
             order = self.order()
             assert order is not None
             self.graphs.put(self.ws.order, order)
+        elif not logged:  # both plain graphs at once: a capture waits for the device
+            for size in {1, self.chunk}:  # (torch's synchronises), so not in a later call
+                self._graph(size, False)
         self._graph(epochs, logged)()
 
     def _plain(self, k: int) -> None:
         while k > 0:
-            epochs = CHUNK if k >= CHUNK and not self.shuffles else 1
+            epochs = self.chunk if k >= self.chunk else 1
             self._replay(epochs, False)
             k -= epochs
 
