@@ -255,6 +255,9 @@ def test_gpucheck_plan_fits_the_budget_most_important_first():
     fast = next(j for j in group.jobs if j.title.endswith("fast math"))
     assert fast.env["NNBIN_CUDA_FAST_MATH"] == "1" and fast.cmd[-2:] == ["-k", "float32"]
     assert "fused step profile" in _titles(steps)
+    user = steps[-1]  # the estimator's defaults on make_classification(200_000, 20)
+    assert user.title.startswith("estimator on the GPU") and user.env == {"NNBIN_CORE_GRAPHS": "1"}
+    assert user.cmd[-3:] == ["adam", "--backends", "cupy,jax,torch"] and "sklearn" in user.needs
     # without cupy: no fused-step jobs, no baselines of a missing library
     only_jax = gpucheck.plan(["jax"], "OUT")
     assert not any("cupy" in t or "profile" in t for t in _titles(only_jax))

@@ -300,7 +300,20 @@ def plan(found: list[str], out: str, py: str = sys.executable) -> list[Step]:
                 {"NNBIN_CUDA_GRAPHS": "0"},
             )
         )
-    steps.append(bench("2e4 float64", 20_000, 1000, "float64", 3, 45, baselines))
+    # the estimator as a user trains it (#27, #28): BinaryMLPClassifier's defaults (100 ReLU,
+    # Adam, batches of 200) for 10 epochs on make_classification(200_000, 20), fit time and
+    # held-out accuracy on every GPU backend beside scikit-learn on the machine's cores;
+    # torch's core replays as CUDA graphs (NNBIN_CORE_GRAPHS=1), cupy's runs eagerly
+    steps.append(
+        Job(
+            "estimator on the GPU, classification-200k (adam)",
+            [py, "-m", "nnbin", "quality", "--datasets", "classification-200k",
+             "--settings", "adam", "--backends", ",".join(found)],
+            45,
+            graphs,
+            ("sklearn", *sorted({m for b in found for m in libs[b]})),
+        )
+    )  # fmt: skip
     return steps
 
 
