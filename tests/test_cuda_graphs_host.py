@@ -223,3 +223,18 @@ def test_a_later_run_of_plain_steps_captures_nothing(graphed):
     assert captured == 2  # one step, and CHUNK steps
     nnbin.train(X, y, steps=3 * cuda_graphs.CHUNK + 5, log_every=0, cuda_graphs=True)
     assert graphed.captures == captured
+
+
+def test_the_estimator_takes_the_graphs(graphed):
+    """BinaryMLPClassifier(cuda_graphs=True): its defaults (ReLU, Adam, shuffled batches of
+    200) replayed as graphs, equal to its eager fit."""
+    sklearn = pytest.importorskip("sklearn")
+    X, y = _data(n=400)
+    kw = dict(hidden_layer_sizes=(8,), max_iter=4, random_state=0)
+    with sklearn.config_context(array_api_dispatch=True):  # torch in, torch out
+        eager = nnbin.BinaryMLPClassifier(**kw).fit(X, y.ravel())
+        graph = nnbin.BinaryMLPClassifier(**kw, cuda_graphs=True).fit(X, y.ravel())
+    assert graph.loop_.startswith("traced stand-in") and graphed.captures
+    assert graph.loss_curve_ == eager.loss_curve_
+    for p, q in zip(graph.params_, eager.params_, strict=True):
+        assert torch.equal(p, q)

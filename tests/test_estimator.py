@@ -138,7 +138,7 @@ def test_takes_mlpclassifiers_parameters_and_defaults():
         assert ours[name] == value or (
             name == "hidden_layer_sizes" and tuple(ours[name]) == value
         ), name
-    assert set(ours) - set(theirs) == {"backend", "dtype"}
+    assert set(ours) - set(theirs) == {"backend", "dtype", "cuda_graphs"}
     assert "random_state" in inspect.signature(BinaryMLPClassifier).parameters
 
 

@@ -110,6 +110,10 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         backends refuse it in one error that says to pass ``X.toarray()``.
     dtype : "float32", "float64" or None
         Working dtype (default: the input's floating dtype, else the backend's default).
+    cuda_graphs : bool or None
+        True: replay the steps as CUDA graphs on torch CUDA tensors (one error where they do
+        not apply; ignored with solver "lbfgs"); None (the default): eager until a GPU run
+        has verified the graphs; False: never.
 
     Attributes
     ----------
@@ -162,6 +166,7 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         max_fun: int = 15000,
         backend: str | None = None,
         dtype: str | None = None,
+        cuda_graphs: bool | None = None,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -188,6 +193,7 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         self.max_fun = max_fun
         self.backend = backend
         self.dtype = dtype
+        self.cuda_graphs = cuda_graphs
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()

@@ -370,7 +370,8 @@ OPTIONS: dict[str, Option] = _table(
            "torch/jax on CUDA with cupy installed)"),
     Option("cuda_graphs", Tristate(flag_sets=True), None,
            "replay the array-API core's steps as CUDA graphs on CUDA tensors (torch); the "
-           "default (None) runs them eagerly until a GPU run has verified the graphs"),
+           "default (None) runs them eagerly until a GPU run has verified the graphs",
+           sklearn="cuda_graphs"),
     Option("activation", Choice(("sigmoid", "tanh", "relu", "identity"), {"logistic": "sigmoid"}),
            "sigmoid", "hidden-layer activation", sklearn="activation"),
     Option("init", Choice(("normal", "glorot", "he"), none=True), None,
