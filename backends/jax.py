@@ -261,6 +261,7 @@ class _Compiled(CoreStepper):
 
     def _compile(self, args: tuple[Any, ...]) -> Any:
         cfg = self.config
+        perms, held = args[3], args[8]  # _advance's: the orders, the held-out (Xv, yv, wv)
         key = (
             self.X.shape,  # besides the settings: the shapes, dtype and sharding
             str(self.X.dtype),
@@ -273,8 +274,8 @@ class _Compiled(CoreStepper):
             # the functions traced: a patched update or derivative must compile anew
             type(self.opt).update,
             ACTIVATION_FNS[cfg.activation],
-            args[3] is None,  # the orders (None: no shuffle)
-            args[8][0].shape,  # the validation rows
+            perms is None,  # no shuffle
+            held[0].shape,  # the validation rows
         )
         if key not in self.be._compiled:
             t0 = time.perf_counter()

@@ -14,7 +14,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from nnbin.backend import CoreStepper, cache_block_rows
+from nnbin.backend import CoreStepper, cache_block_rows, graphs_by_default
 from nnbin.loop import Advanced
 
 from .cuda.dlpack import FusedThroughDlpack
@@ -133,9 +133,6 @@ class TorchBackend(FusedThroughDlpack):
     def graph_refusal(self, X: Any) -> str | None:
         return None if self._on_gpu(X) else "the data are not on a CUDA device"
 
-    def graph_stepper_class(self) -> type[CoreStepper]:
-        return _Graphed
-
     def graphs(self) -> Graphs:
         """The CUDA-graph library of this backend's runs (one private memory pool)."""
         if self._graphs is None:
@@ -148,30 +145,28 @@ class _NoGrad(CoreStepper):
     CUDA tensors run whole, not in blocks."""
 
     def __init__(self, params: Any, X: Any, y: Any, *args: Any, **kwargs: Any) -> None:
-        super().__init__(params, X, y, *args, **kwargs)
         if X.is_cuda:
-            self.block_rows = None
-            if self.config.cuda_graphs is None:  # the eager default, said
-                self.loop = (self.loop or "python loop") + (
-                    "; CUDA graphs of it off until verified on a GPU (cuda_graphs=True)"
-                )
+            kwargs["block_rows"] = None
+        super().__init__(params, X, y, *args, **kwargs)
+        if X.is_cuda and self.config.cuda_graphs is None and not graphs_by_default():
+            self.loop = (self.loop or "python loop") + (  # eager by default: said
+                "; CUDA graphs of it off until verified on a GPU (cuda_graphs=True)"
+            )
 
     def advance(self, n: int, every: int) -> Advanced:
         with self.backend._torch.no_grad():
             return super().advance(n, every)
 
 
-class _Graphed(GraphStepper):
-    """The core's steps as CUDA-graph replays (:mod:`nnbin_backends.cuda.graphs`), autograd
-    off, the graphs and workspaces the backend's."""
+class _Graphed(_NoGrad, GraphStepper):
+    """The core's steps as CUDA-graph replays (:mod:`nnbin_backends.cuda.graphs`), as
+    :class:`_NoGrad` runs them (autograd off, CUDA tensors whole), the graphs and workspaces
+    the backend's."""
 
     def __init__(self, *args: Any, backend: Any, **kwargs: Any) -> None:
         kwargs.update(graphs=backend.graphs(), workspaces=backend.graph_workspaces)
         super().__init__(*args, backend=backend, **kwargs)
 
-    def advance(self, n: int, every: int) -> Advanced:
-        with self.backend._torch.no_grad():
-            return super().advance(n, every)
-
 
 TorchBackend.stepper_class = _NoGrad
+TorchBackend.graph_stepper_class = _Graphed

@@ -231,12 +231,11 @@ class GraphStepper(CoreStepper):
             order = self.order()
             assert order is not None
             self.graphs.put(self.ws.order, order)
-        elif not logged:  # both plain graphs at once: a capture waits for the device
-            for size in {1, self.chunk}:  # (torch's synchronises), so not in a later call
-                self._graph(size, False)
         self._graph(epochs, logged)()
 
     def _plain(self, k: int) -> None:
+        for size in {1, self.chunk}:  # both plain graphs at once: a capture waits for the
+            self._graph(size, False)  # device (torch's synchronises), never a later call
         while k > 0:
             epochs = self.chunk if k >= self.chunk else 1
             self._replay(epochs, False)

@@ -603,34 +603,31 @@ class Backend:
             return LbfgsStepper(minimiser)
         if config.batch_size is not None and not is_sparse(X):
             rows = None  # a mini-batch is its own block (sparse: densified a block at a time)
-        cls = self.stepper_class
-        if config.cuda_graphs:  # asked for: the graphs, or one error that says why not
+        cls, graphs = self.stepper_class, config.cuda_graphs
+        if graphs is None:  # the default: eager, unless NNBIN_CORE_GRAPHS=1 where they apply
+            graphs = graphs_by_default() and self.graph_refusal(X) is None
+        if graphs:  # the graphs, or (asked for) one error that says why not
             why = self.graph_refusal(X)
             if why is not None:
                 raise BackendUnavailableError(
                     f"no CUDA graphs for this run: {why}; leave cuda_graphs unset to run "
                     f"{self.name}'s steps eagerly"
                 )
-            cls = self.graph_stepper_class()
-        elif config.cuda_graphs is None and graphs_by_default() and not self.graph_refusal(X):
-            cls = self.graph_stepper_class()
+            assert self.graph_stepper_class is not None  # graph_refusal says so otherwise
+            cls = self.graph_stepper_class
         return cls(
             params, X, y, lr, config, block_rows=rows, validation=validation, backend=self,
             weights=weights, validation_weights=validation_weights,
         )  # fmt: skip
 
-    #: whether the core's steps on this library's CUDA arrays can replay as CUDA graphs
-    has_graphs: ClassVar[bool] = False
+    #: the stepper that replays the core's steps as CUDA graphs (None: this backend has
+    #: none; torch on CUDA has), taken where :meth:`graph_refusal` is None
+    graph_stepper_class: ClassVar[type[CoreStepper] | None] = None
 
     def graph_refusal(self, X: Any) -> str | None:
         """Why the core's steps on ``X`` cannot be replayed as CUDA graphs (None: they can;
         ``cuda_graphs=True`` asks for them)."""
         return f"the {self.name} backend has no CUDA-graph path (torch on CUDA has)"
-
-    def graph_stepper_class(self) -> type[CoreStepper]:
-        """The stepper that replays the core's steps as CUDA graphs (where
-        :meth:`graph_refusal` is None)."""
-        raise NotImplementedError
 
 
 #: "1": the CUDA-graph path is the default (``cuda_graphs=None``) wherever it applies (the

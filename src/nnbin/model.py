@@ -263,9 +263,10 @@ def accuracy(
     (None: at once), each block :func:`dense`, its hits summed (no (N, H) array, no logits
     kept). :func:`nnbin.accuracy`, and early stopping's score eagerly and under ``jax.jit``."""
     xp, n = namespace(y), int(X.shape[0])
+    step = rows or max(n, 1)
     hits: Any = None
-    for a in range(0, n, rows or max(n, 1)):
-        b = min(a + (rows or n), n)
+    for a in range(0, n, step):
+        b = min(a + step, n)
         z = forward(params, dense(X[a:b, ...]), activation)
         right = xp.astype((z >= 0.0) == (y[a:b, ...] == 1.0), y.dtype)
         part = xp.sum(right if weights is None else weights[a:b, ...] * right)
