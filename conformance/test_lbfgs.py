@@ -104,7 +104,7 @@ def test_lbfgs_ends_where_scipy_does(backend):
 
 LBFGS_MUTANTS = {
     # planted in nnbin.lbfgs: (function, the variable (None: its return value), the bug)
-    "two-loop recursion": ("direction", "b", "rho * dot(s, q)"),
+    "two-loop recursion": ("direction", "b", "rho * inner(s, q)"),
     "starting matrix": ("direction", "gamma", "1.0"),
     "curvature condition": ("_curved", None, "slope < 0.0"),
 }

@@ -95,23 +95,47 @@ def axpy(t: Any, d: Any, x: Any) -> Any:
     return like(x, (p + t * q for p, q in zip(x, d)))
 
 
-def direction(grads: Any, pairs: list[tuple[Any, Any, float]]) -> Any:
-    """-H g by the two-loop recursion over ``pairs`` (oldest first: s, y, 1 / s.y), the
-    starting matrix (s.y / y.y) I from the newest pair. No value is read to the host."""
-    q = grads
+def flat(tree: Any) -> Array:
+    """The arrays of a pytree as one vector: the curvature pairs' form, so that the
+    two-loop recursion is a few operations a pair, not a few a parameter array (on Dask
+    each is a graph to build; on a GPU, a launch)."""
+    xp = namespace(*tree)
+    return xp.concat([xp.reshape(a, (-1,)) for a in tree])
+
+
+def unflat(v: Array, tree: Any) -> Any:
+    """The vector ``v`` cut into arrays of ``tree``'s shapes, in ``tree``'s container."""
+    xp, parts, start = namespace(v), [], 0
+    for a in tree:
+        stop = start + math.prod(int(n) for n in a.shape)
+        parts.append(xp.reshape(v[start:stop], tuple(a.shape)))
+        start = stop
+    return like(tree, parts)
+
+
+def inner(a: Array, b: Array) -> Array:
+    """The inner product of two vectors (a 0-d array on their device)."""
+    return namespace(a, b).sum(a * b)
+
+
+def direction(grads: Any, pairs: list[tuple[Array, Array, float]]) -> Any:
+    """-H g by the two-loop recursion over ``pairs`` (oldest first: s and y as :func:`flat`
+    vectors, 1 / s.y), the starting matrix (s.y / y.y) I from the newest pair; in the shape
+    of ``grads``. No value is read to the host."""
+    q = flat(grads)
     alphas = []
     for s, y, rho in reversed(pairs):
-        a = rho * dot(s, q)
+        a = rho * inner(s, q)
         alphas.append(a)
-        q = axpy(-a, y, q)
+        q = q - a * y
     if pairs:
         s, y, rho = pairs[-1]
-        gamma = 1.0 / (rho * dot(y, y))
-        q = like(q, (gamma * v for v in q))
+        gamma = 1.0 / (rho * inner(y, y))
+        q = gamma * q
     for (s, y, rho), a in zip(pairs, reversed(alphas)):
-        b = rho * dot(y, q)
-        q = axpy(a - b, s, q)
-    return like(q, (-v for v in q))
+        b = rho * inner(y, q)
+        q = q + (a - b) * s
+    return unflat(-q, grads)
 
 
 # --- the strong Wolfe line search, on host scalars -------------------------------------------
@@ -242,7 +266,7 @@ class Lbfgs:
     ) -> None:
         self.evaluate, self.read, self.settle = evaluate, read, settle
         self.tol, self.max_fun, self.memory = tol, max_fun, memory
-        self.pairs: list[tuple[Any, Any, float]] = []
+        self.pairs: list[tuple[Array, Array, float]] = []
         self.n_fun, self.message = 0, ""
         point = self._at(params, None, 0.0)
         self.params, self.grads, self.f = point.params, point.grads, point.f
@@ -285,9 +309,7 @@ class Lbfgs:
         # slopes already read
         sy = t * (new.slope - slope0)
         if math.isfinite(sy) and sy > 0.0:  # the strong Wolfe conditions promise it
-            s, yv = self.settle((
-                tuple(t * v for v in d), tuple(a - b for a, b in zip(new.grads, self.grads)),
-            ))  # fmt: skip
+            s, yv = self.settle((t * flat(d), flat(new.grads) - flat(self.grads)))
             self.pairs = [*self.pairs, (s, yv, 1.0 / sy)][-self.memory :]
         f_old = self.f
         self.params, self.grads, self.f = new.params, new.grads, new.f
