@@ -61,6 +61,10 @@ def tests(session: nox.Session) -> None:
         "pytest",
         "-n",
         "2",
+        # a worker that runs out of tests takes some of the other's (the default hands them
+        # out up front: the run ended on one busy worker's last minute)
+        "--dist",
+        "worksteal",
         "tests",
         "conformance",
         *session.posargs,

@@ -5,6 +5,8 @@ cannot run here skipped with the reason."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -51,13 +53,36 @@ def _names() -> tuple[list[str], bool]:
     return nnbin.available_names(), False
 
 
+#: a folder for the reference's seed runs (15 s each on one core), shared by every process
+#: of a test run: set here when unset (pytest's cache folder, else a temporary one), so that
+#: xdist's workers and the conformance kit's subprocesses inherit it
+REFERENCE_CACHE_VAR = "NNBIN_REFERENCE_CACHE"
+_made: list[str] = []  # the temporary folder this process made, removed at the end
+
+
 def pytest_configure(config: pytest.Config) -> None:
     shard()  # a malformed shard is an error before anything is collected
-    cache = getattr(config, "cache", None)  # None with -p no:cacheprovider
-    if cache is not None:
-        from . import helpers
+    from . import helpers
 
-        helpers.CACHE_DIR = str(cache.mkdir("nnbin-reference"))
+    folder = os.environ.get(REFERENCE_CACHE_VAR, "").strip()
+    if not folder:
+        cache = getattr(config, "cache", None)  # None with -p no:cacheprovider
+        if cache is not None:
+            folder = str(cache.mkdir("nnbin-reference"))
+        else:
+            folder = tempfile.mkdtemp(prefix="nnbin-reference-")
+            _made.append(folder)
+        os.environ[REFERENCE_CACHE_VAR] = folder
+    os.makedirs(folder, exist_ok=True)
+    helpers.CACHE_DIR = folder
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _made:
+        folder = _made.pop()
+        shutil.rmtree(folder, ignore_errors=True)
+        if os.environ.get(REFERENCE_CACHE_VAR) == folder:
+            del os.environ[REFERENCE_CACHE_VAR]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

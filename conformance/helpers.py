@@ -105,24 +105,23 @@ def check_gradients(case: Case, loss_and_grads: GradFn, **kwargs: Any) -> None:
         assert_close(case.be, g, expected[name], dtype=case.dtype, what="op", label=f"d{name}")
 
 
-#: where reference runs are kept between sessions (set from pytest's cache folder by
-#: conftest.py; None: computed in each process)
+#: where reference runs are kept between sessions (conftest.py sets it: $NNBIN_REFERENCE_CACHE,
+#: else pytest's cache folder; None: computed in each process)
 CACHE_DIR: str | None = None
+#: the lengths of seed run the suite compares (test_backend's SEED_RUN_STEPS and
+#: TRAIN_STEPS): the reference computes them in one run, to the longest
+SEED_STOPS = (100, 300, 1000)
 
 
 @functools.cache
 def reference_seed_run(dtype: str, steps: int, log_every: int) -> ref.Run:
-    """The reference's seed run (about 5 s for 1,000 steps), kept on disk in pytest's cache
+    """The reference's seed run (about 15 s for 1,000 steps on one core), kept on disk
     under a key of the reference's own source, NumPy's version and the arguments, so that
-    the sessions of one machine (one per backend, each xdist worker) compute it once."""
-    import hashlib
-    import inspect
+    the processes of one test run (each xdist worker, the kit's subprocesses) compute it
+    once. A length of :data:`SEED_STOPS` computes all of them, in one run."""
     import os
 
-    key = hashlib.sha256(
-        f"{inspect.getsource(ref)}|{np.__version__}|{dtype}|{steps}|{log_every}".encode()
-    ).hexdigest()[:24]
-    path = None if CACHE_DIR is None else os.path.join(CACHE_DIR, f"seed-run-{key}.npz")
+    path = _cached_path(dtype, steps, log_every)
     if path is not None and os.path.exists(path):
         try:
             with np.load(path) as f:
@@ -131,11 +130,27 @@ def reference_seed_run(dtype: str, steps: int, log_every: int) -> ref.Run:
                 return ref.Run(losses, final, float(f["final_loss"]))
         except (OSError, KeyError, ValueError):
             pass  # unreadable: computed again below
+    stops = sorted({steps, *SEED_STOPS}) if steps in SEED_STOPS else [steps]
     X, y = seed_data()
     w = {k: rounded(v, dtype) for k, v in ref.initial_weights(1, 32, seed=0).items()}
-    run = ref.train(w, rounded(X, dtype), y, lr=1.0, steps=steps, log_every=log_every)
-    if path is not None:
-        tmp = f"{path}.{os.getpid()}.tmp.npz"
-        np.savez(tmp, losses=np.array(run.losses), final_loss=run.final_loss, **run.final)
-        os.replace(tmp, path)  # atomic: another worker reads the whole file or none
-    return run
+    runs = ref.train_to(w, rounded(X, dtype), y, lr=1.0, stops=stops, log_every=log_every)
+    for stop, run in zip(stops, runs):
+        where = _cached_path(dtype, stop, log_every)
+        if where is not None:
+            tmp = f"{where}.{os.getpid()}.tmp.npz"
+            np.savez(tmp, losses=np.array(run.losses), final_loss=run.final_loss, **run.final)
+            os.replace(tmp, where)  # atomic: another process reads the whole file or none
+    return runs[stops.index(steps)]
+
+
+def _cached_path(dtype: str, steps: int, log_every: int) -> str | None:
+    import hashlib
+    import inspect
+    import os
+
+    if CACHE_DIR is None:
+        return None
+    key = hashlib.sha256(
+        f"{inspect.getsource(ref)}|{np.__version__}|{dtype}|{steps}|{log_every}".encode()
+    ).hexdigest()[:24]
+    return os.path.join(CACHE_DIR, f"seed-run-{key}.npz")

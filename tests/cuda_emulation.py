@@ -128,10 +128,22 @@ def compile_kernels(source: str, folder: Path, options: tuple[str, ...] = ()) ->
     ``options`` go to g++ as they go to NVRTC."""
     if shutil.which("g++") is None:
         pytest.skip("g++ not installed: cannot emulate the kernels on the CPU")
+    defines = [o for o in options if o.startswith("-D")]
+    key = (source, *defines)
+    if key not in _COMPILED:
+        _COMPILED[key] = _compile(source, folder, defines)
+    return _COMPILED[key]
+
+
+#: the libraries this process compiled, by source and defines: a test that launches the same
+#: kernels as an earlier one loads them once (a compile takes about half a second)
+_COMPILED: dict[tuple[str, ...], ctypes.CDLL] = {}
+
+
+def _compile(source: str, folder: Path, defines: list[str]) -> ctypes.CDLL:
     folder.mkdir(parents=True, exist_ok=True)
     src = folder / "fused.cpp"
     src.write_text(PRELUDE + source + SCHEDULER)
-    defines = [o for o in options if o.startswith("-D")]
     lib = folder / f"fused{abs(hash((source, *defines))) % 10**8}.so"
     out = subprocess.run(
         ["g++", "-std=c++17", "-O1", "-shared", "-fPIC", *defines, "-o", str(lib), str(src)],
