@@ -24,6 +24,12 @@ on an H100, where those bound the step; less exact).
 
 The torch and jax backends hand their CUDA arrays to the same fused step through DLPack, with
 no copies either way (``backends/cuda/dlpack.py``).
+
+With ``cuda_graphs=True`` the array-API core's steps (every network, optimizer and batch
+size the fused step does not cover, or ``fused=False``) replay as CUDA graphs
+(``backends/cuda/graphs.py``), their matrix products computed by kernels a capture allows
+(``backends/cuda/gemm.py``: CuPy's capture refuses cuBLAS). Not yet run on a GPU: off
+unless asked for (or NNBIN_CORE_GRAPHS=1).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -45,6 +52,7 @@ from nnbin.model import Params
 
 from .cuda import driver as cuda_driver
 from .cuda import kernels as cuda_fused
+from .cuda.graphs import CupyGraphs, GraphStepper
 
 FUSED_LOOP = "fused CUDA step (2 kernels, no (N, H) arrays)"
 #: the most local memory a thread of the fused kernel may use (beyond it: the core runs)
@@ -88,6 +96,10 @@ class CupyBackend(Backend):
         #: float32 kernels compiled with --use_fast_math (NNBIN_CUDA_FAST_MATH=1): approximate
         #: exp and division, denormals flushed to zero; off unless asked for
         self.fast_math = os.environ.get("NNBIN_CUDA_FAST_MATH", "0") == "1"
+        #: the CUDA-graph path of the core (cuda_graphs=True): a CupyGraphs per device, and
+        #: the workspaces (graphs and static buffers) later runs on the same data reuse
+        self._graphs: dict[int, CupyGraphs] = {}
+        self.graph_workspaces: OrderedDict[Any, Any] = OrderedDict()
 
     def devices(self) -> list[str]:
         rt = self._cupy.cuda.runtime
@@ -111,8 +123,10 @@ class CupyBackend(Backend):
 
     def release_memory(self) -> None:
         """Give the memory pool's free blocks back to the device (between benchmark cells),
-        and drop the fused step's workspaces."""
+        and drop the fused step's workspaces and the core's graphs."""
         self._workspaces.clear()
+        self.graph_workspaces.clear()
+        self._graphs.clear()
         self._cupy.get_default_memory_pool().free_all_blocks()
         self._cupy.get_default_pinned_memory_pool().free_all_blocks()
 
@@ -263,3 +277,31 @@ class CupyBackend(Backend):
             + ("; --use_fast_math" if fast else "")
         )
         return result
+
+    # --- the core's steps as CUDA graphs (cuda_graphs=True) ------------------------------
+
+    def graph_refusal(self, X: Any) -> str | None:
+        if getattr(self._cupy.cuda.runtime, "is_hip", False):
+            return "CuPy is built for ROCm here (the graph path is written for CUDA)"
+        return None
+
+    def graphs(self, X: Any) -> CupyGraphs:
+        """The CUDA-graph library of runs on ``X``'s device (a stream and a memory pool)."""
+        device = int(X.device.id)
+        if device not in self._graphs:
+            self._graphs[device] = CupyGraphs(self._cupy, self.xp, device)
+        return self._graphs[device]
+
+
+class _Graphed(GraphStepper):
+    """The core's steps as CUDA-graph replays (:mod:`nnbin_backends.cuda.graphs`), its
+    products computed by capture-safe kernels (:mod:`nnbin_backends.cuda.gemm`)."""
+
+    def __init__(self, params: Any, X: Any, *args: Any, backend: Any, **kwargs: Any) -> None:
+        graphs = backend.graphs(X)
+        kwargs.update(graphs=graphs, workspaces=backend.graph_workspaces, block_rows=None)
+        super().__init__(params, X, *args, backend=backend, **kwargs)
+        self.core_xp = graphs.core_xp
+
+
+CupyBackend.graph_stepper_class = _Graphed

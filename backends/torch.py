@@ -14,7 +14,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from nnbin.backend import CoreStepper, cache_block_rows, graphs_by_default
+from nnbin.backend import CoreStepper, cache_block_rows
 from nnbin.loop import Advanced
 
 from .cuda.dlpack import FusedThroughDlpack
@@ -26,7 +26,6 @@ class TorchBackend(FusedThroughDlpack):
     is_array = staticmethod(array_api_compat.is_torch_array)
     memory_nh = 0.1
     default_dtype = "float32"
-    has_graphs = True  # cuda_graphs=True on CUDA tensors
 
     def __init__(self) -> None:
         import torch
@@ -133,7 +132,7 @@ class TorchBackend(FusedThroughDlpack):
     def graph_refusal(self, X: Any) -> str | None:
         return None if self._on_gpu(X) else "the data are not on a CUDA device"
 
-    def graphs(self) -> Graphs:
+    def graphs(self, X: Any = None) -> Graphs:
         """The CUDA-graph library of this backend's runs (one private memory pool)."""
         if self._graphs is None:
             self._graphs = TorchGraphs(self._torch)
@@ -148,10 +147,6 @@ class _NoGrad(CoreStepper):
         if X.is_cuda:
             kwargs["block_rows"] = None
         super().__init__(params, X, y, *args, **kwargs)
-        if X.is_cuda and self.config.cuda_graphs is None and not graphs_by_default():
-            self.loop = (self.loop or "python loop") + (  # eager by default: said
-                "; CUDA graphs of it off until verified on a GPU (cuda_graphs=True)"
-            )
 
     def advance(self, n: int, every: int) -> Advanced:
         with self.backend._torch.no_grad():

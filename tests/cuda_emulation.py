@@ -104,6 +104,10 @@ static void __syncthreads(void) {
     swapcontext(&nnbin_emu::fibers[nnbin_emu::current], &nnbin_emu::scheduler);
 }
 
+"""
+
+#: the fused step's kernels as the tests call them (see :class:`Kernel`)
+FUSED = r"""
 extern "C" long long run_partials(long long grid, long long block, const real* X,
                                   const real* y, const real* W1, const real* b1,
                                   const real* W2, const real* b2, long long n, int with_loss,
@@ -123,15 +127,36 @@ extern "C" long long run_update(long long grid, long long block, const real* par
 """
 
 
-def compile_kernels(source: str, folder: Path, options: tuple[str, ...] = ()) -> ctypes.CDLL:
+#: the capture-safe matrix product's kernels (backends/cuda/gemm.cu)
+GEMM = r"""
+extern "C" long long run_gemm(long long grid, long long block, const real* A, long long sam,
+                              long long sak, const real* B, long long sbk, long long sbn,
+                              real* P, long long ps, long long pm, long long pn, long long M,
+                              long long N, long long K, long long kchunk, long long splits) {
+    return nnbin_emu::launch(grid, block, [=] {
+        nnbin_gemm(A, sam, sak, B, sbk, sbn, P, ps, pm, pn, M, N, K, kchunk, splits); });
+}
+
+extern "C" long long run_gemm_sum(long long grid, long long block, const real* P,
+                                  long long splits, long long M, long long N, real* C,
+                                  long long scm, long long scn) {
+    return nnbin_emu::launch(grid, block, [=] { nnbin_gemm_sum(P, splits, M, N, C, scm, scn); });
+}
+"""
+
+
+def compile_kernels(
+    source: str, folder: Path, options: tuple[str, ...] = (), wrappers: str = FUSED
+) -> ctypes.CDLL:
     """The kernel source plus the emulator, compiled as C++ (skips without g++); the -D
-    ``options`` go to g++ as they go to NVRTC."""
+    ``options`` go to g++ as they go to NVRTC; ``wrappers``: the C entry points the tests
+    launch (the fused step's, or :data:`GEMM`)."""
     if shutil.which("g++") is None:
         pytest.skip("g++ not installed: cannot emulate the kernels on the CPU")
     defines = [o for o in options if o.startswith("-D")]
-    key = (source, *defines)
+    key = (source, wrappers, *defines)
     if key not in _COMPILED:
-        _COMPILED[key] = _compile(source, folder, defines)
+        _COMPILED[key] = _compile(source + SCHEDULER + wrappers, folder, defines)
     return _COMPILED[key]
 
 
@@ -143,7 +168,7 @@ _COMPILED: dict[tuple[str, ...], ctypes.CDLL] = {}
 def _compile(source: str, folder: Path, defines: list[str]) -> ctypes.CDLL:
     folder.mkdir(parents=True, exist_ok=True)
     src = folder / "fused.cpp"
-    src.write_text(PRELUDE + source + SCHEDULER)
+    src.write_text(PRELUDE + source)
     lib = folder / f"fused{abs(hash((source, *defines))) % 10**8}.so"
     out = subprocess.run(
         ["g++", "-std=c++17", "-O1", "-shared", "-fPIC", *defines, "-o", str(lib), str(src)],
@@ -151,19 +176,18 @@ def _compile(source: str, folder: Path, defines: list[str]) -> ctypes.CDLL:
         text=True,
     )
     assert out.returncode == 0, out.stderr
-    dll = ctypes.CDLL(str(lib))
-    for name in ("run_partials", "run_update"):
-        getattr(dll, name).restype = ctypes.c_longlong
-    return dll
+    return ctypes.CDLL(str(lib))
 
 
 class Kernel:
     """A kernel called the way CuPy calls a RawKernel: ``k(grid, block, args)``, with
     arrays for device pointers and NumPy scalars for the typed scalar arguments."""
 
-    def __init__(self, lib: ctypes.CDLL, name: str) -> None:
+    def __init__(self, lib: ctypes.CDLL, name: str, strided: bool = False) -> None:
         self.name = name
         self.fn = getattr(lib, name.replace("nnbin_", "run_"))
+        self.fn.restype = ctypes.c_longlong
+        self.strided = strided  # arrays may be views with any strides (the GEMM's)
         self.launches = 0
 
     def __call__(
@@ -172,7 +196,7 @@ class Kernel:
         converted: list[Any] = []
         for a in args:
             if isinstance(a, np.ndarray):
-                assert a.flags.c_contiguous, f"{self.name}: a non-contiguous array"
+                assert self.strided or a.flags.c_contiguous, f"{self.name}: a non-contiguous array"
                 converted.append(ctypes.c_void_p(a.ctypes.data))
             elif isinstance(a, np.int64):
                 converted.append(ctypes.c_longlong(int(a)))

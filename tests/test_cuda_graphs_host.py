@@ -206,7 +206,8 @@ def test_the_default_is_eager_and_says_so_on_cuda_and_the_variable_turns_graphs_
 ):
     X, y = _data(n=60)
     run = dict(hidden=3, steps=4, log_every=2)
-    assert "CUDA graphs" not in nnbin.train(X, y, **run).loop
+    default = nnbin.train(X, y, **run).loop
+    assert default.endswith("; CUDA graphs of it off until verified on a GPU (cuda_graphs=True)")
     monkeypatch.setenv("NNBIN_CORE_GRAPHS", "1")
     on = nnbin.train(X, y, **run)
     assert on.loop.startswith("traced stand-in") and graphed.captures
@@ -238,3 +239,74 @@ def test_the_estimator_takes_the_graphs(graphed):
     assert graph.loss_curve_ == eager.loss_curve_
     for p, q in zip(graph.params_, eager.params_, strict=True):
         assert torch.equal(p, q)
+
+
+class _MmGemm:
+    """A stand-in for ``gemm.Gemm`` (CuPy's capture-safe products): ``aten.mm`` itself, the
+    product an eager 2-D ``@`` takes, so results stay comparable bit for bit; counted."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def applies(self, a, b) -> bool:
+        return a.ndim == 2 and b.ndim == 2 and a.dtype == b.dtype
+
+    def __call__(self, a, b):
+        self.calls += 1
+        return torch.ops.aten.mm(a, b)
+
+
+@pytest.fixture
+def products_refused(graphed, monkeypatch):
+    """The cupy path's rule on the stand-in: inside a capture, ``@``, ``torch.matmul`` and
+    ``torch.tensordot`` raise (CuPy's capture refuses cuBLAS), so every product of a
+    captured step must come through the stepper's ``core_xp``: a ``CaptureSafe`` namespace,
+    as cupy's ``_Graphed`` sets it. Yields the stand-in product (its count)."""
+    from nnbin_backends.cuda.gemm import CaptureSafe
+
+    gemm = _MmGemm()
+
+    def refused(*args, **kwargs):
+        raise RuntimeError("a matrix product outside core_xp inside a capture (cuBLAS)")
+
+    real_capture = graphed.capture
+
+    def capture(fn, inputs, outputs):
+        with monkeypatch.context() as inside:
+            for owner, name in ((torch.Tensor, "__matmul__"), (torch, "matmul"),
+                                (torch, "tensordot"), (torch, "mm")):  # fmt: skip
+                inside.setattr(owner, name, refused)
+            return real_capture(fn, inputs, outputs)
+
+    monkeypatch.setattr(graphed, "capture", capture)
+    base = TorchBackend.graph_stepper_class
+
+    class Safe(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.core_xp = CaptureSafe(self.xp, gemm)
+
+    monkeypatch.setattr(TorchBackend, "graph_stepper_class", Safe)
+    return gemm
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+def test_every_product_of_a_captured_step_goes_through_core_xp(products_refused, name):
+    """Each run captured with matrix products refused but through the stepper's
+    capture-safe namespace (cupy's way): no product escapes it, and the run equals the
+    eager core's bit for bit."""
+    X, y = _data()
+    eager = nnbin.train(X, y, **RUNS[name])
+    graph = nnbin.train(X, y, cuda_graphs=True, **RUNS[name])
+    _same(graph, eager)
+    assert products_refused.calls > 0
+
+
+def test_a_product_outside_core_xp_would_be_caught(products_refused, monkeypatch):
+    """Planted: the stepper computing in the arrays' own namespace (no ``core_xp``): the
+    capture meets a product it refuses."""
+    safe = TorchBackend.graph_stepper_class  # the fixture's; its base: torch's own
+    monkeypatch.setattr(safe, "__init__", safe.__mro__[1].__init__)
+    X, y = _data(n=60)
+    with pytest.raises(RuntimeError, match="outside core_xp"):
+        nnbin.train(X, y, steps=3, hidden=(4, 3), cuda_graphs=True)

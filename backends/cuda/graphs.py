@@ -26,9 +26,12 @@ back new arrays: the workspace's buffers are the next run's.
 What a library supplies is a :class:`Graphs` object: ``capture(fn, inputs, outputs)``
 returns a replay that computes ``fn(*inputs)`` and writes it into ``outputs``, and
 ``put(dst, src)`` copies into a static buffer outside a graph. PyTorch's is
-:class:`TorchGraphs` (``torch.cuda.CUDAGraph``, whose capture allows cuBLAS); the tests
-hold the stepper against a CPU stand-in that traces ``fn`` once, baking every Python value
-in as a capture does. Not yet verified on a GPU (the GPU check's ``graphs`` jobs).
+:class:`TorchGraphs` (``torch.cuda.CUDAGraph``, whose capture allows cuBLAS); CuPy's is
+:class:`CupyGraphs` (its stream capture refuses cuBLAS: the core's products are the
+kernels of :mod:`nnbin_backends.cuda.gemm`, handed to the core in its namespace). The
+tests hold the stepper against a CPU stand-in that traces ``fn`` once, baking every Python
+value in as a capture does, and the products' kernels under the SIMT emulator. Neither
+library's capture is verified on a GPU yet (the GPU check's ``graphs`` jobs).
 """
 
 from __future__ import annotations
@@ -113,6 +116,82 @@ class TorchGraphs(Graphs):
 
     def address(self, a: Any) -> int:
         return int(a.data_ptr())
+
+
+class CupyGraphs(Graphs):
+    """CuPy's stream capture (``Stream.begin_capture``) on a stream of its own, ordered
+    after the current stream's work by events at each replay (a non-blocking stream does
+    not wait for the null stream's copies by itself), and before what follows it. Every
+    allocation of a warm-up or a capture comes from a memory pool of its own, which nothing
+    else allocates from, so no block a graph reads is handed out elsewhere (PyTorch's
+    private pools). CuPy's capture refuses cuBLAS: the core computes in
+    :attr:`core_xp`, whose products are :mod:`gemm`'s kernels. One per device."""
+
+    name = "CUDA graphs (CuPy stream capture)"
+
+    def __init__(self, cupy: Any, xp: Any, device: int) -> None:
+        from .gemm import CaptureSafe, Gemm
+
+        self.cupy, self.device = cupy, device
+        with cupy.cuda.Device(device):
+            self.stream = cupy.cuda.Stream(non_blocking=True)
+        self.pool = cupy.cuda.MemoryPool()
+        self.core_xp = CaptureSafe(xp, Gemm(cupy.RawModule, cupy.empty))
+
+    def _ordered(self, work: Callable[[], None]) -> None:
+        """``work`` on :attr:`stream`, after the current stream's work and before what is
+        queued on it next."""
+        cupy = self.cupy
+        current = cupy.cuda.get_current_stream()
+        self.stream.wait_event(current.record())
+        with self.stream:
+            work()
+        current.wait_event(self.stream.record())
+
+    def capture(
+        self, fn: Callable[..., Sequence[Any]], inputs: Sequence[Any], outputs: Sequence[Any]
+    ) -> Callable[[], None]:
+        cupy = self.cupy
+
+        def step() -> None:
+            for out, value in zip(outputs, fn(*inputs)):
+                out[...] = value
+
+        graph: list[Any] = []
+
+        def warm_then_capture() -> None:
+            saved = [o.copy() for o in outputs]
+            step()  # kernels compiled and loaded, the pool's blocks made, outside a capture
+            for out, value in zip(outputs, saved):
+                out[...] = value
+            # relaxed: the pool may still map a block (cudaMalloc) the warm-up did not need
+            relaxed = getattr(cupy.cuda.runtime, "streamCaptureModeRelaxed", None)
+            self.stream.begin_capture(*(() if relaxed is None else (relaxed,)))
+            try:
+                step()
+            finally:
+                graph.append(self.stream.end_capture())
+
+        with cupy.cuda.Device(self.device), cupy.cuda.using_allocator(self.pool.malloc):
+            self._ordered(warm_then_capture)
+        (captured,) = graph
+
+        def replay() -> None:
+            with cupy.cuda.Device(self.device):
+                self._ordered(lambda: captured.launch(self.stream))
+
+        return replay
+
+    def put(self, dst: Any, src: Any) -> None:
+        if isinstance(src, float | int):
+            dst.fill(src)
+        elif isinstance(src, np.ndarray):
+            dst.set(np.ascontiguousarray(src, dtype=dst.dtype))
+        else:
+            dst[...] = src
+
+    def address(self, a: Any) -> int:
+        return int(a.data.ptr)
 
 
 @dataclasses.dataclass

@@ -136,6 +136,10 @@ class CoreStepper(Stepper):
             )
             self.loop = f"python loop, one epoch a step ({batches}; {config.optimizer})"
 
+    #: the namespace the core's gradients are computed in (None: the arrays' own; the cupy
+    #: backend's CUDA-graph stepper sets one whose matrix products a capture allows)
+    core_xp: Any = None
+
     def order(self) -> np.ndarray | None:
         """This epoch's order of the samples on the host (None: one batch of every sample
         in the data's order: full batch, or mini-batches with ``shuffle`` off)."""
@@ -153,6 +157,7 @@ class CoreStepper(Stepper):
             "block_rows": self.block_rows,
             "activation": cfg.activation,
             "alpha": cfg.alpha,
+            "xp": self.core_xp,
         }
         if cfg.batch_size is None:
             loss, grads = value_and_grads(
@@ -615,19 +620,24 @@ class Backend:
                 )
             assert self.graph_stepper_class is not None  # graph_refusal says so otherwise
             cls = self.graph_stepper_class
-        return cls(
+        stepper = cls(
             params, X, y, lr, config, block_rows=rows, validation=validation, backend=self,
             weights=weights, validation_weights=validation_weights,
         )  # fmt: skip
+        if not graphs and config.cuda_graphs is None and self.graph_refusal(X) is None:
+            stepper.loop = (stepper.loop or self.core_loop) + (  # eager by default: said
+                "; CUDA graphs of it off until verified on a GPU (cuda_graphs=True)"
+            )
+        return stepper
 
     #: the stepper that replays the core's steps as CUDA graphs (None: this backend has
-    #: none; torch on CUDA has), taken where :meth:`graph_refusal` is None
+    #: none; torch on CUDA and cupy have), taken where :meth:`graph_refusal` is None
     graph_stepper_class: ClassVar[type[CoreStepper] | None] = None
 
     def graph_refusal(self, X: Any) -> str | None:
         """Why the core's steps on ``X`` cannot be replayed as CUDA graphs (None: they can;
         ``cuda_graphs=True`` asks for them)."""
-        return f"the {self.name} backend has no CUDA-graph path (torch on CUDA has)"
+        return f"the {self.name} backend has no CUDA-graph path (torch on CUDA and cupy have)"
 
 
 #: "1": the CUDA-graph path is the default (``cuda_graphs=None``) wherever it applies (the

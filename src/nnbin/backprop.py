@@ -66,13 +66,13 @@ def _block_grads(
     # forward
     hs = [X, *hidden_outputs(xp, params, X, activation)]  # h0 = X, h1 .. hL
     h = hs[-1]                                        # (B, HL)
-    z = h @ Wo + pairs[-1][1]                         # (B, 1)
+    z = xp.matmul(h, Wo) + pairs[-1][1]               # (B, 1)
     loss_sum = bce_with_logits_sum(xp, z, y, w) if with_loss else None
 
     # output layer
     # (B, 1): N dL/dz, or with weights sum(w) dL/dz
     dz = sigmoid(xp, z) - y if w is None else (sigmoid(xp, z) - y) * w
-    dWo = (dz.T @ h).T                                # (HL, 1) = hL^T dz, as a row: no (HL, B) copy
+    dWo = xp.matmul(dz.T, h).T                        # (HL, 1) = hL^T dz, as a row: no (HL, B) copy
     dbo = xp.sum(dz, axis=0)                          # (1,)
     if len(pairs) == 1:                               # no hidden layer: logistic regression
         return loss_sum, like(params, [dWo, dbo])
@@ -87,7 +87,7 @@ def _block_grads(
     below = hs[-2]                                    # (B, H(L-1))
     d = below.shape[1]
     outer = xp.concat([below * dz, dz], axis=1)       # (B, H(L-1) + 1)
-    dW_db = (outer.T @ s) * wo_row                    # (H(L-1) + 1, HL)
+    dW_db = xp.matmul(outer.T, s) * wo_row            # (H(L-1) + 1, HL)
     dWL = dW_db[:d, ...]                              # (H(L-1), HL) = h(L-1)^T dL/daL
     dbL = dW_db[d, ...]                               # (HL,)        = sum_n dL/daL
     grads = [dWL, dbL, dWo, dbo]
@@ -97,11 +97,11 @@ def _block_grads(
         delta = (dz * s) * wo_row                     # (B, HL)  N dL/daL
         ones = xp.ones_like(dz)                       # (B, 1)
         for k in range(len(pairs) - 2, 0, -1):        # hidden layer k: hs[k] = hk
-            back = delta @ pairs[k][0].T              # (B, Hk)  N dL/dhk (through W(k+1))
+            back = xp.matmul(delta, pairs[k][0].T)    # (B, Hk)  N dL/dhk (through W(k+1))
             delta = back * act_grad(xp, hs[k])        # (B, Hk)  N dL/dak
             below = hs[k - 1]                         # (B, H(k-1))
             d = below.shape[1]
-            dWb_k = xp.concat([below, ones], axis=1).T @ delta  # (H(k-1) + 1, Hk)
+            dWb_k = xp.matmul(xp.concat([below, ones], axis=1).T, delta)  # (H(k-1) + 1, Hk)
             grads = [dWb_k[:d, ...], dWb_k[d, ...], *grads]
     # fmt: on
     return loss_sum, like(params, grads)
@@ -117,12 +117,16 @@ def value_and_grads(
     activation: str = "sigmoid",
     alpha: float | Array = 0.0,
     weights: Array | None = None,
+    xp: Any = None,
 ) -> tuple[Array | None, Any]:
     """Mean BCE (plus the L2 penalty ``alpha``; the loss is None when ``with_loss`` is
     false) and its gradient, by blocks of rows; with ``weights`` (a (N, 1) column of
     sample weights) the weighted mean, N replaced by their sum. A SciPy sparse X (the numpy
-    backend's) is densified one block at a time (:func:`nnbin.model.dense`)."""
-    xp = namespace(y, *params)  # X's library is y's (checked where the data came in)
+    backend's) is densified one block at a time (:func:`nnbin.model.dense`). ``xp``: the
+    namespace to compute in (None: the arrays' own; CuPy's CUDA-graph capture hands one
+    whose products cuBLAS does not run, ``nnbin_backends.cuda.gemm``)."""
+    if xp is None:
+        xp = namespace(y, *params)  # X's library is y's (checked where the data came in)
     n: Any = X.shape[0]
 
     def w(a: int, b: int) -> Array | None:

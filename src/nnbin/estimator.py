@@ -111,9 +111,9 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
     dtype : "float32", "float64" or None
         Working dtype (default: the input's floating dtype, else the backend's default).
     cuda_graphs : bool or None
-        True: replay the steps as CUDA graphs on torch CUDA tensors (one error where they do
-        not apply; ignored with solver "lbfgs"); None (the default): eager until a GPU run
-        has verified the graphs; False: never.
+        True: replay the steps as CUDA graphs on torch CUDA tensors and CuPy arrays (one
+        error where they do not apply; ignored with solver "lbfgs"); None (the default):
+        eager until a GPU run has verified the graphs; False: never.
 
     Attributes
     ----------

@@ -219,16 +219,17 @@ def plan(found: list[str], out: str, py: str = sys.executable) -> list[Step]:
         for name in found
         for shard in shards(CONFORMANCE_SHARDS[name])
     ]
-    if "torch" in found:  # the array-API core replayed as CUDA graphs (#28), every network
-        correctness.append(
-            Job(
-                "conformance, torch CUDA graphs",
-                [*pytest[:-1], "conformance/test_backend.py", "conformance/test_network.py"],
-                150,
-                {"NNBIN_BACKEND": "torch", "NNBIN_CORE_GRAPHS": "1"},
-                (*test_needs, "torch"),
+    for name in ("torch", "cupy"):  # the array-API core replayed as CUDA graphs (#28)
+        if name in found:
+            correctness.append(
+                Job(
+                    f"conformance, {name} CUDA graphs",
+                    [*pytest[:-1], "conformance/test_backend.py", "conformance/test_network.py"],
+                    150,
+                    {"NNBIN_BACKEND": name, "NNBIN_CORE_GRAPHS": "1"},
+                    (*test_needs, *libs[name]),
+                )
             )
-        )
     if "cupy" in found:
         correctness.append(
             Job(
@@ -262,8 +263,8 @@ def plan(found: list[str], out: str, py: str = sys.executable) -> list[Step]:
     steps.append(
         Group("correctness: conformance and the seed job on every GPU backend", correctness)
     )
-    # the "-core" cells of torch at 2e4 and 2e6 are its CUDA-graph path (#28: <= 65 us a
-    # step at 2e4, at least JAX's compiled loop at 2e6); cupy's core has none yet
+    # the "-core" cells of torch and cupy at 2e4 and 2e6 are their CUDA-graph path (#28: <=
+    # 65 us a step at 2e4, at least JAX's compiled loop at 2e6)
     graphs = {"NNBIN_CORE_GRAPHS": "1"}
     steps += [
         bench("2e4 float32", 20_000, 1000, "float32", 5, 45, baselines, env=graphs, expect=28.3),
@@ -303,7 +304,7 @@ def plan(found: list[str], out: str, py: str = sys.executable) -> list[Step]:
     # the estimator as a user trains it (#27, #28): BinaryMLPClassifier's defaults (100 ReLU,
     # Adam, batches of 200) for 10 epochs on make_classification(200_000, 20), fit time and
     # held-out accuracy on every GPU backend beside scikit-learn on the machine's cores;
-    # torch's core replays as CUDA graphs (NNBIN_CORE_GRAPHS=1), cupy's runs eagerly
+    # torch's and cupy's cores replay as CUDA graphs (NNBIN_CORE_GRAPHS=1)
     steps.append(
         Job(
             "estimator on the GPU, classification-200k (adam)",

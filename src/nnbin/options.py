@@ -369,7 +369,7 @@ OPTIONS: dict[str, Option] = _table(
            negated_help="run the array-API core even where a fused GPU step applies (cupy; "
            "torch/jax on CUDA with cupy installed)"),
     Option("cuda_graphs", Tristate(flag_sets=True), None,
-           "replay the array-API core's steps as CUDA graphs on CUDA tensors (torch); the "
+           "replay the array-API core's steps as CUDA graphs on CUDA arrays (torch, cupy); the "
            "default (None) runs them eagerly until a GPU run has verified the graphs",
            sklearn="cuda_graphs"),
     Option("activation", Choice(("sigmoid", "tanh", "relu", "identity"), {"logistic": "sigmoid"}),

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
                 status, version, devices = "ok", be.version(), ", ".join(be.devices())
                 if be.has_fused and "fused" not in loop:  # torch, jax with CUDA and cupy
                     loop += "; the fused CUDA step (cupy's, through DLPack) where it applies"
-                if be.graph_stepper_class is not None and be.gpu_devices():  # torch on CUDA
+                if be.graph_stepper_class is not None and be.gpu_devices():  # torch on CUDA, cupy
                     loop += "; the core as CUDA graphs with --cuda-graphs (unverified on a GPU)"
             except NnbinError as exc:
                 status = f"unavailable: {exc}"
