@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -13,13 +15,18 @@ distributed = pytest.importorskip("distributed", reason="dask.distributed not in
 
 @pytest.fixture(scope="module")
 def client():
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        memory_limit="400MiB",
-        dashboard_address=None,
-    )
+    with pytest.MonkeyPatch.context() as env:
+        # the workers start with glibc's own heap settings, not nox's (KEEP_HEAP: freed
+        # memory kept, which would hold a worker above its memory limit, paused for good)
+        for name in [n for n in os.environ if n.startswith("MALLOC_")]:
+            env.delenv(name)
+        cluster = distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            memory_limit="400MiB",
+            dashboard_address=None,
+        )
     with distributed.Client(cluster) as c:
         yield c
     cluster.close()
