@@ -3,7 +3,10 @@
 compiled as C++ and run under the SIMT emulator (tests/cuda_emulation.py), launched as
 :class:`Gemm` launches them on CuPy, against NumPy's products; bugs planted in the text
 must fail that. And the core's gradient step computed in the namespace that carries it
-takes every one of its products there, and gives the core's gradients.
+takes every one of its products there, and gives the core's gradients. And CuPy's capture
+of them (``CupyGraphs``: its stream, events and memory pool) against the stand-in for CuPy
+of tests/cupy_standin.py, whose streams run only when ordered to and whose capture records
+launches and copies rather than running them.
 Whether it is right and fast on a GPU is NOT shown here (the GPU check's jobs, #27, #28).
 """
 
@@ -15,7 +18,9 @@ import array_api_compat
 import numpy as np
 import pytest
 from cuda_emulation import GEMM, Kernel, compile_kernels
+from cupy_standin import DeviceArray, done, fake_cupy
 from nnbin_backends.cuda import gemm as cuda_gemm
+from nnbin_backends.cuda.graphs import CupyGraphs
 
 import nnbin
 from nnbin.backprop import value_and_grads
@@ -47,7 +52,11 @@ def _operands(m, k, n, dtype, transposed, seed=0):
 
 def check_product(gemm, a, b):
     """a @ b within the forward error bound of a sum of K products, K eps |A| |B|."""
-    got = gemm(a, b)
+    return assert_product(gemm(a, b), a, b)
+
+
+def assert_product(got, a, b):
+    got = np.asarray(got)
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
     exact = a64 @ b64
     eps = float(np.finfo(a.dtype).eps)
@@ -153,3 +162,71 @@ class _Counting:
         assert axes == 1
         self.calls.append((a, b))
         return self._xp.tensordot(a, b, axes=axes)
+
+
+# --- CuPy's capture of the products (CupyGraphs) on the stand-in ------------------------
+
+
+@pytest.fixture
+def cupy(tmp_path):
+    standin = fake_cupy(tmp_path)
+    yield standin
+    DeviceArray.cuda = None
+
+
+def _captured_product(cupy, a1, b1):
+    """Static buffers a, b and c on the device, and a graph of c = a @ b (a split sum: the
+    product's two kernels and the copy into c), captured by CupyGraphs; c held 7 before."""
+    graphs = CupyGraphs(cupy, array_api_compat.array_namespace(np.empty(0)), 0)
+    a, b = cupy.empty(a1.shape, a1.dtype), cupy.empty(b1.shape, b1.dtype)
+    c = cupy.empty((a1.shape[0], b1.shape[1]), a1.dtype)
+    graphs.put(a, a1), graphs.put(b, b1), graphs.put(c, 7.0)
+    replay = graphs.capture(lambda a, b: [graphs.core_xp.matmul(a, b)], [a, b], [c])
+    return graphs, (a, b, c), replay
+
+
+def test_cupy_graphs_replay_the_products_on_what_the_buffers_hold(cupy):
+    """CupyGraphs's capture records the products' kernels and the copy out (it runs none of
+    them: c keeps what it held, the warm-up's write undone), on a stream of its own in
+    relaxed mode, from a memory pool of its own; each replay computes them from what the
+    static buffers hold then, ordered after the caller's copies into them and before the
+    caller's next read."""
+    a1, b1 = _operands(33, 600, 8, "float32", False)
+    graphs, (a, b, c), replay = _captured_product(cupy, a1, b1)
+    done(cupy)
+    assert np.all(np.asarray(c) == 7.0)
+    log, stream = cupy.cuda.log, graphs.stream.name
+    begin, end = log.index(("begin capture", stream)), log.index(("end capture", stream))
+    assert [e for e in log[:begin] if e[0].startswith("nnbin_gemm")] == [
+        ("nnbin_gemm", stream), ("nnbin_gemm_sum", stream)]  # the warm-up  # fmt: skip
+    assert not [e for e in log[begin:end] if e[0].startswith("nnbin_")]  # recorded, not run
+    assert graphs.stream.capture_mode == cupy.cuda.runtime.streamCaptureModeRelaxed
+    assert graphs.pool.blocks >= 4  # the warm-up's product, its pieces, c's saved copy...
+    for seed in (1, 2):
+        replay()
+        assert log[-5:] == [
+            ("record", "null"), ("wait for null", stream),  # after the caller's copies
+            ("graph of 3 launches", stream),
+            ("record", stream), (f"wait for {stream}", "null"),  # before its next read
+        ]  # fmt: skip
+        done(cupy)
+        assert_product(c, a1, b1)
+        a1, b1 = _operands(33, 600, 8, "float32", False, seed=seed)
+        graphs.put(a, a1), graphs.put(b, b1)  # the next replay reads these
+
+
+def test_a_replay_not_ordered_after_the_callers_stream_would_be_caught(cupy, monkeypatch):
+    """The check above fails for a CupyGraphs whose stream does not wait for the caller's
+    (nor the caller's for it): the caller reads c before the replay has run."""
+
+    def unordered(self, work):
+        with self.stream:
+            work()
+
+    monkeypatch.setattr(CupyGraphs, "_ordered", unordered)
+    a1, b1 = _operands(33, 600, 8, "float32", False)
+    _, (_, _, c), replay = _captured_product(cupy, a1, b1)
+    replay()
+    done(cupy)
+    with pytest.raises(AssertionError):
+        assert_product(c, a1, b1)

@@ -1,18 +1,10 @@
 """The cupy backend's fused-step driver (buffers, launch shapes, scalar types, streams,
 CUDA-graph capture and replay, workspaces reused across runs, logging, divergence), run on
-the CPU: a stand-in for cupy whose RawModule compiles the same kernel text as C++ and runs
-each launch under the SIMT emulator (tests/cuda_emulation.py), with NumPy arrays as device
-memory.
-
-The stand-in is asynchronous where ordering matters, as a GPU is: a kernel launch, a graph
-replay, a copy into a device array and ``.copy()`` are queued on the current stream and
-run only when that stream is synchronised — by a host read of a device scalar, by
-``synchronize()``, or by another stream that waits for one of its events while it runs its
-own queue. So a driver that hands back results without ordering the caller's stream after
-its own leaves them unfilled (NaN) for a caller that synchronises its own stream, and
-these tests fail. Kernels are launched with the real block size (256 threads)
-and report ``num_regs`` and ``local_size_bytes`` as CuPy's do. What only a GPU can show
-(CUDA semantics beyond this model, speed) is not shown."""
+the CPU against the stand-in for CuPy of tests/cupy_standin.py (the kernels' exact text under
+the SIMT emulator, NumPy arrays as device memory, streams that run only when ordered to). So
+a driver that hands back results without ordering the caller's stream after its own leaves
+them unfilled (NaN) for a caller that synchronises its own stream, and these tests fail.
+What only a GPU can show (CUDA semantics beyond that model, speed) is not shown."""
 
 from __future__ import annotations
 
@@ -20,208 +12,23 @@ import types
 
 import numpy as np
 import pytest
-from cuda_emulation import Kernel, compile_kernels
+from cupy_standin import DeviceArray, fake_cupy
+from cupy_standin import done as _done
 
 import nnbin
 from nnbin.backend import CoreStepper
 from nnbin.loop import run_steps
 
 
+def done(backend) -> None:
+    """The caller's stream synchronised (see cupy_standin.done)."""
+    _done(backend._cupy)
+
+
 def python_loop(params, X, y, **run):
     """The array-API core, eagerly (one Python iteration a step), in the one loop: the plain
     reference a backend's own path is held against."""
     return run_steps(CoreStepper(params, X, y, run["lr"]), **run)
-
-
-class FakeCuda:
-    """cupy.cuda as far as the driver uses it: streams, events, capture, graphs, devices."""
-
-    def __init__(self) -> None:
-        self.null = FakeStream(self, "null")
-        self.current = self.null
-        self.capturing: FakeStream | None = None
-        self.streams: list[FakeStream] = [self.null]
-        self.log: list[tuple[str, str]] = []  # (event, stream) in the order they happen
-        self.runtime = types.SimpleNamespace(
-            getDevice=lambda: 0, memGetInfo=lambda: (80 << 30, 80 << 30)
-        )
-        self.attributes = {
-            "MultiProcessorCount": 2,
-            "MaxThreadsPerMultiProcessor": 2048,
-            "MaxRegistersPerMultiprocessor": 65536,
-        }
-
-    def Stream(self, non_blocking=False):  # noqa: N802 - cupy's spelling
-        assert non_blocking, "a blocking stream would serialise with the null stream"
-        stream = FakeStream(self, f"stream{len(self.streams)}")
-        self.streams.append(stream)
-        return stream
-
-    def get_current_stream(self):
-        return self.current
-
-    def Device(self):  # noqa: N802
-        return types.SimpleNamespace(attributes=self.attributes, synchronize=self.synchronize)
-
-    def synchronize(self):
-        for stream in self.streams:
-            stream.synchronize()
-
-    def pending(self) -> int:
-        return sum(len(s.queue) for s in self.streams)
-
-
-class FakeStream:
-    def __init__(self, cuda: FakeCuda, name: str) -> None:
-        self.cuda, self.name, self.recorded = cuda, name, None
-        self.queue: list = []  # operations not yet run, in order
-        self.ran = 0  # operations run so far
-
-    def __enter__(self):
-        self.previous, self.cuda.current = self.cuda.current, self
-        return self
-
-    def __exit__(self, *exc):
-        self.cuda.current = self.previous
-
-    def enqueue(self, op):
-        self.queue.append(op)
-
-    def run_to(self, mark: int) -> None:
-        while self.ran < mark and self.queue:
-            self.queue.pop(0)()
-            self.ran += 1
-
-    def synchronize(self):
-        self.run_to(self.ran + len(self.queue))
-
-    def record(self):
-        self.cuda.log.append(("record", self.name))
-        return (self, self.ran + len(self.queue))
-
-    def wait_event(self, event):
-        other, mark = event
-        self.cuda.log.append((f"wait for {other.name}", self.name))
-        self.queue.append(lambda: other.run_to(mark))  # later work here waits behind it
-
-    def begin_capture(self):
-        assert self.cuda.capturing is None and self.name != "null"
-        self.cuda.capturing, self.recorded = self, []
-        self.cuda.log.append(("begin capture", self.name))
-
-    def end_capture(self):
-        assert self.cuda.capturing is self
-        self.cuda.capturing = None
-        self.cuda.log.append(("end capture", self.name))
-        return FakeGraph(self.cuda, self.recorded)
-
-
-class FakeGraph:
-    def __init__(self, cuda: FakeCuda, launches) -> None:
-        self.cuda, self.launches = cuda, launches
-
-    def launch(self, stream):
-        assert self.cuda.capturing is None
-        self.cuda.log.append((f"graph of {len(self.launches)} launches", stream.name))
-        for kernel, args in self.launches:
-            stream.enqueue(lambda k=kernel, a=args: k.run(*a))
-
-
-class FakeKernel:
-    """Queued on the current stream, or recorded while that stream captures; with the
-    attributes CuPy's kernels have."""
-
-    def __init__(self, cuda: FakeCuda, kernel: Kernel, num_regs=128, local_size_bytes=0):
-        self.cuda, self.kernel = cuda, kernel
-        self.num_regs, self.local_size_bytes = num_regs, local_size_bytes
-
-    def __call__(self, grid, block, args):
-        stream = self.cuda.current
-        assert stream.name != "null", "fused kernels run on the backend's own stream"
-        if self.cuda.capturing is stream:
-            stream.recorded.append((self, (grid, block, args)))
-        else:
-            self.cuda.log.append((self.kernel.name, stream.name))
-            stream.enqueue(lambda: self.run(grid, block, args))
-
-    def run(self, grid, block, args):
-        self.kernel(grid, block, args)
-
-
-class DeviceArray(np.ndarray):
-    """Device memory in the stand-in. Reading an element to the host synchronises the
-    current stream (and raises while ``forbidden`` is set, as cupyx.allow_synchronize(False)
-    does); writing into it and ``copy()`` are queued on the current stream."""
-
-    forbidden = False
-    cuda: FakeCuda | None = None
-
-    def __getitem__(self, index):
-        out = super().__getitem__(index)
-        if not isinstance(out, np.ndarray):
-            if DeviceArray.forbidden:
-                raise RuntimeError("device synchronization was detected while disallowed")
-            if DeviceArray.cuda is not None:
-                DeviceArray.cuda.current.synchronize()
-                out = super().__getitem__(index)
-        return out
-
-    def __setitem__(self, index, value):
-        value = np.array(value, copy=True)
-        base = super().__setitem__
-        if DeviceArray.cuda is None:
-            base(index, value)
-        else:
-            DeviceArray.cuda.current.enqueue(lambda: base(index, value))
-
-    def __dlpack__(self, *args, **kwargs):
-        # DLPack's stream handshake: the consumer waits for the producer's current stream
-        if DeviceArray.cuda is not None:
-            DeviceArray.cuda.current.synchronize()
-        return super().__dlpack__(*args, **kwargs)
-
-    def copy(self, order="C"):
-        out = np.full(self.shape, np.nan, self.dtype).view(DeviceArray)
-        src = self
-        if DeviceArray.cuda is None:
-            np.copyto(out, src)
-        else:
-            DeviceArray.cuda.current.enqueue(lambda: np.copyto(out, src))
-        return out
-
-
-def fake_cupy(tmp_path):
-    cuda = FakeCuda()
-    DeviceArray.cuda = cuda
-    kernels = {"num_regs": 128, "local_size_bytes": 0}  # what the stand-in's kernels report
-
-    def empty(shape, dtype=float):  # unfilled memory reads as NaN
-        return np.full(shape, np.nan, dtype).view(DeviceArray)
-
-    def raw_module(code, options=()):
-        flags = [o for o in options if not o.startswith("-D")]  # the shape's defines apart
-        assert sum(o.startswith("-DNNBIN_") for o in options) == 5
-        cuda.log.append((f"compile {' '.join(flags)}", "host"))
-        lib = compile_kernels(code, tmp_path / str(abs(hash((code, *options)))), options)
-        return types.SimpleNamespace(
-            get_function=lambda name: FakeKernel(cuda, Kernel(lib, name), **kernels)
-        )
-
-    return types.SimpleNamespace(
-        cuda=cuda,
-        RawModule=raw_module,
-        empty=empty,
-        kernels=kernels,
-        empty_like=lambda a: empty(a.shape, a.dtype),
-        asarray=lambda a, dtype=None: np.asarray(a, dtype=dtype),
-        ascontiguousarray=np.ascontiguousarray,
-    )
-
-
-def done(backend):
-    """What a caller does before reading results: synchronise its own (the null) stream.
-    Work on the run's stream is done only if the driver ordered the caller after it."""
-    backend._cupy.cuda.null.synchronize()
 
 
 @pytest.fixture
