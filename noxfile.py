@@ -52,10 +52,22 @@ KEEP_HEAP = {
 PINNED = ["torch==2.13.0"]
 
 
+# pip compiles every module of every wheel it installs (torch, jax, scipy: tens of
+# thousands of files): half of the tests session's install time. Installed without it,
+# and the tests' runs allowed to write the bytecode of what they import (these machines set
+# PYTHONDONTWRITEBYTECODE, so nothing would be kept), each module is compiled once, on its
+# first import. uv does not compile unless asked.
+WRITE_BYTECODE = {"PYTHONDONTWRITEBYTECODE": ""}
+
+
+def _pip(session: nox.Session, *args: str) -> None:
+    session.install(*args, *(() if session.venv_backend == "uv" else ("--no-compile",)))
+
+
 def _install(session: nox.Session, extras: str) -> None:
     if "torch" in extras.split(","):
-        session.install(*PINNED)
-    session.install("-e", f".[{extras}]")
+        _pip(session, *PINNED)
+    _pip(session, "-e", f".[{extras}]")
 
 
 @nox.session
@@ -65,8 +77,9 @@ def tests(session: nox.Session) -> None:
 
     SCIPY_ARRAY_API=1 lets scikit-learn's array-API estimator checks run."""
     _install(session, "test,strict,plot,jax,torch,dask,sklearn,onnx")
-    session.install("mypy>=1.10")
-    session.run("mypy")  # the typecheck session's work, in this environment (one install)
+    _pip(session, "mypy>=1.10")
+    # the typecheck session's work, in this environment (one install)
+    session.run("mypy", env=WRITE_BYTECODE)
     session.run(
         "pytest",
         "-n",
@@ -84,6 +97,7 @@ def tests(session: nox.Session) -> None:
             "SCIPY_ARRAY_API": "1",
             **ONE_THREAD,
             **KEEP_HEAP,
+            **WRITE_BYTECODE,
         },
     )
 
@@ -115,7 +129,13 @@ def quick(session: nox.Session) -> None:
         "tests",
         "conformance",
         *session.posargs,
-        env={"NNBIN_BACKEND": "", "SCIPY_ARRAY_API": "1", **ONE_THREAD, **KEEP_HEAP},
+        env={
+            "NNBIN_BACKEND": "",
+            "SCIPY_ARRAY_API": "1",
+            **ONE_THREAD,
+            **KEEP_HEAP,
+            **WRITE_BYTECODE,
+        },
     )
 
 
