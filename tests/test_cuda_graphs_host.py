@@ -214,6 +214,28 @@ def test_the_default_is_eager_and_says_so_on_cuda_and_the_variable_turns_graphs_
     assert "CUDA graphs" not in nnbin.train(X, y, cuda_graphs=False, **run).loop
 
 
+def test_a_capture_the_library_refuses_is_one_clear_error(graphed, monkeypatch):
+    """A library error inside a capture (an operation the stream capture does not allow)
+    becomes one error that names it and says what to do; the workspace is free for the
+    next run, which replays as graphs."""
+    X, y = _data(n=60)
+    real = graphed.capture
+
+    def refused(fn, inputs, outputs):
+        raise RuntimeError("CUDA error: operation not permitted when stream is capturing\nmore")
+
+    monkeypatch.setattr(graphed, "capture", refused)
+    with pytest.raises(nnbin.BackendUnavailableError) as info:
+        nnbin.train(X, y, steps=3, cuda_graphs=True)
+    assert str(info.value) == (
+        "traced stand-in of CUDA graphs could not capture the core's step (RuntimeError: CUDA"
+        " error: operation not permitted when stream is capturing); cuda_graphs=False trains"
+        " with the eager core"
+    )
+    monkeypatch.setattr(graphed, "capture", real)
+    _same(nnbin.train(X, y, steps=3, cuda_graphs=True), nnbin.train(X, y, steps=3))
+
+
 def test_a_later_run_of_plain_steps_captures_nothing(graphed):
     """A capture waits for the device (torch's synchronises), which the conformance
     suite's no-synchronisation check on a GPU would catch: both plain graphs are captured

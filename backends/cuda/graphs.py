@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from nnbin.backend import CoreStepper
+from nnbin.errors import BackendUnavailableError, NnbinError
 from nnbin.model import Array, Params, device_of, like
 
 #: full-batch steps one replay of the plain graph holds
@@ -298,7 +299,17 @@ class GraphStepper(CoreStepper):
 
             inputs = ws.params + ws.state + ([ws.order] if self.shuffles else [])
             outputs = ws.params + ws.state + [ws.loss]
-            ws.graphs[(epochs, logged)] = self.graphs.capture(fn, inputs, outputs)
+            try:
+                ws.graphs[(epochs, logged)] = self.graphs.capture(fn, inputs, outputs)
+            except NnbinError:
+                raise
+            except Exception as exc:  # the library refused the capture: one clear error
+                said = str(exc).strip().splitlines()
+                raise BackendUnavailableError(
+                    f"{self.graphs.name} could not capture the core's step "
+                    f"({type(exc).__name__}: {said[0] if said else 'no message'}); "
+                    "cuda_graphs=False trains with the eager core"
+                ) from exc
             ws.captures += 1
             # the capture left the stepper on the arrays it traced: back to the buffers
             self.params = rebuild(self._shape[0], iter(ws.params))
