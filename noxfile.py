@@ -53,15 +53,13 @@ PINNED = ["torch==2.13.0"]
 
 
 # pip compiles every module of every wheel it installs (torch, jax, scipy: tens of
-# thousands of files): half of the tests session's install time. Installed without it,
-# and the tests' runs allowed to write the bytecode of what they import (these machines set
-# PYTHONDONTWRITEBYTECODE, so nothing would be kept), each module is compiled once, on its
-# first import. uv does not compile unless asked.
-WRITE_BYTECODE = {"PYTHONDONTWRITEBYTECODE": ""}
-
-
+# thousands of files): half of the tests session's install time. A session installs without
+# it, and its runs may write the bytecode of what they import (these machines set
+# PYTHONDONTWRITEBYTECODE, so nothing would be kept): each module is compiled once, on its
+# first import, for every later process. uv does not compile unless asked.
 def _pip(session: nox.Session, *args: str) -> None:
     session.install(*args, *(() if session.venv_backend == "uv" else ("--no-compile",)))
+    session.env["PYTHONDONTWRITEBYTECODE"] = ""
 
 
 def _install(session: nox.Session, extras: str) -> None:
@@ -78,8 +76,7 @@ def tests(session: nox.Session) -> None:
     SCIPY_ARRAY_API=1 lets scikit-learn's array-API estimator checks run."""
     _install(session, "test,strict,plot,jax,torch,dask,sklearn,onnx")
     _pip(session, "mypy>=1.10")
-    # the typecheck session's work, in this environment (one install)
-    session.run("mypy", env=WRITE_BYTECODE)
+    session.run("mypy")  # the typecheck session's work, in this environment (one install)
     session.run(
         "pytest",
         "-n",
@@ -97,7 +94,6 @@ def tests(session: nox.Session) -> None:
             "SCIPY_ARRAY_API": "1",
             **ONE_THREAD,
             **KEEP_HEAP,
-            **WRITE_BYTECODE,
         },
     )
 
@@ -134,7 +130,6 @@ def quick(session: nox.Session) -> None:
             "SCIPY_ARRAY_API": "1",
             **ONE_THREAD,
             **KEEP_HEAP,
-            **WRITE_BYTECODE,
         },
     )
 
@@ -158,7 +153,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy alone (not in the default run: the tests session runs it in its environment)."""
-    session.install("mypy>=1.10")
+    _pip(session, "mypy>=1.10")
     _install(session, "strict,jax,plot,torch,sklearn,dask")
     session.run("mypy")
 

@@ -132,7 +132,7 @@ class TorchBackend(FusedThroughDlpack):
     def graph_refusal(self, X: Any) -> str | None:
         return None if self._on_gpu(X) else "the data are not on a CUDA device"
 
-    def graphs(self, X: Any = None) -> Graphs:
+    def graphs(self) -> Graphs:
         """The CUDA-graph library of this backend's runs (one private memory pool)."""
         if self._graphs is None:
             self._graphs = TorchGraphs(self._torch)
