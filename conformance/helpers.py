@@ -59,7 +59,9 @@ class Case:
         self.w = {k: rounded(v, dtype) for k, v in w.items()}
         self.Xd = be.asarray(self.X, dtype)
         self.yd = be.asarray(self.y, dtype)
-        self.params = nnbin.Params(*(be.asarray(self.w[k], dtype) for k in NAMES))
+        self.params = nnbin.Params(
+            *(be.asarray(self.w[k], dtype) for k in NAMES), activation="sigmoid"
+        )
 
 
 def seed_case(be: nnbin.Backend, dtype: str) -> Case:

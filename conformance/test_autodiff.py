@@ -34,7 +34,7 @@ def test_hand_written_gradients_match_torch_autograd(n, d, h):
     be = nnbin.get_backend("torch")
     case = random_case(be, "float64", n, d, h, seed=99 + n)
     leaves = [p.clone().requires_grad_(True) for p in case.params]
-    loss = nnbin.loss(nnbin.Params(*leaves), case.Xd, case.yd)
+    loss = nnbin.loss(nnbin.Params(*leaves, activation="sigmoid"), case.Xd, case.yd)
     auto = torch.autograd.grad(loss, leaves)
     with torch.no_grad():
         _, hand = nnbin.loss_and_grads(case.params, case.Xd, case.yd)

@@ -36,7 +36,7 @@ def _start(dtype: str, hidden: tuple[int, ...], activation: str, d: int = 3) -> 
 
 def _nnbin_run(backend, dtype, X, y, layers, **options):
     params = [backend.asarray(a, dtype) for a in ref.flat(layers)]
-    start = nnbin.Params(*params) if len(params) == 4 else tuple(params)
+    start = tuple(params)  # bare: the run names the activation
     hidden = tuple(int(layer["W"].shape[1]) for layer in layers[:-1])
     return nnbin.train(
         backend.asarray(X, dtype), backend.asarray(y, dtype), optimizer="lbfgs", hidden=hidden,

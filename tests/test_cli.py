@@ -583,7 +583,7 @@ def test_finite_features_too_large_for_the_arithmetic_are_one_line_not_nan(workd
         )
     assert code == 2 and "data row 2 are too large" in err and len(err.strip().splitlines()) == 1
     assert snapshot() == before
-    sigmoid = nnbin.Params(*relu)
+    sigmoid = nnbin.Params(*relu, activation="sigmoid")
     nnbin.save("sigmoid.safetensors", nnbin.Model(sigmoid, "float64"))
     code, err = cli(
         ["predict", "--model", "sigmoid.safetensors", "--data", "huge.csv", "--out", "q.csv"]

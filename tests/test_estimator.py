@@ -342,7 +342,9 @@ def test_assigned_coefs_and_intercepts_are_where_the_next_fit_starts():
     clf.intercepts_ = [np.zeros(3), np.zeros(1)]
     fresh = BinaryMLPClassifier(hidden_layer_sizes=(3,), random_state=0, learning_rate_init=0.1)
     fresh.partial_fit(X, y, classes=[0, 1])
-    fresh.params_ = nnbin.Params(W1, np.zeros(3), np.full((3, 1), 0.2), np.zeros(1))
+    fresh.params_ = nnbin.Params(
+        W1, np.zeros(3), np.full((3, 1), 0.2), np.zeros(1), activation="relu"
+    )
     fresh.coefs_ = [W1, np.full((3, 1), 0.2)]
     fresh.intercepts_ = [np.zeros(3), np.zeros(1)]
     for est in (clf, fresh):

@@ -191,7 +191,9 @@ mf.save_result({str(path)!r}, r)
 
 def test_non_finite_parameters_are_not_saved(tmp_path, trained):
     _, _, result = trained
-    bad = nnbin.Model(nnbin.Params(result.params.W1 * np.nan, *result.params[1:]), "float64")
+    bad = nnbin.Model(
+        nnbin.Params(result.params.W1 * np.nan, *result.params[1:], activation="sigmoid"), "float64"
+    )
     with pytest.raises(nnbin.ModelFileError, match="finite"):
         nnbin.save(tmp_path / "bad.safetensors", bad)
     assert not list(tmp_path.iterdir())

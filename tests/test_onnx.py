@@ -34,6 +34,7 @@ def _params(d, h, dtype, seed, scale):
             dtype
         ),  # large: logits far beyond the sigmoid's range
         rng.normal(0, scale, (1,)).astype(dtype),
+        activation="sigmoid",
     )
 
 
@@ -79,7 +80,9 @@ def test_a_trained_model_exports_with_its_metadata(tmp_path):
 def test_parameters_of_another_backend_export_from_their_host_copy(tmp_path):
     xp = pytest.importorskip("array_api_strict")
     params = _params(2, 3, "float64", 1, 1.0)
-    nnbin.export_onnx(nnbin.Params(*(xp.asarray(p) for p in params)), tmp_path / "m.onnx")
+    nnbin.export_onnx(
+        nnbin.Params(*(xp.asarray(p) for p in params), activation="sigmoid"), tmp_path / "m.onnx"
+    )
     X = np.random.default_rng(0).normal(size=(5, 2))
     np.testing.assert_allclose(
         _run(tmp_path / "m.onnx", X)["probability"], nnbin.predict_proba(params, X), rtol=1e-14

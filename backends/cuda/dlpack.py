@@ -16,6 +16,9 @@ from nnbin.model import Params
 from ..cupy import CupyBackend
 from .kernels import scope_refusal
 
+#: the parameters of the networks the fused step covers: sigmoid hidden units
+Sigmoid = Params.of("sigmoid")
+
 
 class DlpackFused:
     """The fused step for another library's CUDA arrays (PyTorch, JAX): the arrays reach
@@ -40,10 +43,10 @@ class DlpackFused:
 
     def wrap(self, be: CupyBackend, params: Params, X: Any, y: Any) -> tuple[Params, Any, Any]:
         view = be._cupy.from_dlpack
-        return Params(*(view(p) for p in params)), view(X), view(y)
+        return Sigmoid(*(view(p) for p in params)), view(X), view(y)
 
     def native(self, params: Params) -> Params:
-        return Params(*(self.to_native(p) for p in params))
+        return Sigmoid(*(self.to_native(p) for p in params))
 
 
 class FusedThroughDlpack(Backend):

@@ -41,6 +41,9 @@ from . import kernels as cuda_fused
 
 MAX_WORKSPACES = 4  # kept per backend; each holds O(P x blocks) numbers, not O(N)
 
+#: the parameters of the networks the fused step covers: sigmoid hidden units
+Sigmoid = Params.of("sigmoid")
+
 
 def address(a: Any) -> int:
     """The device address of a CuPy array's first element (``a.data.ptr``: no stream
@@ -132,9 +135,9 @@ def fused_steps(
     )
 
     def make() -> Workspace:
-        first = Params(*(cp.empty(tuple(p.shape), dtype=dtype) for p in params))
+        first = Sigmoid(*(cp.empty(tuple(p.shape), dtype=dtype) for p in params))
         return Workspace(
-            bufs=(first, Params(*(cp.empty_like(p) for p in first))),
+            bufs=(first, Sigmoid(*(cp.empty_like(p) for p in first))),
             partial=cp.empty((P, blocks), dtype=dtype),
             grad=cp.empty((P - 1,), dtype=dtype),
             loss=cp.empty((1,), dtype=dtype),
@@ -239,7 +242,7 @@ class FusedSteps(Stepper):
             return self.ws.loss.copy()[0]
 
         def before() -> Params:  # the buffers are reused: a copy of the parameters
-            return Params(*(p.copy() for p in self.params))
+            return Sigmoid(*(p.copy() for p in self.params))
 
         with self.ws.stream:
             return logged_segments(n, every, logged, self.plain, before)
@@ -247,14 +250,14 @@ class FusedSteps(Stepper):
     def result(self) -> Params:
         """The parameters in allocations of their own (the workspace is reused)."""
         with self.ws.stream:
-            return Params(*(p.copy() for p in self.params))
+            return Sigmoid(*(p.copy() for p in self.params))
 
     def grads(self) -> tuple[Any, Params]:
         """The loss and gradients of the last logged step, each an allocation of its own."""
         d, h = (int(v) for v in self.ws.bufs[0].W1.shape)
         dh, g = d * h, self.ws.grad
         with self.ws.stream:
-            return self.ws.loss.reshape(()).copy(), Params(
+            return self.ws.loss.reshape(()).copy(), Sigmoid(
                 g[:dh].reshape(d, h).copy(),
                 g[dh : dh + h].copy(),
                 g[dh + h : dh + 2 * h].reshape(h, 1).copy(),

@@ -41,8 +41,9 @@ def init_params(
     activation: str = "sigmoid",
     init: str | None = None,
 ) -> Any:
-    """Initial parameters: weights drawn as ``init`` says, biases 0. One hidden layer gives a
-    :class:`Params` (W1, b1, W2, b2); ``hidden=(64, 32)`` a tuple (W1, b1, W2, b2, W3, b3).
+    """Initial parameters, a :class:`~nnbin.Params` of hidden ``activation``: weights drawn
+    as ``init`` says, biases 0. One hidden layer gives (W1, b1, W2, b2); ``hidden=(64, 32)``
+    (W1, b1, W2, b2, W3, b3).
 
     ``init``: "normal" W ~ N(0, 1) (the seed network's), "glorot", "he"; default: the one
     suited to ``activation`` (sigmoid: normal, tanh: Glorot, ReLU: He). The weights are drawn
@@ -61,27 +62,30 @@ def init_params(
 
 
 @quiet_overflow
-def forward(params: Any, X: Array, *, activation: str = "sigmoid") -> Array:
-    """Output logits z, shape (N, 1), of the network with hidden ``activation``."""
-    params, X, _ = model_inputs(params, X)
-    return _model.forward(params, X, activation_name(activation))
+def forward(params: Any, X: Array, *, activation: str | None = None) -> Array:
+    """Output logits z, shape (N, 1), of the network ``params`` (its own hidden activation;
+    ``activation`` only for a bare tuple of arrays)."""
+    params, X, _ = model_inputs(params, X, activation=activation)
+    return _model.forward(params, X, params.activation)
 
 
 @quiet_overflow
-def predict_proba(params: Any, X: Array, *, activation: str = "sigmoid") -> Array:
-    """P(y = 1 | x) = sigmoid(z), shape (N, 1)."""
-    params, X, _ = model_inputs(params, X)
-    return _model.predict_proba(params, X, activation_name(activation))
+def predict_proba(params: Any, X: Array, *, activation: str | None = None) -> Array:
+    """P(y = 1 | x) = sigmoid(z), shape (N, 1), of the network ``params`` (its own hidden
+    activation; ``activation`` only for a bare tuple of arrays)."""
+    params, X, _ = model_inputs(params, X, activation=activation)
+    return _model.predict_proba(params, X, params.activation)
 
 
 @quiet_overflow
 def loss(
-    params: Any, X: Array, y: Array, *, activation: str = "sigmoid", alpha: float = 0.0
+    params: Any, X: Array, y: Array, *, activation: str | None = None, alpha: float = 0.0
 ) -> Array:
     """Mean binary cross-entropy of the network on (X, y), plus the L2 penalty
-    (alpha / 2N) sum ||W||^2 when ``alpha`` > 0, a 0-d array."""
-    params, X, y = model_inputs(params, X, y)
-    act, a = activation_name(activation), penalty(alpha)
+    (alpha / 2N) sum ||W||^2 when ``alpha`` > 0, a 0-d array. ``activation``: only for a
+    bare tuple of arrays (a :class:`~nnbin.Params` says its own)."""
+    params, X, y = model_inputs(params, X, y, activation=activation)
+    act, a = params.activation, penalty(alpha)
     xp = _model.namespace(X, y, *params)
     value = _loss.bce_with_logits_sum(xp, _model.forward(params, X, act), y) / X.shape[0]
     if a:
@@ -96,13 +100,14 @@ def loss_and_grads(
     y: Array,
     *,
     block_rows: int | None = None,
-    activation: str = "sigmoid",
+    activation: str | None = None,
     alpha: float = 0.0,
 ) -> tuple[Array, Any]:
     """Mean binary cross-entropy (a 0-d array; plus the L2 penalty ``alpha``) and its
-    gradient w.r.t. each parameter, in the parameters' container and shapes."""
-    params, X, y = model_inputs(params, X, y, block_rows=block_rows)
-    act, a = activation_name(activation), penalty(alpha)
+    gradient w.r.t. each parameter, in the parameters' container and shapes.
+    ``activation``: only for a bare tuple of arrays (a :class:`~nnbin.Params` says its own)."""
+    params, X, y = model_inputs(params, X, y, activation=activation, block_rows=block_rows)
+    act, a = params.activation, penalty(alpha)
     return backprop.value_and_grads(params, X, y, block_rows=block_rows, activation=act, alpha=a)
 
 
@@ -114,14 +119,15 @@ def step(
     lr: Any = 1.0,
     *,
     block_rows: int | None = None,
-    activation: str = "sigmoid",
+    activation: str | None = None,
     alpha: float = 0.0,
 ) -> Any:
     """One full-batch gradient-descent step; returns new parameters. (Other optimizers:
-    :class:`nnbin.Optimizer`'s ``init`` and ``update`` on :func:`loss_and_grads`' gradients.)"""
+    :class:`nnbin.Optimizer`'s ``init`` and ``update`` on :func:`loss_and_grads`' gradients.)
+    ``activation``: only for a bare tuple of arrays (a :class:`~nnbin.Params` says its own)."""
     rate = step_size(lr, traced=True)
-    params, X, y = model_inputs(params, X, y, block_rows=block_rows)
-    act, a = activation_name(activation), penalty(alpha)
+    params, X, y = model_inputs(params, X, y, activation=activation, block_rows=block_rows)
+    act, a = params.activation, penalty(alpha)
     _, grads = backprop.value_and_grads(
         params, X, y, with_loss=False, block_rows=block_rows, activation=act, alpha=a
     )
@@ -129,15 +135,16 @@ def step(
 
 
 @quiet_overflow
-def accuracy(params: Any, X: Array, y: Array, *, activation: str = "sigmoid") -> float:
+def accuracy(params: Any, X: Array, y: Array, *, activation: str | None = None) -> float:
     """Fraction of samples whose predicted class (probability >= 0.5) equals the label.
+    ``activation``: only for a bare tuple of arrays (a :class:`~nnbin.Params` says its own).
 
     Worked out in the blocks of samples training uses on the backend (never a whole (N, H)
     array on an eager CPU library), with one read of the result."""
-    params, X, y = model_inputs(params, X, y)
+    params, X, y = model_inputs(params, X, y, activation=activation)
     _model.namespace(X, y, *params)  # one library: MixedArraysError otherwise
     n, h = int(X.shape[0]), max_width(params)
     if n == 0:
         raise InvalidInputError("accuracy needs at least one sample; X has no rows")
     rows = backend_of(X).block_rows(n, h)
-    return float(_model.accuracy(params, X, y, activation_name(activation), rows=rows))
+    return float(_model.accuracy(params, X, y, params.activation, rows=rows))

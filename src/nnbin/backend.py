@@ -20,7 +20,6 @@ import functools
 import importlib
 import importlib.util
 import os
-import warnings
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
@@ -36,6 +35,7 @@ from .errors import (
     MixedArraysError,
     NnbinError,
     UnknownBackendError,
+    warn,
 )
 from .loop import (
     Advanced,
@@ -816,11 +816,10 @@ def _say_narrowed(be: Backend) -> None:
         be.asarray(np.zeros(1), "float64")
     except NnbinError as e:
         _NARROWED.add(be.name)
-        warnings.warn(
+        warn(
             f"float64 data train in float32 on the {be.name} backend (said once): {e}; or "
             "pass dtype='float32' to choose it",
             UserWarning,
-            stacklevel=4,
         )
 
 

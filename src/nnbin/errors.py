@@ -3,6 +3,8 @@ exception that says what kind of problem it is). Each carries one line that says
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class NnbinError(Exception):
     """Base class of every error nnbin raises on purpose."""
@@ -56,3 +58,22 @@ class UnsafeOutputError(NnbinError, OSError):
 class UnsafeInputError(NnbinError, OSError):
     """An input path nnbin will not read (not a regular file: a FIFO or a device would hang
     or never end); the message says why."""
+
+
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` at the first frame outside nnbin: the line of the caller's code
+    that called into nnbin (not a decorator's wrapper or a helper several calls deep)."""
+    import sys
+    import warnings
+
+    frame, level = sys._getframe(1), 2
+    while frame.f_back is not None and _ours(frame):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+
+
+def _ours(frame: Any) -> bool:
+    return str(frame.f_globals.get("__name__", "")).partition(".")[0] in (
+        "nnbin",
+        "nnbin_backends",
+    )

@@ -18,7 +18,6 @@ that library, on the same device, come out.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +31,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import options, validate
 from .api import init_params
 from .backend import backend_and_dtype, backend_of, block_width, get_backend, max_width
-from .errors import InvalidInputError
+from .errors import InvalidInputError, warn
 from .lbfgs import ITERATION_LIMIT, LINE_SEARCH_FAILED
 from .model import Params, device_of, forward_blocks, is_sparse, namespace, quiet_overflow, sigmoid
 from .options import BY_SKLEARN, Flag, Whole, from_sklearn
@@ -401,7 +400,8 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
             and len(host) == len(fitted)
             and all(a.shape == f.shape and np.array_equal(a, f) for a, f in zip(host, fitted))
         ):
-            return self.params_  # as fitted: no copy
+            # as fitted (no copy), as a network of the activation that trains next
+            return Params(*self.params_, activation=validate.activation_name(self.activation))
         if _on_host(X) and hasattr(self, "params_"):
             be, dtype = backend_of(self.params_[0]), _dtype_name(self.params_[0])
             device = device_of(self.params_[0])
@@ -412,7 +412,7 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
             )
             device = None if host_data else device_of(X)
         placed = [be.asarray(a, dtype, device=device) for a in host]
-        return Params(*placed) if len(placed) == 4 else tuple(placed)
+        return Params(*placed, activation=validate.activation_name(self.activation))
 
     def _fit(
         self,
@@ -434,11 +434,7 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         else:
             batch = Whole(1).check("batch_size", self.batch_size)
             if batch > n:  # as scikit-learn: one batch of all n (the core's min(batch, n))
-                warnings.warn(
-                    f"Got batch_size={batch} larger than the {n} samples: using {n}",
-                    UserWarning,
-                    stacklevel=3,
-                )
+                warn(f"Got batch_size={batch} larger than the {n} samples: using {n}", UserWarning)
         continuing = incremental and hasattr(self, "_seed_")
         # warm starts and partial_fit go on from the fits before: the curve and t_ (and
         # n_iter_ for partial_fit only), as scikit-learn's do
@@ -522,11 +518,10 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         if lbfgs:
             self._warn_unless_converged(result, options["steps"])
         elif not incremental and result.n_iter == options["steps"]:
-            warnings.warn(
+            warn(
                 f"Stochastic Optimizer: Maximum iterations ({options['steps']}) reached and "
                 "the optimization hasn't converged yet.",
                 ConvergenceWarning,
-                stacklevel=3,
             )
         if not incremental:  # a forward pass over the data: once a fit, not every call
             self._warn_if_collapsed(X, yf)
@@ -549,7 +544,7 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
                 "\nIncrease the number of iterations to improve the convergence "
                 f"(max_iter={max_iter})."
             )
-        warnings.warn(text, ConvergenceWarning, stacklevel=4)
+        warn(text, ConvergenceWarning)
 
     def _warn_if_collapsed(self, X: Any, yf: Any) -> None:
         """One warning when every training sample gets the same predicted class although
@@ -559,13 +554,12 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         some, every = bool(xp.any(z > 0.0)), bool(xp.all(z > 0.0))
         labels = np.asarray(_to_host(yf)) > 0.5
         if labels.any() and not labels.all() and (every or not some):
-            warnings.warn(
+            warn(
                 f"BinaryMLPClassifier predicts one class ({self.classes_[int(every)].item()!r}) "
                 "for every training sample: training collapsed. Likely causes: unscaled "
                 "features (standardise them, e.g. with sklearn.preprocessing.StandardScaler) "
                 "or a step size too large for them (learning_rate_init)",
                 UserWarning,
-                stacklevel=4,
             )
 
     def _working_dtype(self, X: Any) -> str | None:
@@ -624,7 +618,8 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         if is_sparse(X):
             width = block_width(max_width(self.params_), X)
             rows = backend_of(self.params_[0]).block_rows(int(X.shape[0]), width)
-        return forward_blocks(self.params_, X, validate.activation_name(self.activation), rows)
+        # the fitted network's own activation (a set_params since does not change it)
+        return forward_blocks(self.params_, X, self.params_.activation, rows)
 
     def _placed(self, X: Any) -> tuple[Any, Any]:
         """X where the parameters are, and how to bring a result back to X's library. Host

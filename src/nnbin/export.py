@@ -51,19 +51,18 @@ def require() -> None:
 
 
 def onnx_model(
-    params: Params, *, metadata: dict[str, Any] | None = None, activation: str = "sigmoid"
+    params: Params, *, metadata: dict[str, Any] | None = None, activation: str | None = None
 ) -> Any:
-    """The inference graph of ``params`` (host or any backend's arrays; any depth) with
-    hidden ``activation`` as an ``onnx.ModelProto``, built by running nnbin's forward pass
-    on ndonnx arrays."""
-    activation = validate.activation_name(activation)  # scikit-learn's "logistic" too
-    if not isinstance(params, tuple) or not all(hasattr(p, "shape") for p in params):
-        validate.model_inputs(params, np.zeros((1, 1)))  # the one error for what is no params
+    """The inference graph of ``params`` (host or any backend's arrays; any depth; their own
+    hidden activation, ``activation`` only for a bare tuple of arrays) as an
+    ``onnx.ModelProto``, built by running nnbin's forward pass on ndonnx arrays."""
+    params = validate.network(params, activation)  # the one error for what is no params
+    activation = params.activation
     host = [np.ascontiguousarray(_host(p)) for p in params]
     # the shapes chain (W1 (D, H1), b1 (H1,), ..., Wo (Hk, 1), bo (1,)) before any graph:
     # nothing is exported that onnxruntime could not run
     d = int(host[0].shape[0]) if host[0].ndim == 2 else 1
-    validate.model_inputs(tuple(host), np.zeros((1, d), dtype=host[0].dtype))
+    validate.model_inputs(like(params, host), np.zeros((1, d), dtype=host[0].dtype))
     require()
     import ndonnx as ndx
 
@@ -104,9 +103,10 @@ def export_onnx(
     path: str | os.PathLike[str],
     *,
     metadata: dict[str, Any] | None = None,
-    activation: str = "sigmoid",
+    activation: str | None = None,
 ) -> None:
-    """Write the inference graph of ``params`` (hidden ``activation``) to ``path``
+    """Write the inference graph of ``params`` (their own hidden activation; ``activation``
+    only for a bare tuple of arrays) to ``path``
     (atomically, by the rules of :mod:`nnbin.files`), after ``onnx.checker`` has passed it."""
     import onnx
 

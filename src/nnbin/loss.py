@@ -26,7 +26,11 @@ Array = Any  # an array of any array-API library (nnbin.model.Array)
 def bce_with_logits_sum(xp: Any, z: Array, y: Array, w: Array | None = None) -> Array:
     """sum(softplus(z) - y z) over all samples, each term weighted by ``w`` (a column like
     y; None: 1), a 0-d array (finite for any finite z)."""
-    terms = xp.maximum(z, xp.zeros_like(z)) - y * z + xp.log1p(xp.exp(-xp.abs(z)))
+    a = xp.abs(z)
+    # max(z, 0) as 0.5 z + 0.5 |z| (the same value): at z = 0 automatic differentiation
+    # then gives sigmoid(0) - y whatever abs'(0) a library takes (JAX's max splits a tie
+    # and its abs'(0) is 1, which made jax.grad(nnbin.loss) -y there)
+    terms = (0.5 * z + 0.5 * a) - y * z + xp.log1p(xp.exp(-a))
     return xp.sum(terms if w is None else w * terms)
 
 

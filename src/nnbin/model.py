@@ -8,10 +8,11 @@ sigmoid units; L = 0 is logistic regression, scikit-learn's ``hidden_layer_sizes
     z  = hL Wo + bo                              (N, 1)    output logits
     p  = sigmoid(z)                              (N, 1)    P(y = 1 | x)
 
-The parameters are one flat tuple ``(W1, b1, ..., WL, bL, Wo, bo)``: a :class:`Params`
-(``W1, b1, W2, b2``) for one hidden layer, a plain tuple for more (or none: ``(Wo, bo)``).
-Both are pytrees JAX jits and vmaps over. Each activation's derivative sits beside it,
-written in terms of the activation's *output* (what the backward pass keeps).
+The parameters are one flat tuple ``(W1, b1, ..., WL, bL, Wo, bo)`` that knows its
+architecture, a :class:`Params`: the hidden activation and the output layer are static data
+of its type, so the parameters are evaluated with the activation they were trained with,
+and JAX jits, grads and vmaps over their arrays. Each activation's derivative sits beside
+it, written in terms of the activation's *output* (what the backward pass keeps).
 
 Every function takes the array namespace from its inputs
 (``array_api_compat.array_namespace``), so NumPy arrays give NumPy arrays, JAX arrays
@@ -20,31 +21,117 @@ give JAX arrays, CuPy arrays stay on their GPU. Nothing is updated in place.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import sys
 from collections.abc import Callable
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any, ClassVar, TypeVar, cast
 
 import array_api_compat
 import numpy as np
 
-from .errors import MixedArraysError
+from .errors import InvalidInputError, MixedArraysError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 Array = Any  # an array of any array-API library
 
+#: hidden-layer activations, by name; scikit-learn's "logistic" is an alias of "sigmoid"
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")
+#: output layers (each with its loss): sigmoid + binary cross-entropy
+OUTPUTS = ("logistic",)
 
-class Params(NamedTuple):
-    """The parameters of a network with one hidden layer (the seed network's). A
-    NamedTuple, so JAX treats it as a pytree; deeper networks are plain tuples
-    ``(W1, b1, ..., Wo, bo)`` (see :func:`layers`)."""
 
-    W1: Array  #: (D, H) input -> hidden weights
-    b1: Array  #: (H,)   hidden biases
-    W2: Array  #: (H, 1) hidden -> output weights
-    b2: Array  #: (1,)   output bias
+class Params(tuple):
+    """The parameters of a network, ``(W1, b1, ..., WL, bL, Wo, bo)``, that know its
+    architecture: the hidden layers' ``activation`` and the ``output`` layer are static
+    data of the parameters' type, not leaves.
+
+    ``Params(W1, b1, W2, b2, activation="sigmoid")`` is the seed network; ``(Wo, bo)`` alone
+    is logistic regression. ``params.activation`` is what every public function computes
+    with, so a ReLU network's parameters can never be evaluated with sigmoid units by a
+    forgotten keyword. Layers read by name too: ``params.W1``, ``params.b2``.
+
+    A pytree without JAX being imported: a tuple with a named tuple's API (``_fields``,
+    ``_make``, ...), which JAX (``jax.jit``, ``grad``, ``vmap``) and Dask flatten to the
+    arrays and rebuild as ``type(params)(*arrays)``; each architecture is its own subclass
+    (``Params.of``), so the rebuilt parameters keep it and a jitted function retraces for
+    another one.
+    """
+
+    __slots__ = ()
+    #: the hidden layers' activation (:data:`ACTIVATIONS`); "" only on this base class
+    activation: ClassVar[str] = ""
+    #: the output layer and its loss: "logistic" (sigmoid + binary cross-entropy)
+    output: ClassVar[str] = "logistic"
+
+    def __new__(cls, *arrays: Array, activation: str | None = None) -> Params:
+        act = activation if activation is not None else cls.activation
+        if not act:
+            raise InvalidInputError(
+                "nnbin.Params needs activation=, the hidden layers' activation (one of "
+                f"{', '.join(ACTIVATIONS)}; 'sigmoid' for the seed network): nnbin never "
+                "guesses it"
+            )
+        if cls.activation and act != cls.activation:
+            raise InvalidInputError(
+                f"these are the parameters of a {cls.activation} network; "
+                f"activation={act!r} contradicts them"
+            )
+        return tuple.__new__(Params.of(act, cls.output), arrays)
+
+    @staticmethod
+    @functools.cache
+    def of(activation: str, output: str = "logistic") -> type[Params]:
+        """The parameters' type of networks with hidden ``activation`` and ``output``."""
+        if activation not in ACTIVATIONS:
+            raise InvalidInputError(
+                f"activation must be one of {', '.join(ACTIVATIONS)}, not {activation!r}"
+            )
+        if output not in OUTPUTS:
+            raise InvalidInputError(f"output must be one of {', '.join(OUTPUTS)}, not {output!r}")
+        body = {"__slots__": (), "activation": activation, "output": output}
+        kind = type("Params", (Params,), body)
+        kind.__qualname__ = f"Params[{activation}]"
+        return kind
+
+    @property
+    def _fields(self) -> tuple[str, ...]:
+        """The layers' names, input first: W1, b1, ..., the output layer's last."""
+        return tuple(f"{'Wb'[i % 2]}{i // 2 + 1}" for i in range(len(self)))
+
+    # the rest of a named tuple's API, which libraries look for to rebuild one (Dask)
+    _field_defaults: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def _make(cls, arrays: Any) -> Params:
+        return cls(*arrays)
+
+    def _asdict(self) -> dict[str, Array]:
+        return dict(zip(self._fields, self))
+
+    def _replace(self, **arrays: Array) -> Params:
+        unknown = set(arrays) - set(self._fields)
+        if unknown:
+            raise ValueError(f"no such layer: {', '.join(sorted(unknown))}")
+        return type(self)(*(arrays.get(k, v) for k, v in zip(self._fields, self)))
+
+    def __getattr__(self, name: str) -> Array:
+        if name in self._fields:
+            return self[self._fields.index(name)]
+        raise AttributeError(f"{type(self).__qualname__} has no attribute {name!r}")
+
+    def __repr__(self) -> str:
+        arrays = ", ".join(f"{k}={v!r}" for k, v in zip(self._fields, self))
+        return f"Params({arrays}, activation={self.activation!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickle and copy: the type is made on demand
+        return (_params, (tuple(self), self.activation, self.output))
+
+
+def _params(arrays: tuple[Array, ...], activation: str, output: str) -> Params:
+    return tuple.__new__(Params.of(activation, output), arrays)
 
 
 def namespace(*arrays: Array) -> Any:
@@ -79,8 +166,6 @@ def dense(a: Any) -> Any:
     return a.toarray() if is_sparse(a) else a
 
 
-#: hidden-layer activations, by name; scikit-learn's "logistic" is an alias of "sigmoid"
-ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")
 #: initialisations: N(0, 1) (the seed network's), Glorot (uniform), He (normal)
 INITS = ("normal", "glorot", "he")
 
@@ -93,7 +178,7 @@ def layers(params: Any) -> list[tuple[Array, Array]]:
 def like(params: Any, arrays: Any) -> Any:
     """``arrays`` in the container type of ``params``: a :class:`Params` for one hidden
     layer, a tuple otherwise."""
-    return Params(*arrays) if isinstance(params, Params) else tuple(arrays)
+    return type(params)(*arrays) if isinstance(params, Params) else tuple(arrays)
 
 
 def widths(params: Any) -> tuple[int, ...]:
@@ -144,7 +229,7 @@ def initial_weights(
         else:
             raise ValueError(f"init must be one of {', '.join(INITS)}, not {init!r}")
         out += [W, np.zeros((fan_out,))]
-    return Params(*out) if len(sizes) == 1 else tuple(out)
+    return Params(*out, activation=activation)
 
 
 def quiet_overflow(fn: F) -> F:

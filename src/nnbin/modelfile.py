@@ -46,7 +46,8 @@ def names(n_arrays: int) -> list[str]:
 class Model:
     """Parameters and what is known about how they were trained."""
 
-    #: a :class:`~nnbin.Params` (one hidden layer) or a tuple (W1, b1, ..., Wk, bk)
+    #: a :class:`~nnbin.Params` (W1, b1, ..., Wo, bo), which says its activation (a bare
+    #: tuple of arrays is taken with ``activation`` given)
     params: Any
     dtype: str
     backend: str = ""
@@ -54,8 +55,14 @@ class Model:
     final_loss: float | None = None
     history: list[tuple[int, float]] = field(default_factory=list)
     nnbin_version: str = ""
-    #: the hidden-layer activation
-    activation: str = "sigmoid"
+    #: the hidden-layer activation: the parameters' own (given for a bare tuple, or equal)
+    activation: str | None = None
+
+    def __post_init__(self) -> None:
+        from .validate import network
+
+        self.params = network(self.params, self.activation)
+        self.activation = self.params.activation
 
     @property
     def n_features(self) -> int:
@@ -93,7 +100,7 @@ def save(path: str | os.PathLike[str], model: Model, *, to_host: Any = np.asarra
             f"refusing to save a network of {len(arrays) // 2 - 1} hidden layers: nnbin reads "
             f"at most {MAX_LAYERS}"
         )
-    seed_kind = len(arrays) == 4 and model.activation == "sigmoid"
+    seed_kind = len(arrays) == 4 and model.params.activation == "sigmoid"
     layers = architecture(model.params)
     meta = {
         "format": FORMAT,
@@ -111,7 +118,7 @@ def save(path: str | os.PathLike[str], model: Model, *, to_host: Any = np.asarra
     }
     if not seed_kind:
         meta["hidden_layers"] = layers["hidden_layers"]
-        meta["activation"] = model.activation
+        meta["activation"] = model.params.activation
     data = st_save(arrays, metadata=meta)
     atomic_write(path, lambda fh: fh.write(data), durable=True)
 
@@ -132,7 +139,7 @@ def load(path: str | os.PathLike[str], backend: str | None = None) -> Model:
             f"supports {', '.join(be.dtypes)}"
         )
     placed = [be.asarray(arrays[n], dtype) for n in names(len(arrays))]
-    params = Params(*placed) if len(placed) == 4 else tuple(placed)
+    params = Params(*placed, activation=meta["activation"])
     try:
         history = [(int(s), float(v)) for s, v in json.loads(meta.get("history", "[]"))]
         settings = json.loads(meta.get("settings", "{}"))
@@ -328,7 +335,7 @@ def from_result(result: Any) -> Model:
         dict(result.settings),
         result.final_loss,
         list(result.history),
-        activation=getattr(result, "activation", "sigmoid"),
+        activation=getattr(result, "activation", None),
     )
 
 

@@ -192,7 +192,7 @@ def boundary_figure(
     history: list[tuple[int, float]] | None = None,
     x_range: tuple[float, float] = (-10.0, 10.0),
     max_points: int = 2000,
-    activation: str = "sigmoid",
+    activation: str | None = None,
     names: Sequence[str] | None = None,
 ) -> list[float]:
     """Write the model's figure to ``path`` and return the 0.5 crossings (D = 1).
@@ -201,8 +201,13 @@ def boundary_figure(
     label (jittered), and the predicted probability over ``x_range`` with the 0.5 crossing
     marked and labelled. D = 2: a probability heat map with the 0.5 contour. The axes are
     named by ``names`` (a data file's feature columns), else x / x0, x1. With a
-    ``history``, a second panel shows the loss curve. Written atomically.
+    ``history``, a second panel shows the loss curve. Written atomically. The parameters
+    say their activation (``activation`` only for a bare tuple of arrays).
     """
+    from .validate import network
+
+    params = network(params, activation)
+    activation = params.activation
     import matplotlib
 
     matplotlib.use("Agg")

@@ -103,7 +103,9 @@ def train(
     epoch.
 
     Continuing a run: ``params`` (arrays of the data's library and dtype, the shapes
-    ``hidden`` gives) start the run instead of drawn weights, and ``optimizer_state`` (a
+    ``hidden`` gives; a :class:`~nnbin.Params` trains with its own activation, which an
+    ``activation`` given too must equal; a bare tuple of arrays needs ``activation``) start
+    the run instead of drawn weights, and ``optimizer_state`` (a
     result's ``optimizer_state``) continues the optimizer's momentum or moments; a
     continued run may see samples of one class only (a batch of a stream).
 
@@ -113,6 +115,9 @@ def train(
     loss and the stopping rule read that, and early stopping scores the weighted held-out
     accuracy. Integer weights equal repeated rows in a full-batch run.
     """
+    if isinstance(params, Params) and "activation" not in options:
+        # continued parameters say their activation (one given too must agree with them)
+        options = {**options, "activation": params.activation}
     values = options_table.resolve(options)
     config = Config.of(values)
     hidden, lr, steps, log_every, seed, data_parallel = (
@@ -151,7 +156,9 @@ def train(
             init=values["init"],
         )
     else:
-        params = validate.starting_params(params, X, hidden, dtype)
+        params = validate.starting_params(
+            params, X, hidden, dtype, values["activation"] if "activation" in options else None
+        )
     if optimizer_state is not None:
         optimizer_state = Optimizer.of(config, lr).check_state(params, optimizer_state)
     if data_parallel:
@@ -188,7 +195,7 @@ def train(
     stop = run.stop
     recorded = [v for _, v in run.history]
     return TrainResult(
-        params=run.params,
+        params=Params(*run.params, activation=config.activation),  # a path may hand back a tuple
         history=run.history,
         final_loss=final,
         backend=be.name,

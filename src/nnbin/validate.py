@@ -8,14 +8,13 @@ once, not per step.
 from __future__ import annotations
 
 import itertools
-import warnings
 from typing import Any
 
 import array_api_compat
 import numpy as np
 
 from . import options
-from .errors import InvalidInputError, MixedArraysError
+from .errors import InvalidInputError, MixedArraysError, warn
 from .model import dense, is_sparse, namespace, widths
 from .options import Whole
 
@@ -127,12 +126,10 @@ def step_size(lr: Any, *, traced: bool = False) -> Any:
     return options.check("lr", lr)
 
 
-def model_inputs(
-    params: Any, X: Any, y: Any = None, *, block_rows: Any = None
-) -> tuple[Any, Any, Any]:
-    """Check parameters, X and (if given) y for the public functions, by their shapes and
-    types only (nothing reads the values: no device synchronisation). Returns the
-    parameters as :class:`~nnbin.model.Params`, X, and y as (N, 1)."""
+def network(params: Any, activation: Any = None) -> Any:
+    """``params`` as a :class:`~nnbin.model.Params` that knows its architecture: the
+    parameters' own when they are one (``activation``, when given, must agree); a bare
+    tuple of arrays only with ``activation`` given — never a guessed default."""
     from .model import Params
 
     if (
@@ -142,11 +139,34 @@ def model_inputs(
         or not all(hasattr(p, "shape") and hasattr(p, "dtype") for p in params)
     ):
         raise InvalidInputError(
-            "params must be nnbin.Params(W1, b1, W2, b2) (four arrays) or, for another "
-            "depth, a tuple (W1, b1, ..., Wo, bo) ((Wo, bo) with no hidden layer), as "
-            f"nnbin.init_params or a TrainResult's .params give; got {type(params).__name__}"
+            "params must be nnbin.Params(W1, b1, ..., Wo, bo, activation=...) ((Wo, bo) with "
+            "no hidden layer), as nnbin.init_params, nnbin.load or a TrainResult's .params "
+            f"give; got {type(params).__name__}"
         )
-    params = Params(*params) if len(params) == 4 else tuple(params)
+    if isinstance(params, Params):
+        if activation is not None and activation_name(activation) != params.activation:
+            raise InvalidInputError(
+                f"params are the parameters of a {params.activation} network "
+                f"(params.activation) but activation={activation!r} was passed: drop "
+                "activation=, the parameters say it"
+            )
+        return params
+    if activation is None:
+        raise InvalidInputError(
+            "params is a bare tuple of arrays, which does not say its hidden layers' "
+            "activation: pass activation= ('sigmoid' for the seed network), or "
+            "nnbin.Params(*params, activation=...); nnbin never guesses it"
+        )
+    return Params(*params, activation=activation_name(activation))
+
+
+def model_inputs(
+    params: Any, X: Any, y: Any = None, *, activation: Any = None, block_rows: Any = None
+) -> tuple[Any, Any, Any]:
+    """Check parameters, X and (if given) y for the public functions, by their shapes and
+    types only (nothing reads the values: no device synchronisation). Returns the
+    parameters as a :class:`~nnbin.model.Params` (:func:`network`), X, and y as (N, 1)."""
+    params = network(params, activation)
     names = [f"{k}{i // 2 + 1}" for i, k in zip(range(len(params)), "Wb" * len(params))]
     for name, p in zip(names, params, strict=True):
         _not_masked(p, name)
@@ -199,10 +219,13 @@ def model_inputs(
     return params, X, y
 
 
-def starting_params(params: Any, X: Any, hidden: int | tuple[int, ...], dtype: str) -> Any:
-    """The caller's starting parameters, checked against the data and ``hidden``."""
+def starting_params(
+    params: Any, X: Any, hidden: int | tuple[int, ...], dtype: str, activation: str | None
+) -> Any:
+    """The caller's starting parameters, checked against the data, ``hidden`` and
+    ``activation`` (None: the parameters' own; a bare tuple needs it)."""
     X = dense(X[:1, ...])  # one row: what the checks below need of the data
-    params, _, _ = model_inputs(params, X)
+    params, _, _ = model_inputs(params, X, activation=activation)
     sizes = (hidden,) if isinstance(hidden, int) else tuple(hidden)
     if widths(params) != sizes:
         raise InvalidInputError(
@@ -383,9 +406,7 @@ def _floating(xp: Any, a: Any, name: str) -> Any:
     if xp.isdtype(a.dtype, "real floating"):
         return a
     if xp.isdtype(a.dtype, ("integral", "bool")):
-        warnings.warn(
-            f"{name} has dtype {a.dtype}; converting it to float64 for training", stacklevel=4
-        )
+        warn(f"{name} has dtype {a.dtype}; converting it to float64 for training")
         return a.astype(np.float64) if is_sparse(a) else xp.astype(a, xp.float64)
     raise InvalidInputError(
         f"{name} has dtype {a.dtype}; nnbin needs real numbers (float32 or float64)"
