@@ -1,17 +1,21 @@
 """The backend fixture: the backends NNBIN_CONFORMANCE_BACKENDS lists, else NNBIN_BACKEND's
 backend (each an error if it cannot run), or else every registered backend, the ones that
-cannot run here skipped with the reason."""
+cannot run here skipped with the reason. ``array-api:<module>`` names the binding any
+array-API library gets with no backend of its own, that library's registration hidden."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 
 import pytest
 
 import nnbin
-from nnbin.backend import ENV_VAR
+from nnbin import backend as backend_mod
+from nnbin.backend import ENV_VAR, GENERIC_PREFIX
 
 from .helpers import configure_for_conformance
 
@@ -109,17 +113,36 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="session")
-def backend(request: pytest.FixtureRequest) -> nnbin.Backend:
+def backend(request: pytest.FixtureRequest) -> Iterator[nnbin.Backend]:
     name = request.param
     _, explicit = _names()
-    try:
-        be = nnbin.get_backend(name)
-    except nnbin.NnbinError as exc:
-        if explicit:
-            pytest.fail(f"backend {name} was asked for but cannot run: {exc}", pytrace=False)
-        pytest.skip(f"backend {name!r} not runnable here: {exc}")
-    configure_for_conformance(be)
-    return be
+    with pytest.MonkeyPatch.context() as mp:
+        try:
+            if name.startswith(GENERIC_PREFIX):
+                _unregister(mp, name.removeprefix(GENERIC_PREFIX))
+            be = nnbin.get_backend(name)
+        except (nnbin.NnbinError, ImportError) as exc:
+            if explicit:
+                pytest.fail(f"backend {name} was asked for but cannot run: {exc}", pytrace=False)
+            pytest.skip(f"backend {name!r} not runnable here: {exc}")
+        configure_for_conformance(be)
+        yield be
+
+
+def _unregister(mp: pytest.MonkeyPatch, module: str) -> None:
+    """For ``array-api:<module>`` (the binding any array-API library gets, with nothing
+    registered for it: ``NNBIN_BACKEND=array-api:array_api_strict``): import the library
+    (nnbin never does), and hide, for the session, the registered backends of it, so that
+    its arrays reach the generic binding everywhere."""
+    importlib.import_module(module)
+    top = module.partition(".")[0]
+    table = {
+        n: v
+        for n, v in backend_mod._registered().items()
+        if backend_mod.backend_class(n).package != top
+    }
+    mp.setattr(backend_mod, "_registered", lambda: table)
+    mp.setattr(backend_mod, "_cache", {})
 
 
 @pytest.fixture(params=["float32", "float64"])

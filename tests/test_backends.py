@@ -101,7 +101,7 @@ def test_backend_of_recognises_arrays():
     import numpy as np
 
     assert nnbin.backend_of(np.zeros(2)).name == "numpy"
-    with pytest.raises(TypeError, match="does not know arrays"):
+    with pytest.raises(nnbin.InvalidInputError, match="does not know arrays"):
         nnbin.backend_of([1.0, 2.0])
 
 

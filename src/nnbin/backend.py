@@ -20,10 +20,12 @@ import functools
 import importlib
 import importlib.util
 import os
+import sys
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
+import array_api_compat
 import numpy as np
 
 from . import lbfgs
@@ -745,6 +747,10 @@ def get_backend(name: str | None = None) -> Backend:
     if name is None:
         name = os.environ.get(ENV_VAR, "").strip() or DEFAULT_BACKEND
     name = name.lower()
+    if name not in _cache and name.startswith(GENERIC_PREFIX):  # a library already imported
+        module = sys.modules.get(name.removeprefix(GENERIC_PREFIX))
+        if module is not None:
+            return array_api_backend(module)
     if name not in _cache:
         cls = backend_class(name)
         if importlib.util.find_spec(cls.package) is None:
@@ -756,8 +762,49 @@ def get_backend(name: str | None = None) -> Backend:
     return _cache[name]
 
 
+class ArrayApiBackend(Backend):
+    """Any array-API library that no registered backend binds, with the defaults: data stay
+    where they are, to the host through DLPack (else ``numpy.asarray``), nothing to wait
+    for, the eager core. One subclass per namespace (:func:`array_api_backend`), named
+    ``array-api:<namespace>``; it never imports a library."""
+
+    @classmethod
+    def owns(cls, x: object) -> bool:
+        try:
+            return array_api_compat.array_namespace(x) is cls.xp
+        except TypeError:
+            return False
+
+    def asarray(self, a: Any, dtype: str, device: Any = None) -> Any:
+        host = np.asarray(a, dtype=dtype)
+        return self.xp.asarray(host, dtype=getattr(self.xp, dtype), device=device)
+
+    def to_host(self, x: Any) -> np.ndarray:
+        try:
+            return np.from_dlpack(x)
+        except (AttributeError, TypeError, BufferError, RuntimeError):  # no (CPU) DLPack
+            return np.asarray(x)
+
+
+GENERIC_PREFIX = "array-api:"
+
+
+def array_api_backend(xp: Any) -> Backend:
+    """The :class:`ArrayApiBackend` of the namespace ``xp``, one per namespace."""
+    name = f"{GENERIC_PREFIX}{xp.__name__}"
+    if name.lower() not in _cache:
+        dtypes = tuple(d for d in ("float32", "float64") if hasattr(xp, d))
+        if not dtypes:
+            raise InvalidInputError(f"the array library {xp.__name__} has no float32 or float64")
+        attrs = {"name": name, "package": xp.__name__.partition(".")[0], "xp": xp}
+        attrs.update(dtypes=dtypes, default_dtype=dtypes[-1])
+        _cache[name.lower()] = type("ArrayApiBackend", (ArrayApiBackend,), attrs)()
+    return _cache[name.lower()]
+
+
 def backend_of(x: object) -> Backend:
-    """The backend whose library made the array ``x``.
+    """The backend whose library made the array ``x``: a registered backend's, else, for
+    any other array-API array, the :class:`ArrayApiBackend` of its namespace.
 
     Each backend recognises its arrays without importing its library (array-api-compat's
     ``is_*_array`` helpers look in ``sys.modules``), so this never imports a library.
@@ -765,10 +812,15 @@ def backend_of(x: object) -> Backend:
     for name in _registered():
         if backend_class(name).owns(x):
             return get_backend(name)
-    raise TypeError(
-        f"nnbin does not know arrays of type {type(x).__module__}.{type(x).__qualname__}; "
-        f"registered backends: {', '.join(available_names())}"
-    )
+    try:
+        xp = array_api_compat.array_namespace(x)
+    except TypeError:
+        raise InvalidInputError(
+            f"nnbin does not know arrays of type {type(x).__module__}.{type(x).__qualname__}: "
+            "pass a NumPy array (numpy.asarray) or an array of any library with the Python "
+            f"array API (__array_namespace__; registered: {', '.join(available_names())})"
+        ) from None
+    return array_api_backend(xp)
 
 
 def backend_and_dtype(X: Any, backend: str | None, dtype: str | None) -> tuple[Backend, str]:

@@ -708,7 +708,7 @@ def _to_host(a: Any) -> Any:
         return a
     try:
         return backend_of(a).to_host(a)
-    except TypeError:
+    except (TypeError, InvalidInputError):  # not an array of an array-API library
         return np.asarray(a)
 
 
