@@ -32,6 +32,9 @@ CPU_BACKENDS = {
     "torch": "torch",
     "dask": "dask",
 }
+# The conformance suite also runs on the generic binding of a library nnbin has no backend
+# for (array-api-strict with its registration hidden): any array-API library trains.
+GENERIC_BACKEND = "array-api:array_api_strict"
 # Two pytest workers on two cores: each library's thread pool (OpenBLAS, MKL, PyTorch's
 # OpenMP) at one thread, or two workers' pools of two threads spin against each other (the
 # torch float64 seed run took 120 s that way in one CI run).
@@ -71,7 +74,8 @@ def _install(session: nox.Session, extras: str) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """mypy, then in one pytest run (two workers) the unit tests (CLI, files, errors, plots,
-    estimator, JAX) and the conformance suite on every CPU backend, each required to run.
+    estimator, JAX) and the conformance suite on every CPU backend, each required to run;
+    then the suite on the generic binding (array-api-strict unregistered).
 
     SCIPY_ARRAY_API=1 lets scikit-learn's array-API estimator checks run."""
     _install(session, "test,strict,plot,jax,torch,dask,sklearn,onnx")
@@ -95,6 +99,17 @@ def tests(session: nox.Session) -> None:
             **ONE_THREAD,
             **KEEP_HEAP,
         },
+    )
+    # The binding any array-API library gets with no backend of its own: the suite on
+    # array-api-strict with its registration hidden, in a process of its own (the hiding
+    # lasts the whole pytest session).
+    session.run(
+        "pytest",
+        "-q",
+        "-n",
+        "2",
+        "conformance",
+        env={"NNBIN_BACKEND": GENERIC_BACKEND, **ONE_THREAD, **KEEP_HEAP},
     )
 
 
@@ -182,5 +197,10 @@ def gpu(session: nox.Session) -> None:
     in one line and exits 3 (nothing checked), which this session does not count as failed."""
     args = session.posargs or ["gpu-report"]
     session.run(
-        "python3", "-m", "nnbin.gpucheck", *args, env={"PYTHONPATH": "src"}, success_codes=[0, 3]
+        "python3",
+        "-m",
+        "conformance.gpucheck",
+        *args,
+        env={"PYTHONPATH": "src"},
+        success_codes=[0, 3],
     )

@@ -196,7 +196,7 @@ def test_source_tree_without_install_finds_the_builtin_backends():
 
 
 def test_gpucheck_without_a_gpu_says_so_and_nox_does_not_fail(tmp_path, capsys):
-    from nnbin import gpucheck
+    from conformance import gpucheck
 
     if gpucheck.gpu_backends():
         pytest.skip("a GPU is present: the real check runs instead (nox -s gpu)")
@@ -209,7 +209,7 @@ def test_gpucheck_without_a_gpu_says_so_and_nox_does_not_fail(tmp_path, capsys):
 
 
 def _titles(steps):
-    from nnbin import gpucheck
+    from conformance import gpucheck
 
     out = []
     for s in steps:
@@ -218,7 +218,7 @@ def _titles(steps):
 
 
 def test_gpucheck_plan_fits_the_budget_most_important_first():
-    from nnbin import gpucheck
+    from conformance import gpucheck
 
     steps = gpucheck.plan(["cupy", "jax", "torch"], "OUT", py="python3")
     assert sum(s.cap for s in steps) <= gpucheck.DEFAULT_BUDGET
@@ -273,7 +273,7 @@ def test_gpucheck_parent_never_imports_a_gpu_library(tmp_path):
     import sys
 
     code = (
-        "import sys; from nnbin import gpucheck; gpucheck.gpu_backends(); "
+        "import sys; from conformance import gpucheck; gpucheck.gpu_backends(); "
         "gpucheck.main([sys.argv[1], '--plan']); "
         "bad = {'jax', 'torch', 'cupy'} & set(sys.modules); assert not bad, bad; "
         "env = gpucheck.child_env({'CUPY_TF32': '1'}); "
@@ -288,7 +288,7 @@ def test_gpucheck_parent_never_imports_a_gpu_library(tmp_path):
 def test_gpucheck_keeps_to_its_budget_and_reports_as_it_goes(tmp_path, monkeypatch, capsys):
     import sys
 
-    from nnbin import gpucheck
+    from conformance import gpucheck
 
     py = sys.executable
     steps = [
@@ -380,7 +380,7 @@ def test_gpucheck_flow_runs_with_only_what_the_gpu_machine_has(tmp_path):
     assert "is not on the GPU machine" in probe.stderr  # the blocker works
     check = run(
         "-m",
-        "nnbin.gpucheck",
+        "conformance.gpucheck",
         str(out),
         "--assume",
         "torch",
@@ -419,7 +419,7 @@ def test_gpucheck_flow_runs_with_only_what_the_gpu_machine_has(tmp_path):
         str(tmp_path / "b.json"),
     )
     assert bench.returncode == 0 and "not on the GPU machine" not in bench.stderr, bench.stderr
-    cut = run("-m", "nnbin.gpucheck", str(out), "--assume", "torch", "--budget", "15")
+    cut = run("-m", "conformance.gpucheck", str(out), "--assume", "torch", "--budget", "15")
     report = (out / "report.md").read_text()
     assert cut.returncode == 1
     assert (
@@ -449,7 +449,7 @@ def test_gpucheck_bad_arguments_are_one_line_and_change_nothing(
     import os
     import stat
 
-    from nnbin import gpucheck
+    from conformance import gpucheck
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "a-file").write_text("keep")

@@ -7,7 +7,7 @@ drawn at capture, Adam's step count kept on the host), so a replay that should h
 new value gives a wrong number, which these tests compare with the eager core bit for bit.
 Static buffers, workspaces, recapture, logging and the loop are the real code's. What only
 a GPU shows (the capture's own rules, streams, speed) is the GPU check's
-(``python -m nnbin.gpucheck``, the ``graphs`` jobs)."""
+(``python -m conformance.gpucheck``, the ``graphs`` jobs)."""
 
 from __future__ import annotations
 

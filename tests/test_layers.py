@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {"nnbin": ROOT / "src" / "nnbin", "nnbin_backends": ROOT / "backends"}
 #: the math: forward, loss, backward. It may import only these of nnbin's modules.
-MATH = {"nnbin.model", "nnbin.loss", "nnbin.backprop"}
+MATH = {"nnbin.model", "nnbin.losses", "nnbin.backprop"}
 MATH_MAY_IMPORT = MATH | {"nnbin.errors"}
 #: the most rooms one chain of imports may pass through, top (``python -m nnbin``) to ground
 LONGEST_CHAIN = 8

@@ -4,7 +4,7 @@
 ``accuracy`` validate what a user hands them — the parameters' shapes, X 2-D with the
 parameters' number of features, y of shape (N, 1) or (N,) (taken as (N, 1)) with one label
 per row, one library, no masked arrays, a finite step size — and then call the math
-(:mod:`nnbin.model`, :mod:`nnbin.loss`, :mod:`nnbin.backprop`), which checks nothing and is
+(:mod:`nnbin.model`, :mod:`nnbin.losses`, :mod:`nnbin.backprop`), which checks nothing and is
 what the training loops call. No check reads the data's values, so none synchronises a GPU.
 A wrong shape is one :class:`~nnbin.InvalidInputError`, never a broadcast: y of shape (N,)
 against logits of shape (N, 1) would otherwise become an (N, N) array and a wrong number.
@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import backprop, options
-from . import loss as _loss
+from . import losses as _loss
 from . import model as _model
 from .backend import backend_of, get_backend, max_width
 from .errors import InvalidInputError

@@ -4,7 +4,7 @@ A backend is a small object that knows one array library: its namespace, its def
 dtype and device, how to move host (NumPy) arrays to its device and back, how to wait
 for queued work (``synchronize``, for honest timing), and how to run many training
 steps fast. The math never lives here; it is in :mod:`nnbin.model`,
-:mod:`nnbin.loss` and :mod:`nnbin.backprop`, written once against the array API.
+:mod:`nnbin.losses` and :mod:`nnbin.backprop`, written once against the array API.
 
 Backends register through the entry-point group ``nnbin.backends``; the built-in ones
 live in the ``nnbin_backends`` package (``backends/`` in the source tree). Loading a

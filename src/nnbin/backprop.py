@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .loss import bce_with_logits_sum, l2_penalty
+from .losses import bce_with_logits_sum, l2_penalty
 from .model import (
     ACTIVATION_FNS,
     Array,

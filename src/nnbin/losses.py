@@ -1,4 +1,5 @@
-"""Mean binary cross-entropy, computed from logits.
+"""Mean binary cross-entropy, computed from logits (the module is `losses`: `nnbin.loss` is
+the checked public function).
 
     L = mean( softplus(z) - y z ),   softplus(z) = log(1 + e^z)
 

@@ -1,4 +1,4 @@
-"""The one GPU check: ``python3 -m nnbin.gpucheck OUT`` (or ``nox -s gpu -- OUT``).
+"""The one GPU check: ``python3 -m conformance.gpucheck OUT`` (or ``nox -s gpu -- OUT``).
 
 Made for a GPU machine with no network and little time on it: it installs nothing, runs
 from a source tree (``PYTHONPATH=src``) or an install, and fits a time budget (``--budget``
@@ -416,7 +416,7 @@ def _folder(out: str) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python3 -m nnbin.gpucheck", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="python3 -m conformance.gpucheck", description=__doc__.split("\n\n")[0])
     parser.add_argument("out", help="folder for report.md, the JSON and the figures")
     parser.add_argument(
         "--budget",
@@ -486,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     head = [
         f"# nnbin GPU check, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}\n",
         f"GPU-capable backends found: {', '.join(found)}; budget {args.budget:.0f} s; "
-        f"`{' '.join([sys.executable, '-m', 'nnbin.gpucheck', *sys.argv[1:]])}`\n",
+        f"`{' '.join([sys.executable, '-m', 'conformance.gpucheck', *sys.argv[1:]])}`\n",
     ]
     sections: list[str] = []
     cut: list[str] = []
