@@ -45,10 +45,10 @@ import array_api_compat
 import numpy as np
 
 from nnbin.backend import Backend
-from nnbin.config import SEED, Config
 from nnbin.errors import BackendUnavailableError
 from nnbin.loop import OnLog, RunResult
 from nnbin.model import Params
+from nnbin.options import SEED, Config
 
 from .cuda import driver as cuda_driver
 from .cuda import kernels as cuda_fused

@@ -15,8 +15,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from nnbin.backend import Backend, CoreStepper
-from nnbin.model import like
+from nnbin.backend import Backend
 
 
 class DaskBackend(Backend):
@@ -71,31 +70,7 @@ class DaskBackend(Backend):
         self._dask.compute(x)
 
     def settle(self, tree: tuple[Any, ...]) -> tuple[Any, ...]:
-        """Persisted: one evaluation of the graph gives every part (L-BFGS's iterates)."""
+        """Persisted: one evaluation of the graph gives every part (the core's parameters,
+        optimizer state and running loss after each update, an epoch's shuffled data,
+        L-BFGS's iterates), so the graph never grows."""
         return tuple(self._dask.persist(*tree))
-
-
-class _Persisted(CoreStepper):
-    """The core with the parameters, the optimizer state and the running loss persisted
-    after every update (one evaluation of the graph gives them all), and each epoch's
-    shuffled copy of the data persisted once, so the graph never grows."""
-
-    def __init__(self, params: Any, *args: Any, backend: Any, **kwargs: Any) -> None:
-        self.dask = backend._dask
-        super().__init__(like(params, self.dask.persist(*params)), *args, backend=backend, **kwargs)
-
-    def shuffled(self, order: np.ndarray) -> tuple[Any, Any, Any]:
-        Xs, ys, ws = super().shuffled(order)
-        if ws is None:
-            Xs, ys = self.dask.persist(Xs, ys)
-        else:
-            Xs, ys, ws = self.dask.persist(Xs, ys, ws)
-        return Xs, ys, ws
-
-    def settle(self, total: Any) -> Any:
-        params, state, total = self.dask.persist(tuple(self.params), self.state, total)
-        self.params, self.state = like(self.params, params), state
-        return total
-
-
-DaskBackend.stepper_class = _Persisted

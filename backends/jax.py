@@ -6,7 +6,6 @@ verified on an H100 (BENCHMARKS.md)."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import time
@@ -18,10 +17,10 @@ import numpy as np
 from nnbin import lbfgs
 from nnbin.backend import CoreStepper
 from nnbin.backprop import value_and_grads
-from nnbin.config import Config
 from nnbin.errors import BackendUnavailableError
 from nnbin.loop import MAX_LOGS, Advanced, finite_prefix
 from nnbin.model import ACTIVATION_FNS, Params, accuracy, like
+from nnbin.options import Config
 from nnbin.rules import stop_update
 
 from .cuda.dlpack import FusedThroughDlpack
@@ -269,8 +268,8 @@ class _Compiled(CoreStepper):
             str(self.X.sharding),
             # the seed is in the orders, the schedule's step size and the L2 penalty
             # arguments: not here (only whether there is a penalty)
-            dataclasses.replace(cfg, shuffle_seed=0, samples_seen=0, alpha=float(bool(cfg.alpha))),
-            dataclasses.replace(self.opt, lr=1.0),  # the step size is an argument
+            cfg.replace(seed=0, samples_seen=0, alpha=float(bool(cfg.alpha))),
+            self.opt.replace(lr=1.0),  # the step size is an argument
             # the functions traced: a patched update or derivative must compile anew
             type(self.opt).update,
             ACTIVATION_FNS[cfg.activation],
@@ -342,8 +341,8 @@ def _advance(
     import jax.numpy as jnp
     from jax import lax
 
-    opt = dataclasses.replace(opt, lr=lr)  # the traced step size, and the traced L2 penalty:
-    config = dataclasses.replace(config, alpha=alpha if config.alpha else 0.0)
+    opt = opt.replace(lr=lr)  # the traced step size, and the traced L2 penalty:
+    config = config.replace(alpha=alpha if config.alpha else 0.0)
     early, tol = config.early_stopping, config.tol
     X, Xv, yv, wv = data[0], *held
     losses = jnp.full((MAX_LOGS,), jnp.nan, dtype=X.dtype)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import array_api_compat
 
 from nnbin.backend import Backend, cache_block_rows
@@ -22,5 +24,5 @@ class NumpyBackend(Backend):
 
         self.xp = array_api_compat.array_namespace(numpy.empty(0))
 
-    def block_rows(self, n_samples: int, hidden: int) -> int | None:
+    def block_rows(self, n_samples: int, hidden: int, X: Any = None) -> int | None:
         return cache_block_rows(hidden)

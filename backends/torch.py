@@ -14,8 +14,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from nnbin.backend import CoreStepper, cache_block_rows
-from nnbin.loop import Advanced
+from nnbin.backend import cache_block_rows
 
 from .cuda.dlpack import FusedThroughDlpack
 from .cuda.graphs import Graphs, GraphStepper, TorchGraphs
@@ -118,8 +117,14 @@ class TorchBackend(FusedThroughDlpack):
             if getattr(leaf, "is_cuda", False):
                 self._torch.cuda.synchronize(leaf.device)
 
-    def block_rows(self, n_samples: int, hidden: int) -> int | None:
-        # CPU tensors; CUDA ones run whole (see run). Torch's per-operation overhead is
+    def step_context(self) -> Any:
+        """Autograd off: the backward pass is nnbin's, no graph is recorded."""
+        return self._torch.no_grad()
+
+    def block_rows(self, n_samples: int, hidden: int, X: Any = None) -> int | None:
+        if X is not None and self._on_gpu(X):
+            return None  # CUDA tensors run whole
+        # CPU tensors. Torch's per-operation overhead is
         # higher than NumPy's, so its best block is larger: 2,048-8,192 rows measured
         # 2.0 ms a step on the seed job (float32) against 6.1 ms at NumPy's 496 rows and
         # 2.3 ms unblocked.
@@ -139,29 +144,13 @@ class TorchBackend(FusedThroughDlpack):
         return self._graphs
 
 
-class _NoGrad(CoreStepper):
-    """The core with autograd off (the backward pass is nnbin's: no graph is recorded);
-    CUDA tensors run whole, not in blocks."""
-
-    def __init__(self, params: Any, X: Any, y: Any, *args: Any, **kwargs: Any) -> None:
-        if X.is_cuda:
-            kwargs["block_rows"] = None
-        super().__init__(params, X, y, *args, **kwargs)
-
-    def advance(self, n: int, every: int) -> Advanced:
-        with self.backend._torch.no_grad():
-            return super().advance(n, every)
-
-
-class _Graphed(_NoGrad, GraphStepper):
-    """The core's steps as CUDA-graph replays (:mod:`nnbin_backends.cuda.graphs`), as
-    :class:`_NoGrad` runs them (autograd off, CUDA tensors whole), the graphs and workspaces
-    the backend's."""
+class _Graphed(GraphStepper):
+    """The core's steps as CUDA-graph replays (:mod:`nnbin_backends.cuda.graphs`), the graphs
+    and workspaces the backend's."""
 
     def __init__(self, *args: Any, backend: Any, **kwargs: Any) -> None:
         kwargs.update(graphs=backend.graphs(), workspaces=backend.graph_workspaces)
         super().__init__(*args, backend=backend, **kwargs)
 
 
-TorchBackend.stepper_class = _NoGrad
 TorchBackend.graph_stepper_class = _Graphed

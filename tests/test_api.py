@@ -134,7 +134,8 @@ def test_divergence_is_reported_with_step_and_lr():
 
 def test_init_params_of_any_depth_and_initialisation():
     p = nnbin.init_params(3, (5, 4), seed=1, activation="relu")
-    assert type(p) is tuple and [a.shape for a in p] == [(3, 5), (5,), (5, 4), (4,), (4, 1), (1,)]
+    assert isinstance(p, nnbin.Params) and p.activation == "relu"
+    assert [a.shape for a in p] == [(3, 5), (5,), (5, 4), (4,), (4, 1), (1,)]
     big = nnbin.init_params(400, (300,), seed=0, init="he")
     assert abs(np.std(big[0]) - np.sqrt(2 / 400)) < 0.01 * np.sqrt(2 / 400) * 10
     glorot = nnbin.init_params(400, (300,), seed=0, activation="tanh")  # default: Glorot
@@ -175,7 +176,7 @@ def test_starting_parameters_must_fit_the_network():
         nnbin.train(X, y, hidden=(4, 2), params=p, steps=1)
     bad = (p[0], p[1], p[2][:, :2], p[3], p[4], p[5])
     with pytest.raises(nnbin.InvalidInputError, match="do not belong together"):
-        nnbin.loss(bad, X, y)
+        nnbin.loss(bad, X, y, activation="sigmoid")
 
 
 def test_deep_functions_take_the_activation_and_penalty():

@@ -187,7 +187,7 @@ def test_a_network_without_a_hidden_layer_exports(tmp_path):
     rng = np.random.default_rng(3)
     W, b = rng.normal(0, 2, (3, 1)), rng.normal(0, 1, (1,))
     path = tmp_path / "lr.onnx"
-    nnbin.export_onnx((W, b), path)
+    nnbin.export_onnx((W, b), path, activation="sigmoid")  # a bare tuple says it
     onnx.checker.check_model(str(path), full_check=True)
     X = rng.normal(0, 3, (50, 3))
     got = _run(path, X)

@@ -310,7 +310,7 @@ def test_a_state_of_another_library_is_refused():
     xp = pytest.importorskip("array_api_strict")
     momentum = _run(hidden=3, optimizer="momentum")
     Xs, ys = xp.asarray(X0), xp.asarray(Y0)
-    params = tuple(xp.asarray(p) for p in momentum.params)
+    params = type(momentum.params)(*(xp.asarray(p) for p in momentum.params))
     with pytest.raises(nnbin.MixedArraysError):
         nnbin.train(
             Xs, ys, hidden=3, steps=1, optimizer="momentum", params=params,

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from nnbin.backend import Backend
-from nnbin.config import SEED, Config
 from nnbin.errors import TrainingDivergedError
 from nnbin.loop import OnLog, RunResult
 from nnbin.model import Params
+from nnbin.options import SEED, Config
 
 from ..cupy import CupyBackend
 from .kernels import scope_refusal

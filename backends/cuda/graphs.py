@@ -261,7 +261,7 @@ class GraphStepper(CoreStepper):
         while len(shelf) > MAX_WORKSPACES:
             shelf.popitem(last=False)
         self.ws, self._shape = ws, (params, self.state)
-        self.opt = dataclasses.replace(self.opt, lr=ws.lr)  # the step size a buffer
+        self.opt = self.opt.replace(lr=ws.lr)  # the step size a buffer
         self.params = rebuild(params, iter(ws.params))
         self.state = rebuild(self.state, iter(ws.state))
         how = [f"up to {CHUNK} steps a replay" if self.chunk > 1 else "one epoch a replay"]
@@ -275,8 +275,8 @@ class GraphStepper(CoreStepper):
             tuple((self.graphs.address(a), tuple(a.shape), str(a.dtype)) for a in data),
             tuple(tuple(p.shape) for p in leaves(params)),
             tuple(tuple(a.shape) for a in leaves(self.state)),
-            dataclasses.replace(self.config, shuffle_seed=0, samples_seen=0),
-            dataclasses.replace(self.opt, lr=1.0),
+            self.config.replace(seed=0, samples_seen=0),
+            self.opt.replace(lr=1.0),
             self.block_rows,
         )
 

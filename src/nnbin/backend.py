@@ -15,7 +15,6 @@ backend imports its library; nothing here imports one otherwise, so selecting
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import importlib
 import importlib.util
@@ -30,7 +29,6 @@ import numpy as np
 
 from . import lbfgs
 from .backprop import value_and_grads
-from .config import SEED, Config
 from .errors import (
     BackendUnavailableError,
     InvalidInputError,
@@ -58,6 +56,7 @@ from .model import (
     widths,
 )  # fmt: skip
 from .optim import Optimizer
+from .options import SEED, Config
 from .rules import Schedule, StopRule
 from .validate import host_memory_fits, parameter_count
 
@@ -85,7 +84,7 @@ class CoreStepper(Stepper):
     CuPy's core path, Dask). A step is one full-batch update (the seed job's gradient
     descent), or, with mini-batches, one **epoch**: the samples in batches of
     ``config.batch_size`` from a shuffle drawn on the host with
-    ``numpy.random.default_rng([shuffle_seed, 1])`` (the same batches on every backend),
+    ``numpy.random.default_rng([seed, 1])`` (the same batches on every backend),
     each batch one update of ``config.optimizer``. A logged epoch's loss is scikit-learn's:
     the mean over the epoch of each batch's loss, taken before that batch's update.
 
@@ -114,15 +113,14 @@ class CoreStepper(Stepper):
     ) -> None:
         self.backend = backend
         self.params, self.X, self.y, self.config = params, X, y, config
+        (self.params,) = self._settle((params,))
         self.w, self.wv = weights, validation_weights
         self.block_rows = block_rows
         self.opt = Optimizer.of(config, lr)
         self.state = self.opt.init(params) if state is None else state
         self.n = int(X.shape[0])
         self.rng = (
-            np.random.default_rng([config.shuffle_seed, 1])
-            if config.batch_size is not None
-            else None
+            np.random.default_rng([config.seed, 1]) if config.batch_size is not None else None
         )
         self.xp = namespace(y)  # X's library (a SciPy sparse X: NumPy's)
         self.validation = validation
@@ -189,12 +187,18 @@ class CoreStepper(Stepper):
         array on X's device)."""
         take = take_rows if self.backend is None else self.backend.take_rows
         w = None if self.w is None else take(self.w, order)
-        return take(self.X, order), take(self.y, order), w
+        Xs, ys, ws = self._settle((take(self.X, order), take(self.y, order), w))
+        return Xs, ys, ws
 
     def settle(self, total: Array | None) -> Array | None:
-        """After each update (Dask: persist the parameters, the state and the running loss,
-        so the graph never grows); returns ``total``."""
+        """After each update: the parameters, the state and the running loss ``total`` made
+        concrete where the library is lazy (the backend's :meth:`Backend.settle`: Dask
+        persists them, so the graph never grows); returns ``total``."""
+        self.params, self.state, total = self._settle((self.params, self.state, total))
         return total
+
+    def _settle(self, tree: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tree if self.backend is None else self.backend.settle(tree)
 
     def score(self) -> float:
         """Accuracy of the current parameters on the held-out samples (weighted by their
@@ -215,10 +219,11 @@ class CoreStepper(Stepper):
         return loss
 
     def set_lr(self, lr: float) -> None:
-        self.opt = dataclasses.replace(self.opt, lr=lr)
+        self.opt = self.opt.replace(lr=lr)
 
     def advance(self, n: int, every: int) -> Advanced:
-        with np.errstate(over="ignore"):  # see nnbin.model.sigmoid
+        context = contextlib.nullcontext() if self.backend is None else self.backend.step_context()
+        with np.errstate(over="ignore"), context:  # errstate: see nnbin.model.sigmoid
             read = None if self.rule is None else self._read
             return logged_segments(n, every, self._logged, self._plain, self.snapshot, read)
 
@@ -403,8 +408,14 @@ class Backend:
         """The GPUs this backend can run on here (empty on CPU-only machines)."""
         return []
 
-    def block_rows(self, n_samples: int, hidden: int) -> int | None:
-        """Samples per block in a gradient pass, or None for the whole batch at once.
+    def step_context(self) -> Any:
+        """A context the core's steps run in (torch: autograd off, as the backward pass is
+        nnbin's own); none by default."""
+        return contextlib.nullcontext()
+
+    def block_rows(self, n_samples: int, hidden: int, X: Any = None) -> int | None:
+        """Samples per block in a gradient pass (of the data ``X`` where given), or None for
+        the whole batch at once.
 
         Eager CPU libraries gain from working through the samples in cache-sized blocks
         (fewer, smaller, reused temporaries); compiled and GPU libraries do not.
@@ -578,8 +589,9 @@ class Backend:
     #: the array-API core's loop, as results name it where the backend's ``loop`` names more
     core_loop: ClassVar[str] = "python loop"
 
-    #: how this backend advances a run: the array-API core, one Python iteration a step,
-    #: or a subclass of it (torch: autograd off; dask: persisted; jax: compiled)
+    #: how this backend advances a run: the array-API core, one Python iteration a step
+    #: (a binding changes it through :meth:`step_context` and :meth:`settle`: torch's
+    #: autograd off, Dask's persisted updates), or JAX's compiled runner
     stepper_class: ClassVar[type[CoreStepper]] = CoreStepper
 
     def stepper(
@@ -597,7 +609,7 @@ class Backend:
         :meth:`block_rows` (a mini-batch is its own block, unless X is sparse); for
         ``config.optimizer == "lbfgs"`` an :class:`LbfgsStepper` on this backend's
         :meth:`evaluator` (full batch: early stopping does not apply)."""
-        rows = self.block_rows(X.shape[0], block_width(max_width(params), X))
+        rows = self.block_rows(X.shape[0], block_width(max_width(params), X), X)
         if config.optimizer == "lbfgs":
             minimiser = lbfgs.Lbfgs(
                 params,

@@ -34,9 +34,10 @@ from .backend import backend_and_dtype, backend_of, block_width, get_backend, ma
 from .errors import InvalidInputError, warn
 from .lbfgs import ITERATION_LIMIT, LINE_SEARCH_FAILED
 from .model import Params, device_of, forward_blocks, is_sparse, namespace, quiet_overflow, sigmoid
+from .optim import adam_rate
 from .options import BY_SKLEARN, Flag, Whole, from_sklearn
 from .options import check as check_option
-from .rules import ADAPTIVE_FLOOR
+from .rules import Schedule, StopRule
 from .training import train
 
 SOLVERS = {"adam": "adam", "sgd": "momentum"}
@@ -59,8 +60,7 @@ def _last_step_size(result: Any, options: dict[str, Any]) -> float:
     t = float(backend_of(result.params[0]).to_host(result.optimizer_state[0]))
     if t == 0:
         return lr
-    b1, b2 = options.get("beta1", 0.9), options.get("beta2", 0.999)
-    return lr * (1.0 - b2**t) ** 0.5 / (1.0 - b1**t)
+    return float(adam_rate(math, lr, options["beta1"], options["beta2"], t))
 
 
 def _not_lbfgs(estimator: Any) -> bool:
@@ -376,11 +376,12 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         # below the best by tol; where it passes n_iter_no_change the adaptive schedule
         # takes a fifth of the step size (the count anew), else nothing stops a stream
         best = math.inf if before is None else before
-        count = count + 1 if self.loss_curve_[-1] > best - tol else 0
-        if adaptive and count > patience and self._optimizer.learning_rate > ADAPTIVE_FLOOR:
-            self._optimizer = StepSize(self._optimizer.learning_rate / 5.0)
-            count = 0
-        self._no_improvement_count = count
+        rule = StopRule(early=False, tol=tol, patience=patience, count=count, best_loss=best)
+        if rule.update(self.loss_curve_[-1], None, None) and adaptive:
+            schedule = Schedule("adaptive", self._optimizer.learning_rate)
+            schedule.fired(rule)  # a fifth of the step size, the count anew (above the floor)
+            self._optimizer = StepSize(schedule.lr)
+        self._no_improvement_count = rule.count
         return self
 
     def _start(self, X: Any) -> Any:

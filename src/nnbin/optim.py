@@ -12,15 +12,14 @@ array-API library or traced by ``jax.jit``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import array_api_compat
 
 from . import options
-from .config import Config
 from .errors import InvalidInputError
 from .model import Array, like, namespace
+from .options import Config, Values
 
 OPTIMIZERS = ("gd", "momentum", "adam")
 #: the parts of each optimizer's state, as :meth:`Optimizer.init` makes them (L-BFGS,
@@ -28,36 +27,39 @@ OPTIMIZERS = ("gd", "momentum", "adam")
 STATE_PARTS = {"gd": (), "momentum": ("velocity",), "adam": ("t", "m", "v"), "lbfgs": ()}
 
 
-@dataclass(frozen=True)
-class Optimizer:
-    """An optimizer and its hyperparameters (Python floats, never arrays: a NumPy scalar
-    would turn another library's arrays into NumPy ones)."""
+#: the hyperparameters of the stepped optimizers (declared, with their defaults and
+#: constraints, in :data:`nnbin.options.OPTIONS`: the options that act only with one of them)
+HYPERPARAMETERS = tuple(
+    n
+    for n, (on, acting) in options.ACTS_ONLY_WITH.items()
+    if on == "optimizer" and set(acting) <= {"momentum", "adam"}
+)
 
-    name: str = "gd"
-    lr: float = 1.0
-    momentum: float = 0.9
-    nesterov: bool = False
-    beta1: float = 0.9
-    beta2: float = 0.999
-    epsilon: float = 1e-8
 
-    def __post_init__(self) -> None:
-        """Each hyperparameter checked as the options table says (one InvalidInputError: a
-        ``beta1`` of 1 would make every update non-finite). A step size that is an array of
-        another library (traced under ``jax.jit``) is the compiled run's own, not checked."""
-        options.check("optimizer", self.name)
-        for name in ("momentum", "nesterov", "beta1", "beta2", "epsilon"):
-            options.check(name, getattr(self, name))
-        if not hasattr(self.lr, "shape") or type(self.lr).__module__.startswith("numpy"):
-            options.check("lr", self.lr)
+class Optimizer(Values):
+    """An optimizer, its step size and its hyperparameters (:data:`HYPERPARAMETERS`, read as
+    attributes: ``opt.nesterov``; the options table's defaults for those not given). Python
+    floats, never arrays: a NumPy scalar would turn another library's arrays into NumPy
+    ones."""
+
+    __slots__ = ()
+
+    def __init__(self, name: str = "gd", lr: Any = 1.0, **hyperparameters: Any) -> None:
+        """Each value checked as the options table says (one InvalidInputError: a ``beta1``
+        of 1 would make every update non-finite). A step size that is an array of another
+        library (traced under ``jax.jit``) is the compiled run's own, not checked."""
+        options.unknown(hyperparameters, HYPERPARAMETERS, "Optimizer")
+        values = {"name": options.check("optimizer", name), "lr": lr}
+        if not hasattr(lr, "shape") or type(lr).__module__.startswith("numpy"):
+            values["lr"] = options.check("lr", lr)
+        for n in HYPERPARAMETERS:
+            values[n] = options.check(n, hyperparameters.get(n, options.OPTIONS[n].default))
+        super().__init__(values)
 
     @classmethod
-    def of(cls, config: Config, lr: float) -> Optimizer:
+    def of(cls, config: Config, lr: Any) -> Optimizer:
         """The optimizer a run's ``config`` names, with its hyperparameters, at step size ``lr``."""
-        return cls(
-            config.optimizer, lr, config.momentum, config.nesterov,
-            config.beta1, config.beta2, config.epsilon,
-        )  # fmt: skip
+        return cls(config.optimizer, lr, **{n: getattr(config, n) for n in HYPERPARAMETERS})
 
     def init(self, params: Any) -> Any:
         """The optimizer's starting state for ``params`` (a pytree: () for gd)."""
@@ -140,11 +142,18 @@ class Optimizer:
         t = t + 1.0
         m = like(params, (b1 * a + (1.0 - b1) * g for a, g in zip(m, grads)))
         v = like(params, (b2 * a + (1.0 - b2) * (g * g) for a, g in zip(v, grads)))
+        rate = adam_rate(namespace(t), lr, b1, b2, t)  # a 0-d array
         xp = namespace(t)
-        rate = lr * xp.sqrt(1.0 - b2**t) / (1.0 - b1**t)  # a 0-d array
         new = like(params, (p - rate * a / (xp.sqrt(b) + eps) for p, a, b in zip(params, m, v)))
         return new, (t, m, v)
 
 
 def _zeros_like(a: Array) -> Array:
     return namespace(a).zeros_like(a)
+
+
+def adam_rate(xp: Any, lr: Any, b1: float, b2: float, t: Any) -> Any:
+    """Adam's bias-corrected step size at step ``t`` (the update's ``t``, from 1): lr
+    sqrt(1 - b2^t) / (1 - b1^t), as scikit-learn's ``AdamOptimizer`` holds it in its
+    ``learning_rate``; ``xp`` is the namespace of ``t`` (:mod:`math` for a Python number)."""
+    return lr * xp.sqrt(1.0 - b2**t) / (1.0 - b1**t)

@@ -321,6 +321,8 @@ class Option:
     sklearn_values: Mapping[str, Any] = field(default_factory=dict)
     #: the help of a ``--no-name`` flag (what leaving the default does)
     negated_help: str = ""
+    #: read by a run's loop and math: a field of :class:`nnbin.config.Config`
+    runs: bool = False
 
     @property
     def cli(self) -> str | None:
@@ -353,7 +355,8 @@ OPTIONS: dict[str, Option] = _table(
            "record (and print) the loss every this many steps; 0: never", always_saved=True),
     Option("seed", Whole(0), 0,
            "seed of the initial weights, the shuffles and the held-out split (and of the "
-           "seed data on the command line)", sklearn="random_state", always_saved=True),
+           "seed data on the command line)", sklearn="random_state", always_saved=True,
+           runs=True),
     Option("dtype", Choice(("float32", "float64"), none=True), None,
            "working dtype (default: the data's floating dtype, else the backend's)",
            sklearn="dtype"),
@@ -371,59 +374,145 @@ OPTIONS: dict[str, Option] = _table(
     Option("cuda_graphs", Tristate(flag_sets=True), None,
            "replay the array-API core's steps as CUDA graphs on CUDA arrays (torch, cupy); the "
            "default (None) runs them eagerly until a GPU run has verified the graphs",
-           sklearn="cuda_graphs"),
+           sklearn="cuda_graphs", runs=True),
     Option("activation", Choice(("sigmoid", "tanh", "relu", "identity"), {"logistic": "sigmoid"}),
-           "sigmoid", "hidden-layer activation", sklearn="activation"),
+           "sigmoid", "hidden-layer activation", sklearn="activation", runs=True),
     Option("init", Choice(("normal", "glorot", "he"), none=True), None,
            "initial weights (default: normal for sigmoid, glorot for tanh, he for relu)"),
     Option("optimizer", Choice(("gd", "momentum", "adam", "lbfgs")), "gd",
            "gradient descent, momentum (see --momentum, --nesterov), Adam, or L-BFGS (full "
            "batch, its own step sizes: --steps iterations, see --max-fun, --tol)",
-           sklearn="solver", sklearn_values={"adam": "adam", "sgd": "momentum", "lbfgs": "lbfgs"}),
-    Option("momentum", Real(0.0, 1.0), 0.9, "momentum", sklearn="momentum"),
-    Option("nesterov", Flag(), False, "Nesterov's momentum", sklearn="nesterovs_momentum"),
+           sklearn="solver", sklearn_values={"adam": "adam", "sgd": "momentum", "lbfgs": "lbfgs"},
+           runs=True),
+    Option("momentum", Real(0.0, 1.0), 0.9, "momentum", sklearn="momentum", runs=True),
+    Option("nesterov", Flag(), False, "Nesterov's momentum", sklearn="nesterovs_momentum",
+           runs=True),
     Option("beta1", Real(0.0, 1.0, closed="left"), 0.9, "Adam's first-moment decay",
-           sklearn="beta_1"),
+           sklearn="beta_1", runs=True),
     Option("beta2", Real(0.0, 1.0, closed="left"), 0.999, "Adam's second-moment decay",
-           sklearn="beta_2"),
-    Option("epsilon", Real(0.0, closed="neither"), 1e-8, "Adam's epsilon", sklearn="epsilon"),
+           sklearn="beta_2", runs=True),
+    Option("epsilon", Real(0.0, closed="neither"), 1e-8, "Adam's epsilon", sklearn="epsilon",
+           runs=True),
     Option("batch_size", Whole(1, none=True), None,
            "mini-batches of N samples, reshuffled (seeded) each epoch (default: full batch)",
-           sklearn="batch_size"),
+           sklearn="batch_size", runs=True),
     Option("alpha", Real(0.0, closed="left"), 0.0, "L2 penalty, scikit-learn's scaling",
-           sklearn="alpha"),
+           sklearn="alpha", runs=True),
     Option("early_stopping", Flag(), False,
            "hold out --validation-fraction of the samples; stop when their accuracy stops "
-           "improving (keeps the best parameters)", sklearn="early_stopping"),
+           "improving (keeps the best parameters)", sklearn="early_stopping", runs=True),
     Option("validation_fraction", Real(0.0, 1.0, closed="neither"), 0.1,
-           "the fraction held out by --early-stopping", sklearn="validation_fraction"),
+           "the fraction held out by --early-stopping", sklearn="validation_fraction", runs=True),
     Option("n_iter_no_change", Whole(1, none=True), None,
            "stop after more than N epochs without improvement by --tol (default: never; 10 "
-           "with --early-stopping)", sklearn="n_iter_no_change"),
+           "with --early-stopping)", sklearn="n_iter_no_change", runs=True),
     Option("tol", Real(0.0, closed="left"), 1e-4, "the improvement the stopping rule asks for",
-           sklearn="tol"),
+           sklearn="tol", runs=True),
     Option("steps_per_call", Whole(1, none=True), None,
            "steps one call of the backend holds, as Keras's steps_per_execution (default: "
            "sized to about 0.25 s of work, so Ctrl-C stops a run within about that)"),
     Option("shuffle", Flag(), True, "reshuffle the mini-batches each epoch", sklearn="shuffle",
-           negated_help="take the mini-batches in the data's order (no reshuffle each epoch)"),
+           negated_help="take the mini-batches in the data's order (no reshuffle each epoch)",
+           runs=True),
     Option("learning_rate", Choice(("constant", "invscaling", "adaptive")), "constant",
            "step-size schedule of gd and momentum (scikit-learn's): constant; invscaling: "
            "lr / (t + 1)^power_t from each epoch's start, t the samples seen; adaptive: "
            "lr / 5 each time the stopping rule fires, stopping once lr <= 1e-6",
-           sklearn="learning_rate", flag="--lr-schedule"),
+           sklearn="learning_rate", flag="--lr-schedule", runs=True),
     Option("power_t", Real(0.0, closed="left"), 0.5, "the exponent of --lr-schedule invscaling",
-           sklearn="power_t"),
+           sklearn="power_t", runs=True),
     Option("max_fun", Whole(1), 15000,
            "the most loss-and-gradient evaluations an L-BFGS run makes (scikit-learn's: the "
-           "run stops after the iteration that passes it)", sklearn="max_fun"),
+           "run stops after the iteration that passes it)", sklearn="max_fun", runs=True),
     Option("samples_seen", Whole(0), 0,
            "samples the runs this one continues have seen (scikit-learn's t_): where the "
-           "invscaling schedule counts from", flag=None),
+           "invscaling schedule counts from", flag=None, runs=True),
 )  # fmt: skip
 
 #: scikit-learn's name -> the option
 BY_SKLEARN: dict[str, Option] = {o.sklearn: o for o in OPTIONS.values() if o.sklearn}
+
+
+# --- a run's configuration: the checked values of the options its loop and math read -------
+
+#: the options a :class:`Config` holds, in the table's order
+FIELDS = tuple(n for n, o in OPTIONS.items() if o.runs)
+
+
+class Values:
+    """Checked option values read as attributes, immutable and hashable (a compiled run keys
+    its cache on them); ``replace(**changes)`` gives a checked copy. The base of
+    :class:`Config` and :class:`nnbin.Optimizer`."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "_values", dict(values))
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__} has no field {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable: use .replace(...)")
+
+    def replace(self, **changes: Any) -> Any:
+        return type(self)(**{**self._values, **changes})
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._values == getattr(other, "_values", None)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._values.items()))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
+        return f"{type(self).__name__}({shown})"
+
+
+class Config(Values):
+    """The values of :data:`FIELDS`, read as attributes (``config.batch_size``); the table's
+    defaults for those not given."""
+
+    __slots__ = ()
+
+    def __init__(self, **given: Any) -> None:
+        unknown = set(given) - set(FIELDS)
+        if unknown:
+            raise TypeError(f"Config has no field {', '.join(sorted(unknown))}")
+        super().__init__({n: given.get(n, OPTIONS[n].default) for n in FIELDS})
+
+    @classmethod
+    def of(cls, options: Mapping[str, Any]) -> Config:
+        """A run's configuration from all its checked options (:func:`nnbin.options.resolve`)."""
+        return cls(**{n: options[n] for n in FIELDS})
+
+    @property
+    def stops(self) -> bool:
+        """Whether a stopping rule reads the loss or the validation score every epoch."""
+        return bool(self.early_stopping or self.n_iter_no_change is not None)
+
+    @property
+    def plain_descent(self) -> bool:
+        """Full-batch gradient descent at a constant step size with no stopping rule: the
+        seed job's loop (any activation, depth and penalty)."""
+        return bool(
+            self.optimizer == "gd"
+            and self.batch_size is None
+            and not self.stops
+            and self.learning_rate == "constant"
+        )
+
+    @property
+    def patience(self) -> int:
+        """Epochs without improvement the stopping rule allows (10 with early stopping and
+        no ``n_iter_no_change``, as scikit-learn's)."""
+        return 10 if self.n_iter_no_change is None else int(self.n_iter_no_change)
+
+
+SEED = Config()
 
 
 def check(name: str, value: Any, shown: str | None = None) -> Any:

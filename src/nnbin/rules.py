@@ -12,8 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from .config import Config
-
 
 def stop_update(
     xp: Any,
@@ -60,7 +58,8 @@ class StopRule:
     best_params: Any = None
 
     @classmethod
-    def of(cls, config: Config) -> StopRule | None:
+    def of(cls, config: Any) -> StopRule | None:
+        """The rule a run's :class:`~nnbin.options.Config` asks for (None: none)."""
         if not config.stops:
             return None
         return cls(config.early_stopping, config.tol, config.patience)
@@ -126,7 +125,7 @@ class Schedule:
     fresh: bool = True
 
     @classmethod
-    def of(cls, config: Config, lr: float, n: int, fresh: bool) -> Schedule | None:
+    def of(cls, config: Any, lr: float, n: int, fresh: bool) -> Schedule | None:
         if config.learning_rate == "constant":
             return None
         return cls(config.learning_rate, lr, config.power_t, n, config.samples_seen, fresh)

@@ -15,11 +15,11 @@ import numpy as np
 from . import options as options_table
 from . import validate
 from .backend import backend_and_dtype, block_width, max_width
-from .config import Config
 from .data import hold_out_rows
 from .loop import diverged
 from .model import Params, device_of, is_sparse, quiet_overflow
 from .optim import Optimizer
+from .options import Config
 
 
 @dataclass

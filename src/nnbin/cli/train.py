@@ -138,12 +138,12 @@ def run(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     Xd, yd = be.asarray(X, result.dtype), be.asarray(y, result.dtype)
-    acc = accuracy(result.params, Xd, yd, activation=result.activation)
+    acc = accuracy(result.params, Xd, yd)
     if result.message:  # L-BFGS ends by its own rule
         print(f"L-BFGS ended after {result.n_iter} iterations: {result.message}")
     elif result.n_iter < args.steps:
         what = "held-out accuracy" if args.early_stopping else "training loss"
-        patience = 10 if args.n_iter_no_change is None else args.n_iter_no_change
+        patience = options.Config(n_iter_no_change=args.n_iter_no_change).patience
         print(
             f"stopped after {result.n_iter} epochs: the {what} did not improve by --tol "
             f"{args.tol:g} for more than {patience} epochs in a row"
