@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import array_api_compat
 
 from nnbin.backend import Backend, cache_block_rows
@@ -24,5 +22,5 @@ class NumpyBackend(Backend):
 
         self.xp = array_api_compat.array_namespace(numpy.empty(0))
 
-    def block_rows(self, n_samples: int, hidden: int, X: Any = None) -> int | None:
+    def block_rows(self, n_samples: int, hidden: int) -> int | None:
         return cache_block_rows(hidden)

@@ -1,7 +1,8 @@
 """The one GPU check: ``python3 -m conformance.gpucheck OUT`` (or ``nox -s gpu -- OUT``).
 
 Made for a GPU machine with no network and little time on it: it installs nothing, runs
-from a source tree (``PYTHONPATH=src``) or an install, and fits a time budget (``--budget``
+from a source tree (``PYTHONPATH=src``, ``python3 -m conformance.gpucheck``) or an install
+(``python3 -m nnbin_conformance.gpucheck``), and fits a time budget (``--budget``
 seconds, 480 by default, so one 10-minute device call holds it). The jobs' caps (the most
 each may take, from the first H100 run with a margin) add up to at most the budget, and a
 job starts only when its whole cap still fits, so a run cut short lists what it did not

@@ -324,7 +324,9 @@ def test_planted_bug_without_a_hidden_layer_is_caught(backend, planted):
 
     site = ("_block_grads", "z", "h @ Wo") if planted else None
     case = DeepCase(backend, _dtype64(backend), n=40, d=3, hidden=(), seed=13)
-    _, grads = mutant(site).value_and_grads(case.params, case.Xd, case.yd, alpha=0.2)
+    _, grads = mutant(site).value_and_grads(
+        case.params, case.Xd, case.yd, activation="sigmoid", alpha=0.2
+    )
     want = ref.flat(ref.deep_gradients(case.layers, case.X, case.y, "sigmoid", 0.2))
 
     def check() -> None:

@@ -86,6 +86,33 @@ def run_all(backends: list[str]) -> dict[str, np.ndarray]:
                 out[f"{key}/final"] = np.array([r.final_loss, r.n_iter])
                 out[f"{key}/scores"] = np.array(r.validation_scores, dtype=np.float64)
                 print(f"{key}: final loss {r.final_loss:.12g}, {r.n_iter} steps", flush=True)
+    # the estimator: fit (Adam, early stopping) and partial_fit calls (sgd, adaptive: the rule
+    # across calls), on each backend's arrays through backend=
+    from nnbin import BinaryMLPClassifier
+
+    labels = y[:, 0].astype(int)
+    for backend in backends:
+        fits = {
+            "fit": BinaryMLPClassifier(hidden_layer_sizes=(9,), max_iter=15, early_stopping=True,
+                                       random_state=0, backend=backend, dtype="float64"),
+            "partial_fit": BinaryMLPClassifier(hidden_layer_sizes=(7,), solver="sgd",
+                                               learning_rate="adaptive", n_iter_no_change=1,
+                                               learning_rate_init=0.5, random_state=1,
+                                               backend=backend, dtype="float64"),
+        }  # fmt: skip
+        for how, est in fits.items():
+            if how == "fit":
+                est.fit(X, labels)
+            else:
+                for k in range(8):
+                    est.partial_fit(
+                        X[k * 75 : (k + 1) * 75], labels[k * 75 : (k + 1) * 75], classes=[0, 1]
+                    )
+            key = f"{backend}/estimator {how}"
+            for i, a in enumerate([*est.coefs_, *est.intercepts_]):
+                out[f"{key}/array{i}"] = np.asarray(a)
+            out[f"{key}/curve"] = np.array(est.loss_curve_)
+            out[f"{key}/rate"] = np.array([est._optimizer.learning_rate, est.n_iter_])
     # sparse X, on numpy (the backend that takes it)
     import scipy.sparse
 

@@ -196,7 +196,7 @@ def test_params_need_an_activation_and_keep_it_through_pickle_and_copy():
     assert p.W2 is arrays[2] and p.b2 is arrays[3]
     with pytest.raises(AttributeError):
         p.W3  # noqa: B018
-    with pytest.raises(nnbin.InvalidInputError, match="contradicts"):
+    with pytest.raises(nnbin.InvalidInputError, match="tanh network"):
         type(p)(*arrays, activation="relu")
 
 
@@ -243,3 +243,35 @@ def test_warnings_point_at_the_callers_line(data):
     with pytest.warns(ConvergenceWarning) as record:
         clf.fit(X, y[:, 0])
     assert {w.filename for w in record if w.category is ConvergenceWarning} == {__file__}
+
+
+@pytest.mark.parametrize("library", ["jax", "torch"])
+def test_autodiff_of_the_loss_at_a_logit_of_exactly_zero(library):
+    """dL/dz = (sigmoid(z) - y) / N holds at z = 0 too for jax.grad and torch.autograd of
+    nnbin.loss (max(z, 0) written as 0.5 z + 0.5 |z|): a ReLU network whose units are all
+    off and whose output bias is 0 gives logits of exactly 0, where JAX's derivatives of max
+    and abs at a tie made jax.grad(nnbin.loss) -y / N."""
+    X = np.array([[-1.0], [-2.0], [-3.0], [1.0]])
+    y = np.array([[0.0], [1.0], [1.0], [0.0]])
+    arrays = (np.ones((1, 2)), np.zeros(2), np.ones((2, 1)), np.zeros(1))  # z = 0 for x < 0
+    if library == "jax":
+        jax = pytest.importorskip("jax")
+        f32 = jax.numpy.float32  # JAX's default: no 64-bit mode switched on for the process
+        p = nnbin.Params(*(jax.numpy.asarray(a, dtype=f32) for a in arrays), activation="relu")
+        Xl, yl = jax.numpy.asarray(X, dtype=f32), jax.numpy.asarray(y, dtype=f32)
+        auto = jax.grad(nnbin.loss)(p, Xl, yl)
+    else:
+        torch = pytest.importorskip("torch")
+        leaves = [torch.tensor(a, requires_grad=True) for a in arrays]
+        Xl, yl = torch.tensor(X), torch.tensor(y)
+        loss = nnbin.loss(nnbin.Params(*leaves, activation="relu"), Xl, yl)
+        auto = torch.autograd.grad(loss, leaves)
+    z = np.maximum(X @ arrays[0], 0.0) @ arrays[2] + arrays[3]
+    assert np.sum(z == 0.0) == 3  # the case: three logits of exactly 0
+    want_db2 = np.mean(1.0 / (1.0 + np.exp(-z)) - y)  # by hand, from the formula
+    rtol = 1e-6 if library == "jax" else 1e-12
+    np.testing.assert_allclose(np.asarray(auto[3]), [want_db2], rtol=rtol)
+    _, hand = nnbin.loss_and_grads(nnbin.Params(*arrays, activation="relu"), X, y)
+    for a, h in zip(auto, hand):
+        got = np.asarray(a.detach() if library == "torch" else a, dtype=np.float64)
+        np.testing.assert_allclose(got, h, rtol=rtol, atol=1e-7)

@@ -280,7 +280,7 @@ def test_gpucheck_parent_never_imports_a_gpu_library(tmp_path):
         "assert env['XLA_PYTHON_CLIENT_PREALLOCATE'] == 'false' and 'CUPY_TF32' not in env"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=ROOT
     )
     assert out.returncode == 0, out.stderr
 

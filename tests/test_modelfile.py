@@ -415,7 +415,9 @@ def test_the_deepest_network_round_trips_and_one_layer_more_is_refused_before_tr
     # parameters built by hand one layer deeper: refused before anything is written
     extra = (*deepest.params[:-2], np.ones((2, 2)), np.zeros(2), *deepest.params[-2:])
     with pytest.raises(nnbin.ModelFileError, match=f"reads at most {MAX_LAYERS}"):
-        nnbin.save(tmp_path / "deeper.safetensors", nnbin.Model(extra, "float64", activation="relu"))
+        nnbin.save(
+            tmp_path / "deeper.safetensors", nnbin.Model(extra, "float64", activation="relu")
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["deep.safetensors"]
 
 

@@ -14,10 +14,8 @@ from nnbin.model import Params
 from nnbin.options import SEED, Config
 
 from ..cupy import CupyBackend
+from .driver import Sigmoid
 from .kernels import scope_refusal
-
-#: the parameters of the networks the fused step covers: sigmoid hidden units
-Sigmoid = Params.of("sigmoid")
 
 
 class DlpackFused:

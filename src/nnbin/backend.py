@@ -49,6 +49,7 @@ from .model import (
     Array,
     Params,
     accuracy,
+    device_of,
     initial_weights,
     is_sparse,
     like,
@@ -413,9 +414,9 @@ class Backend:
         nnbin's own); none by default."""
         return contextlib.nullcontext()
 
-    def block_rows(self, n_samples: int, hidden: int, X: Any = None) -> int | None:
-        """Samples per block in a gradient pass (of the data ``X`` where given), or None for
-        the whole batch at once.
+    def block_rows(self, n_samples: int, hidden: int) -> int | None:
+        """Samples per block in a gradient pass on the host, or None for the whole batch at
+        once (data on a GPU always run whole).
 
         Eager CPU libraries gain from working through the samples in cache-sized blocks
         (fewer, smaller, reused temporaries); compiled and GPU libraries do not.
@@ -609,7 +610,10 @@ class Backend:
         :meth:`block_rows` (a mini-batch is its own block, unless X is sparse); for
         ``config.optimizer == "lbfgs"`` an :class:`LbfgsStepper` on this backend's
         :meth:`evaluator` (full batch: early stopping does not apply)."""
-        rows = self.block_rows(X.shape[0], block_width(max_width(params), X), X)
+        # host data in blocks where the backend says; a device's whole (torch's CUDA tensors)
+        rows = (
+            self.block_rows(X.shape[0], block_width(max_width(params), X)) if on_host(X) else None
+        )
         if config.optimizer == "lbfgs":
             minimiser = lbfgs.Lbfgs(
                 params,
@@ -663,6 +667,11 @@ def graphs_by_default() -> bool:
     """Whether ``cuda_graphs=None`` takes the CUDA-graph path where it applies (read at each
     run: :data:`GRAPHS_VAR`)."""
     return os.environ.get(GRAPHS_VAR, "").strip() == "1"
+
+
+def on_host(X: Any) -> bool:
+    """Whether the data ``X`` are in host memory (NumPy, SciPy sparse, a CPU device's)."""
+    return isinstance(X, np.ndarray) or is_sparse(X) or "cpu" in str(device_of(X)).lower()
 
 
 def max_width(params: Any) -> int:

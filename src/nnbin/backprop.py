@@ -37,6 +37,7 @@ from .losses import bce_with_logits_sum, l2_penalty
 from .model import (
     ACTIVATION_FNS,
     Array,
+    activation_of,
     dense,
     hidden_outputs,
     layers,
@@ -52,11 +53,12 @@ def _block_grads(
     X: Array,
     y: Array,
     with_loss: bool,
-    activation: str = "sigmoid",
-    w: Array | None = None,
+    activation: str | None,
+    w: Array | None,
 ) -> tuple[Array | None, Any]:
     """Loss and gradient of the *summed* loss over this block's rows, each weighted by ``w``
     (a (B, 1) column; None: 1) (the caller divides by N, or by the weights' sum)."""
+    activation = activation_of(params, activation)
     act_grad = ACTIVATION_FNS[activation][1]
     pairs = layers(params)
     Wo = pairs[-1][0]
@@ -114,7 +116,7 @@ def value_and_grads(
     *,
     with_loss: bool = True,
     block_rows: int | None = None,
-    activation: str = "sigmoid",
+    activation: str | None = None,
     alpha: float | Array = 0.0,
     weights: Array | None = None,
     xp: Any = None,

@@ -619,8 +619,12 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         if is_sparse(X):
             width = block_width(max_width(self.params_), X)
             rows = backend_of(self.params_[0]).block_rows(int(X.shape[0]), width)
-        # the fitted network's own activation (a set_params since does not change it)
-        return forward_blocks(self.params_, X, self.params_.activation, rows)
+        # the fitted network's own activation (a set_params since does not change it); the
+        # bare tuple of an estimator pickled by an older nnbin: the activation it was fitted with
+        params = self.params_
+        if not isinstance(params, Params):
+            params = validate.network(params, self.activation)
+        return forward_blocks(params, X, params.activation, rows)
 
     def _placed(self, X: Any) -> tuple[Any, Any]:
         """X where the parameters are, and how to bring a result back to X's library. Host

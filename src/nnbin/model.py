@@ -21,6 +21,7 @@ give JAX arrays, CuPy arrays stay on their GPU. Nothing is updated in place.
 
 from __future__ import annotations
 
+import copyreg
 import functools
 import itertools
 import math
@@ -39,11 +40,17 @@ Array = Any  # an array of any array-API library
 
 #: hidden-layer activations, by name; scikit-learn's "logistic" is an alias of "sigmoid"
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")
+ALIASES = {"logistic": "sigmoid"}
 #: output layers (each with its loss): sigmoid + binary cross-entropy
 OUTPUTS = ("logistic",)
 
 
-class Params(tuple):
+class _ParamsType(type):
+    """The type of the parameters' types: they pickle by what they are (an architecture
+    and a depth), as they are made on demand (:meth:`Params.of`)."""
+
+
+class Params(tuple, metaclass=_ParamsType):
     """The parameters of a network, ``(W1, b1, ..., WL, bL, Wo, bo)``, that know its
     architecture: the hidden layers' ``activation`` and the ``output`` layer are static
     data of the parameters' type, not leaves.
@@ -54,10 +61,11 @@ class Params(tuple):
     forgotten keyword. Layers read by name too: ``params.W1``, ``params.b2``.
 
     A pytree without JAX being imported: a tuple with a named tuple's API (``_fields``,
-    ``_make``, ...), which JAX (``jax.jit``, ``grad``, ``vmap``) and Dask flatten to the
-    arrays and rebuild as ``type(params)(*arrays)``; each architecture is its own subclass
-    (``Params.of``), so the rebuilt parameters keep it and a jitted function retraces for
-    another one.
+    ``_make``, ...), which JAX (``jax.jit``, ``grad``, ``vmap``), PyTorch's pytrees and
+    Dask flatten to the arrays and rebuild as ``type(params)(*arrays)``. Each architecture is
+    a subclass (``Params.of("relu")``), and each depth of it a subclass of that (its
+    ``_fields`` a tuple of the class, as a named tuple's), so rebuilt parameters keep their
+    architecture and a jitted function retraces for another one.
     """
 
     __slots__ = ()
@@ -65,9 +73,12 @@ class Params(tuple):
     activation: ClassVar[str] = ""
     #: the output layer and its loss: "logistic" (sigmoid + binary cross-entropy)
     output: ClassVar[str] = "logistic"
+    #: the layers' names, input first (W1, b1, ..., the output layer's last): a depth's
+    _fields: ClassVar[tuple[str, ...]] = ()
+    _field_defaults: ClassVar[dict[str, Any]] = {}
 
     def __new__(cls, *arrays: Array, activation: str | None = None) -> Params:
-        act = activation if activation is not None else cls.activation
+        act = ALIASES.get(activation, activation) if activation is not None else cls.activation
         if not act:
             raise InvalidInputError(
                 "nnbin.Params needs activation=, the hidden layers' activation (one of "
@@ -76,34 +87,19 @@ class Params(tuple):
             )
         if cls.activation and act != cls.activation:
             raise InvalidInputError(
-                f"these are the parameters of a {cls.activation} network; "
-                f"activation={act!r} contradicts them"
+                f"these are the parameters of a {cls.activation} network "
+                f"(params.activation) but activation={activation!r} was passed: drop "
+                "activation=, the parameters say it"
             )
-        return tuple.__new__(Params.of(act, cls.output), arrays)
+        return tuple.__new__(_depth(act, cls.output, len(arrays)), arrays)
 
     @staticmethod
-    @functools.cache
     def of(activation: str, output: str = "logistic") -> type[Params]:
-        """The parameters' type of networks with hidden ``activation`` and ``output``."""
-        if activation not in ACTIVATIONS:
-            raise InvalidInputError(
-                f"activation must be one of {', '.join(ACTIVATIONS)}, not {activation!r}"
-            )
-        if output not in OUTPUTS:
-            raise InvalidInputError(f"output must be one of {', '.join(OUTPUTS)}, not {output!r}")
-        body = {"__slots__": (), "activation": activation, "output": output}
-        kind = type("Params", (Params,), body)
-        kind.__qualname__ = f"Params[{activation}]"
-        return kind
-
-    @property
-    def _fields(self) -> tuple[str, ...]:
-        """The layers' names, input first: W1, b1, ..., the output layer's last."""
-        return tuple(f"{'Wb'[i % 2]}{i // 2 + 1}" for i in range(len(self)))
+        """The parameters' type of networks with hidden ``activation`` and ``output`` (of
+        any depth: ``isinstance(params, Params.of("relu"))``)."""
+        return _kind(ALIASES.get(activation, activation), output)
 
     # the rest of a named tuple's API, which libraries look for to rebuild one (Dask)
-    _field_defaults: ClassVar[dict[str, Any]] = {}
-
     @classmethod
     def _make(cls, arrays: Any) -> Params:
         return cls(*arrays)
@@ -118,8 +114,9 @@ class Params(tuple):
         return type(self)(*(arrays.get(k, v) for k, v in zip(self._fields, self)))
 
     def __getattr__(self, name: str) -> Array:
-        if name in self._fields:
-            return self[self._fields.index(name)]
+        fields = type(self)._fields
+        if name in fields:
+            return self[fields.index(name)]
         raise AttributeError(f"{type(self).__qualname__} has no attribute {name!r}")
 
     def __repr__(self) -> str:
@@ -130,8 +127,49 @@ class Params(tuple):
         return (_params, (tuple(self), self.activation, self.output))
 
 
+@functools.cache
+def _kind(activation: str, output: str) -> type[Params]:
+    """The one type of the parameters of networks with ``activation`` and ``output``."""
+    if activation not in ACTIVATIONS:
+        raise InvalidInputError(
+            f"activation must be one of {', '.join(ACTIVATIONS)}, not {activation!r}"
+        )
+    if output not in OUTPUTS:
+        raise InvalidInputError(f"output must be one of {', '.join(OUTPUTS)}, not {output!r}")
+    kind = _ParamsType(
+        "Params", (Params,), {"__slots__": (), "activation": activation, "output": output}
+    )
+    kind.__qualname__ = f"Params[{activation}]"
+    return cast(type[Params], kind)
+
+
+@functools.cache
+def _depth(activation: str, output: str, n_arrays: int) -> type[Params]:
+    """The type of the parameters of such networks with ``n_arrays`` arrays (its
+    ``_fields`` their names, as a named tuple's)."""
+    names = tuple(f"{'Wb'[i % 2]}{i // 2 + 1}" for i in range(n_arrays))
+    body = {"__slots__": (), "_fields": names}
+    kind = _ParamsType("Params", (_kind(activation, output),), body)
+    kind.__qualname__ = f"Params[{activation}]"
+    return cast(type[Params], kind)
+
+
 def _params(arrays: tuple[Array, ...], activation: str, output: str) -> Params:
-    return tuple.__new__(Params.of(activation, output), arrays)
+    return tuple.__new__(_depth(activation, output, len(arrays)), arrays)
+
+
+def _params_type(activation: str, output: str, n_arrays: int | None) -> type[Params]:
+    return _kind(activation, output) if n_arrays is None else _depth(activation, output, n_arrays)
+
+
+def _reduce_params_type(kind: Any) -> Any:
+    if not kind.activation:
+        return kind.__name__  # Params itself: by its name
+    depth = len(kind._fields) if "_fields" in kind.__dict__ else None
+    return (_params_type, (kind.activation, kind.output, depth))
+
+
+copyreg.pickle(_ParamsType, _reduce_params_type)
 
 
 def namespace(*arrays: Array) -> Any:
@@ -176,8 +214,8 @@ def layers(params: Any) -> list[tuple[Array, Array]]:
 
 
 def like(params: Any, arrays: Any) -> Any:
-    """``arrays`` in the container type of ``params``: a :class:`Params` for one hidden
-    layer, a tuple otherwise."""
+    """``arrays`` in the container type of ``params``: its :class:`Params` type (the same
+    architecture), or a tuple."""
     return type(params)(*arrays) if isinstance(params, Params) else tuple(arrays)
 
 
@@ -302,9 +340,23 @@ ACTIVATION_FNS: dict[str, tuple[Callable[[Any, Array], Array], Callable[[Any, Ar
 }
 
 
-def hidden_outputs(xp: Any, params: Any, X: Array, activation: str = "sigmoid") -> list[Array]:
+def activation_of(params: Any, activation: str | None = None) -> str:
+    """``activation`` where given, else the parameters' own (a :class:`Params` says it): the
+    math never assumes one."""
+    if activation is not None:
+        return activation
+    own: str = getattr(params, "activation", "")
+    if not own:
+        raise InvalidInputError(
+            "a bare tuple of arrays does not say its hidden layers' activation: pass "
+            "activation=, or nnbin.Params(*params, activation=...)"
+        )
+    return own
+
+
+def hidden_outputs(xp: Any, params: Any, X: Array, activation: str | None = None) -> list[Array]:
     """[h1, ..., hL], the outputs of the hidden layers, each (N, Hl)."""
-    act = ACTIVATION_FNS[activation][0]
+    act = ACTIVATION_FNS[activation_of(params, activation)][0]
     h, out = X, []
     for W, b in layers(params)[:-1]:
         # tensordot, not @: NumPy's matmul has no fast path for the (N, 1) @ (1, H) outer
@@ -314,20 +366,20 @@ def hidden_outputs(xp: Any, params: Any, X: Array, activation: str = "sigmoid") 
     return out
 
 
-def hidden_layer(xp: Any, params: Any, X: Array, activation: str = "sigmoid") -> Array:
+def hidden_layer(xp: Any, params: Any, X: Array, activation: str | None = None) -> Array:
     """hL, the output of the last hidden layer, shape (N, HL) (X itself with none)."""
     hs = hidden_outputs(xp, params, X, activation)
     return hs[-1] if hs else X
 
 
-def forward(params: Any, X: Array, activation: str = "sigmoid") -> Array:
+def forward(params: Any, X: Array, activation: str | None = None) -> Array:
     """Output logits z, shape (N, 1)."""
     xp = namespace(X, *params)
     return hidden_layer(xp, params, X, activation) @ params[-2] + params[-1]
 
 
 def forward_blocks(
-    params: Any, X: Any, activation: str = "sigmoid", rows: int | None = None
+    params: Any, X: Any, activation: str | None = None, rows: int | None = None
 ) -> Array:
     """:func:`forward` over X ``rows`` samples at a time (None: all at once), each block
     :func:`dense`: the logits of a SciPy sparse X without densifying it whole."""
@@ -359,6 +411,6 @@ def accuracy(
     return hits / (float(n) if weights is None else xp.sum(weights))
 
 
-def predict_proba(params: Any, X: Array, activation: str = "sigmoid") -> Array:
+def predict_proba(params: Any, X: Array, activation: str | None = None) -> Array:
     """P(y = 1 | x) = sigmoid(z), shape (N, 1)."""
     return sigmoid(namespace(X, *params), forward(params, X, activation))

@@ -44,10 +44,19 @@ class Optimizer(Values):
 
     __slots__ = ()
 
-    def __init__(self, name: str = "gd", lr: Any = 1.0, **hyperparameters: Any) -> None:
+    def __init__(
+        self, name: str = "gd", lr: Any = 1.0, *positional: Any, **hyperparameters: Any
+    ) -> None:
         """Each value checked as the options table says (one InvalidInputError: a ``beta1``
         of 1 would make every update non-finite). A step size that is an array of another
-        library (traced under ``jax.jit``) is the compiled run's own, not checked."""
+        library (traced under ``jax.jit``) is the compiled run's own, not checked. The
+        hyperparameters may follow ``lr`` in :data:`HYPERPARAMETERS`' order."""
+        if len(positional) > len(HYPERPARAMETERS):
+            raise TypeError(f"Optimizer takes at most {2 + len(HYPERPARAMETERS)} positional values")
+        twice = set(HYPERPARAMETERS[: len(positional)]) & set(hyperparameters)
+        if twice:
+            raise TypeError(f"Optimizer got {', '.join(sorted(twice))} twice")
+        hyperparameters.update(zip(HYPERPARAMETERS, positional))
         options.unknown(hyperparameters, HYPERPARAMETERS, "Optimizer")
         values = {"name": options.check("optimizer", name), "lr": lr}
         if not hasattr(lr, "shape") or type(lr).__module__.startswith("numpy"):
@@ -115,7 +124,8 @@ class Optimizer(Values):
                     )
         leaves = [a for part in state for a in (part if isinstance(part, tuple) else (part,))]
         namespace(*params, *leaves)  # one library: MixedArraysError otherwise
-        return state
+        # the moments in the parameters' own type (a compiled loop's carry keeps its type)
+        return tuple(like(params, part) if isinstance(part, tuple) else part for part in state)
 
     def update(self, params: Any, grads: Any, state: Any) -> tuple[Any, Any]:
         """One update: the new parameters and the new state (L-BFGS's steps are

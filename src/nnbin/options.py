@@ -321,7 +321,7 @@ class Option:
     sklearn_values: Mapping[str, Any] = field(default_factory=dict)
     #: the help of a ``--no-name`` flag (what leaving the default does)
     negated_help: str = ""
-    #: read by a run's loop and math: a field of :class:`nnbin.config.Config`
+    #: read by a run's loop and math: a field of :class:`Config`
     runs: bool = False
 
     @property
@@ -431,88 +431,6 @@ OPTIONS: dict[str, Option] = _table(
 
 #: scikit-learn's name -> the option
 BY_SKLEARN: dict[str, Option] = {o.sklearn: o for o in OPTIONS.values() if o.sklearn}
-
-
-# --- a run's configuration: the checked values of the options its loop and math read -------
-
-#: the options a :class:`Config` holds, in the table's order
-FIELDS = tuple(n for n, o in OPTIONS.items() if o.runs)
-
-
-class Values:
-    """Checked option values read as attributes, immutable and hashable (a compiled run keys
-    its cache on them); ``replace(**changes)`` gives a checked copy. The base of
-    :class:`Config` and :class:`nnbin.Optimizer`."""
-
-    __slots__ = ("_values",)
-
-    def __init__(self, values: Mapping[str, Any]) -> None:
-        object.__setattr__(self, "_values", dict(values))
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self._values[name]
-        except KeyError:
-            raise AttributeError(f"{type(self).__name__} has no field {name!r}") from None
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable: use .replace(...)")
-
-    def replace(self, **changes: Any) -> Any:
-        return type(self)(**{**self._values, **changes})
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self._values == getattr(other, "_values", None)
-
-    def __hash__(self) -> int:
-        return hash(tuple(self._values.items()))
-
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
-        return f"{type(self).__name__}({shown})"
-
-
-class Config(Values):
-    """The values of :data:`FIELDS`, read as attributes (``config.batch_size``); the table's
-    defaults for those not given."""
-
-    __slots__ = ()
-
-    def __init__(self, **given: Any) -> None:
-        unknown = set(given) - set(FIELDS)
-        if unknown:
-            raise TypeError(f"Config has no field {', '.join(sorted(unknown))}")
-        super().__init__({n: given.get(n, OPTIONS[n].default) for n in FIELDS})
-
-    @classmethod
-    def of(cls, options: Mapping[str, Any]) -> Config:
-        """A run's configuration from all its checked options (:func:`nnbin.options.resolve`)."""
-        return cls(**{n: options[n] for n in FIELDS})
-
-    @property
-    def stops(self) -> bool:
-        """Whether a stopping rule reads the loss or the validation score every epoch."""
-        return bool(self.early_stopping or self.n_iter_no_change is not None)
-
-    @property
-    def plain_descent(self) -> bool:
-        """Full-batch gradient descent at a constant step size with no stopping rule: the
-        seed job's loop (any activation, depth and penalty)."""
-        return bool(
-            self.optimizer == "gd"
-            and self.batch_size is None
-            and not self.stops
-            and self.learning_rate == "constant"
-        )
-
-    @property
-    def patience(self) -> int:
-        """Epochs without improvement the stopping rule allows (10 with early stopping and
-        no ``n_iter_no_change``, as scikit-learn's)."""
-        return 10 if self.n_iter_no_change is None else int(self.n_iter_no_change)
-
-
-SEED = Config()
 
 
 def check(name: str, value: Any, shown: str | None = None) -> Any:
@@ -726,3 +644,92 @@ def from_args(args: argparse.Namespace, names: Iterable[str] | None = None) -> d
     """The options' values from parsed flags (every option with a flag, or ``names``)."""
     chosen = [n for n in (OPTIONS if names is None else names) if OPTIONS[n].cli is not None]
     return {n: getattr(args, n) for n in chosen}
+
+
+# --- a run's configuration: the checked values of the options its loop and math read -------
+
+#: the options a :class:`Config` holds, in the table's order
+FIELDS = tuple(n for n, o in OPTIONS.items() if o.runs)
+
+
+class Values:
+    """Checked option values read as attributes, immutable and hashable (a compiled run keys
+    its cache on them); ``replace(**changes)`` gives a checked copy. The base of
+    :class:`Config` and :class:`nnbin.Optimizer`."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "_values", dict(values))
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_values":  # not set yet (copy and pickle make the object bare first)
+            raise AttributeError(name)
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__} has no field {name!r}") from None
+
+    def __reduce__(self) -> tuple[Any, ...]:  # copy and pickle: made anew from the values
+        return (_remade, (type(self), self._values))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable: use .replace(...)")
+
+    def replace(self, **changes: Any) -> Any:
+        return type(self)(**{**self._values, **changes})
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._values == getattr(other, "_values", None)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._values.items()))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
+        return f"{type(self).__name__}({shown})"
+
+
+def _remade(kind: type[Values], values: Mapping[str, Any]) -> Values:
+    return kind(**values)
+
+
+class Config(Values):
+    """The values of :data:`FIELDS`, read as attributes (``config.batch_size``); the table's
+    defaults for those not given."""
+
+    __slots__ = ()
+
+    def __init__(self, **given: Any) -> None:
+        unknown(given, FIELDS, "Config")
+        super().__init__({n: given.get(n, OPTIONS[n].default) for n in FIELDS})
+
+    @classmethod
+    def of(cls, options: Mapping[str, Any]) -> Config:
+        """A run's configuration from all its checked options (:func:`nnbin.options.resolve`)."""
+        return cls(**{n: options[n] for n in FIELDS})
+
+    @property
+    def stops(self) -> bool:
+        """Whether a stopping rule reads the loss or the validation score every epoch."""
+        return bool(self.early_stopping or self.n_iter_no_change is not None)
+
+    @property
+    def plain_descent(self) -> bool:
+        """Full-batch gradient descent at a constant step size with no stopping rule: the
+        seed job's loop (any activation, depth and penalty)."""
+        return bool(
+            self.optimizer == "gd"
+            and self.batch_size is None
+            and not self.stops
+            and self.learning_rate == "constant"
+        )
+
+    @property
+    def patience(self) -> int:
+        """Epochs without improvement the stopping rule allows (10 with early stopping and
+        no ``n_iter_no_change``, as scikit-learn's)."""
+        return 10 if self.n_iter_no_change is None else int(self.n_iter_no_change)
+
+
+SEED = Config()

@@ -27,7 +27,7 @@ KDE_SAMPLES = 200_000
 
 
 def _proba(
-    params: Params, points: np.ndarray, backend: Backend, activation: str = "sigmoid"
+    params: Params, points: np.ndarray, backend: Backend, activation: str | None = None
 ) -> np.ndarray:
     """P(y = 1 | x) at ``points`` (host, (M, D)) as a host array, worked out in the blocks of
     samples training uses on the backend (at most 4,096 rows), so that no (M, H) array of a
@@ -54,7 +54,7 @@ def _draw_boundary(
     backend: Backend,
     x_range: tuple[float, float],
     max_points: int,
-    activation: str = "sigmoid",
+    activation: str | None = None,
     names: tuple[str, ...] = ("x",),
 ) -> list[float]:
     """Class densities, samples and the probability curve on ``ax``; the 0.5 crossings."""
@@ -122,7 +122,7 @@ def _draw_heatmap(
     y: np.ndarray | None,
     backend: Backend,
     max_points: int,
-    activation: str = "sigmoid",
+    activation: str | None = None,
     names: tuple[str, ...] = ("x0", "x1"),
 ) -> None:
     """P(y = 1 | x) over the plane of two features, with the 0.5 contour and the samples."""

@@ -14,10 +14,10 @@ import numpy as np
 
 from . import options as options_table
 from . import validate
-from .backend import backend_and_dtype, block_width, max_width
+from .backend import backend_and_dtype, block_width, max_width, on_host
 from .data import hold_out_rows
 from .loop import diverged
-from .model import Params, device_of, is_sparse, quiet_overflow
+from .model import Params, device_of, quiet_overflow
 from .optim import Optimizer
 from .options import Config
 
@@ -127,8 +127,7 @@ def train(
     X, y = validate.training_data(X, y, both_classes=params is None)
     weights = validate.sample_weights(sample_weight, X)
     be, dtype = backend_and_dtype(X, values["backend"], values["dtype"])
-    on_host = isinstance(X, np.ndarray) or is_sparse(X) or "cpu" in str(device_of(X)).lower()
-    if on_host and not be.out_of_core:  # Dask works chunk by chunk
+    if on_host(X) and not be.out_of_core:  # Dask works chunk by chunk
         # host memory: checked before anything large is allocated (GPU libraries report
         # their own out-of-memory errors)
         n, d = (int(v) for v in X.shape)

@@ -143,14 +143,10 @@ def network(params: Any, activation: Any = None) -> Any:
             "no hidden layer), as nnbin.init_params, nnbin.load or a TrainResult's .params "
             f"give; got {type(params).__name__}"
         )
-    if isinstance(params, Params):
-        if activation is not None and activation_name(activation) != params.activation:
-            raise InvalidInputError(
-                f"params are the parameters of a {params.activation} network "
-                f"(params.activation) but activation={activation!r} was passed: drop "
-                "activation=, the parameters say it"
-            )
-        return params
+    if isinstance(params, Params):  # an activation given too must agree (Params says so)
+        if activation is None:
+            return params
+        return type(params)(*params, activation=activation_name(activation))
     if activation is None:
         raise InvalidInputError(
             "params is a bare tuple of arrays, which does not say its hidden layers' "
