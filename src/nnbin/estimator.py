@@ -119,7 +119,8 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
     classes_ : ndarray of shape (2,)  the two labels; ``classes_[1]`` is the positive class
         (shape (1,) after a fit on one label, which is then always predicted, as
         scikit-learn's MLPClassifier does)
-    params_ : the fitted parameters (W1, b1, ..., Wk, bk), of the fit data's library
+    params_ : the fitted parameters, a :class:`~nnbin.Params` (W1, b1, ..., Wk, bk) of the fitted
+        activation, of the fit data's library
     coefs_, intercepts_ : lists of the weight matrices and bias vectors, as scikit-learn's
     loss_curve_ : list of float   the training loss of each epoch
     n_iter_ : int   epochs run;  t_ : int   samples seen
