@@ -154,9 +154,9 @@ class JaxBackend(FusedThroughDlpack):
         an argument (a grid over ``alpha`` compiles once; only whether there is one is
         traced in). The data are arguments, never closed over."""
         penalised = bool(config.alpha)
-        key = (name, config.activation, penalised, block_rows)
+        key = (name, penalised, block_rows)  # the activation: the parameters' type, traced
         if key not in self._evaluators:
-            kw = {"block_rows": block_rows, "activation": config.activation}
+            kw: dict[str, Any] = {"block_rows": block_rows}
 
             def core(q: Any, X: Any, y: Any, w: Any, alpha: Any) -> Any:
                 a = alpha if penalised else 0.0
@@ -265,6 +265,7 @@ class _Compiled(CoreStepper):
             self.X.shape,  # besides the settings: the shapes, dtype and sharding
             str(self.X.dtype),
             tuple(p.shape for p in self.params),
+            type(self.params),  # the architecture: the activation
             str(self.X.sharding),
             # the seed is in the orders, the schedule's step size and the L2 penalty
             # arguments: not here (only whether there is a penalty)
@@ -272,7 +273,7 @@ class _Compiled(CoreStepper):
             self.opt.replace(lr=1.0),  # the step size is an argument
             # the functions traced: a patched update or derivative must compile anew
             type(self.opt).update,
-            ACTIVATION_FNS[cfg.activation],
+            ACTIVATION_FNS[self.params.activation],
             perms is None,  # no shuffle
             held[0].shape,  # the validation rows
         )
@@ -373,7 +374,7 @@ def _advance(
             count, best_loss, best_score, best = rule
             score: Any = -jnp.inf
             if early:
-                score = accuracy(p2, Xv, yv, config.activation, wv)
+                score = accuracy(p2, Xv, yv, None, wv)
                 scores = scores.at[i].set(score)
             count2, best_loss2, best_score2, improved, stop = stop_update(
                 jnp, count, best_loss, best_score, loss, score,
@@ -418,7 +419,7 @@ def _epoch(
     from jax import lax
 
     X, y, w, m = data
-    kw: dict[str, Any] = {"activation": config.activation, "alpha": config.alpha}
+    kw: dict[str, Any] = {"alpha": config.alpha}
     if config.batch_size is None:
         loss, g = value_and_grads(params, X, y, with_loss=with_loss, weights=w, **kw)
         params, state = opt.update(params, g, state)

@@ -112,8 +112,9 @@ def scope_refusal(params: Any, config: Any) -> str | None:
         return f"it covers one hidden layer, not {len(params) // 2 - 1}"
     if config is None:
         return None
-    if config.activation != "sigmoid":
-        return f"it covers sigmoid units, not {config.activation}"
+    activation = getattr(params, "activation", "")
+    if activation != "sigmoid":
+        return f"it covers sigmoid units, not {activation or 'parameters that do not say theirs'}"
     if not config.plain_descent:
         return "it covers full-batch gradient descent with no stopping rule"
     if config.alpha:

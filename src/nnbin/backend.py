@@ -156,7 +156,6 @@ class CoreStepper(Stepper):
         cfg = self.config
         kw: dict[str, Any] = {
             "block_rows": self.block_rows,
-            "activation": cfg.activation,
             "alpha": cfg.alpha,
             "xp": self.core_xp,
         }
@@ -206,9 +205,7 @@ class CoreStepper(Stepper):
         sample weights, as scikit-learn's score)."""
         assert self.validation is not None
         Xv, yv = self.validation
-        return float(
-            accuracy(self.params, Xv, yv, self.config.activation, self.wv, self.block_rows)
-        )
+        return float(accuracy(self.params, Xv, yv, None, self.wv, self.block_rows))
 
     def _plain(self, k: int) -> None:
         for _ in range(k):
@@ -561,7 +558,7 @@ class Backend:
         a run reports after its last step (the JAX backend compiles it once per bucket of
         rows, as its runs)."""
         loss, _ = value_and_grads(
-            params, X, y, block_rows=block_rows, activation=config.activation,
+            params, X, y, block_rows=block_rows,
             alpha=config.alpha, weights=weights,
         )  # fmt: skip
         return loss
@@ -576,7 +573,7 @@ class Backend:
 
         def objective(params: Params) -> tuple[Any, Params]:
             return value_and_grads(
-                params, X, y, block_rows=block_rows, activation=config.activation,
+                params, X, y, block_rows=block_rows,
                 alpha=config.alpha, weights=weights,
             )  # fmt: skip
 

@@ -393,7 +393,12 @@ def forward_blocks(
 
 
 def accuracy(
-    params: Any, X: Any, y: Array, activation: str, weights: Any = None, rows: int | None = None
+    params: Any,
+    X: Any,
+    y: Array,
+    activation: str | None,
+    weights: Any = None,
+    rows: int | None = None,
 ) -> Array:
     """The share of samples, weighted by ``weights`` (None: each 1), whose class the sign of
     the logit gets right (z >= 0: class 1), a 0-d array; X taken ``rows`` samples at a time

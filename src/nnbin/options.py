@@ -376,7 +376,8 @@ OPTIONS: dict[str, Option] = _table(
            "default (None) runs them eagerly until a GPU run has verified the graphs",
            sklearn="cuda_graphs", runs=True),
     Option("activation", Choice(("sigmoid", "tanh", "relu", "identity"), {"logistic": "sigmoid"}),
-           "sigmoid", "hidden-layer activation", sklearn="activation", runs=True),
+           "sigmoid", "hidden-layer activation (of the initial parameters: a run takes the "
+           "parameters' own)", sklearn="activation"),
     Option("init", Choice(("normal", "glorot", "he"), none=True), None,
            "initial weights (default: normal for sigmoid, glorot for tanh, he for relu)"),
     Option("optimizer", Choice(("gd", "momentum", "adam", "lbfgs")), "gd",

@@ -151,7 +151,7 @@ def train(
             seed,
             dtype=dtype,
             device=device_of(X),
-            activation=config.activation,
+            activation=values["activation"],
             init=values["init"],
         )
     else:
@@ -194,7 +194,7 @@ def train(
     stop = run.stop
     recorded = [v for _, v in run.history]
     return TrainResult(
-        params=Params(*run.params, activation=config.activation),  # a path may hand back a tuple
+        params=Params(*run.params, activation=params.activation),  # a path may hand back a tuple
         history=run.history,
         final_loss=final,
         backend=be.name,
@@ -211,7 +211,7 @@ def train(
         ),
         no_improvement_count=stop.count if stop is not None else 0,
         lr_final=run.lr_final if run.lr_final is not None else lr,
-        activation=config.activation,
+        activation=params.activation,
         optimizer_state=run.optimizer_state,
         message=run.message,
     )
