@@ -216,7 +216,9 @@ def layers(params: Any) -> list[tuple[Array, Array]]:
 def like(params: Any, arrays: Any) -> Any:
     """``arrays`` in the container type of ``params``: its :class:`Params` type (the same
     architecture), or a tuple."""
-    return type(params)(*arrays) if isinstance(params, Params) else tuple(arrays)
+    if isinstance(params, Params):  # the same type, arrays for arrays: no checks to redo
+        return tuple.__new__(type(params), tuple(arrays))
+    return tuple(arrays)
 
 
 def widths(params: Any) -> tuple[int, ...]:

@@ -42,8 +42,6 @@ class Optimizer(Values):
     floats, never arrays: a NumPy scalar would turn another library's arrays into NumPy
     ones."""
 
-    __slots__ = ()
-
     def __init__(
         self, name: str = "gd", lr: Any = 1.0, *positional: Any, **hyperparameters: Any
     ) -> None:

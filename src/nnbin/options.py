@@ -23,7 +23,7 @@ import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidInputError
 
@@ -654,40 +654,35 @@ FIELDS = tuple(n for n, o in OPTIONS.items() if o.runs)
 
 
 class Values:
-    """Checked option values read as attributes, immutable and hashable (a compiled run keys
-    its cache on them); ``replace(**changes)`` gives a checked copy. The base of
-    :class:`Config` and :class:`nnbin.Optimizer`."""
-
-    __slots__ = ("_values",)
+    """Checked option values read as attributes (plain ones: an optimizer update reads
+    them every batch), immutable and hashable (a compiled run keys its cache on them);
+    ``replace(**changes)`` gives a checked copy. The base of :class:`Config` and
+    :class:`nnbin.Optimizer`."""
 
     def __init__(self, values: Mapping[str, Any]) -> None:
-        object.__setattr__(self, "_values", dict(values))
+        object.__setattr__(self, "__dict__", dict(values))
 
-    def __getattr__(self, name: str) -> Any:
-        if name == "_values":  # not set yet (copy and pickle make the object bare first)
-            raise AttributeError(name)
-        try:
-            return self._values[name]
-        except KeyError:
-            raise AttributeError(f"{type(self).__name__} has no field {name!r}") from None
+    if TYPE_CHECKING:  # the fields are the options': any name, as far as a type checker knows
+
+        def __getattr__(self, name: str) -> Any: ...
 
     def __reduce__(self) -> tuple[Any, ...]:  # copy and pickle: made anew from the values
-        return (_remade, (type(self), self._values))
+        return (_remade, (type(self), dict(vars(self))))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable: use .replace(...)")
 
     def replace(self, **changes: Any) -> Any:
-        return type(self)(**{**self._values, **changes})
+        return type(self)(**{**vars(self), **changes})
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self._values == getattr(other, "_values", None)
+        return type(other) is type(self) and vars(self) == vars(other)
 
     def __hash__(self) -> int:
-        return hash(tuple(self._values.items()))
+        return hash(tuple(vars(self).items()))
 
     def __repr__(self) -> str:
-        shown = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
+        shown = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
         return f"{type(self).__name__}({shown})"
 
 
@@ -698,8 +693,6 @@ def _remade(kind: type[Values], values: Mapping[str, Any]) -> Values:
 class Config(Values):
     """The values of :data:`FIELDS`, read as attributes (``config.batch_size``); the table's
     defaults for those not given."""
-
-    __slots__ = ()
 
     def __init__(self, **given: Any) -> None:
         unknown(given, FIELDS, "Config")

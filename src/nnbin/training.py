@@ -115,8 +115,8 @@ def train(
     loss and the stopping rule read that, and early stopping scores the weighted held-out
     accuracy. Integer weights equal repeated rows in a full-batch run.
     """
-    if isinstance(params, Params) and "activation" not in options:
-        # continued parameters say their activation (one given too must agree with them)
+    said = options.get("activation")  # continued parameters say theirs; one said must agree
+    if isinstance(params, Params) and said is None:
         options = {**options, "activation": params.activation}
     values = options_table.resolve(options)
     config = Config.of(values)
@@ -155,9 +155,7 @@ def train(
             init=values["init"],
         )
     else:
-        params = validate.starting_params(
-            params, X, hidden, dtype, values["activation"] if "activation" in options else None
-        )
+        params = validate.starting_params(params, X, hidden, dtype, said)
     if optimizer_state is not None:
         optimizer_state = Optimizer.of(config, lr).check_state(params, optimizer_state)
     if data_parallel:
