@@ -52,7 +52,7 @@ from nnbin.options import SEED, Config
 
 from .cuda import driver as cuda_driver
 from .cuda import kernels as cuda_fused
-from .cuda.graphs import CupyGraphs, GraphStepper
+from .cuda.graphs import CupyGraphs, GraphRunner
 
 FUSED_LOOP = "fused CUDA step (2 kernels, no (N, H) arrays)"
 #: the most local memory a thread of the fused kernel may use (beyond it: the core runs)
@@ -285,23 +285,14 @@ class CupyBackend(Backend):
             return "CuPy is built for ROCm here (the graph path is written for CUDA)"
         return None
 
-    def graphs(self, X: Any) -> CupyGraphs:
-        """The CUDA-graph library of runs on ``X``'s device (a stream and a memory pool)."""
-        device = int(X.device.id)
+    def graph_runner(self, run: Any) -> GraphRunner:
+        """The core's epochs as CUDA-graph replays (:mod:`nnbin_backends.cuda.graphs`) with
+        the CUDA-graph library of the data's device (a stream and a memory pool), the
+        products computed by capture-safe kernels (:mod:`nnbin_backends.cuda.gemm`), the
+        samples whole."""
+        device = int(run.X.device.id)
         if device not in self._graphs:
             self._graphs[device] = CupyGraphs(self._cupy, self.xp, device)
-        return self._graphs[device]
-
-
-class _Graphed(GraphStepper):
-    """The core's steps as CUDA-graph replays (:mod:`nnbin_backends.cuda.graphs`), its
-    products computed by capture-safe kernels (:mod:`nnbin_backends.cuda.gemm`)."""
-
-    def __init__(self, params: Any, X: Any, *args: Any, backend: Any, **kwargs: Any) -> None:
-        graphs = backend.graphs(X)
-        kwargs.update(graphs=graphs, workspaces=backend.graph_workspaces, block_rows=None)
-        super().__init__(params, X, *args, backend=backend, **kwargs)
-        self.core_xp = graphs.core_xp
-
-
-CupyBackend.graph_stepper_class = _Graphed
+        graphs = self._graphs[device]
+        run.block_rows, run.core_xp = None, graphs.core_xp
+        return GraphRunner(run, graphs, self.graph_workspaces)

@@ -15,10 +15,9 @@ import array_api_compat
 import numpy as np
 
 from nnbin import lbfgs
-from nnbin.backend import CoreStepper
 from nnbin.backprop import value_and_grads
 from nnbin.errors import BackendUnavailableError
-from nnbin.loop import MAX_LOGS, Advanced, finite_prefix
+from nnbin.loop import MAX_LOGS, Advanced, OnRun, Run, finite_prefix
 from nnbin.model import ACTIVATION_FNS, Params, accuracy, like
 from nnbin.options import Config
 from nnbin.rules import stop_update
@@ -202,84 +201,84 @@ def bucket(n: int, batch: int | None = None, devices: int = 1) -> int:
     return unit * -(-n // unit)
 
 
-class _Compiled(CoreStepper):
-    """The core's steps compiled: one call of :meth:`advance` is one call of one compiled
-    function (:func:`_advance`: the steps a ``lax.fori_loop``, each epoch's mini-batches
-    another over ``lax.dynamic_slice``s, the losses recorded inside, the last finite
-    parameters and the stopping rule (:func:`nnbin.rules.stop_update`, the same function the
-    eager loop calls) in its carry). It compiles once a run: the counts, the sample count, the
-    step size and the call's shuffled orders (drawn on the host, as on every backend, in a
-    fixed (rows, N) argument) are arguments; X and y too, never closed over (closed-over
-    arrays become compile-time constants: a 2e7-sample compile took 31 s that way). The
-    samples are padded to :func:`bucket` rows of weight 0 (:meth:`JaxBackend.padded`), so
-    runs a few samples apart (cross-validation folds) share one compiled function."""
+class Compiled(OnRun):
+    """The core's epochs compiled, a runner beside the loop: one call of :meth:`advance` is
+    one call of one compiled function (:func:`_advance`: the epochs a ``lax.fori_loop``, each
+    epoch's mini-batches another over ``lax.dynamic_slice``s, the losses recorded inside,
+    the last finite parameters and the stopping rule (:func:`nnbin.rules.stop_update`, the
+    same function the eager loop calls) in its carry). It compiles once a run: the counts,
+    the sample count, the step size and the call's shuffled orders (drawn on the host by the
+    run, as on every backend, in a fixed (rows, N) argument) are arguments; X and y too,
+    never closed over (closed-over arrays become compile-time constants: a 2e7-sample
+    compile took 31 s that way). The samples are padded to :func:`bucket` rows of weight 0
+    (:meth:`JaxBackend.padded`), so runs a few samples apart (cross-validation folds) share
+    one compiled function."""
 
-    loop = JaxBackend.loop
-
-    def __init__(self, params: Any, X: Any, *args: Any, backend: Any, **kwargs: Any) -> None:
-        super().__init__(params, X, *args, backend=backend, **kwargs)
-        self.be: JaxBackend = backend
-        batch = self.config.batch_size
-        self.X, self.y, self.w = backend.padded(self.X, self.y, self.w, batch)
-        if self.validation is not None:
-            Xv, yv, self.wv = backend.padded(*self.validation, self.wv)
-            self.validation = (Xv, yv)
+    def __init__(self, run: Run) -> None:
+        super().__init__(run)
+        self.be: JaxBackend = run.backend
+        self.loop = JaxBackend.loop
+        config, xp = run.config, self.be.xp
+        run.X, run.y, run.w = self.be.padded(run.X, run.y, run.w, config.batch_size)
+        if run.validation is not None:
+            Xv, yv, run.wv = self.be.padded(*run.validation, run.wv)
+            run.validation = (Xv, yv)
         self.be.last_temp_bytes = None  # set again when this run compiles
         # the step size, the L2 penalty and the sample count arguments: one compile for every
         # lr, alpha and fold a few rows apart
-        xp = self.be.xp
-        self.lr = xp.asarray(self.opt.lr, dtype=X.dtype)
-        self.alpha = xp.asarray(self.config.alpha, dtype=X.dtype)
-        self.m = xp.asarray(self.n, dtype=xp.int32)
-        config = self.config
+        self.lr = xp.asarray(run.opt.lr, dtype=run.X.dtype)
+        self.alpha = xp.asarray(config.alpha, dtype=run.X.dtype)
+        self.m = xp.asarray(run.n, dtype=xp.int32)
         self.shuffles = config.batch_size is not None and config.shuffle
         if self.shuffles:
             # a call's shuffled orders in one (rows, N) int32 argument of a fixed number of
             # rows (a power of two, about 64 MiB at most), so the run compiles once
-            self.rows = min(MAX_LOGS, 1 << max((1 << 24) // max(self.n, 1), 1).bit_length() - 1)
+            self.rows = min(MAX_LOGS, 1 << max((1 << 24) // max(run.n, 1), 1).bit_length() - 1)
             self.max_steps_per_call = self.rows
         if not config.plain_descent:
-            rule = ", the stopping rule inside" if self.rule else ""
-            how = self.loop.partition("step")[2]
+            rule = ", the stopping rule inside" if run.rule else ""
+            how = run.loop.partition("step")[2]
             self.loop = f"jax.jit, one compiled call a chunk of epochs{rule}{how}"
 
     def set_lr(self, lr: float) -> None:
         super().set_lr(lr)
-        self.lr = self.be.xp.asarray(lr, dtype=self.X.dtype)  # an argument: no new compile
+        self.lr = self.be.xp.asarray(lr, dtype=self.run.X.dtype)  # an argument: no new compile
 
     def _orders(self, n: int) -> Any:
         """The next ``n`` epochs' shuffled orders as one (rows, padded N) int32 argument (the
         padding rows after the samples, in place)."""
-        host = np.zeros((self.rows, int(self.X.shape[0])), dtype=np.int32)
-        host[:, self.n :] = np.arange(self.n, host.shape[1], dtype=np.int32)
+        run = self.run
+        host = np.zeros((self.rows, int(run.X.shape[0])), dtype=np.int32)
+        host[:, run.n :] = np.arange(run.n, host.shape[1], dtype=np.int32)
         for e in range(n):
-            order = self.order()
+            order = run.order()
             assert order is not None  # shuffles is set
-            host[e, : self.n] = order
+            host[e, : run.n] = order
         return self.be.xp.asarray(host)
 
     def _compile(self, args: tuple[Any, ...]) -> Any:
-        cfg = self.config
+        run = self.run
+        cfg, X, opt = run.config, run.X, run.opt
         perms, held = args[3], args[8]  # _advance's: the orders, the held-out (Xv, yv, wv)
         key = (
-            self.X.shape,  # besides the settings: the shapes, dtype and sharding
-            str(self.X.dtype),
-            tuple(p.shape for p in self.params),
-            type(self.params),  # the architecture: the activation
-            str(self.X.sharding),
+            X.shape,  # besides the settings: the shapes, dtype and sharding
+            str(X.dtype),
+            tuple(p.shape for p in run.params),
+            type(run.params),  # the architecture: the activation
+            str(X.sharding),
             # the seed is in the orders, the schedule's step size and the L2 penalty
             # arguments: not here (only whether there is a penalty)
             cfg.replace(seed=0, samples_seen=0, alpha=float(bool(cfg.alpha))),
-            self.opt.replace(lr=1.0),  # the step size is an argument
+            opt.replace(lr=1.0),  # the step size is an argument
             # the functions traced: a patched update or derivative must compile anew
-            type(self.opt).update,
-            ACTIVATION_FNS[self.params.activation],
+            type(opt).update,
+            ACTIVATION_FNS[run.params.activation],
             perms is None,  # no shuffle
             held[0].shape,  # the validation rows
         )
         if key not in self.be._compiled:
             t0 = time.perf_counter()
-            fn = functools.partial(_advance, config=cfg, opt=self.opt)
+            fn = functools.partial(_advance, config=cfg, opt=opt)
             compiled = self.be._jax.jit(fn).lower(*args).compile()
             self.compile_seconds += time.perf_counter() - t0
             try:  # XLA's temporary buffers, for the benchmark (12 ms a call: once a compile)
@@ -291,19 +290,20 @@ class _Compiled(CoreStepper):
         return compiled
 
     def advance(self, n: int, every: int) -> Advanced:
-        xp, rule = self.be.xp, self.rule
-        rule_in = None if rule is None else rule.carry(xp, self.X.dtype, self.params)
-        Xv, yv = self.validation if self.validation is not None else (self.X, self.y)
+        run, xp = self.run, self.be.xp
+        rule = run.rule
+        rule_in = None if rule is None else rule.carry(xp, run.X.dtype, run.params)
+        Xv, yv = run.validation if run.validation is not None else (run.X, run.y)
         perms = self._orders(n) if self.shuffles else None
         counts = (xp.asarray(n, dtype=xp.int32), xp.asarray(every, dtype=xp.int32))
-        wv = self.wv if self.validation is not None else self.w
-        data, held = (self.X, self.y, self.w, self.m), (Xv, yv, wv)
-        args = (self.params, self.state, data, perms, self.lr, self.alpha, *counts, held, rule_in)
+        wv = run.wv if run.validation is not None else run.w
+        data, held = (run.X, run.y, run.w, self.m), (Xv, yv, wv)
+        args = (run.params, run.state, data, perms, self.lr, self.alpha, *counts, held, rule_in)
         params, state, good, losses, scores, ran, stopped, rule_out = self._compile(args)(*args)
         ran = int(ran)  # waits for the call: its one wait
         values = [float(v) for v in np.asarray(losses)[:ran]]
         self.be._jax.block_until_ready(params)
-        self.params, self.state = params, state
+        run.params, run.state = params, state
         if rule is not None:
             rule.take(rule_out, [float(v) for v in np.asarray(scores)[:ran]])
         ok = finite_prefix(values)
@@ -325,7 +325,7 @@ def _advance(
     config: Config,
     opt: Any,
 ) -> tuple[Any, ...]:
-    """:meth:`nnbin.loop.Stepper.advance` traced: ``n`` steps (epochs, with mini-batches),
+    """:meth:`nnbin.loop.Runner.advance` traced: ``n`` steps (epochs, with mini-batches),
     epoch e in the order ``perms[e]`` (None: the data's own); with ``every`` > 0 the first
     and every ``every``-th after it logged (at most MAX_LOGS), each segment's plain steps
     after its logged one. With the stopping ``rule`` ((count, best loss, best score, best
@@ -409,7 +409,7 @@ def _advance(
 def _epoch(
     params: Any, state: Any, data: Any, idx: Any, *, config: Config, opt: Any, with_loss: bool
 ) -> tuple[Any, Any, Any]:
-    """One step (an epoch, with mini-batches) of :class:`nnbin.backend.CoreStepper`, traced:
+    """One step (an epoch, with mini-batches) of :func:`nnbin.loop.epoch`, traced:
     ``data`` = (X, y, w, m), arguments (never closed over), X and y padded after their ``m``
     samples (a traced count) to whole batches of rows whose weights ``w`` are 0; ``idx`` the
     epoch's order (None: the data's own). The batches are the core's: ``m // size`` full
@@ -447,4 +447,4 @@ def _epoch(
     return params, state, (total / m.astype(X.dtype) if with_loss else None)
 
 
-JaxBackend.stepper_class = _Compiled
+JaxBackend.compiled = Compiled

@@ -17,7 +17,7 @@ import numpy as np
 from nnbin.backend import cache_block_rows
 
 from .cuda.dlpack import FusedThroughDlpack
-from .cuda.graphs import Graphs, GraphStepper, TorchGraphs
+from .cuda.graphs import GraphRunner, Graphs, TorchGraphs
 
 
 class TorchBackend(FusedThroughDlpack):
@@ -135,20 +135,9 @@ class TorchBackend(FusedThroughDlpack):
     def graph_refusal(self, X: Any) -> str | None:
         return None if self._on_gpu(X) else "the data are not on a CUDA device"
 
-    def graphs(self) -> Graphs:
-        """The CUDA-graph library of this backend's runs (one private memory pool)."""
+    def graph_runner(self, run: Any) -> GraphRunner:
+        """The core's epochs as CUDA-graph replays (:mod:`nnbin_backends.cuda.graphs`), the
+        graphs (one private memory pool) and workspaces this backend's."""
         if self._graphs is None:
             self._graphs = TorchGraphs(self._torch)
-        return self._graphs
-
-
-class _Graphed(GraphStepper):
-    """The core's steps as CUDA-graph replays (:mod:`nnbin_backends.cuda.graphs`), the graphs
-    and workspaces the backend's."""
-
-    def __init__(self, *args: Any, backend: Any, **kwargs: Any) -> None:
-        kwargs.update(graphs=backend.graphs(), workspaces=backend.graph_workspaces)
-        super().__init__(*args, backend=backend, **kwargs)
-
-
-TorchBackend.graph_stepper_class = _Graphed
+        return GraphRunner(run, self._graphs, self.graph_workspaces)

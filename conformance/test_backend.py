@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import nnbin
+from nnbin.loop import run as run_loop
 
 from . import reference as ref
 from .helpers import (
@@ -121,11 +122,13 @@ def test_fused_steps(backend, dtype, shape):
     """The fused path's updates: one step, and five without logging (on cupy, one CUDA
     graph replay), against the reference's."""
     case = _fused_case(backend, dtype, shape)
-    one = backend.run(case.params, case.Xd, case.yd, lr=0.5, steps=1, log_every=0, fused=True)
+    one = run_loop(backend, case.params, case.Xd, case.yd, lr=0.5, steps=1, log_every=0, fused=True)
     expected = ref.step(case.w, case.X, case.y, lr=0.5)
     for name, p in zip(NAMES, one.params):
         assert_close(backend, p, expected[name], dtype=dtype, what="op", label=name)
-    five = backend.run(case.params, case.Xd, case.yd, lr=0.5, steps=5, log_every=0, fused=True)
+    five = run_loop(
+        backend, case.params, case.Xd, case.yd, lr=0.5, steps=5, log_every=0, fused=True
+    )
     expected = ref.train(case.w, case.X, case.y, lr=0.5, steps=5, log_every=5).final
     for name, p in zip(NAMES, five.params):
         assert_close(backend, p, expected[name], dtype=dtype, what="run", label=name)
@@ -137,8 +140,8 @@ def test_fused_runs_are_bit_identical(backend, dtype):
     case = _fused_case(backend, dtype, SHAPES[0])
 
     def bits(**kw):
-        run = backend.run(
-            case.params, case.Xd, case.yd, lr=1.0, steps=60, log_every=25, fused=True, **kw
+        run = run_loop(
+            backend, case.params, case.Xd, case.yd, lr=1.0, steps=60, log_every=25, fused=True, **kw
         )
         return [backend.to_host(p).tobytes() for p in run.params], run.history
 
@@ -169,7 +172,9 @@ def test_seed_run(backend, dtype, path):
     kwargs = _path_kwargs(backend, path)
     steps = SEED_RUN_STEPS.get(backend.name, 1000)
     case = seed_case(backend, dtype)
-    run = backend.run(case.params, case.Xd, case.yd, lr=1.0, steps=steps, log_every=100, **kwargs)
+    run = run_loop(
+        backend, case.params, case.Xd, case.yd, lr=1.0, steps=steps, log_every=100, **kwargs
+    )
     expected = reference_seed_run(dtype, steps, 100)
     assert [s for s, _ in run.history] == [s for s, _ in expected.losses]
     got = np.array([float(v) for _, v in run.history])
@@ -192,14 +197,16 @@ def test_no_host_synchronisation_between_logging_steps(backend, dtype, path):
     if forbid_host_sync(backend, case.Xd) is None:
         pytest.skip(f"{backend.name} cannot detect host synchronisation here")
     kwargs = _path_kwargs(backend, path)
-    run = backend.run(case.params, case.Xd, case.yd, lr=1.0, steps=3, log_every=0, **kwargs)
+    run = run_loop(backend, case.params, case.Xd, case.yd, lr=1.0, steps=3, log_every=0, **kwargs)
     backend.synchronize(run.params)  # compilation, first-call work: outside the detector
     with forbid_host_sync(backend, case.Xd):
-        run = backend.run(case.params, case.Xd, case.yd, lr=1.0, steps=30, log_every=0, **kwargs)
+        run = run_loop(
+            backend, case.params, case.Xd, case.yd, lr=1.0, steps=30, log_every=0, **kwargs
+        )
     backend.synchronize(run.params)
     guard = forbid_host_sync(backend, case.Xd)  # cupyx.DeviceSynchronized, RuntimeError
     with pytest.raises(Exception, match=r"(?i)synchroniz"), guard:
-        backend.run(case.params, case.Xd, case.yd, lr=1.0, steps=30, log_every=10, **kwargs)
+        run_loop(backend, case.params, case.Xd, case.yd, lr=1.0, steps=30, log_every=10, **kwargs)
 
 
 def test_train_matches_reference(backend, dtype):

@@ -50,7 +50,7 @@ def graphed(monkeypatch):
     be = nnbin.get_backend("torch")
     stand_in = TracedGraphs()
     monkeypatch.setattr(TorchBackend, "graph_refusal", lambda self, X: None)
-    monkeypatch.setattr(TorchBackend, "graphs", lambda self: stand_in)
+    monkeypatch.setattr(be, "_graphs", stand_in)
     monkeypatch.setattr(be, "graph_workspaces", type(be.graph_workspaces)())
     return stand_in
 
@@ -114,9 +114,9 @@ def test_graph_runs_equal_the_eager_core(graphed, name, dtype):
 def test_a_step_size_held_as_a_float_would_be_caught(graphed, monkeypatch):
     """Planted: the step size set as a Python float (the eager core's way): the capture
     bakes the first epoch's, and the invscaling run no longer equals the eager one."""
-    from nnbin.backend import CoreStepper
+    from nnbin.loop import OnRun
 
-    monkeypatch.setattr(cuda_graphs.GraphStepper, "set_lr", CoreStepper.set_lr)
+    monkeypatch.setattr(cuda_graphs.GraphRunner, "set_lr", OnRun.set_lr)
     with pytest.raises(AssertionError):
         test_graph_runs_equal_the_eager_core(graphed, "nesterov, invscaling, L2", "float64")
 
@@ -124,7 +124,7 @@ def test_a_step_size_held_as_a_float_would_be_caught(graphed, monkeypatch):
 def test_a_shuffle_drawn_at_capture_would_be_caught(graphed, monkeypatch):
     """Planted: the order buffer never filled before a replay (every epoch the order the
     buffer had): the shuffled run no longer equals the eager one."""
-    monkeypatch.setattr(cuda_graphs.GraphStepper, "_replay", _replay_without_order)
+    monkeypatch.setattr(cuda_graphs.GraphRunner, "_replay", _replay_without_order)
     with pytest.raises(AssertionError):
         test_graph_runs_equal_the_eager_core(
             graphed, "adam, shuffled mini-batches, early stopping", "float64"
@@ -132,7 +132,7 @@ def test_a_shuffle_drawn_at_capture_would_be_caught(graphed, monkeypatch):
 
 
 def _replay_without_order(self, epochs, logged):
-    self.order()  # drawn, as the real one, but not put into the buffer
+    self.run.order()  # drawn, as the real one, but not put into the buffer
     self._graph(epochs, logged)()
 
 
@@ -282,8 +282,8 @@ class _MmGemm:
 def products_refused(graphed, monkeypatch):
     """The cupy path's rule on the stand-in: inside a capture, ``@``, ``torch.matmul`` and
     ``torch.tensordot`` raise (CuPy's capture refuses cuBLAS), so every product of a
-    captured step must come through the stepper's ``core_xp``: a ``CaptureSafe`` namespace,
-    as cupy's ``_Graphed`` sets it. Yields the stand-in product (its count)."""
+    captured step must come through the run's ``core_xp``: a ``CaptureSafe`` namespace,
+    as cupy's ``graph_runner`` sets it. Yields the stand-in product (its count)."""
     from nnbin_backends.cuda.gemm import CaptureSafe
 
     gemm = _MmGemm()
@@ -301,20 +301,20 @@ def products_refused(graphed, monkeypatch):
             return real_capture(fn, inputs, outputs)
 
     monkeypatch.setattr(graphed, "capture", capture)
-    base = TorchBackend.graph_stepper_class
+    torch_own = TorchBackend.graph_runner
 
-    class Safe(base):  # type: ignore[misc, valid-type]
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.core_xp = CaptureSafe(self.xp, gemm)
+    def safe(self, run):  # cupy's way: the run computes in a capture-safe namespace
+        run.core_xp = CaptureSafe(run.xp, gemm)
+        return torch_own(self, run)
 
-    monkeypatch.setattr(TorchBackend, "graph_stepper_class", Safe)
+    monkeypatch.setattr(TorchBackend, "graph_runner", safe)
+    gemm.torch_own = torch_own
     return gemm
 
 
 @pytest.mark.parametrize("name", list(RUNS))
 def test_every_product_of_a_captured_step_goes_through_core_xp(products_refused, name):
-    """Each run captured with matrix products refused but through the stepper's
+    """Each run captured with matrix products refused but through the run's
     capture-safe namespace (cupy's way): no product escapes it, and the run equals the
     eager core's bit for bit."""
     X, y = _data()
@@ -325,10 +325,9 @@ def test_every_product_of_a_captured_step_goes_through_core_xp(products_refused,
 
 
 def test_a_product_outside_core_xp_would_be_caught(products_refused, monkeypatch):
-    """Planted: the stepper computing in the arrays' own namespace (no ``core_xp``): the
+    """Planted: the run computing in the arrays' own namespace (no ``core_xp``): the
     capture meets a product it refuses."""
-    safe = TorchBackend.graph_stepper_class  # the fixture's; its base: torch's own
-    monkeypatch.setattr(safe, "__init__", safe.__mro__[1].__init__)
+    monkeypatch.setattr(TorchBackend, "graph_runner", products_refused.torch_own)
     X, y = _data(n=60)
     with pytest.raises(RuntimeError, match="outside core_xp"):
         nnbin.train(X, y, steps=3, hidden=(4, 3), cuda_graphs=True)

@@ -16,8 +16,8 @@ from cupy_standin import DeviceArray, fake_cupy
 from cupy_standin import done as _done
 
 import nnbin
-from nnbin.backend import CoreStepper
-from nnbin.loop import run_steps
+from nnbin.loop import Run, drive
+from nnbin.loop import run as run_loop
 
 
 def done(backend) -> None:
@@ -28,7 +28,7 @@ def done(backend) -> None:
 def python_loop(params, X, y, **run):
     """The array-API core, eagerly (one Python iteration a step), in the one loop: the plain
     reference a backend's own path is held against."""
-    return run_steps(CoreStepper(params, X, y, run["lr"]), **run)
+    return drive(Run(params, X, y, run["lr"]), **run)
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_fused_training_matches_the_core(backend, dtype):
     X, y = X.astype(dtype), y.astype(dtype)
     p0 = nnbin.init_params(1, 8, seed=2, dtype=dtype)
     before = [p.copy() for p in p0]
-    fused = backend.run(p0, X, y, lr=1.0, steps=25, log_every=10)
+    fused = run_loop(backend, p0, X, y, lr=1.0, steps=25, log_every=10)
     done(backend)
     core = python_loop(p0, X, y, lr=1.0, steps=25, log_every=10)
     assert fused.loop.startswith("fused CUDA step")
@@ -71,7 +71,7 @@ def test_fused_training_matches_the_core(backend, dtype):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
     for a, b in zip(p0, before):  # the caller's parameters are never written
         np.testing.assert_array_equal(a, b)
-    again = backend.run(p0, X, y, lr=1.0, steps=25, log_every=10)
+    again = run_loop(backend, p0, X, y, lr=1.0, steps=25, log_every=10)
     done(backend)
     for a, b in zip(fused.params, again.params):
         assert a.tobytes() == b.tobytes()
@@ -80,20 +80,20 @@ def test_fused_training_matches_the_core(backend, dtype):
 def test_fused_false_runs_the_core_and_limits_fall_back(backend):
     X, y = nnbin.two_gaussians(n_per_class=50, seed=0)
     p0 = nnbin.init_params(1, 4, seed=0)
-    assert backend.run(p0, X, y, lr=1.0, steps=2, log_every=1, fused=False).loop.startswith(
+    assert run_loop(backend, p0, X, y, lr=1.0, steps=2, log_every=1, fused=False).loop.startswith(
         "python loop"
     )
     wide = nnbin.init_params(1, 300, seed=0)
-    assert backend.run(wide, X, y, lr=1.0, steps=1, log_every=1).loop.startswith("python")
+    assert run_loop(backend, wide, X, y, lr=1.0, steps=1, log_every=1).loop.startswith("python")
     with pytest.raises(nnbin.BackendUnavailableError, match="no fused step"):
-        backend.run(wide, X, y, lr=1.0, steps=1, log_every=1, fused=True)
+        run_loop(backend, wide, X, y, lr=1.0, steps=1, log_every=1, fused=True)
 
 
 def test_fused_divergence_keeps_a_copy_of_the_last_finite_parameters(backend):
     X, y = nnbin.two_gaussians(n_per_class=50, seed=0)
     p0 = nnbin.init_params(1, 4, seed=0)
     with pytest.raises(nnbin.TrainingDivergedError) as info, np.errstate(all="ignore"):
-        backend.run(p0, X, y, lr=1e308, steps=6, log_every=1)
+        run_loop(backend, p0, X, y, lr=1e308, steps=6, log_every=1)
     err = info.value
     assert err.step == 1 and err.last_finite_step == 0
     for a, b in zip(err.params, p0):
@@ -135,12 +135,12 @@ def test_graph_replay_gives_the_same_bits_as_launching_every_step(
     p0 = nnbin.init_params(1, 4, seed=3)
     backend.graph_steps = graph_steps
     cuda = backend._cupy.cuda
-    graphed = backend.run(p0, X, y, lr=1.0, steps=steps, log_every=log_every)
+    graphed = run_loop(backend, p0, X, y, lr=1.0, steps=steps, log_every=log_every)
     done(backend)
     log = list(cuda.log)
     backend.cuda_graphs = False
     cuda.log.clear()
-    eager = backend.run(p0, X, y, lr=1.0, steps=steps, log_every=log_every)
+    eager = run_loop(backend, p0, X, y, lr=1.0, steps=steps, log_every=log_every)
     done(backend)
     assert "CUDA-graph" in graphed.loop and "CUDA-graph" not in eager.loop
     assert graphed.history == eager.history
@@ -172,7 +172,7 @@ def test_graph_replay_gives_the_same_bits_as_launching_every_step(
 def test_a_graph_is_captured_once_and_replayed(backend):
     X, y = nnbin.two_gaussians(n_per_class=100, seed=0)
     p0 = nnbin.init_params(1, 4, seed=0)
-    backend.run(p0, X, y, lr=1.0, steps=41, log_every=10)
+    run_loop(backend, p0, X, y, lr=1.0, steps=41, log_every=10)
     done(backend)
     log = backend._cupy.cuda.log
     assert [e[0] for e in log].count("begin capture") == 1  # steps 1-9, 11-19, ... alike
@@ -191,16 +191,16 @@ def test_local_memory_refuses_the_fused_step_with_the_reason(backend, monkeypatc
     # D = 64, H = 256, float64 spills ~135 KiB a thread: never, whatever memory is free
     kernel.local_size_bytes = 137_744
     assert backend.fused_refusal(p0, X).startswith("its kernel would keep 137,744 bytes")
-    run = backend.run(p0, X, y, lr=1.0, steps=1, log_every=1)
+    run = run_loop(backend, p0, X, y, lr=1.0, steps=1, log_every=1)
     assert run.loop.startswith("python loop") and "137,744 bytes a thread" in run.loop
     with pytest.raises(nnbin.BackendUnavailableError, match="137,744 bytes a thread"):
-        backend.run(p0, X, y, lr=1.0, steps=1, log_every=1, fused=True)
+        run_loop(backend, p0, X, y, lr=1.0, steps=1, log_every=1, fused=True)
     # a small spill: allowed while, for every resident thread, it takes <= 1/4 of free memory
     kernel.local_size_bytes = LOCAL_LIMIT  # x 2048 threads x 2 SMs = 16 MiB
     assert backend.fused_applies(p0, X)
     backend._cupy.cuda.runtime.memGetInfo = lambda: (60 << 20, 80 << 30)  # 60 MiB free
     assert "a quarter of the free device memory" in backend.fused_refusal(p0, X)
-    core = backend.run(p0, X, y, lr=1.0, steps=1, log_every=1, fused=False).loop
+    core = run_loop(backend, p0, X, y, lr=1.0, steps=1, log_every=1, fused=False).loop
     assert core == (  # asked for the core: no reason to give for the fused step
         "python loop (array-API core); CUDA graphs of it off until verified on a GPU"
         " (cuda_graphs=True)"
@@ -224,7 +224,7 @@ def test_work_is_queued_and_the_caller_is_ordered_after_it(backend):
     X, y = nnbin.two_gaussians(n_per_class=100, seed=0)
     p0 = nnbin.init_params(1, 4, seed=0)
     cuda = backend._cupy.cuda
-    run = backend.run(p0, X, y, lr=1.0, steps=25, log_every=10)
+    run = run_loop(backend, p0, X, y, lr=1.0, steps=25, log_every=10)
     assert cuda.pending() > 0 and np.isnan(np.asarray(run.params.W1)).all()
     done(backend)
     assert cuda.pending() == 0 and np.isfinite(np.asarray(run.params.W1)).all()
@@ -241,11 +241,11 @@ def test_a_workspace_and_its_graphs_are_reused_across_runs(backend):
     def captures():
         return [e[0] for e in cuda.log].count("begin capture")
 
-    first = backend.run(p0, X, y, lr=1.0, steps=25, log_every=10)
+    first = run_loop(backend, p0, X, y, lr=1.0, steps=25, log_every=10)
     done(backend)
     kept = [np.array(p) for p in first.params]
     assert captures() == 2  # 9 steps (twice replayed) and a 4-step tail
-    other = backend.run(p1, X, y, lr=1.0, steps=25, log_every=10)  # new start, same data
+    other = run_loop(backend, p1, X, y, lr=1.0, steps=25, log_every=10)  # new start, same data
     done(backend)
     assert captures() == 2 and len(backend._workspaces) == 1  # nothing captured anew
     # what run 1 handed back is its own: run 2 reused the buffers, not those arrays
@@ -254,24 +254,24 @@ def test_a_workspace_and_its_graphs_are_reused_across_runs(backend):
     fresh = python_loop(p1, X, y, lr=1.0, steps=25, log_every=10)
     for a, b in zip(other.params, fresh.params):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
-    again = backend.run(p0, X, y, lr=1.0, steps=25, log_every=10)
+    again = run_loop(backend, p0, X, y, lr=1.0, steps=25, log_every=10)
     done(backend)
     assert all(a.tobytes() == b.tobytes() for a, b in zip(again.params, kept))
     # another step size is another graph (lr is captured in it): a new workspace
-    backend.run(p0, X, y, lr=0.5, steps=25, log_every=10)
+    run_loop(backend, p0, X, y, lr=0.5, steps=25, log_every=10)
     done(backend)
     assert captures() == 4 and len(backend._workspaces) == 2
     # a workspace in use (another thread's run) is not shared: a fresh one, not cached
     (busy,) = [w for k, w in backend._workspaces._items.items() if k[8] == 1.0]
     busy.lock.acquire()
     try:
-        backend.run(p0, X, y, lr=1.0, steps=25, log_every=10)
+        run_loop(backend, p0, X, y, lr=1.0, steps=25, log_every=10)
         done(backend)
     finally:
         busy.lock.release()
     assert captures() == 6 and len(backend._workspaces) == 2
     for lr in (0.1, 0.2, 0.3, 0.4):
-        backend.run(p0, X, y, lr=lr, steps=3, log_every=1)
+        run_loop(backend, p0, X, y, lr=lr, steps=3, log_every=1)
     done(backend)
     assert len(backend._workspaces) == MAX_WORKSPACES
 
@@ -362,12 +362,12 @@ def test_torch_tensors_reach_the_fused_kernels_through_dlpack(bridged):
     Xn, yn = nnbin.two_gaussians(n_per_class=100, seed=4)
     X, y = torch.from_numpy(Xn), torch.from_numpy(yn)
     p0 = nnbin.init_params(1, 4, seed=4, backend="torch", dtype="float64")
-    fused = tb.run(p0, X, y, lr=1.0, steps=12, log_every=5)
+    fused = run_loop(tb, p0, X, y, lr=1.0, steps=12, log_every=5)
     done(bridged[0])
     assert fused.loop.endswith("(through DLPack, no copies)")
     assert shared and all(shared)  # X, y and the parameters: views, never copies
     assert all(isinstance(p, torch.Tensor) and p.dtype == torch.float64 for p in fused.params)
-    core = tb.run(p0, X, y, lr=1.0, steps=12, log_every=5, fused=False)
+    core = run_loop(tb, p0, X, y, lr=1.0, steps=12, log_every=5, fused=False)
     assert "DLPack" not in (core.loop or "")
     for a, b in zip(fused.params, core.params):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12, atol=1e-14)
@@ -397,11 +397,11 @@ def test_jax_arrays_reach_the_fused_kernels_through_dlpack(bridged):
     Xn, yn = nnbin.two_gaussians(n_per_class=100, seed=5)
     X, y = jnp.asarray(Xn, jnp.float32), jnp.asarray(yn, jnp.float32)
     p0 = nnbin.init_params(1, 4, seed=5, backend="jax", dtype="float32")
-    fused = jb.run(p0, X, y, lr=1.0, steps=12, log_every=5)
+    fused = run_loop(jb, p0, X, y, lr=1.0, steps=12, log_every=5)
     done(bridged[0])
     assert fused.loop.endswith("(through DLPack, no copies)") and all(shared)
     assert all(isinstance(p, jax.Array) and p.dtype == jnp.float32 for p in fused.params)
-    core = jb.run(p0, X, y, lr=1.0, steps=12, log_every=5, fused=False)
+    core = run_loop(jb, p0, X, y, lr=1.0, steps=12, log_every=5, fused=False)
     for a, b in zip(fused.params, core.params):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=1e-5)
 
@@ -421,18 +421,18 @@ def test_fast_math_is_asked_for_float32_only(backend):
     X, y = nnbin.two_gaussians(n_per_class=50, seed=0)
     p0 = nnbin.init_params(1, 4, seed=0)
     log = backend._cupy.cuda.log
-    plain = backend.run(p0, X, y, lr=1.0, steps=2, log_every=1)
+    plain = run_loop(backend, p0, X, y, lr=1.0, steps=2, log_every=1)
     assert ("compile --std=c++14", "host") in log and "fast_math" not in plain.loop
     backend.fast_math = True
     log.clear()
-    backend.run(p0, X, y, lr=1.0, steps=2, log_every=1)  # float64: never approximate
+    run_loop(backend, p0, X, y, lr=1.0, steps=2, log_every=1)  # float64: never approximate
     assert not [e for e in log if "compile" in e[0]]  # the same kernels, cached
     X32, y32, p32 = (
         X.astype("float32"),
         y.astype("float32"),
         nnbin.init_params(1, 4, seed=0, dtype="float32"),
     )
-    fast = backend.run(p32, X32, y32, lr=1.0, steps=2, log_every=1)
+    fast = run_loop(backend, p32, X32, y32, lr=1.0, steps=2, log_every=1)
     assert ("compile --std=c++14 --use_fast_math", "host") in log
     assert fast.loop.endswith("; --use_fast_math")
 
@@ -440,8 +440,9 @@ def test_fast_math_is_asked_for_float32_only(backend):
 def test_labels_and_parameters_of_another_float_type_are_read_as_x_s(backend):
     X, y = nnbin.two_gaussians(n_per_class=60, seed=6)
     p32 = nnbin.init_params(1, 4, seed=6, dtype="float32")
-    run = backend.run(p32, X.astype("float32"), y, lr=1.0, steps=3, log_every=1)  # y float64
-    want = backend.run(p32, X.astype("float32"), y.astype("float32"), lr=1.0, steps=3, log_every=1)
+    run = run_loop(backend, p32, X.astype("float32"), y, lr=1.0, steps=3, log_every=1)  # y float64
+    X32, y32 = X.astype("float32"), y.astype("float32")
+    want = run_loop(backend, p32, X32, y32, lr=1.0, steps=3, log_every=1)
     done(backend)
     assert run.history == want.history
     assert all(

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import nnbin
+from nnbin.loop import run as run_loop
 
 pytest.importorskip("dask.array", reason="Dask not installed (pip install 'nnbin[dask]')")
 distributed = pytest.importorskip("distributed", reason="dask.distributed not installed")
@@ -60,7 +61,8 @@ def test_params_are_persisted_so_graphs_do_not_grow(client):
     be = nnbin.get_backend("dask")
     p0 = nnbin.init_params(1, 8, 0, backend="dask")
     sizes = [
-        len(be.run(p0, Xd, yd, lr=1.0, steps=s, log_every=0).params.W1.dask) for s in (1, 5, 20)
+        len(run_loop(be, p0, Xd, yd, lr=1.0, steps=s, log_every=0).params.W1.dask)
+        for s in (1, 5, 20)
     ]
     assert sizes[0] == sizes[1] == sizes[2]  # a persisted array is one key, at any step
 

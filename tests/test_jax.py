@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import nnbin
-from nnbin.backend import CoreStepper
-from nnbin.loop import run_steps
+from nnbin.loop import Run, drive
+from nnbin.loop import run as run_loop
 
 jax = pytest.importorskip("jax", reason="JAX not installed (pip install 'nnbin[jax]')")
 jnp = jax.numpy
@@ -37,7 +37,7 @@ def test_jax_in_jax_out(data):
 def python_loop(params, X, y, **run):
     """The array-API core, eagerly (one Python iteration a step), in the one loop: the plain
     reference a backend's own path is held against."""
-    return run_steps(CoreStepper(params, X, y, run["lr"]), **run)
+    return drive(Run(params, X, y, run["lr"]), **run)
 
 
 def test_compiled_run_equals_python_loop(data):
@@ -46,7 +46,7 @@ def test_compiled_run_equals_python_loop(data):
     p0 = nnbin.init_params(1, 8, seed=3, backend="jax")
     be = nnbin.get_backend("jax")
     for steps, every in [(23, 5), (20, 5), (7, 0), (1, 1)]:
-        compiled = be.run(p0, X, y, lr=0.5, steps=steps, log_every=every)
+        compiled = run_loop(be, p0, X, y, lr=0.5, steps=steps, log_every=every)
         plain = python_loop(p0, X, y, lr=0.5, steps=steps, log_every=every)
         assert [s for s, _ in compiled.history] == [s for s, _ in plain.history]
         for a, b in zip(compiled.params, plain.params):

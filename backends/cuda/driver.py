@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from nnbin.loop import Advanced, OnLog, RunResult, Stepper, logged_segments, run_steps
+from nnbin.loop import Advanced, OnLog, Runner, RunResult, drive, segments
 from nnbin.model import Params
 
 from . import kernels as cuda_fused
@@ -146,19 +146,19 @@ def fused_steps(
 
     ws = be._workspaces.take(key, make)
     try:
-        stepper = FusedSteps(be, ws, params, X, y, lr, caller, n, d, h, P, blocks, dtype)
+        runner = FusedSteps(be, ws, params, X, y, lr, caller, n, d, h, P, blocks, dtype)
         try:
-            result = run_steps(
-                stepper, lr=lr, steps=steps, log_every=log_every, on_log=on_log, initial=params
+            result = drive(
+                runner, lr=lr, steps=steps, log_every=log_every, on_log=on_log, initial=params
             )
-            return result, stepper.grads() if want_grads else None
+            return result, runner.grads() if want_grads else None
         finally:
-            stepper.finish()
+            runner.finish()
     finally:
         ws.lock.release()
 
 
-class FusedSteps(Stepper):
+class FusedSteps(Runner):
     """The fused step in the one loop (:mod:`nnbin.loop`): logged steps launched one by one,
     the plain steps between them replayed as CUDA graphs. Nothing here waits for the device
     except the transfer of a call's logged losses."""
@@ -245,7 +245,7 @@ class FusedSteps(Stepper):
             return Sigmoid(*(p.copy() for p in self.params))
 
         with self.ws.stream:
-            return logged_segments(n, every, logged, self.plain, before)
+            return segments(n, every, logged, self.plain, before)
 
     def result(self) -> Params:
         """The parameters in allocations of their own (the workspace is reused)."""

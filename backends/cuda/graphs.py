@@ -3,7 +3,7 @@ size on CUDA tensors without one launch per operation (issue #28).
 
 A step of the core on a GPU is some 30 small kernels per mini-batch, each paying a launch
 from Python (~800 µs a step at N = 2e4 on an H100, where the kernels take a few µs each).
-:class:`GraphStepper` captures the core's step once (its :meth:`CoreStepper.epoch`,
+:class:`GraphRunner` captures the core's step once (the loop's :func:`nnbin.loop.epoch`,
 unchanged: forward, hand-written backward, optimizer update, the mini-batch gather) into
 a graph that reads and writes **static buffers**: the parameters, the optimizer state, the
 step size (a 0-d array, so a schedule's new step size is a fill, not a new capture), the
@@ -11,7 +11,7 @@ epoch's order of the samples (an index array on the device, filled from the host
 before each replay: the same batches as every backend) and the loss. A replay is one
 launch: an epoch of mini-batches, or, full batch, a graph of :data:`CHUNK` steps between
 two logged ones. The loop (:mod:`nnbin.loop`), the logging, the stopping rule
-and the last-finite bookkeeping are the eager stepper's; nothing is read to the host
+and the last-finite bookkeeping are the eager core's; nothing is read to the host
 inside a call but the logged losses, once.
 
 Graphs and buffers live in a **workspace** kept by the backend (a few, least recently used
@@ -29,7 +29,7 @@ returns a replay that computes ``fn(*inputs)`` and writes it into ``outputs``, a
 :class:`TorchGraphs` (``torch.cuda.CUDAGraph``, whose capture allows cuBLAS); CuPy's is
 :class:`CupyGraphs` (its stream capture refuses cuBLAS: the core's products are the
 kernels of :mod:`nnbin_backends.cuda.gemm`, handed to the core in its namespace). The
-tests hold the stepper against a CPU stand-in that traces ``fn`` once, baking every Python
+tests hold the runner against a CPU stand-in that traces ``fn`` once, baking every Python
 value in as a capture does, and the products' kernels under the SIMT emulator. Neither
 library's capture is verified on a GPU yet (the GPU check's ``graphs`` jobs).
 """
@@ -44,8 +44,8 @@ from typing import Any
 
 import numpy as np
 
-from nnbin.backend import CoreStepper
 from nnbin.errors import BackendUnavailableError, NnbinError
+from nnbin.loop import Advanced, OnRun, Run, epoch, segments
 from nnbin.model import Array, Params, device_of, like
 
 #: full-batch steps one replay of the plain graph holds
@@ -225,76 +225,81 @@ def rebuild(tree: Any, values: Any) -> Any:
     return next(values)
 
 
-class GraphStepper(CoreStepper):
-    """The core's steps as CUDA-graph replays on static buffers (see the module's
-    docstring). ``graphs``: the library's :class:`Graphs`; ``workspaces``: where the backend
-    keeps them between runs (None: this run's own)."""
+class GraphRunner(OnRun):
+    """The core's epochs of a :class:`~nnbin.loop.Run` as CUDA-graph replays on static
+    buffers, a runner beside the loop (see the module's docstring). ``graphs``: the
+    library's :class:`Graphs`; ``workspaces``: where the backend keeps them between runs
+    (None: this run's own)."""
 
     def __init__(
-        self, *args: Any, graphs: Graphs, workspaces: OrderedDict[Any, Workspace] | None = None,
-        **kwargs: Any,
-    ) -> None:  # fmt: skip
-        super().__init__(*args, **kwargs)  # CoreStepper's: the parameters, data and options
-        params, X, lr = self.params, self.X, float(self.opt.lr)
+        self, run: Run, graphs: Graphs, workspaces: OrderedDict[Any, Workspace] | None = None
+    ) -> None:
+        super().__init__(run)
+        params, X, lr = run.params, run.X, float(run.opt.lr)
         self.graphs = graphs
-        xp, dtype = self.xp, X.dtype
-        self.shuffles = self.config.batch_size is not None and self.config.shuffle
+        xp, dtype = run.xp, X.dtype
+        self.shuffles = run.config.batch_size is not None and run.config.shuffle
         # full batch: CHUNK steps a replay; mini-batches: an epoch is hundreds of kernels
-        self.chunk = CHUNK if self.config.batch_size is None else 1
+        self.chunk = CHUNK if run.config.batch_size is None else 1
         key = self._key(params)
         shelf = OrderedDict() if workspaces is None else workspaces
         ws = shelf.pop(key, None)
         if ws is None or not ws.lock.acquire(blocking=False):
             ws = Workspace(
                 [xp.asarray(p, copy=True) for p in leaves(params)],
-                [xp.asarray(a, copy=True) for a in leaves(self.state)],
+                [xp.asarray(a, copy=True) for a in leaves(run.state)],
                 xp.asarray(float(lr), dtype=dtype, device=device_of(X)),
-                xp.asarray(np.arange(self.n), device=device_of(X)) if self.shuffles else None,
+                xp.asarray(np.arange(run.n), device=device_of(X)) if self.shuffles else None,
                 xp.zeros((), dtype=dtype, device=device_of(X)),
             )
             ws.lock.acquire()
         else:  # reused: this run's start copied in
-            for dst, src in zip(ws.params + ws.state, leaves(params) + leaves(self.state)):
+            for dst, src in zip(ws.params + ws.state, leaves(params) + leaves(run.state)):
                 graphs.put(dst, src)
             graphs.put(ws.lr, float(lr))
         shelf[key] = ws
         while len(shelf) > MAX_WORKSPACES:
             shelf.popitem(last=False)
-        self.ws, self._shape = ws, (params, self.state)
-        self.opt = self.opt.replace(lr=ws.lr)  # the step size a buffer
-        self.params = rebuild(params, iter(ws.params))
-        self.state = rebuild(self.state, iter(ws.state))
+        self.ws, self._shape = ws, (params, run.state)
+        run.opt = run.opt.replace(lr=ws.lr)  # the step size a buffer
+        self._on_buffers()
         how = [f"up to {CHUNK} steps a replay" if self.chunk > 1 else "one epoch a replay"]
-        how += [self.loop.partition("(")[2].rstrip(")")] if self.loop else []  # the batches
+        how += [run.loop.partition("(")[2].rstrip(")")] if run.loop else []  # the batches
         self.loop = f"{graphs.name} of the array-API core ({'; '.join(how)})"
+
+    def _on_buffers(self) -> None:
+        """The run's parameters and state: the workspace's buffers."""
+        self.run.params = rebuild(self._shape[0], iter(self.ws.params))
+        self.run.state = rebuild(self._shape[1], iter(self.ws.state))
 
     def _key(self, params: Params) -> tuple[Any, ...]:
         """Everything a capture bakes in (not the step size, a buffer; not the seed)."""
-        data = [a for a in (self.X, self.y, self.w) if a is not None]
+        run = self.run
+        data = [a for a in (run.X, run.y, run.w) if a is not None]
         return (
             tuple((self.graphs.address(a), tuple(a.shape), str(a.dtype)) for a in data),
             tuple(tuple(p.shape) for p in leaves(params)),
-            tuple(tuple(a.shape) for a in leaves(self.state)),
-            self.config.replace(seed=0, samples_seen=0),
-            self.opt.replace(lr=1.0),
-            self.block_rows,
+            tuple(tuple(a.shape) for a in leaves(run.state)),
+            run.config.replace(seed=0, samples_seen=0),
+            run.opt.replace(lr=1.0),
+            run.block_rows,
         )
 
     def _graph(self, epochs: int, logged: bool) -> Callable[[], None]:
         """The replay of ``epochs`` epochs (the first logged), captured on first use."""
-        ws = self.ws
+        ws, run = self.ws, self.run
         if (epochs, logged) not in ws.graphs:
 
             def fn(*inputs: Any) -> list[Any]:
                 values = iter(inputs)
-                self.params = rebuild(self._shape[0], values)
-                self.state = rebuild(self._shape[1], values)
+                run.params = rebuild(self._shape[0], values)
+                run.state = rebuild(self._shape[1], values)
                 order = next(values) if self.shuffles else None
                 loss = None
-                for e in range(epochs):
-                    out = self.epoch(logged and e == 0, order)
+                for e in range(epochs):  # the loop's own training step, captured
+                    out = epoch(run, logged and e == 0, order)
                     loss = out if out is not None else loss
-                new = leaves(self.params) + leaves(self.state)
+                new = leaves(run.params) + leaves(run.state)
                 return [*new, ws.loss if loss is None else loss]
 
             inputs = ws.params + ws.state + ([ws.order] if self.shuffles else [])
@@ -311,14 +316,12 @@ class GraphStepper(CoreStepper):
                     "cuda_graphs=False trains with the eager core"
                 ) from exc
             ws.captures += 1
-            # the capture left the stepper on the arrays it traced: back to the buffers
-            self.params = rebuild(self._shape[0], iter(ws.params))
-            self.state = rebuild(self._shape[1], iter(ws.state))
+            self._on_buffers()  # the capture left the run on the arrays it traced
         return ws.graphs[(epochs, logged)]
 
     def _replay(self, epochs: int, logged: bool) -> None:
         if self.shuffles:
-            order = self.order()
+            order = self.run.order()
             assert order is not None
             self.graphs.put(self.ws.order, order)
         self._graph(epochs, logged)()
@@ -333,26 +336,29 @@ class GraphStepper(CoreStepper):
 
     def _logged(self) -> Array:
         self._replay(1, True)
-        return self.xp.asarray(self.ws.loss, copy=True)
+        return self.run.xp.asarray(self.ws.loss, copy=True)
 
     def snapshot(self) -> Params:
-        return like(self.params, (self.xp.asarray(p, copy=True) for p in self.params))
+        """A copy of the parameters (the buffers are the next replay's)."""
+        xp = self.run.xp
+        return like(self.params, (xp.asarray(p, copy=True) for p in self.params))
+
+    def advance(self, n: int, every: int) -> Advanced:
+        read = None if self.rule is None else self.run.read
+        return segments(n, every, self._logged, self._plain, self.snapshot, read)
 
     def set_lr(self, lr: float) -> None:
         self.graphs.put(self.ws.lr, float(lr))
 
-    def __del__(self) -> None:  # a run that ended by an exception hands its workspace on
-        ws = getattr(self, "ws", None)
-        if ws is not None and ws.lock.locked():
-            ws.lock.release()
-
     def result(self) -> Params:
-        """New arrays (the workspace's buffers are the next run's), and the workspace
-        released for it."""
+        """New arrays (the workspace's buffers are the next run's)."""
         best = super().result()
         params = self.snapshot() if best is self.params else best
-        copies = (self.xp.asarray(a, copy=True) for a in leaves(self.state))
-        self.state = rebuild(self.state, copies)
-        self.ws.lock.release()
-        self.ws = None  # type: ignore[assignment]
+        copies = (self.run.xp.asarray(a, copy=True) for a in leaves(self.run.state))
+        self.run.state = rebuild(self.run.state, copies)
         return params
+
+    def close(self) -> None:
+        """The workspace released for the next run, however this one ended."""
+        if self.ws.lock.locked():
+            self.ws.lock.release()

@@ -37,237 +37,25 @@ from .errors import (
     UnknownBackendError,
     warn,
 )
-from .loop import (
-    Advanced,
-    OnLog,
-    RunResult,
-    Stepper,
-    logged_segments,
-    run_steps,
-)
-from .model import (
+from .model import (  # noqa: F401  (re-exported: the binding sizes blocks and takes rows)
     Array,
     Params,
-    accuracy,
+    block_width,
     device_of,
     initial_weights,
     is_sparse,
     like,
+    max_width,
     namespace,
-    widths,
+    on_host,
+    take_rows,
 )  # fmt: skip
-from .optim import Optimizer
 from .options import SEED, Config
-from .rules import Schedule, StopRule
 from .validate import host_memory_fits, parameter_count
 
 ENV_VAR = "NNBIN_BACKEND"
 DEFAULT_BACKEND = "numpy"
 ENTRY_POINT_GROUP = "nnbin.backends"
-
-
-# --- the array-API core, eagerly: the stepper a backend gets unless it names its own ---------
-
-
-def take_rows(a: Array, rows: np.ndarray) -> Array:
-    """The rows of ``a`` that the host row numbers ``rows`` name, on ``a``'s device (of a
-    SciPy sparse X: a sparse matrix of those rows)."""
-    import array_api_compat
-
-    if is_sparse(a):
-        return a[rows]
-    xp = namespace(a)
-    return xp.take(a, xp.asarray(rows, device=array_api_compat.device(a)), axis=0)
-
-
-class CoreStepper(Stepper):
-    """The array-API core, one Python iteration a step (NumPy, array-api-strict, PyTorch,
-    CuPy's core path, Dask). A step is one full-batch update (the seed job's gradient
-    descent), or, with mini-batches, one **epoch**: the samples in batches of
-    ``config.batch_size`` from a shuffle drawn on the host with
-    ``numpy.random.default_rng([seed, 1])`` (the same batches on every backend),
-    each batch one update of ``config.optimizer``. A logged epoch's loss is scikit-learn's:
-    the mean over the epoch of each batch's loss, taken before that batch's update.
-
-    The gradient pass goes through the samples ``block_rows`` at a time (None: all at once).
-    ``validation``: the held-out (X, y) that early stopping scores. ``backend``: the backend
-    that runs it (a subclass reads its library from it). ``state``: the optimizer state to
-    continue from (partial_fit, warm starts). ``weights``, ``validation_weights``: (N, 1)
-    columns of sample weights (None: every sample 1): each batch's loss and gradient their
-    weighted mean, the held-out accuracy weighted, as scikit-learn's ``sample_weight``.
-    """
-
-    def __init__(
-        self,
-        params: Params,
-        X: Array,
-        y: Array,
-        lr: float,
-        config: Config = SEED,
-        *,
-        block_rows: int | None = None,
-        validation: tuple[Array, Array] | None = None,
-        backend: Any = None,
-        state: Any = None,
-        weights: Array | None = None,
-        validation_weights: Array | None = None,
-    ) -> None:
-        self.backend = backend
-        self.params, self.X, self.y, self.config = params, X, y, config
-        (self.params,) = self._settle((params,))
-        self.w, self.wv = weights, validation_weights
-        self.block_rows = block_rows
-        self.opt = Optimizer.of(config, lr)
-        self.state = self.opt.init(params) if state is None else state
-        self.n = int(X.shape[0])
-        self.rng = (
-            np.random.default_rng([config.seed, 1]) if config.batch_size is not None else None
-        )
-        self.xp = namespace(y)  # X's library (a SciPy sparse X: NumPy's)
-        self.validation = validation
-        if config.early_stopping and validation is None:
-            raise ValueError("early stopping needs held-out samples (validation=)")
-        self.rule = StopRule.of(config)
-        if not config.plain_descent:
-            order = "shuffled each epoch" if config.shuffle else "in the data's order"
-            batches = (
-                "full batch"
-                if config.batch_size is None
-                else f"mini-batches of {config.batch_size}, {order}"
-            )
-            self.loop = f"python loop, one epoch a step ({batches}; {config.optimizer})"
-
-    #: the namespace the core's gradients are computed in (None: the arrays' own; the cupy
-    #: backend's CUDA-graph stepper sets one whose matrix products a capture allows)
-    core_xp: Any = None
-
-    def order(self) -> np.ndarray | None:
-        """This epoch's order of the samples on the host (None: one batch of every sample
-        in the data's order: full batch, or mini-batches with ``shuffle`` off)."""
-        if self.rng is None or not self.config.shuffle:
-            return None
-        return self.rng.permutation(self.n)
-
-    def epoch(self, with_loss: bool, order: Any = None) -> Array | None:
-        """One step (an epoch, with mini-batches) in ``order`` (default: :meth:`order`'s
-        draw; row numbers on the host, or an index array of X's library on its device, as
-        a graph replay reads them); its loss (scikit-learn's mean of the batch losses) when
-        asked."""
-        cfg = self.config
-        kw: dict[str, Any] = {
-            "block_rows": self.block_rows,
-            "alpha": cfg.alpha,
-            "xp": self.core_xp,
-        }
-        if cfg.batch_size is None:
-            loss, grads = value_and_grads(
-                self.params, self.X, self.y, with_loss=with_loss, weights=self.w, **kw
-            )
-            self.params, self.state = self.opt.update(self.params, grads, self.state)
-            return self.settle(loss)
-        order = self.order() if order is None else order
-        Xs, ys, ws = (self.X, self.y, self.w) if order is None else self.shuffled(order)
-        size = int(cfg.batch_size or self.n)
-        total: Array | None = None
-        for a in range(0, self.n, size):
-            b = min(a + size, self.n)
-            loss, grads = value_and_grads(
-                self.params, Xs[a:b, ...], ys[a:b, ...], with_loss=with_loss,
-                weights=None if ws is None else ws[a:b, ...], **kw,
-            )  # fmt: skip
-            self.params, self.state = self.opt.update(self.params, grads, self.state)
-            if loss is not None:
-                part = loss * float(b - a)
-                total = part if total is None else total + part
-            total = self.settle(total)
-        return None if total is None else total / float(self.n)
-
-    def shuffled(self, order: Any) -> tuple[Array, Array, Array | None]:
-        """X, y and the weights in this epoch's order (row numbers on the host, or an index
-        array on X's device)."""
-        take = take_rows if self.backend is None else self.backend.take_rows
-        w = None if self.w is None else take(self.w, order)
-        Xs, ys, ws = self._settle((take(self.X, order), take(self.y, order), w))
-        return Xs, ys, ws
-
-    def settle(self, total: Array | None) -> Array | None:
-        """After each update: the parameters, the state and the running loss ``total`` made
-        concrete where the library is lazy (the backend's :meth:`Backend.settle`: Dask
-        persists them, so the graph never grows); returns ``total``."""
-        self.params, self.state, total = self._settle((self.params, self.state, total))
-        return total
-
-    def _settle(self, tree: tuple[Any, ...]) -> tuple[Any, ...]:
-        return tree if self.backend is None else self.backend.settle(tree)
-
-    def score(self) -> float:
-        """Accuracy of the current parameters on the held-out samples (weighted by their
-        sample weights, as scikit-learn's score)."""
-        assert self.validation is not None
-        Xv, yv = self.validation
-        return float(accuracy(self.params, Xv, yv, None, self.wv, self.block_rows))
-
-    def _plain(self, k: int) -> None:
-        for _ in range(k):
-            self.epoch(False)
-
-    def _logged(self) -> Array:
-        loss = self.epoch(True)
-        assert loss is not None
-        return loss
-
-    def set_lr(self, lr: float) -> None:
-        self.opt = self.opt.replace(lr=lr)
-
-    def advance(self, n: int, every: int) -> Advanced:
-        context = contextlib.nullcontext() if self.backend is None else self.backend.step_context()
-        with np.errstate(over="ignore"), context:  # errstate: see nnbin.model.sigmoid
-            read = None if self.rule is None else self._read
-            return logged_segments(n, every, self._logged, self._plain, self.snapshot, read)
-
-    def snapshot(self) -> Params:
-        """The current parameters as a caller may keep them (a copy where the stepper
-        writes its parameters in place: a CUDA-graph replay)."""
-        return self.params
-
-    def _read(self, loss: float) -> bool:
-        """The stopping rule's reading of one epoch; True ends the run."""
-        assert self.rule is not None
-        score = self.score() if self.config.early_stopping else None
-        return self.rule.update(loss, score, self.snapshot())
-
-
-class LbfgsStepper(Stepper):
-    """L-BFGS (:class:`nnbin.lbfgs.Lbfgs`) as the one loop's stepper: a step is one
-    iteration, the loss logged for a step the loss before its update, as for every
-    optimizer; the minimiser's own rule ends the run (``Advanced.ran``, ``message``). As
-    scikit-learn's, a continued run starts with no curvature pairs: no optimizer state."""
-
-    loop = "python loop, one L-BFGS iteration a step (full batch; strong Wolfe line search)"
-
-    def __init__(self, minimiser: lbfgs.Lbfgs) -> None:
-        self.minimiser, self.state = minimiser, ()
-        self.params, self.message = minimiser.params, minimiser.message
-
-    def advance(self, n: int, every: int) -> Advanced:
-        m, losses, good = self.minimiser, list[float](), None
-        ran = None
-        for i in range(n):
-            if every > 0 and i % every == 0:
-                losses.append(m.f)  # the loss before this iteration's update
-                good = m.params
-            if m.message:  # converged where it starts: no iteration
-                ran = i
-                break
-            m.message = m.iterate()
-            if m.message:
-                ran = i + 1
-                break
-        self.params, self.message = m.params, m.message
-        return Advanced(losses, good, stopped=ran is not None, ran=ran)
-
-    def set_lr(self, lr: float) -> None:
-        raise TypeError("L-BFGS chooses its own step sizes: it has no schedule")
 
 
 class Backend:
@@ -466,9 +254,10 @@ class Backend:
 
     def fused_run(
         self, params: Params, X: Any, y: Any, *, lr: float, steps: int, log_every: int,
-        on_log: OnLog | None,
-    ) -> RunResult:  # fmt: skip
-        """The run as fused steps (called where :meth:`fused_refusal` is None)."""
+        on_log: Any,
+    ) -> Any:  # fmt: skip
+        """The run as fused steps, a :class:`nnbin.loop.RunResult` (called where
+        :meth:`fused_refusal` is None)."""
         raise NotImplementedError
 
     def fused_loss_and_grads(self, params: Params, X: Any, y: Any) -> tuple[Any, Params]:
@@ -482,74 +271,6 @@ class Backend:
     def on_device(self, x: Any) -> Any:
         """A context in which work on ``x`` runs on its device (cupy: its GPU current)."""
         return contextlib.nullcontext()
-
-    def run(
-        self,
-        params: Params,
-        X: Any,
-        y: Any,
-        *,
-        lr: float,
-        steps: int,
-        log_every: int,
-        on_log: OnLog | None = None,
-        fused: bool | None = None,
-        config: Config | None = None,
-        validation: tuple[Any, Any] | None = None,
-        state: Any = None,
-        steps_per_call: int | None = None,
-        weights: Any = None,
-        validation_weights: Any = None,
-    ) -> RunResult:
-        """Run ``steps`` steps (epochs, with mini-batches); the loss is recorded every
-        ``log_every`` steps (every epoch when ``config`` has a stopping rule). The one run
-        of every backend: the fused step or the core, decided here, once.
-
-        ``fused``: None takes the fused step where :meth:`fused_refusal` lets it, True
-        requires it (else one error that says why), False never takes it. Otherwise the
-        loop and its bookkeeping (history, ``on_log``, the finite check, the divergence
-        error, the stopping rule) are :func:`nnbin.loop.run_steps`', with this backend's
-        :meth:`stepper`. ``config``: activation, optimizer, batches, penalty and stopping
-        rule (default: the seed job's); ``validation``: the held-out (X, y) early stopping
-        scores; ``state``: the optimizer state to continue from; ``steps_per_call``: steps a
-        call holds (default: about ``nnbin.loop.CALL_SECONDS`` of work); ``weights`` and
-        ``validation_weights``: sample weights, (N, 1) columns (no fused step takes them).
-        ``result.loop`` says which path ran, and why not the fused one where the backend has
-        one.
-        """
-        config = config or SEED
-        with self.on_device(X):
-            why = None if fused is False else self.fused_refusal(params, X, config)
-            if why is None and weights is not None:
-                why = "it takes no sample weights"
-            if fused is not False and why is None:
-                return self.fused_run(
-                    params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log
-                )
-            if fused:
-                raise BackendUnavailableError(
-                    f"no fused step for this run: {why}; fused=None (the default) runs "
-                    f"{self.name}'s own path (the array-API core) instead"
-                )
-            stepper = self.stepper(
-                params, X, y, lr, config, validation, weights, validation_weights
-            )
-            if state is not None:  # continue the optimizer (partial_fit, warm starts)
-                stepper.state = state
-            result = run_steps(
-                stepper,
-                lr=lr,
-                steps=steps,
-                log_every=log_every,
-                on_log=on_log,
-                steps_per_call=steps_per_call,
-                schedule=Schedule.of(config, lr, int(X.shape[0]), fresh=state is None),
-            )
-        if self.has_fused:  # which of its paths ran, and why not the fused one
-            result.loop = (result.loop or self.core_loop) + (
-                f"; no fused step: {why}" if why else ""
-            )
-        return result
 
     def loss(
         self, params: Params, X: Any, y: Any, config: Config, weights: Any, block_rows: int | None
@@ -587,99 +308,19 @@ class Backend:
     #: the array-API core's loop, as results name it where the backend's ``loop`` names more
     core_loop: ClassVar[str] = "python loop"
 
-    #: how this backend advances a run: the array-API core, one Python iteration a step
-    #: (a binding changes it through :meth:`step_context` and :meth:`settle`: torch's
-    #: autograd off, Dask's persisted updates), or JAX's compiled runner
-    stepper_class: ClassVar[type[CoreStepper]] = CoreStepper
+    #: the backend's compiled runner (JAX's): ``compiled(run)`` advances the
+    #: :class:`nnbin.loop.Run` its own way (None: the eager core)
+    compiled: ClassVar[Callable[[Any], Any] | None] = None
 
-    def stepper(
-        self,
-        params: Params,
-        X: Any,
-        y: Any,
-        lr: float,
-        config: Config = SEED,
-        validation: tuple[Any, Any] | None = None,
-        weights: Any = None,
-        validation_weights: Any = None,
-    ) -> Stepper:
-        """The :attr:`stepper_class` for this run, through the samples in blocks of
-        :meth:`block_rows` (a mini-batch is its own block, unless X is sparse); for
-        ``config.optimizer == "lbfgs"`` an :class:`LbfgsStepper` on this backend's
-        :meth:`evaluator` (full batch: early stopping does not apply)."""
-        # host data in blocks where the backend says; a device's whole (torch's CUDA tensors)
-        rows = (
-            self.block_rows(X.shape[0], block_width(max_width(params), X)) if on_host(X) else None
-        )
-        if config.optimizer == "lbfgs":
-            minimiser = lbfgs.Lbfgs(
-                params,
-                self.evaluator(X, y, config, weights, rows),
-                read=lambda scalars: [float(v) for v in self.to_host(scalars)],
-                settle=self.settle,
-                tol=config.tol,
-                max_fun=config.max_fun,
-            )
-            return LbfgsStepper(minimiser)
-        if config.batch_size is not None and not is_sparse(X):
-            rows = None  # a mini-batch is its own block (sparse: densified a block at a time)
-        cls, graphs = self.stepper_class, config.cuda_graphs
-        if graphs is None:  # the default: eager, unless NNBIN_CORE_GRAPHS=1 where they apply
-            graphs = graphs_by_default() and self.graph_refusal(X) is None
-        if graphs:  # the graphs, or (asked for) one error that says why not
-            why = self.graph_refusal(X)
-            if why is not None:
-                raise BackendUnavailableError(
-                    f"no CUDA graphs for this run: {why}; leave cuda_graphs unset to run "
-                    f"{self.name}'s steps eagerly"
-                )
-            assert self.graph_stepper_class is not None  # graph_refusal says so otherwise
-            cls = self.graph_stepper_class
-        stepper = cls(
-            params, X, y, lr, config, block_rows=rows, validation=validation, backend=self,
-            weights=weights, validation_weights=validation_weights,
-        )  # fmt: skip
-        if not graphs and config.cuda_graphs is None and self.graph_refusal(X) is None:
-            stepper.loop = (stepper.loop or self.core_loop) + (  # eager by default: said
-                "; CUDA graphs of it off until verified on a GPU (cuda_graphs=True)"
-            )
-        return stepper
-
-    #: the stepper that replays the core's steps as CUDA graphs (None: this backend has
-    #: none; torch on CUDA and cupy have), taken where :meth:`graph_refusal` is None
-    graph_stepper_class: ClassVar[type[CoreStepper] | None] = None
+    def graph_runner(self, run: Any) -> Any:
+        """The runner that replays the core's epochs of ``run`` as CUDA graphs (taken where
+        :meth:`graph_refusal` is None)."""
+        raise NotImplementedError
 
     def graph_refusal(self, X: Any) -> str | None:
         """Why the core's steps on ``X`` cannot be replayed as CUDA graphs (None: they can;
         ``cuda_graphs=True`` asks for them)."""
         return f"the {self.name} backend has no CUDA-graph path (torch on CUDA and cupy have)"
-
-
-#: "1": the CUDA-graph path is the default (``cuda_graphs=None``) wherever it applies (the
-#: GPU check runs the conformance suite so); unset, the default runs the steps eagerly
-GRAPHS_VAR = "NNBIN_CORE_GRAPHS"
-
-
-def graphs_by_default() -> bool:
-    """Whether ``cuda_graphs=None`` takes the CUDA-graph path where it applies (read at each
-    run: :data:`GRAPHS_VAR`)."""
-    return os.environ.get(GRAPHS_VAR, "").strip() == "1"
-
-
-def on_host(X: Any) -> bool:
-    """Whether the data ``X`` are in host memory (NumPy, SciPy sparse, a CPU device's)."""
-    return isinstance(X, np.ndarray) or is_sparse(X) or "cpu" in str(device_of(X)).lower()
-
-
-def max_width(params: Any) -> int:
-    """The widest hidden layer of ``params`` (what sizes a block of rows; 1 with none)."""
-    return max(widths(params), default=1)
-
-
-def block_width(width: int, X: Any) -> int:
-    """The widest (rows, width) array a block of rows of X builds: ``width`` (the widest
-    hidden layer), or a SciPy sparse X's densified block (its D features) where wider."""
-    return max(width, int(X.shape[1])) if is_sparse(X) else width
 
 
 def cache_block_rows(hidden: int, itemsize: int = 8) -> int:

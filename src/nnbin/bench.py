@@ -33,6 +33,7 @@ import numpy as np
 from .backend import available_names, backend_class, get_backend, is_installed
 from .data import two_gaussians
 from .errors import NnbinError
+from .loop import run as run_loop
 from .validate import available_memory
 
 HIDDEN = 32
@@ -99,13 +100,13 @@ def _time_backend(
     del X, y
     params = be.init_params(1, HIDDEN, 0, dtype=dtype)
     t0 = time.perf_counter()
-    run = be.run(params, Xd, yd, lr=1.0, steps=steps, log_every=0, **kw)
+    run = run_loop(be, params, Xd, yd, lr=1.0, steps=steps, log_every=0, **kw)
     be.synchronize(run.params)
     cell.first_call_seconds = time.perf_counter() - t0
     cell.loop = run.loop or be.loop
     for _ in range(repeats):
         t0 = time.perf_counter()
-        run = be.run(params, Xd, yd, lr=1.0, steps=steps, log_every=0, **kw)
+        run = run_loop(be, params, Xd, yd, lr=1.0, steps=steps, log_every=0, **kw)
         be.synchronize(run.params)
         cell.seconds.append(time.perf_counter() - t0)
     cell.peak_nh = _peak_nh(be, params, Xd, yd, n, dtype, kw)
@@ -125,12 +126,13 @@ def _peak_nh(
         tracemalloc.start()
         tracemalloc.reset_peak()
         base = tracemalloc.get_traced_memory()[0]
-        be.run(params, X, y, lr=1.0, steps=1, log_every=0)
+        run_loop(be, params, X, y, lr=1.0, steps=1, log_every=0)
         traced = tracemalloc.get_traced_memory()[1] - base
         tracemalloc.stop()
         return traced / _nh_bytes(n, dtype)
     # GPU allocators: their peak over one step
-    peak = be.step_peak_bytes(lambda: be.run(params, X, y, lr=1.0, steps=1, log_every=0, **kw))
+    one = partial(run_loop, be, params, X, y, lr=1.0, steps=1, log_every=0, **kw)
+    peak = be.step_peak_bytes(one)
     if peak is not None:
         return peak / _nh_bytes(n, dtype)
     temp = be.last_temp_bytes

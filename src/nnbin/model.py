@@ -226,6 +226,31 @@ def widths(params: Any) -> tuple[int, ...]:
     return tuple(int(W.shape[1]) for W, _ in layers(params)[:-1])
 
 
+def take_rows(a: Array, rows: np.ndarray) -> Array:
+    """The rows of ``a`` that the host row numbers ``rows`` name, on ``a``'s device (of a
+    SciPy sparse X: a sparse matrix of those rows)."""
+    if is_sparse(a):
+        return a[rows]
+    xp = namespace(a)
+    return xp.take(a, xp.asarray(rows, device=array_api_compat.device(a)), axis=0)
+
+
+def on_host(X: Any) -> bool:
+    """Whether the data ``X`` are in host memory (NumPy, SciPy sparse, a CPU device's)."""
+    return isinstance(X, np.ndarray) or is_sparse(X) or "cpu" in str(device_of(X)).lower()
+
+
+def max_width(params: Any) -> int:
+    """The widest hidden layer of ``params`` (what sizes a block of rows; 1 with none)."""
+    return max(widths(params), default=1)
+
+
+def block_width(width: int, X: Any) -> int:
+    """The widest (rows, width) array a block of rows of X builds: ``width`` (the widest
+    hidden layer), or a SciPy sparse X's densified block (its D features) where wider."""
+    return max(width, int(X.shape[1])) if is_sparse(X) else width
+
+
 def default_init(activation: str) -> str:
     """The initialisation suited to ``activation``: N(0, 1) for sigmoid (the seed network's,
     so its numbers never move), Glorot for tanh and identity, He for ReLU."""

@@ -17,7 +17,8 @@ from . import validate
 from .backend import backend_and_dtype, block_width, max_width, on_host
 from .data import hold_out_rows
 from .loop import diverged
-from .model import Params, device_of, quiet_overflow
+from .loop import run as run_loop
+from .model import Params, device_of
 from .optim import Optimizer
 from .options import Config
 
@@ -60,7 +61,6 @@ class TrainResult:
     message: str = ""
 
 
-@quiet_overflow
 def train(
     X: Any,
     y: Any,
@@ -167,7 +167,8 @@ def train(
     # NumPy's overflow and invalid-value warnings on the way say nothing more
     with np.errstate(over="ignore", invalid="ignore"):
         # the backend's run records the losses, calls on_log and raises on divergence
-        run = be.run(
+        run = run_loop(
+            be,
             params,
             X,
             y,

@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from ..backend import ENV_VAR, available_names, backend_class, get_backend, is_installed
+from ..backend import ENV_VAR, Backend, available_names, backend_class, get_backend, is_installed
 from ..errors import NnbinError, UnknownBackendError
 
 HELP = "list the registered backends"
@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
                 status, version, devices = "ok", be.version(), ", ".join(be.devices())
                 if be.has_fused and "fused" not in loop:  # torch, jax with CUDA and cupy
                     loop += "; the fused CUDA step (cupy's, through DLPack) where it applies"
-                if be.graph_stepper_class is not None and be.gpu_devices():  # torch on CUDA, cupy
+                graphed = type(be).graph_runner is not Backend.graph_runner  # torch, cupy
+                if graphed and be.gpu_devices():
                     loop += "; the core as CUDA graphs with --cuda-graphs (unverified on a GPU)"
             except NnbinError as exc:
                 status = f"unavailable: {exc}"
