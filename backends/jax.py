@@ -15,10 +15,9 @@ import array_api_compat
 import numpy as np
 
 from nnbin import lbfgs
-from nnbin.backprop import value_and_grads
 from nnbin.errors import BackendUnavailableError
 from nnbin.loop import MAX_LOGS, Advanced, OnRun, Run, finite_prefix
-from nnbin.model import ACTIVATION_FNS, Params, accuracy, like
+from nnbin.model import ACTIVATION_FNS, Params, accuracy, like, value_and_grads
 from nnbin.options import Config
 from nnbin.rules import stop_update
 
@@ -148,7 +147,7 @@ class JaxBackend(FusedThroughDlpack):
         self, name: str, at: Any, X: Any, y: Any, config: Any, w: Any, block_rows: int | None
     ) -> Any:
         """``at(core, *args, X, y, w, alpha)`` compiled once per network and options, with
-        ``core(params, X, y, w, alpha)`` the core's :func:`~nnbin.backprop.value_and_grads`;
+        ``core(params, X, y, w, alpha)`` the core's :func:`~nnbin.model.value_and_grads`;
         returned with the data bound: (X, y, w) padded (:meth:`padded`) and the L2 penalty
         an argument (a grid over ``alpha`` compiles once; only whether there is one is
         traced in). The data are arguments, never closed over."""

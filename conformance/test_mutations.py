@@ -3,7 +3,7 @@ pass must each fail the gradient check.
 
 A bug is planted in the module's syntax tree, not its text: the value assigned to one named
 variable in one named function is replaced (``ast``), so reformatting or re-commenting
-nnbin/backprop.py leaves every mutation site where it was. A site that is no longer there
+nnbin/model.py leaves every mutation site where it was. A site that is no longer there
 (renamed, removed) fails with a message saying which."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import types
 
 import pytest
 
-import nnbin.backprop
+import nnbin.model
 
 from .helpers import check_gradients, random_case
 
@@ -23,7 +23,7 @@ MUTANTS = {
     "drop the sigmoid-derivative factor": ("_block_grads", "s", "xp.ones_like(h)"),
     "transpose the wrong operand": ("_block_grads", "dWL", "dW_db[:d, ...].T"),
     "forget the 1/N": ("value_and_grads", "inv_n", "1.0"),
-    "flip the sign of dL/dz": ("_block_grads", "dz", "y - sigmoid(xp, z)"),
+    "flip the sign of dL/dz": ("bce_dz", "dz", "y - sigmoid(xp, z)"),
     "drop W2 from the bias gradient": ("_block_grads", "dbL", "(outer.T @ s)[d, ...]"),
 }
 
@@ -51,21 +51,25 @@ class _Plant(ast.NodeTransformer):
 
 
 def mutant(site: tuple[str, str, str] | None = None) -> types.ModuleType:
-    """A fresh module from nnbin/backprop.py's syntax tree, with the bug ``site`` planted.
+    """A fresh module from nnbin/model.py's syntax tree, with the bug ``site`` planted.
     A site that is not there once is a LookupError, never an AssertionError: a planted-bug
     test expects the latter, and must not pass because its bug was never planted."""
-    tree = ast.parse(inspect.getsource(nnbin.backprop))
+    tree = ast.parse(inspect.getsource(nnbin.model))
     if site is not None:
         plant = _Plant(*site)
         tree = ast.fix_missing_locations(plant.visit(tree))
         if plant.sites != 1:
             raise LookupError(
                 f"the mutation site {site[1]} = ... in {site[0]}() is "
-                f"not in nnbin/backprop.py once ({plant.sites} found)"
+                f"not in nnbin/model.py once ({plant.sites} found)"
             )
-    module = types.ModuleType("nnbin._mutant", nnbin.backprop.__doc__)
+    module = types.ModuleType("nnbin._mutant", nnbin.model.__doc__)
     module.__dict__["__package__"] = "nnbin"
-    exec(compile(tree, "<mutant of nnbin/backprop.py>", "exec"), module.__dict__)
+    exec(compile(tree, "<mutant of nnbin/model.py>", "exec"), module.__dict__)
+    # the mutant's functions work on the real module's types (the parameters' classes)
+    for name, value in vars(nnbin.model).items():
+        if isinstance(value, type):
+            module.__dict__[name] = value
     return module
 
 
@@ -90,13 +94,13 @@ def test_planted_bug_is_caught(backend, name):
 def test_mutation_sites_survive_reformatting(monkeypatch):
     """The same sites are found in a reformatted copy of the source (other line breaks,
     spacing and comments): what a formatter does cannot disable a mutant."""
-    source = inspect.getsource(nnbin.backprop)
+    source = inspect.getsource(nnbin.model)
     reformatted = ast.unparse(ast.parse(source))  # no comments, other spacing and breaks
     assert reformatted != source
     monkeypatch.setattr(inspect, "getsource", lambda module: reformatted)
     for site in MUTANTS.values():
         mutant(site)  # each found exactly once
-    with pytest.raises(LookupError, match=r"not in nnbin/backprop\.py once"):
+    with pytest.raises(LookupError, match=r"not in nnbin/model\.py once"):
         mutant(("_block_grads", "no_such_variable", "0"))
 
 

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 import nnbin
-import nnbin.backprop
 import nnbin.model
 import nnbin.optim
 import nnbin.rules
@@ -308,10 +307,10 @@ def test_weighted_gradients_match_reference(backend, activation):
     """scikit-learn's sample_weight: the weighted mean loss, the penalty over sum(w), the
     gradient of both (zero weights, fractional weights, blocks of rows)."""
     case = DeepCase(backend, _dtype64(backend), n=61, d=3, hidden=(5, 4), seed=11)
-    check_weighted_gradients(case, activation, 0.3, nnbin.backprop.value_and_grads)
+    check_weighted_gradients(case, activation, 0.3, nnbin.model.value_and_grads)
 
     def blocked(*a: Any, **k: Any) -> Any:
-        return nnbin.backprop.value_and_grads(*a, block_rows=16, **k)
+        return nnbin.model.value_and_grads(*a, block_rows=16, **k)
 
     check_weighted_gradients(case, activation, 0.3, blocked)
 

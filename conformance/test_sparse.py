@@ -13,7 +13,6 @@ import pytest
 
 import nnbin
 import nnbin.backend
-import nnbin.backprop
 import nnbin.model
 
 from . import reference as ref
@@ -41,7 +40,7 @@ def _sparse_case(be, hidden: tuple[int, ...]) -> tuple[DeepCase, object]:
 @pytest.mark.parametrize("hidden", [(5,), (7, 3), ()], ids=["H5", "H7-3", "none"])
 def test_sparse_gradients_match_reference(sparse_backend, hidden, block_rows):
     case, Xs = _sparse_case(sparse_backend, hidden)
-    loss, grads = nnbin.backprop.value_and_grads(
+    loss, grads = nnbin.model.value_and_grads(
         case.params, Xs, case.yd, activation="tanh", alpha=0.2, block_rows=block_rows
     )
     want = ref.deep_loss(case.layers, case.X, case.y, "tanh", 0.2)

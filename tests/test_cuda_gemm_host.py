@@ -23,7 +23,7 @@ from nnbin_backends.cuda import gemm as cuda_gemm
 from nnbin_backends.cuda.graphs import CupyGraphs
 
 import nnbin
-from nnbin.backprop import value_and_grads
+from nnbin.model import value_and_grads
 
 BLOCK = 32  # threads a block: a multiple of the warp; small, so the emulator is quick
 

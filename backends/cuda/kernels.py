@@ -22,7 +22,7 @@ One step is two kernels, neither of which allocates an (N, H) array:
    row).
 2. ``nnbin_update`` (grid: P blocks x BLOCK threads): block k adds row k of that array in
    the same fixed order, divides by N, applies W2's column scale to the hidden-layer
-   gradients (see nnbin/backprop.py), and writes ``out = in - lr * gradient`` to separate
+   gradients (see nnbin/model.py), and writes ``out = in - lr * gradient`` to separate
    buffers (no thread reads what another writes), the gradient, and the mean loss.
 
 No floating-point atomics: the same inputs and launch shape give bit-identical results.

@@ -5,8 +5,9 @@
     result = nnbin.train(X, y, hidden=32, lr=1.0, steps=1000, log_every=100, seed=0)
     nnbin.predict_proba(result.params, X)
 
-The math (:mod:`nnbin.model`, :mod:`nnbin.losses`, :mod:`nnbin.backprop`) takes its array
-namespace from its inputs; backends (``NNBIN_BACKEND``) only move data and run loops.
+The math (:mod:`nnbin.model`: forward, loss, backward; :mod:`nnbin.optim`) takes its array
+namespace from its inputs; the one training loop is :mod:`nnbin.loop`; backends
+(``NNBIN_BACKEND``) only bind an array library.
 """
 
 from ._version import __version__

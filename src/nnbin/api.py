@@ -4,7 +4,7 @@
 ``accuracy`` validate what a user hands them — the parameters' shapes, X 2-D with the
 parameters' number of features, y of shape (N, 1) or (N,) (taken as (N, 1)) with one label
 per row, one library, no masked arrays, a finite step size — and then call the math
-(:mod:`nnbin.model`, :mod:`nnbin.losses`, :mod:`nnbin.backprop`), which checks nothing and is
+(:mod:`nnbin.model`), which checks nothing and is
 what the training loops call. No check reads the data's values, so none synchronises a GPU.
 A wrong shape is one :class:`~nnbin.InvalidInputError`, never a broadcast: y of shape (N,)
 against logits of shape (N, 1) would otherwise become an (N, N) array and a wrong number.
@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import backprop, options
-from . import losses as _loss
 from . import model as _model
+from . import options
 from .backend import backend_of, get_backend, max_width
 from .errors import InvalidInputError
 from .model import Array, quiet_overflow
@@ -87,9 +86,9 @@ def loss(
     params, X, y = model_inputs(params, X, y, activation=activation)
     act, a = params.activation, penalty(alpha)
     xp = _model.namespace(X, y, *params)
-    value = _loss.bce_with_logits_sum(xp, _model.forward(params, X, act), y) / X.shape[0]
+    value = _model.bce_with_logits_sum(xp, _model.forward(params, X, act), y) / X.shape[0]
     if a:
-        value = value + _loss.l2_penalty(xp, params, a, X.shape[0])
+        value = value + _model.l2_penalty(xp, params, a, X.shape[0])
     return value
 
 
@@ -108,7 +107,7 @@ def loss_and_grads(
     ``activation``: only for a bare tuple of arrays (a :class:`~nnbin.Params` says its own)."""
     params, X, y = model_inputs(params, X, y, activation=activation, block_rows=block_rows)
     act, a = params.activation, penalty(alpha)
-    return backprop.value_and_grads(params, X, y, block_rows=block_rows, activation=act, alpha=a)
+    return _model.value_and_grads(params, X, y, block_rows=block_rows, activation=act, alpha=a)
 
 
 @quiet_overflow
@@ -128,7 +127,7 @@ def step(
     rate = step_size(lr, traced=True)
     params, X, y = model_inputs(params, X, y, activation=activation, block_rows=block_rows)
     act, a = params.activation, penalty(alpha)
-    _, grads = backprop.value_and_grads(
+    _, grads = _model.value_and_grads(
         params, X, y, with_loss=False, block_rows=block_rows, activation=act, alpha=a
     )
     return _model.like(params, (p - rate * g for p, g in zip(params, grads)))

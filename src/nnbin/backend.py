@@ -1,10 +1,13 @@
-"""Backend selection: one registry, one place that reads ``NNBIN_BACKEND``.
+"""Backends: the binding of one array library, and the registry that reads ``NNBIN_BACKEND``.
 
-A backend is a small object that knows one array library: its namespace, its default
-dtype and device, how to move host (NumPy) arrays to its device and back, how to wait
-for queued work (``synchronize``, for honest timing), and how to run many training
-steps fast. The math never lives here; it is in :mod:`nnbin.model`,
-:mod:`nnbin.losses` and :mod:`nnbin.backprop`, written once against the array API.
+A backend is a small object that knows one array library: its namespace, its dtypes and
+devices, how to move host (NumPy) arrays to its device and back, how to wait for queued
+work (``synchronize``, for honest timing), how many rows a block of the gradient pass
+takes, and what the training step runs in (``step_context``: torch's autograd off) and
+settles to (``settle``: Dask persists). It may also offer runners beside the loop (a
+fused step, CUDA-graph replays, JAX's compiled chunk). The math is :mod:`nnbin.model` and
+:mod:`nnbin.optim`; the training loop is :mod:`nnbin.loop`; neither lives here. Any
+array-API library no backend names gets :class:`ArrayApiBackend`'s defaults.
 
 Backends register through the entry-point group ``nnbin.backends``; the built-in ones
 live in the ``nnbin_backends`` package (``backends/`` in the source tree). Loading a
@@ -28,7 +31,6 @@ import array_api_compat
 import numpy as np
 
 from . import lbfgs
-from .backprop import value_and_grads
 from .errors import (
     BackendUnavailableError,
     InvalidInputError,
@@ -49,6 +51,7 @@ from .model import (  # noqa: F401  (re-exported: the binding sizes blocks and t
     namespace,
     on_host,
     take_rows,
+    value_and_grads,
 )  # fmt: skip
 from .options import SEED, Config
 from .validate import host_memory_fits, parameter_count
@@ -289,7 +292,7 @@ class Backend:
     ) -> Callable[[Params, Any, Any], tuple[Any, Any, Any]]:
         """L-BFGS's evaluation of the full-batch loss (the penalty included) and gradient
         at a trial point, :func:`nnbin.lbfgs.evaluate` on the core's
-        :func:`~nnbin.backprop.value_and_grads` (the JAX backend compiles it, X, y and the
+        :func:`~nnbin.model.value_and_grads` (the JAX backend compiles it, X, y and the
         step its arguments)."""
 
         def objective(params: Params) -> tuple[Any, Params]:

@@ -44,7 +44,6 @@ from typing import Any
 import numpy as np
 
 from . import lbfgs
-from .backprop import value_and_grads
 from .errors import BackendUnavailableError, TrainingDivergedError
 from .model import (
     Array,
@@ -56,6 +55,7 @@ from .model import (
     namespace,
     on_host,
     take_rows,
+    value_and_grads,
 )  # fmt: skip
 from .optim import Optimizer
 from .options import SEED, Config
