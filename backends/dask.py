@@ -9,25 +9,28 @@ active, the work runs on its cluster.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
 import array_api_compat
 import numpy as np
 
-from nnbin.backend import Backend
+from nnbin.backend import About, Backend, Tools
 
 
 class DaskBackend(Backend):
     name = "dask"
     is_array = staticmethod(array_api_compat.is_dask_array)
-    memory_nh = 1.0
-    out_of_core = True
     # ~60 ms of graph scheduling a step would make the default benchmark minutes long;
     # measure it by name: nnbin bench --backends numpy,dask --sizes 2000000
-    in_default_bench = False
+    about = About(
+        loop="python loop, parameters persisted every step",
+        memory_nh=1.0,
+        out_of_core=True,
+        in_default_bench=False,
+    )
     default_dtype = "float64"
-    loop = "python loop, parameters persisted every step"
 
     def __init__(self) -> None:
         import dask
@@ -37,17 +40,9 @@ class DaskBackend(Backend):
         self._da = da
         self.xp = array_api_compat.array_namespace(da.zeros(1))
 
-    def devices(self) -> list[str]:
-        try:
-            from distributed import get_client
-
-            client = get_client()
-            return [
-                f"cluster {client.scheduler_info().get('address', '?')} "
-                f"({len(client.nthreads())} workers)"
-            ]
-        except (ImportError, ValueError):
-            return ["cpu (local scheduler)"]
+    @functools.cached_property
+    def tools(self) -> Tools:
+        return DaskTools(self)
 
     @staticmethod
     def chunk_rows(n: int) -> int:
@@ -74,3 +69,17 @@ class DaskBackend(Backend):
         optimizer state and running loss after each update, an epoch's shuffled data,
         L-BFGS's iterates), so the graph never grows."""
         return tuple(self._dask.persist(*tree))
+
+
+class DaskTools(Tools):
+    def devices(self) -> list[str]:
+        try:
+            from distributed import get_client
+
+            client = get_client()
+            return [
+                f"cluster {client.scheduler_info().get('address', '?')} "
+                f"({len(client.nthreads())} workers)"
+            ]
+        except (ImportError, ValueError):
+            return ["cpu (local scheduler)"]

@@ -15,13 +15,14 @@ import array_api_compat
 import numpy as np
 
 from nnbin import lbfgs
+from nnbin.backend import About, Backend, Runners, Tools
 from nnbin.errors import BackendUnavailableError
 from nnbin.loop import MAX_LOGS, Advanced, OnRun, Run, finite_prefix
 from nnbin.model import ACTIVATION_FNS, Params, accuracy, like, value_and_grads
 from nnbin.options import Config
 from nnbin.rules import stop_update
 
-from .cuda.dlpack import FusedThroughDlpack
+from .cuda import dlpack
 
 X64_HINT = (
     "float64 on JAX needs 64-bit mode: set JAX_ENABLE_X64=1 before starting Python, or call "
@@ -30,12 +31,13 @@ X64_HINT = (
 )
 
 
-class JaxBackend(FusedThroughDlpack):
+class JaxBackend(Backend):
     name = "jax"
     is_array = staticmethod(array_api_compat.is_jax_array)
-    memory_nh = 2.5
+    about = About(
+        loop="jax.lax.fori_loop under jax.jit, in chunks", memory_nh=2.5, has_persistent_cache=True
+    )
     default_dtype = "float32"
-    loop = "jax.lax.fori_loop under jax.jit, in chunks"
 
     def __init__(self) -> None:
         import jax
@@ -45,44 +47,6 @@ class JaxBackend(FusedThroughDlpack):
         self.xp = jnp  # array_api_compat.array_namespace returns jax.numpy itself
         self._compiled: dict[tuple[Any, ...], Any] = {}
         self._evaluators: dict[tuple[Any, ...], Any] = {}  # L-BFGS's, compiled
-        self._reach_fused(jnp.from_dlpack, bool(self.gpu_devices()))
-
-    def devices(self) -> list[str]:
-        return [str(d) for d in self._jax.devices()]
-
-    def enable_dtype(self, dtype: str) -> None:
-        if dtype == "float64":
-            self._jax.config.update("jax_enable_x64", True)
-
-    has_persistent_cache = True
-
-    def use_persistent_cache(self, folder: str) -> None:
-        """Keep compiled runs in ``folder`` (JAX's persistent compilation cache), so a second
-        ``nnbin train --backend jax`` of the same shapes compiles nothing. Process-wide, so
-        the API never calls it; every compile is kept, however quick."""
-        config = self._jax.config
-        config.update("jax_compilation_cache_dir", folder)
-        config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-        config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-
-    def full_precision(self) -> None:
-        """float64 available and float32 matmuls at full precision, process-wide."""
-        self._jax.config.update("jax_enable_x64", True)
-        self._jax.config.update("jax_default_matmul_precision", "highest")
-
-    @staticmethod
-    def out_of_memory(exc: BaseException) -> bool:
-        """XLA reports an allocation failure as RESOURCE_EXHAUSTED (XlaRuntimeError)."""
-        return isinstance(exc, MemoryError) or "RESOURCE_EXHAUSTED" in str(exc)
-
-    def release_memory(self) -> None:
-        """JAX frees device buffers when no array refers to them: collect the cycles."""
-        import gc
-
-        gc.collect()
-
-    def gpu_devices(self) -> list[str]:
-        return [str(d) for d in self._jax.devices() if d.platform == "gpu"]
 
     def x64_enabled(self) -> bool:
         return bool(self._jax.config.read("jax_enable_x64"))
@@ -95,76 +59,16 @@ class JaxBackend(FusedThroughDlpack):
     def to_host(self, x: Any) -> np.ndarray:
         return np.asarray(self._jax.device_get(x))
 
-    def distribute(
-        self, params: Params, X: Any, y: Any, n_devices: int | None
-    ) -> tuple[Params, Any, Any]:
-        from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
-        devices = self._jax.devices()
-        k = len(devices) if n_devices is None else n_devices
-        if not 1 <= k <= len(devices):
-            raise BackendUnavailableError(
-                f"data-parallel training on {k} devices asked for, but JAX sees "
-                f"{len(devices)} ({', '.join(map(str, devices))})"
-            )
-        if X.shape[0] % k:
-            raise ValueError(
-                f"{X.shape[0]} samples do not split evenly over {k} devices: "
-                f"use a sample count divisible by {k} or fewer devices"
-            )
-        mesh = Mesh(np.array(devices[:k]), ("batch",))
-        rows = NamedSharding(mesh, PartitionSpec("batch", None))
-        replicated = NamedSharding(mesh, PartitionSpec())
-        put = self._jax.device_put
-        return (like(params, (put(p, replicated) for p in params)), put(X, rows), put(y, rows))
-
     def synchronize(self, x: Any) -> None:
         self._jax.block_until_ready(x)
 
-    def loss(
-        self, params: Any, X: Any, y: Any, config: Any, weights: Any, block_rows: int | None
-    ) -> Any:
-        """:meth:`nnbin.backend.Backend.loss` under ``jax.jit`` on the padded rows: a fold a
-        few rows from the last compiles nothing (run eagerly, each new shape compiled each
-        operation anew: 1.1 s a fit on 163 x 64 rows)."""
+    @functools.cached_property
+    def runners(self) -> Runners:
+        return JaxRunners(self)
 
-        def at(core: Any, p: Any, *data: Any) -> Any:
-            return core(p, *data)[0]
-
-        return self._full_batch("loss", at, X, y, config, weights, block_rows)(params)
-
-    def evaluator(self, X: Any, y: Any, config: Any, weights: Any, block_rows: int | None) -> Any:
-        """L-BFGS's evaluation (:func:`nnbin.lbfgs.evaluate`, the core's loss and gradient)
-        under ``jax.jit``: X, y, the weights and the step its arguments, never closed over."""
-
-        def at(core: Any, p: Any, d: Any, t: Any, *data: Any) -> Any:
-            return lbfgs.evaluate(lambda q: core(q, *data), p, d, t)
-
-        evaluate = self._full_batch("lbfgs", at, X, y, config, weights, block_rows)
-        return lambda p, d, t: evaluate(p, d, self.xp.asarray(t, dtype=X.dtype))
-
-    def _full_batch(
-        self, name: str, at: Any, X: Any, y: Any, config: Any, w: Any, block_rows: int | None
-    ) -> Any:
-        """``at(core, *args, X, y, w, alpha)`` compiled once per network and options, with
-        ``core(params, X, y, w, alpha)`` the core's :func:`~nnbin.model.value_and_grads`;
-        returned with the data bound: (X, y, w) padded (:meth:`padded`) and the L2 penalty
-        an argument (a grid over ``alpha`` compiles once; only whether there is one is
-        traced in). The data are arguments, never closed over."""
-        penalised = bool(config.alpha)
-        key = (name, penalised, block_rows)  # the activation: the parameters' type, traced
-        if key not in self._evaluators:
-            kw: dict[str, Any] = {"block_rows": block_rows}
-
-            def core(q: Any, X: Any, y: Any, w: Any, alpha: Any) -> Any:
-                a = alpha if penalised else 0.0
-                return value_and_grads(q, X, y, weights=w, alpha=a, **kw)
-
-            self._evaluators[key] = self._jax.jit(functools.partial(at, core))
-        jitted = self._evaluators[key]
-        X, y, w = self.padded(X, y, w)
-        alpha = self.xp.asarray(config.alpha, dtype=X.dtype)
-        return lambda *args: jitted(*args, X, y, w, alpha)
+    @functools.cached_property
+    def tools(self) -> Tools:
+        return JaxTools(self)
 
     def padded(self, X: Any, y: Any, w: Any, batch: int | None = None) -> tuple[Any, Any, Any]:
         """(X, y, w) padded with rows of weight 0 to :func:`bucket` rows, so that data sets a
@@ -185,8 +89,131 @@ class JaxBackend(FusedThroughDlpack):
             X, y, weights = (self._jax.device_put(a, sharding) for a in (X, y, weights))
         return X, y, weights
 
-    def _on_gpu(self, X: Any) -> bool:
-        return [d.platform for d in X.devices()] == ["gpu"]
+
+def _on_gpu(X: Any) -> bool:
+    return [d.platform for d in X.devices()] == ["gpu"]
+
+
+class JaxRunners(Runners):
+    """The compiled runner (:class:`Compiled`), the full-batch evaluations compiled, the
+    data-parallel placement, and cupy's fused step through DLPack (a CUDA GPU and cupy)."""
+
+    be: JaxBackend
+
+    def __init__(self, be: JaxBackend) -> None:
+        super().__init__(be)
+        gpu = bool(be.tools.gpu_devices())
+        self.fused = dlpack.reach(be, be.xp.from_dlpack, _on_gpu, gpu)
+        self.no_fused = dlpack.needs(be.name)
+
+    def compiled(self, run: Run) -> Compiled:
+        return Compiled(run)
+
+    def distribute(
+        self, params: Params, X: Any, y: Any, n_devices: int | None
+    ) -> tuple[Params, Any, Any]:
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+        jax = self.be._jax
+        devices = jax.devices()
+        k = len(devices) if n_devices is None else n_devices
+        if not 1 <= k <= len(devices):
+            raise BackendUnavailableError(
+                f"data-parallel training on {k} devices asked for, but JAX sees "
+                f"{len(devices)} ({', '.join(map(str, devices))})"
+            )
+        if X.shape[0] % k:
+            raise ValueError(
+                f"{X.shape[0]} samples do not split evenly over {k} devices: "
+                f"use a sample count divisible by {k} or fewer devices"
+            )
+        mesh = Mesh(np.array(devices[:k]), ("batch",))
+        rows = NamedSharding(mesh, PartitionSpec("batch", None))
+        replicated = NamedSharding(mesh, PartitionSpec())
+        put = jax.device_put
+        return (like(params, (put(p, replicated) for p in params)), put(X, rows), put(y, rows))
+
+    def loss(self, params: Any, X: Any, y: Any, alpha: Any, weights: Any, rows: Any) -> Any:
+        """:meth:`nnbin.backend.Runners.loss` under ``jax.jit`` on the padded rows: a fold a
+        few rows from the last compiles nothing (run eagerly, each new shape compiled each
+        operation anew: 1.1 s a fit on 163 x 64 rows)."""
+
+        def at(core: Any, p: Any, *data: Any) -> Any:
+            return core(p, *data)[0]
+
+        return self._full_batch("loss", at, X, y, alpha, weights, rows)(params)
+
+    def evaluator(self, X: Any, y: Any, alpha: Any, weights: Any, rows: int | None) -> Any:
+        """L-BFGS's evaluation (:func:`nnbin.lbfgs.evaluate`, the core's loss and gradient)
+        under ``jax.jit``: X, y, the weights and the step its arguments, never closed over."""
+
+        def at(core: Any, p: Any, d: Any, t: Any, *data: Any) -> Any:
+            return lbfgs.evaluate(lambda q: core(q, *data), p, d, t)
+
+        evaluate = self._full_batch("lbfgs", at, X, y, alpha, weights, rows)
+        return lambda p, d, t: evaluate(p, d, self.be.xp.asarray(t, dtype=X.dtype))
+
+    def _full_batch(
+        self, name: str, at: Any, X: Any, y: Any, alpha: Any, w: Any, block_rows: int | None
+    ) -> Any:
+        """``at(core, *args, X, y, w, alpha)`` compiled once per network and options, with
+        ``core(params, X, y, w, alpha)`` the core's :func:`~nnbin.model.value_and_grads`;
+        returned with the data bound: (X, y, w) padded (:meth:`JaxBackend.padded`) and the L2
+        penalty an argument (a grid over ``alpha`` compiles once; only whether there is one
+        is traced in). The data are arguments, never closed over."""
+        be = self.be
+        penalised = bool(alpha)
+        key = (name, penalised, block_rows)  # the activation: the parameters' type, traced
+        if key not in be._evaluators:
+            kw: dict[str, Any] = {"block_rows": block_rows}
+
+            def core(q: Any, X: Any, y: Any, w: Any, alpha: Any) -> Any:
+                a = alpha if penalised else 0.0
+                return value_and_grads(q, X, y, weights=w, alpha=a, **kw)
+
+            be._evaluators[key] = be._jax.jit(functools.partial(at, core))
+        jitted = be._evaluators[key]
+        X, y, w = be.padded(X, y, w)
+        alpha = be.xp.asarray(alpha, dtype=X.dtype)
+        return lambda *args: jitted(*args, X, y, w, alpha)
+
+
+class JaxTools(Tools):
+    be: JaxBackend
+
+    def devices(self) -> list[str]:
+        return [str(d) for d in self.be._jax.devices()]
+
+    def enable_dtype(self, dtype: str) -> None:
+        if dtype == "float64":
+            self.be._jax.config.update("jax_enable_x64", True)
+
+    def use_persistent_cache(self, folder: str) -> None:
+        """Keep compiled runs in ``folder`` (JAX's persistent compilation cache), so a second
+        ``nnbin train --backend jax`` of the same shapes compiles nothing. Process-wide, so
+        the API never calls it; every compile is kept, however quick."""
+        config = self.be._jax.config
+        config.update("jax_compilation_cache_dir", folder)
+        config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+    def full_precision(self) -> None:
+        """float64 available and float32 matmuls at full precision, process-wide."""
+        self.be._jax.config.update("jax_enable_x64", True)
+        self.be._jax.config.update("jax_default_matmul_precision", "highest")
+
+    def out_of_memory(self, exc: BaseException) -> bool:
+        """XLA reports an allocation failure as RESOURCE_EXHAUSTED (XlaRuntimeError)."""
+        return isinstance(exc, MemoryError) or "RESOURCE_EXHAUSTED" in str(exc)
+
+    def release_memory(self) -> None:
+        """JAX frees device buffers when no array refers to them: collect the cycles."""
+        import gc
+
+        gc.collect()
+
+    def gpu_devices(self) -> list[str]:
+        return [str(d) for d in self.be._jax.devices() if d.platform == "gpu"]
 
 
 def bucket(n: int, batch: int | None = None, devices: int = 1) -> int:
@@ -216,13 +243,13 @@ class Compiled(OnRun):
     def __init__(self, run: Run) -> None:
         super().__init__(run)
         self.be: JaxBackend = run.backend
-        self.loop = JaxBackend.loop
+        self.loop = JaxBackend.about.loop
         config, xp = run.config, self.be.xp
         run.X, run.y, run.w = self.be.padded(run.X, run.y, run.w, config.batch_size)
         if run.validation is not None:
             Xv, yv, run.wv = self.be.padded(*run.validation, run.wv)
             run.validation = (Xv, yv)
-        self.be.last_temp_bytes = None  # set again when this run compiles
+        self.be.tools.last_temp_bytes = None  # set again when this run compiles
         # the step size, the L2 penalty and the sample count arguments: one compile for every
         # lr, alpha and fold a few rows apart
         self.lr = xp.asarray(run.opt.lr, dtype=run.X.dtype)
@@ -285,7 +312,7 @@ class Compiled(OnRun):
             except Exception:  # not every platform reports it
                 temp = None
             self.be._compiled[key] = (compiled, temp)
-        compiled, self.be.last_temp_bytes = self.be._compiled[key]
+        compiled, self.be.tools.last_temp_bytes = self.be._compiled[key]
         return compiled
 
     def advance(self, n: int, every: int) -> Advanced:
@@ -444,6 +471,3 @@ def _epoch(
     carry = lax.cond(tail > 0, lambda c: batch(full, c), lambda c: c, carry)
     params, state, total = carry
     return params, state, (total / m.astype(X.dtype) if with_loss else None)
-
-
-JaxBackend.compiled = Compiled

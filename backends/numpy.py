@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import array_api_compat
 
-from nnbin.backend import Backend, cache_block_rows
+from nnbin.backend import About, Backend, cache_block_rows
 
 
 class NumpyBackend(Backend):
     name = "numpy"
     is_array = staticmethod(array_api_compat.is_numpy_array)
-    memory_nh = 0.1
+    #: NumPy reports its buffers to tracemalloc (the benchmark's peak memory a step); a
+    #: SciPy sparse X stays sparse, each block of rows densified for the core
+    about = About(memory_nh=0.1, memory_traced=True, takes_sparse=True)
     default_dtype = "float64"
-    #: NumPy reports its buffers to tracemalloc (the benchmark's peak memory a step)
-    memory_traced = True
-    #: a SciPy sparse X stays sparse; each block of rows is densified for the core
-    takes_sparse = True
 
     def __init__(self) -> None:
         import numpy

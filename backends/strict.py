@@ -6,16 +6,14 @@ from typing import Any
 
 import numpy as np
 
-from nnbin.backend import Backend
+from nnbin.backend import About, Backend
 
 
 class StrictBackend(Backend):
     name = "strict"
-    package = "array_api_strict"
-    extra = "strict"
-    default_dtype = "float64"
     #: NumPy reports its buffers to tracemalloc (the benchmark's peak memory a step)
-    memory_traced = True
+    about = About(package="array_api_strict", extra="strict", memory_traced=True)
+    default_dtype = "float64"
 
     def __init__(self) -> None:
         import array_api_strict

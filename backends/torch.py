@@ -1,12 +1,14 @@
-"""PyTorch: the core on torch tensors, CPU or CUDA, eager. CUDA tensors, where cupy is
-installed, train with the cupy backend's fused step instead, reached through DLPack with no
-copies (``fused=False``: the core); verified on an H100 (BENCHMARKS.md). With
-``cuda_graphs=True`` the core's steps on CUDA tensors replay as CUDA graphs
-(:mod:`nnbin_backends.cuda.graphs`; not yet verified on a GPU)."""
+"""PyTorch: the core on torch tensors, CPU or CUDA, eager, with autograd off (the backward
+pass is nnbin's own). CUDA tensors, where cupy is installed, train with the cupy backend's
+fused step instead, reached through DLPack with no copies (``fused=False``: the core);
+verified on an H100 (BENCHMARKS.md). With ``cuda_graphs=True`` the core's epochs on CUDA
+tensors replay as CUDA graphs (:mod:`nnbin_backends.cuda.graphs`; not yet verified on a
+GPU)."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,16 +16,16 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from nnbin.backend import cache_block_rows
+from nnbin.backend import About, Backend, Runners, Tools, cache_block_rows
 
-from .cuda.dlpack import FusedThroughDlpack
+from .cuda import dlpack
 from .cuda.graphs import GraphRunner, Graphs, TorchGraphs
 
 
-class TorchBackend(FusedThroughDlpack):
+class TorchBackend(Backend):
     name = "torch"
     is_array = staticmethod(array_api_compat.is_torch_array)
-    memory_nh = 0.1
+    about = About(memory_nh=0.1)
     default_dtype = "float32"
 
     def __init__(self) -> None:
@@ -31,71 +33,6 @@ class TorchBackend(FusedThroughDlpack):
 
         self._torch = torch
         self.xp = array_api_compat.array_namespace(torch.empty(0))
-        self._reach_fused(torch.from_dlpack, torch.cuda.is_available())
-        self._graphs: Graphs | None = None
-        #: the CUDA-graph path's workspaces (graphs and static buffers), reused across runs
-        self.graph_workspaces: OrderedDict[Any, Any] = OrderedDict()
-
-    def devices(self) -> list[str]:
-        cuda = self._torch.cuda
-        n = cuda.device_count() if cuda.is_available() else 0
-        return ["cpu", *(f"cuda:{i}" for i in range(n))]
-
-    def gpu_devices(self) -> list[str]:
-        return self.devices()[1:]
-
-    def full_precision(self) -> None:
-        """No TF32 in CUDA matmuls and convolutions, process-wide."""
-        self._torch.backends.cuda.matmul.allow_tf32 = False
-        self._torch.backends.cudnn.allow_tf32 = False
-
-    def out_of_memory(self, exc: BaseException) -> bool:
-        oom = getattr(self._torch.cuda, "OutOfMemoryError", None)
-        return bool(
-            (oom is not None and isinstance(exc, oom))
-            or isinstance(exc, MemoryError)
-            or (isinstance(exc, RuntimeError) and "out of memory" in str(exc))
-        )
-
-    def release_memory(self) -> None:
-        if self._torch.cuda.is_available():
-            self._torch.cuda.empty_cache()
-
-    def step_peak_bytes(self, run_one_step: Callable[[], object]) -> int | None:
-        cuda = self._torch.cuda
-        if not cuda.is_available():
-            return None
-        cuda.synchronize()
-        base = cuda.memory_allocated()
-        cuda.reset_peak_memory_stats()
-        run_one_step()
-        cuda.synchronize()
-        return int(cuda.max_memory_allocated() - base)
-
-    def forbid_host_sync(self, x: Any) -> Any:
-        """torch's sync debug mode "error" for CUDA tensors, together with cupy's detector
-        where training goes through cupy's fused step (None if cupy has none)."""
-        if not self._on_gpu(x):
-            return None
-        cupy_guard = None
-        cupy_backend = self._dlpack.cupy_backend() if self._dlpack is not None else None
-        if cupy_backend is not None:
-            cupy_guard = cupy_backend.forbid_host_sync(x)
-            if cupy_guard is None:
-                return None
-        torch = self._torch
-
-        @contextlib.contextmanager
-        def guard() -> Iterator[None]:
-            previous = torch.cuda.get_sync_debug_mode()
-            torch.cuda.set_sync_debug_mode("error")  # a synchronising call raises
-            try:
-                with cupy_guard or contextlib.nullcontext():
-                    yield
-            finally:
-                torch.cuda.set_sync_debug_mode(previous)
-
-        return guard()
 
     def asarray(self, a: Any, dtype: str, device: Any = None) -> Any:
         """Host data go to the first CUDA device when there is one, else stay on the CPU.
@@ -117,7 +54,7 @@ class TorchBackend(FusedThroughDlpack):
             if getattr(leaf, "is_cuda", False):
                 self._torch.cuda.synchronize(leaf.device)
 
-    def step_context(self) -> Any:
+    def step_context(self, X: Any) -> Any:
         """Autograd off: the backward pass is nnbin's, no graph is recorded."""
         return self._torch.no_grad()
 
@@ -128,16 +65,106 @@ class TorchBackend(FusedThroughDlpack):
         # 2.3 ms unblocked.
         return 16 * cache_block_rows(hidden)
 
-    @staticmethod
-    def _on_gpu(X: Any) -> bool:
-        return bool(X.is_cuda)
+    @functools.cached_property
+    def runners(self) -> Runners:
+        return TorchRunners(self)
 
-    def graph_refusal(self, X: Any) -> str | None:
-        return None if self._on_gpu(X) else "the data are not on a CUDA device"
+    @functools.cached_property
+    def tools(self) -> Tools:
+        return TorchTools(self)
 
-    def graph_runner(self, run: Any) -> GraphRunner:
-        """The core's epochs as CUDA-graph replays (:mod:`nnbin_backends.cuda.graphs`), the
-        graphs (one private memory pool) and workspaces this backend's."""
-        if self._graphs is None:
-            self._graphs = TorchGraphs(self._torch)
-        return GraphRunner(run, self._graphs, self.graph_workspaces)
+
+def _on_gpu(X: Any) -> bool:
+    return bool(X.is_cuda)
+
+
+class TorchRunners(Runners):
+    """cupy's fused step through DLPack (CUDA tensors, cupy installed), and the core's
+    epochs as CUDA graphs (one private memory pool; workspaces reused across runs)."""
+
+    be: TorchBackend
+
+    def __init__(self, be: TorchBackend) -> None:
+        super().__init__(be)
+        cuda = be._torch.cuda.is_available()
+        self.fused = dlpack.reach(be, be._torch.from_dlpack, _on_gpu, cuda)
+        self.no_fused = dlpack.needs(be.name)
+        self._graphs: Graphs | None = None
+        self.graph_workspaces: OrderedDict[Any, Any] = OrderedDict()
+
+    def graphs(self, X: Any) -> Any:
+        if not _on_gpu(X):
+            return "the data are not on a CUDA device"
+
+        def runner(run: Any) -> GraphRunner:
+            if self._graphs is None:
+                self._graphs = TorchGraphs(self.be._torch)
+            return GraphRunner(run, self._graphs, self.graph_workspaces)
+
+        return runner
+
+
+class TorchTools(Tools):
+    be: TorchBackend
+
+    def devices(self) -> list[str]:
+        cuda = self.be._torch.cuda
+        n = cuda.device_count() if cuda.is_available() else 0
+        return ["cpu", *(f"cuda:{i}" for i in range(n))]
+
+    def gpu_devices(self) -> list[str]:
+        return self.devices()[1:]
+
+    def full_precision(self) -> None:
+        """No TF32 in CUDA matmuls and convolutions, process-wide."""
+        self.be._torch.backends.cuda.matmul.allow_tf32 = False
+        self.be._torch.backends.cudnn.allow_tf32 = False
+
+    def out_of_memory(self, exc: BaseException) -> bool:
+        oom = getattr(self.be._torch.cuda, "OutOfMemoryError", None)
+        return bool(
+            (oom is not None and isinstance(exc, oom))
+            or isinstance(exc, MemoryError)
+            or (isinstance(exc, RuntimeError) and "out of memory" in str(exc))
+        )
+
+    def release_memory(self) -> None:
+        if self.be._torch.cuda.is_available():
+            self.be._torch.cuda.empty_cache()
+
+    def step_peak_bytes(self, run_one_step: Callable[[], object]) -> int | None:
+        cuda = self.be._torch.cuda
+        if not cuda.is_available():
+            return None
+        cuda.synchronize()
+        base = cuda.memory_allocated()
+        cuda.reset_peak_memory_stats()
+        run_one_step()
+        cuda.synchronize()
+        return int(cuda.max_memory_allocated() - base)
+
+    def forbid_host_sync(self, x: Any) -> Any:
+        """torch's sync debug mode "error" for CUDA tensors, together with cupy's detector
+        where training goes through cupy's fused step (None if cupy has none)."""
+        if not _on_gpu(x):
+            return None
+        cupy_guard = None
+        if self.be.runners.fused is not None and dlpack.cupy_fused() is not None:
+            from nnbin.backend import get_backend
+
+            cupy_guard = get_backend("cupy").tools.forbid_host_sync(x)
+            if cupy_guard is None:
+                return None
+        torch = self.be._torch
+
+        @contextlib.contextmanager
+        def guard() -> Iterator[None]:
+            previous = torch.cuda.get_sync_debug_mode()
+            torch.cuda.set_sync_debug_mode("error")  # a synchronising call raises
+            try:
+                with cupy_guard or contextlib.nullcontext():
+                    yield
+            finally:
+                torch.cuda.set_sync_debug_mode(previous)
+
+        return guard()

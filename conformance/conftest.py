@@ -139,7 +139,7 @@ def _unregister(mp: pytest.MonkeyPatch, module: str) -> None:
     table = {
         n: v
         for n, v in backend_mod._registered().items()
-        if backend_mod.backend_class(n).package != top
+        if backend_mod.backend_class(n).about.package != top
     }
     mp.setattr(backend_mod, "_registered", lambda: table)
     mp.setattr(backend_mod, "_cache", {})

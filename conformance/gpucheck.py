@@ -107,7 +107,7 @@ from nnbin.errors import NnbinError
 found = []
 for name in {names!r}:
     try:
-        if is_installed(name) and get_backend(name).gpu_devices():
+        if is_installed(name) and get_backend(name).tools.gpu_devices():
             found.append(name)
     except NnbinError:  # cupy without a CUDA device, for one
         pass

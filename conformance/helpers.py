@@ -19,14 +19,14 @@ NAMES = ("W1", "b1", "W2", "b2")
 def configure_for_conformance(be: nnbin.Backend) -> None:
     """Full-precision float32 matmuls (no TF32) and float64 available: the backend's
     ``full_precision()`` hook (it does something on jax, torch and cupy)."""
-    be.full_precision()
+    be.tools.full_precision()
 
 
 def forbid_host_sync(be: nnbin.Backend, x: Any) -> Any:
     """The backend's ``forbid_host_sync(x)`` hook: a context manager in which a host
     synchronisation on ``x``'s device raises, where the library can detect one (cupy;
     torch on CUDA); None where it cannot."""
-    return be.forbid_host_sync(x)
+    return be.tools.forbid_host_sync(x)
 
 
 def rounded(a: np.ndarray, dtype: str) -> np.ndarray:

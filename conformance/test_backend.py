@@ -92,10 +92,10 @@ def test_gradients(backend, dtype, shape, blocks):
 
 def _fused_case(backend, dtype, shape):
     """The case of ``shape``, or a skip where the backend has no fused step for it."""
-    if not backend.has_fused:
+    if backend.runners.fused is None:
         pytest.skip(f"{backend.name} has no fused step")
     case = _case(backend, dtype, shape)
-    if not backend.fused_applies(case.params, case.Xd):
+    if backend.runners.fused.refusal(case.params, case.Xd) is not None:
         pytest.skip("outside the fused step's limits")
     return case
 
@@ -105,7 +105,7 @@ def _path_kwargs(backend, path):
     also has a fused step (a skip where it has only one path)."""
     if path == "default":
         return {}
-    if not backend.has_fused:
+    if backend.runners.fused is None:
         pytest.skip(f"{backend.name} has one path, run as 'default'")
     return {"fused": False}
 
@@ -114,7 +114,7 @@ def _path_kwargs(backend, path):
 def test_fused_gradients(backend, dtype, shape):
     """A backend's fused step (cupy): its loss and four gradients, like the core's."""
     case = _fused_case(backend, dtype, shape)
-    check_gradients(case, lambda p, X, y: backend.fused_loss_and_grads(p, X, y))
+    check_gradients(case, backend.runners.fused.loss_and_grads)
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "N{}-D{}-H{}".format(*s))
@@ -147,12 +147,13 @@ def test_fused_runs_are_bit_identical(backend, dtype):
 
     first = bits()
     assert bits() == first
-    if hasattr(backend, "cuda_graphs"):
-        backend.cuda_graphs = False
+    fused = backend.runners.fused
+    if hasattr(fused, "cuda_graphs"):  # cupy's own (torch and jax reach it through DLPack)
+        fused.cuda_graphs = False
         try:
             assert bits() == first
         finally:
-            backend.cuda_graphs = True
+            fused.cuda_graphs = True
 
 
 @pytest.mark.parametrize("shape", SHAPES[:3], ids=lambda s: "N{}-D{}-H{}".format(*s))
@@ -246,9 +247,9 @@ def test_extreme_logits_are_finite(backend, dtype, path):
     """|z| up to 1e4: the loss is |z| per misclassified sample, gradients stay bounded."""
     loss_and_grads = nnbin.loss_and_grads
     if path == "fused":
-        if not backend.has_fused:
+        if backend.runners.fused is None:
             pytest.skip(f"{backend.name} has no fused step")
-        loss_and_grads = backend.fused_loss_and_grads
+        loss_and_grads = backend.runners.fused.loss_and_grads
     rng = np.random.default_rng(7)
     n, h = 64, 8
     X = rng.normal(0, 1, (n, 1))

@@ -24,7 +24,7 @@ sparse = pytest.importorskip("scipy.sparse")
 
 @pytest.fixture
 def sparse_backend(backend):
-    if not backend.takes_sparse:
+    if not backend.about.takes_sparse:
         pytest.skip(f"{backend.name} trains on dense data only (it refuses SciPy sparse X)")
     return backend
 

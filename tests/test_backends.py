@@ -47,8 +47,9 @@ def test_unknown_backend_names_the_valid_ones(monkeypatch):
 
 class _Missing(nnbin.Backend):
     name = "missing"
-    package = "surely_not_an_installed_package_nnbin"
-    extra = "missing-extra"
+    about = backend_mod.About(
+        package="surely_not_an_installed_package_nnbin", extra="missing-extra"
+    )
 
 
 def test_missing_package_names_the_extra(monkeypatch):
@@ -462,3 +463,26 @@ def test_gpucheck_bad_arguments_are_one_line_and_change_nothing(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "a-link"]
     assert (tmp_path / "a-file").read_text() == "keep"
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode) and os.stat("/dev/null").st_ino == null.st_ino
+
+
+def test_a_backend_of_the_older_protocol_is_told_where_its_parts_go():
+    """A third-party backend written before the binding was cut to its protocol (its facts
+    as class attributes, the benchmark's hooks and the fused step on itself) is one
+    TypeError that says where each part goes now, never silently ignored."""
+    with pytest.raises(TypeError) as info:
+
+        class Old(nnbin.Backend):
+            name = "old"
+            package = "numpy"
+            memory_nh = 0.5
+
+            def release_memory(self):
+                pass
+
+            def fused_run(self, *args, **kwargs):
+                pass
+
+    said = str(info.value)
+    assert "package: its about = About(...)" in said and "memory_nh: its about" in said
+    assert "release_memory: a method of its Tools" in said
+    assert "fused_run: its Runners" in said

@@ -18,12 +18,12 @@ import array_api_compat
 import numpy as np
 
 import nnbin
+from nnbin.backend import About
 
 
 class WrappedBackend(nnbin.Backend):
     name = "wrapped"
-    package = "numpy"
-    extra = "wrapped"
+    about = About(package="numpy", extra="wrapped")
     default_dtype = "float64"
 
     def __init__(self):
@@ -32,9 +32,6 @@ class WrappedBackend(nnbin.Backend):
     @staticmethod
     def owns(x):
         return isinstance(x, (np.ndarray, np.generic))  # NumPy reductions give scalars
-
-    def version(self):
-        return "0.1"
 
     def asarray(self, a, dtype, device=None):
         return np.asarray(a, dtype=dtype){bug}

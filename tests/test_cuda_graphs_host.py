@@ -19,8 +19,9 @@ import nnbin
 torch = pytest.importorskip("torch")
 make_fx = pytest.importorskip("torch.fx.experimental.proxy_tensor").make_fx
 
+from nnbin_backends import torch as torch_binding  # noqa: E402
 from nnbin_backends.cuda import graphs as cuda_graphs  # noqa: E402
-from nnbin_backends.torch import TorchBackend  # noqa: E402
+from nnbin_backends.torch import TorchRunners  # noqa: E402
 
 
 class TracedGraphs(cuda_graphs.TorchGraphs):
@@ -49,9 +50,9 @@ def graphed(monkeypatch):
     yields the stand-in (its counts)."""
     be = nnbin.get_backend("torch")
     stand_in = TracedGraphs()
-    monkeypatch.setattr(TorchBackend, "graph_refusal", lambda self, X: None)
-    monkeypatch.setattr(be, "_graphs", stand_in)
-    monkeypatch.setattr(be, "graph_workspaces", type(be.graph_workspaces)())
+    monkeypatch.setattr(torch_binding, "_on_gpu", lambda X: True)  # CPU tensors stand in
+    monkeypatch.setattr(be.runners, "_graphs", stand_in)
+    monkeypatch.setattr(be.runners, "graph_workspaces", type(be.runners.graph_workspaces)())
     return stand_in
 
 
@@ -153,7 +154,7 @@ def test_workspaces_are_reused_across_runs_and_captured_anew_for_new_shapes(grap
     Xs, ys = _data(n=200)  # a new shape: captured anew
     nnbin.train(Xs, ys, **run, cuda_graphs=True)
     assert graphed.captures > captured
-    assert len(nnbin.get_backend("torch").graph_workspaces) == 2
+    assert len(nnbin.get_backend("torch").runners.graph_workspaces) == 2
 
 
 def test_nothing_is_read_to_the_host_between_logged_steps(graphed, monkeypatch):
@@ -301,13 +302,18 @@ def products_refused(graphed, monkeypatch):
             return real_capture(fn, inputs, outputs)
 
     monkeypatch.setattr(graphed, "capture", capture)
-    torch_own = TorchBackend.graph_runner
+    torch_own = TorchRunners.graphs
 
-    def safe(self, run):  # cupy's way: the run computes in a capture-safe namespace
-        run.core_xp = CaptureSafe(run.xp, gemm)
-        return torch_own(self, run)
+    def safe(self, X):  # cupy's way: the run computes in a capture-safe namespace
+        factory = torch_own(self, X)
 
-    monkeypatch.setattr(TorchBackend, "graph_runner", safe)
+        def runner(run):
+            run.core_xp = CaptureSafe(run.xp, gemm)
+            return factory(run)
+
+        return runner
+
+    monkeypatch.setattr(TorchRunners, "graphs", safe)
     gemm.torch_own = torch_own
     return gemm
 
@@ -327,7 +333,7 @@ def test_every_product_of_a_captured_step_goes_through_core_xp(products_refused,
 def test_a_product_outside_core_xp_would_be_caught(products_refused, monkeypatch):
     """Planted: the run computing in the arrays' own namespace (no ``core_xp``): the
     capture meets a product it refuses."""
-    monkeypatch.setattr(TorchBackend, "graph_runner", products_refused.torch_own)
+    monkeypatch.setattr(TorchRunners, "graphs", products_refused.torch_own)
     X, y = _data(n=60)
     with pytest.raises(RuntimeError, match="outside core_xp"):
         nnbin.train(X, y, steps=3, hidden=(4, 3), cuda_graphs=True)

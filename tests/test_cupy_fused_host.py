@@ -37,17 +37,17 @@ def backend(tmp_path, monkeypatch):
     # be a few steps long here. What these tests check is the driver (graphs, streams,
     # buffers) under the schedule a GPU sees, where a chunk reaches the next logged step.
     monkeypatch.setattr("nnbin.loop.CALL_SECONDS", 1e9)
-    from nnbin_backends.cuda import driver as cuda_driver
-    from nnbin_backends.cuda import kernels as cuda_fused
+    from collections import OrderedDict
+
+    from nnbin_backends.cuda.fused import CupyFused
     from nnbin_backends.cupy import CupyBackend
 
     be = object.__new__(CupyBackend)  # no GPU here: skip __init__'s device check
     be._cupy = fake_cupy(tmp_path)
-    be._modules = {}
-    be._workspaces = cuda_driver.WorkspaceCache()
     be.xp = nnbin.get_backend("numpy").xp
-    be.block, be.cuda_graphs, be.graph_steps = cuda_fused.BLOCK, True, 500
-    be.fast_math, be.has_fused = False, True
+    be._fused = CupyFused(be._cupy)
+    be._fused.cuda_graphs, be._fused.fast_math = True, False  # whatever the environment says
+    be._graphs, be.graph_workspaces = {}, OrderedDict()
     yield be
     DeviceArray.cuda = None
 
@@ -103,13 +103,13 @@ def test_fused_divergence_keeps_a_copy_of_the_last_finite_parameters(backend):
 def test_fused_loss_and_grads_match_the_core(backend):
     X, y = nnbin.two_gaussians(n_per_class=40, seed=1, n_features=3)
     p0 = nnbin.init_params(3, 5, seed=1)
-    loss, grads = backend.fused_loss_and_grads(p0, X, y)
+    loss, grads = backend.runners.fused.loss_and_grads(p0, X, y)
     done(backend)
     want_loss, want = nnbin.loss_and_grads(p0, X, y)
     assert float(loss) == pytest.approx(float(want_loss), rel=1e-12)
     # each gradient an allocation of its own (XLA wants aligned buffers, and the workspace's
     # gradient buffer is reused by the next run), never a slice of one buffer
-    (ws,) = backend._workspaces._items.values()
+    (ws,) = backend._fused._workspaces._items.values()
     for i, a in enumerate(grads):
         assert not np.shares_memory(a, ws.grad) and not np.shares_memory(loss, ws.loss)
         assert not any(np.shares_memory(a, b) for b in grads[i + 1 :])
@@ -133,12 +133,12 @@ def test_graph_replay_gives_the_same_bits_as_launching_every_step(
 ):
     X, y = nnbin.two_gaussians(n_per_class=150, seed=3)
     p0 = nnbin.init_params(1, 4, seed=3)
-    backend.graph_steps = graph_steps
+    backend._fused.graph_steps = graph_steps
     cuda = backend._cupy.cuda
     graphed = run_loop(backend, p0, X, y, lr=1.0, steps=steps, log_every=log_every)
     done(backend)
     log = list(cuda.log)
-    backend.cuda_graphs = False
+    backend._fused.cuda_graphs = False
     cuda.log.clear()
     eager = run_loop(backend, p0, X, y, lr=1.0, steps=steps, log_every=log_every)
     done(backend)
@@ -181,25 +181,25 @@ def test_a_graph_is_captured_once_and_replayed(backend):
 
 
 def test_local_memory_refuses_the_fused_step_with_the_reason(backend, monkeypatch):
-    from nnbin_backends.cupy import LOCAL_LIMIT
+    from nnbin_backends.cuda.fused import LOCAL_LIMIT
 
     X, y = nnbin.two_gaussians(n_per_class=50, seed=0)
     p0 = nnbin.init_params(1, 4, seed=0)
     kernel = types.SimpleNamespace(local_size_bytes=0)
-    monkeypatch.setattr(backend, "_kernels", lambda d, h, dtype: (kernel, kernel))
-    assert backend.fused_applies(p0, X)  # registers only: the fast case
+    monkeypatch.setattr(backend._fused, "_kernels", lambda d, h, dtype: (kernel, kernel))
+    assert backend.runners.fused.refusal(p0, X) is None  # registers only: the fast case
     # D = 64, H = 256, float64 spills ~135 KiB a thread: never, whatever memory is free
     kernel.local_size_bytes = 137_744
-    assert backend.fused_refusal(p0, X).startswith("its kernel would keep 137,744 bytes")
+    assert backend.runners.fused.refusal(p0, X).startswith("its kernel would keep 137,744 bytes")
     run = run_loop(backend, p0, X, y, lr=1.0, steps=1, log_every=1)
     assert run.loop.startswith("python loop") and "137,744 bytes a thread" in run.loop
     with pytest.raises(nnbin.BackendUnavailableError, match="137,744 bytes a thread"):
         run_loop(backend, p0, X, y, lr=1.0, steps=1, log_every=1, fused=True)
     # a small spill: allowed while, for every resident thread, it takes <= 1/4 of free memory
     kernel.local_size_bytes = LOCAL_LIMIT  # x 2048 threads x 2 SMs = 16 MiB
-    assert backend.fused_applies(p0, X)
+    assert backend.runners.fused.refusal(p0, X) is None
     backend._cupy.cuda.runtime.memGetInfo = lambda: (60 << 20, 80 << 30)  # 60 MiB free
-    assert "a quarter of the free device memory" in backend.fused_refusal(p0, X)
+    assert "a quarter of the free device memory" in backend.runners.fused.refusal(p0, X)
     core = run_loop(backend, p0, X, y, lr=1.0, steps=1, log_every=1, fused=False).loop
     assert core == (  # asked for the core: no reason to give for the fused step
         "python loop (array-API core); CUDA graphs of it off until verified on a GPU"
@@ -211,10 +211,10 @@ def test_the_registers_a_kernel_uses_set_the_grid(backend):
     from nnbin_backends.cuda import kernels as cuda_fused
 
     kernel = types.SimpleNamespace(num_regs=242)  # the seed network's, on an H100
-    assert backend._max_blocks(kernel) == 2 * 1  # 2 SMs x one 256-thread block each
+    assert backend._fused._max_blocks(kernel) == 2 * 1  # 2 SMs x one 256-thread block each
     kernel.num_regs = 64
-    assert backend._max_blocks(kernel) == 2 * 4
-    assert cuda_fused.partials_blocks(20_000, backend._max_blocks(kernel)) == 8
+    assert backend._fused._max_blocks(kernel) == 2 * 4
+    assert cuda_fused.partials_blocks(20_000, backend._fused._max_blocks(kernel)) == 8
 
 
 def test_work_is_queued_and_the_caller_is_ordered_after_it(backend):
@@ -247,7 +247,7 @@ def test_a_workspace_and_its_graphs_are_reused_across_runs(backend):
     assert captures() == 2  # 9 steps (twice replayed) and a 4-step tail
     other = run_loop(backend, p1, X, y, lr=1.0, steps=25, log_every=10)  # new start, same data
     done(backend)
-    assert captures() == 2 and len(backend._workspaces) == 1  # nothing captured anew
+    assert captures() == 2 and len(backend._fused._workspaces) == 1  # nothing captured anew
     # what run 1 handed back is its own: run 2 reused the buffers, not those arrays
     for a, b in zip(first.params, kept):
         assert a.tobytes() == b.tobytes()
@@ -260,20 +260,20 @@ def test_a_workspace_and_its_graphs_are_reused_across_runs(backend):
     # another step size is another graph (lr is captured in it): a new workspace
     run_loop(backend, p0, X, y, lr=0.5, steps=25, log_every=10)
     done(backend)
-    assert captures() == 4 and len(backend._workspaces) == 2
+    assert captures() == 4 and len(backend._fused._workspaces) == 2
     # a workspace in use (another thread's run) is not shared: a fresh one, not cached
-    (busy,) = [w for k, w in backend._workspaces._items.items() if k[8] == 1.0]
+    (busy,) = [w for k, w in backend._fused._workspaces._items.items() if k[8] == 1.0]
     busy.lock.acquire()
     try:
         run_loop(backend, p0, X, y, lr=1.0, steps=25, log_every=10)
         done(backend)
     finally:
         busy.lock.release()
-    assert captures() == 6 and len(backend._workspaces) == 2
+    assert captures() == 6 and len(backend._fused._workspaces) == 2
     for lr in (0.1, 0.2, 0.3, 0.4):
         run_loop(backend, p0, X, y, lr=lr, steps=3, log_every=1)
     done(backend)
-    assert len(backend._workspaces) == MAX_WORKSPACES
+    assert len(backend._fused._workspaces) == MAX_WORKSPACES
 
 
 # The conformance suite's fused-path checks, run against this stand-in: they pass on the
@@ -295,7 +295,7 @@ def emulated(backend):
     backend.to_host = lambda x: (done(backend), np.asarray(x))[1]  # asnumpy synchronises
     backend.asarray = lambda a, dtype, device=None: np.array(a, dtype=dtype)
     backend.dtypes = ("float32", "float64")
-    backend.forbid_host_sync = forbid
+    backend.tools.forbid_host_sync = forbid
     backend.synchronize = lambda x: done(backend)
     return backend
 
@@ -346,7 +346,7 @@ def bridged(backend, monkeypatch):
         return view
 
     backend._cupy.from_dlpack = from_dlpack
-    monkeypatch.setattr(bridge.DlpackFused, "cupy_backend", staticmethod(lambda: backend))
+    monkeypatch.setattr(bridge, "cupy_fused", lambda: backend._fused)
     return backend, shared
 
 
@@ -357,8 +357,8 @@ def test_torch_tensors_reach_the_fused_kernels_through_dlpack(bridged):
 
     _, shared = bridged
     tb = TorchBackend()
-    tb._on_gpu = lambda X: True  # CPU tensors stand in for CUDA ones
-    tb._dlpack, tb.has_fused = bridge.DlpackFused(torch.from_dlpack), True
+    # CPU tensors stand in for CUDA ones
+    tb.runners.fused = bridge.DlpackFused(tb, torch.from_dlpack, lambda X: True)
     Xn, yn = nnbin.two_gaussians(n_per_class=100, seed=4)
     X, y = torch.from_numpy(Xn), torch.from_numpy(yn)
     p0 = nnbin.init_params(1, 4, seed=4, backend="torch", dtype="float64")
@@ -375,8 +375,8 @@ def test_torch_tensors_reach_the_fused_kernels_through_dlpack(bridged):
     np.testing.assert_allclose(
         [v for _, v in fused.history], [v for _, v in core.history], rtol=1e-12
     )
-    assert tb.fused_applies(p0, X)
-    loss, grads = tb.fused_loss_and_grads(p0, X, y)
+    assert tb.runners.fused.refusal(p0, X) is None
+    loss, grads = tb.runners.fused.loss_and_grads(p0, X, y)
     done(bridged[0])
     want_loss, want = nnbin.loss_and_grads(p0, X, y)
     assert isinstance(loss, torch.Tensor) and float(loss) == pytest.approx(float(want_loss))
@@ -392,8 +392,8 @@ def test_jax_arrays_reach_the_fused_kernels_through_dlpack(bridged):
 
     _, shared = bridged
     jb = JaxBackend()
-    jb._on_gpu = lambda X: True  # CPU arrays stand in for GPU ones
-    jb._dlpack, jb.has_fused = bridge.DlpackFused(jnp.from_dlpack), True
+    # CPU arrays stand in for GPU ones
+    jb.runners.fused = bridge.DlpackFused(jb, jnp.from_dlpack, lambda X: True)
     Xn, yn = nnbin.two_gaussians(n_per_class=100, seed=5)
     X, y = jnp.asarray(Xn, jnp.float32), jnp.asarray(yn, jnp.float32)
     p0 = nnbin.init_params(1, 4, seed=5, backend="jax", dtype="float32")
@@ -423,7 +423,7 @@ def test_fast_math_is_asked_for_float32_only(backend):
     log = backend._cupy.cuda.log
     plain = run_loop(backend, p0, X, y, lr=1.0, steps=2, log_every=1)
     assert ("compile --std=c++14", "host") in log and "fast_math" not in plain.loop
-    backend.fast_math = True
+    backend._fused.fast_math = True
     log.clear()
     run_loop(backend, p0, X, y, lr=1.0, steps=2, log_every=1)  # float64: never approximate
     assert not [e for e in log if "compile" in e[0]]  # the same kernels, cached

@@ -28,7 +28,7 @@ def _cpu_backends() -> list[str]:
             be = nnbin.get_backend(name)
         except nnbin.NnbinError:
             continue
-        if be.in_default_bench:
+        if be.about.in_default_bench:
             names.append(name)
     return names
 

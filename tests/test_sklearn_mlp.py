@@ -147,7 +147,7 @@ def nnbin_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     except nnbin.NnbinError as e:
         pytest.skip(f"{backend}: {e}")
     if backend == "jax":
-        be.enable_dtype("float64")  # float64 data train in float64, as with NumPy
+        be.tools.enable_dtype("float64")  # float64 data train in float64, as with NumPy
     monkeypatch.setenv(nnbin.backend.ENV_VAR, backend)
     why = NUMPY_ONLY.get(node.originalname)
     if why is not None and backend != "numpy":

@@ -1,116 +1,108 @@
-"""The DLPack bridge: the torch and jax backends' CUDA arrays train with the cupy backend's
-fused step (``backends/cupy.py``), reached through DLPack with no copies either way, and the
-parameters come back as arrays of the caller's library on the same device."""
+"""The DLPack bridge: another library's CUDA arrays (torch's, jax's) train with the cupy
+backend's fused step (``fused.py``), reached through DLPack with no copies either way, and
+the parameters come back as arrays of the caller's library on the same device. A plug-in
+(:attr:`nnbin.backend.Runners.fused`): no backend inherits from it."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, cast
 
-from nnbin.backend import Backend
 from nnbin.errors import TrainingDivergedError
 from nnbin.loop import OnLog, RunResult
 from nnbin.model import Params
 from nnbin.options import SEED, Config
 
-from ..cupy import CupyBackend
 from .driver import Sigmoid
+from .fused import CupyFused, _on_device
 from .kernels import scope_refusal
 
 
+def cupy_fused() -> CupyFused | None:
+    """The cupy backend's fused step (None: no cupy, no CUDA device, or a ROCm build)."""
+    from nnbin.backend import get_backend, is_installed
+    from nnbin.errors import NnbinError
+
+    if not is_installed("cupy"):
+        return None
+    try:
+        be = get_backend("cupy")
+    except NnbinError:
+        return None
+    fused = be.runners.fused
+    return fused if isinstance(fused, CupyFused) else None
+
+
+def reach(
+    be: Any, to_native: Callable[[Any], Any], on_gpu: Callable[[Any], bool], gpu: bool
+) -> DlpackFused | None:
+    """The fused step for the backend ``be``'s CUDA arrays (``gpu``: this machine has a
+    CUDA GPU; ``on_gpu(X)``: X is on one), where cupy is installed; else None."""
+    from nnbin.backend import is_installed
+
+    return DlpackFused(be, to_native, on_gpu) if gpu and is_installed("cupy") else None
+
+
+def needs(name: str) -> str:
+    """What the ``name`` backend's arrays need to reach the fused step."""
+    return (
+        f"{name}'s fused step (cupy's kernels through DLPack) needs arrays on one CUDA GPU "
+        "and cupy: pip install 'nnbin[cupy]'"
+    )
+
+
 class DlpackFused:
-    """The fused step for another library's CUDA arrays (PyTorch, JAX): the arrays reach
-    the cupy kernels through DLPack with no copy, and the parameters come back the same way
-    as arrays of that library on the same device."""
+    """The fused step for another library's CUDA arrays: the arrays reach the cupy kernels
+    through DLPack with no copy (``to_native``: the library's ``from_dlpack`` brings the
+    parameters back the same way)."""
 
-    def __init__(self, to_native: Callable[[Any], Any]) -> None:
-        self.to_native = to_native
-
-    @staticmethod
-    def cupy_backend() -> CupyBackend | None:
-        from nnbin.backend import get_backend, is_installed
-        from nnbin.errors import NnbinError
-
-        if not is_installed("cupy"):
-            return None
-        try:
-            be = get_backend("cupy")
-        except NnbinError:
-            return None
-        return be if isinstance(be, CupyBackend) else None
-
-    def wrap(self, be: CupyBackend, params: Params, X: Any, y: Any) -> tuple[Params, Any, Any]:
-        view = be._cupy.from_dlpack
-        return Sigmoid(*(view(p) for p in params)), view(X), view(y)
+    def __init__(
+        self, be: Any, to_native: Callable[[Any], Any], on_gpu: Callable[[Any], bool]
+    ) -> None:
+        self.be, self.to_native, self.on_gpu = be, to_native, on_gpu
 
     def native(self, params: Params) -> Params:
         return Sigmoid(*(self.to_native(p) for p in params))
 
+    def _cupy_views(self, params: Params, X: Any, y: Any) -> tuple[CupyFused, Params, Any, Any]:
+        fused = cupy_fused()
+        assert fused is not None
+        view = fused._cupy.from_dlpack
+        return fused, Sigmoid(*(view(p) for p in params)), view(X), view(y)
 
-class FusedThroughDlpack(Backend):
-    """A backend whose CUDA arrays can reach cupy's fused step (torch, jax): ``_dlpack`` (a
-    DlpackFused, or None where there is no CUDA GPU or no cupy) and ``_on_gpu(X)``. The
-    fused-or-core decision is :meth:`nnbin.Backend.run`'s; this says where the fused step
-    applies and runs it through the bridge."""
-
-    _dlpack: DlpackFused | None
-
-    def _reach_fused(self, from_dlpack: Any, gpu: bool) -> None:
-        """Arrays on a CUDA GPU (``gpu``: this machine has one) reach cupy's fused step
-        through DLPack (``from_dlpack``: the library's), where cupy is installed."""
-        from nnbin.backend import is_installed
-
-        self._dlpack = DlpackFused(from_dlpack) if gpu and is_installed("cupy") else None
-        self.has_fused = self._dlpack is not None
-
-    def _on_gpu(self, X: Any) -> bool:
-        raise NotImplementedError
-
-    def _cupy_views(self, params: Params, X: Any, y: Any) -> tuple[Any, Params, Any, Any]:
-        assert self._dlpack is not None
-        be = self._dlpack.cupy_backend()
-        assert be is not None
-        return (be, *self._dlpack.wrap(be, params, X, y))
-
-    def fused_refusal(self, params: Params, X: Any, config: Config = SEED) -> str | None:
-        self.last_temp_bytes = None  # a fused run has no compiler buffers to report
+    def refusal(self, params: Params, X: Any, config: Config = SEED) -> str | None:
+        self.be.tools.last_temp_bytes = None  # a fused run has no compiler buffers to report
         why = scope_refusal(params, config)
         if why is not None:
             return why
-        if self._dlpack is None or not self._on_gpu(X) or self._dlpack.cupy_backend() is None:
-            return (
-                f"{self.name}'s fused step (cupy's kernels through DLPack) needs arrays on one "
-                "CUDA GPU and cupy: pip install 'nnbin[cupy]'"
-            )
-        be, pc, Xc, _ = self._cupy_views(params, X, X)
-        with be.on_device(Xc):
-            return be.fused_refusal(pc, Xc, config)
+        if not self.on_gpu(X) or cupy_fused() is None:
+            return needs(self.be.name)
+        fused, pc, Xc, _ = self._cupy_views(params, X, X)
+        with _on_device(fused._cupy, Xc):
+            return fused.refusal(pc, Xc, config)
 
-    def fused_loss_and_grads(self, params: Params, X: Any, y: Any) -> tuple[Any, Params]:
+    def loss_and_grads(self, params: Params, X: Any, y: Any) -> tuple[Any, Params]:
         """The fused step's loss and gradients (cupy's kernels, through DLPack)."""
-        be, pc, Xc, yc = self._cupy_views(params, X, y)
-        assert self._dlpack is not None
-        loss, grads = be.fused_loss_and_grads(pc, Xc, yc)
-        return self._dlpack.to_native(loss), self._dlpack.native(grads)
+        fused, pc, Xc, yc = self._cupy_views(params, X, y)
+        loss, grads = fused.loss_and_grads(pc, Xc, yc)
+        return self.to_native(loss), self.native(grads)
 
-    def fused_run(
+    def run(
         self, params: Params, X: Any, y: Any, *, lr: float, steps: int, log_every: int,
         on_log: OnLog | None,
     ) -> RunResult:  # fmt: skip
-        be, pc, Xc, yc = self._cupy_views(params, X, y)
-        assert self._dlpack is not None
-        native = self._dlpack.native
-        with be.on_device(Xc):
+        fused, pc, Xc, yc = self._cupy_views(params, X, y)
+        with _on_device(fused._cupy, Xc):
             try:
-                result = be.fused_run(
+                result = fused.run(
                     pc, Xc, yc, lr=lr, steps=steps, log_every=log_every, on_log=on_log
                 )
             except TrainingDivergedError as exc:
-                exc.params = native(cast(Params, exc.params))
+                exc.params = self.native(cast(Params, exc.params))
                 raise
-        result.params = native(result.params)
+        result.params = self.native(result.params)
         if result.last_finite is not None:
             step, good = result.last_finite
-            result.last_finite = (step, native(good))
+            result.last_finite = (step, self.native(good))
         result.loop += " (through DLPack, no copies)"
         return result

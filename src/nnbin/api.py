@@ -17,6 +17,7 @@ from typing import Any
 from . import model as _model
 from . import options
 from .backend import backend_of, get_backend, max_width
+from .backend import init_params as _init_params
 from .errors import InvalidInputError
 from .model import Array, quiet_overflow
 from .validate import (
@@ -55,8 +56,15 @@ def init_params(
     hidden = hidden_sizes(hidden)
     activation = activation_name(activation)
     init, seed = options.check("init", init), options.check("seed", seed)
-    return get_backend(backend).init_params(
-        n_features, hidden, seed, dtype=dtype, device=device, activation=activation, init=init
+    return _init_params(
+        get_backend(backend),
+        n_features,
+        hidden,
+        seed,
+        dtype=dtype,
+        device=device,
+        activation=activation,
+        init=init,
     )
 
 

@@ -24,6 +24,7 @@ import importlib.util
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
@@ -53,7 +54,6 @@ from .model import (  # noqa: F401  (re-exported: the binding sizes blocks and t
     take_rows,
     value_and_grads,
 )  # fmt: skip
-from .options import SEED, Config
 from .validate import host_memory_fits, parameter_count
 
 ENV_VAR = "NNBIN_BACKEND"
@@ -61,116 +61,97 @@ DEFAULT_BACKEND = "numpy"
 ENTRY_POINT_GROUP = "nnbin.backends"
 
 
-class Backend:
-    """What every backend provides. Subclasses import their library in ``__init__``.
+@dataclass(frozen=True)
+class About:
+    """What a backend is, read without importing its library (``nnbin backends`` lists the
+    backends whose package is not installed)."""
 
-    Class attributes describe the backend without importing anything, so that
-    ``nnbin backends`` can list backends whose package is not installed.
-
-    The hooks that only the command line, the benchmark or the conformance suite call are
-    declared here too, each with the default a backend without it gets (the end of this
-    class), so nothing looks a hook up by name.
-    """
-
-    name: ClassVar[str]
     #: import name of the array library, looked up with ``importlib.util.find_spec``
     #: (default: the backend's name)
-    package: ClassVar[str]
+    package: str = ""
     #: the pip extra that installs it: ``pip install 'nnbin[<extra>]'`` (default: the name)
-    extra: ClassVar[str]
-    default_dtype: ClassVar[str] = "float64"
-    dtypes: ClassVar[tuple[str, ...]] = ("float32", "float64")
-    #: how training runs many steps, as shown in logs and the benchmark
-    loop: ClassVar[str] = "python loop"
+    extra: str = ""
+    #: how training runs many epochs, as logs and the benchmark show it
+    loop: str = "python loop"
     #: working memory of one step in (N, H) arrays (measured by ``nnbin bench``): training
     #: refuses, before allocating, what cannot fit in host memory
-    memory_nh: ClassVar[float] = 4.0
+    memory_nh: float = 4.0
     #: works through the data chunk by chunk (Dask): no in-memory estimate applies
-    out_of_core: ClassVar[bool] = False
+    out_of_core: bool = False
     #: trains on a SciPy sparse X (CSR) kept sparse on the host, the core densifying one
     #: block of rows at a time (:func:`nnbin.model.dense`): numpy
-    takes_sparse: ClassVar[bool] = False
-    #: whether ``run`` takes ``fused=`` (a native fused step besides the array-API core):
-    #: cupy always; torch and jax where a CUDA GPU and cupy are there (through DLPack)
-    has_fused: bool = False
+    takes_sparse: bool = False
+    #: in ``nnbin bench``'s default list of backends (Dask's per-step scheduling is not)
+    in_default_bench: bool = True
+    #: the library's buffers are NumPy's, which tracemalloc sees (peak memory a step)
+    memory_traced: bool = False
+    #: the command line may keep compiled runs between commands (JAX's persistent cache)
+    has_persistent_cache: bool = False
 
+
+#: what a backend of the older protocol defined on itself, and where it goes now
+MOVED = {
+    **dict.fromkeys(
+        ("version", "devices", "gpu_devices", "enable_dtype", "use_persistent_cache",
+         "out_of_memory", "release_memory", "step_peak_bytes", "full_precision",
+         "forbid_host_sync", "last_temp_bytes"),
+        "a method of its Tools (the tools property)",
+    ),
+    **dict.fromkeys(
+        ("has_fused", "fused_refusal", "fused_applies", "fused_run", "fused_loss_and_grads",
+         "loss", "evaluator", "distribute", "stepper_class", "graph_stepper_class",
+         "graph_refusal", "core_loop"),
+        "its Runners (the runners property)",
+    ),
+    "on_device": "step_context(X)",
+    "init_params": "nnbin.backend.init_params(backend, ...)",
+    "place": "nnbin.backend.place(backend, ...)",
+}  # fmt: skip
+
+
+class Backend:
+    """The binding of one array library: what the loop and the public functions ask of it.
+    Subclasses import their library in ``__init__``; a library no backend names gets these
+    defaults (:class:`ArrayApiBackend`). What a backend runs beside the eager core is its
+    :attr:`runners`; the hooks only the command line, the benchmark and the conformance
+    suite call are its :attr:`tools`."""
+
+    name: ClassVar[str]
+    about: ClassVar[About] = About()
+    default_dtype: ClassVar[str] = "float64"
+    dtypes: ClassVar[tuple[str, ...]] = ("float32", "float64")
+    #: the library's array-API namespace
     xp: Any
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A backend that names itself gets its package and pip extra from its name unless
-        it says otherwise (``numpy``'s package is ``numpy``, its extra ``numpy``)."""
+        its :class:`About` says otherwise (``numpy``'s package is ``numpy``, its extra
+        ``numpy``)."""
         super().__init_subclass__(**kwargs)
+        moved = {f.name: "its about = About(...)" for f in fields(About)} | MOVED
+        misplaced = sorted(set(cls.__dict__) & set(moved))
+        if misplaced:  # a backend written for the older protocol: said, never ignored
+            where = "; ".join(f"{name}: {moved[name]}" for name in misplaced)
+            raise TypeError(
+                f"{cls.__qualname__} defines what the Backend protocol keeps elsewhere now "
+                f"({where})"
+            )
         if "name" in cls.__dict__:
-            for attr in ("package", "extra"):
-                if attr not in cls.__dict__:
-                    setattr(cls, attr, cls.name)
-
-    @staticmethod
-    def is_array(x: object) -> bool:
-        """array-api-compat's test for this library's arrays (a backend sets it to
-        ``staticmethod(array_api_compat.is_numpy_array)`` and its kind): it looks in
-        ``sys.modules``, so asking never imports the library."""
-        raise NotImplementedError
+            about = cls.about
+            cls.about = replace(
+                about, package=about.package or cls.name, extra=about.extra or cls.name
+            )
 
     @classmethod
     def owns(cls, x: object) -> bool:
-        """Whether ``x`` is an array of this backend's library (never imports it): the
-        backend's :attr:`is_array`, unless it overrides this."""
-        return bool(cls.is_array(x))
-
-    def version(self) -> str:
-        """The version of the array library (imported by then)."""
-        return str(importlib.import_module(self.package).__version__)
-
-    def devices(self) -> list[str]:
-        return ["cpu"]
+        """Whether ``x`` is an array of this backend's library, never importing it (a
+        backend sets ``is_array`` to array-api-compat's test, ``is_numpy_array`` and its
+        kind, which looks in ``sys.modules``), unless it overrides this."""
+        return bool(cls.is_array(x))  # type: ignore[attr-defined]
 
     def asarray(self, a: Any, dtype: str, device: Any = None) -> Any:
         """Move a host (NumPy) array to this backend, cast to ``dtype``."""
         return self.xp.asarray(np.asarray(a, dtype=dtype), device=device)
-
-    def init_params(
-        self,
-        n_features: int,
-        hidden: int | tuple[int, ...],
-        seed: int = 0,
-        *,
-        dtype: str | None = None,
-        device: Any = None,
-        activation: str = "sigmoid",
-        init: str | None = None,
-    ) -> Any:
-        """The initial parameters (:func:`nnbin.model.initial_weights`, drawn on the host in
-        float64) cast to ``dtype`` (default: this backend's) and placed on ``device``."""
-        dtype = dtype or self.default_dtype
-        count = parameter_count(n_features, hidden)
-        host_memory_fits(  # drawn in float64, then cast: about two copies on the host
-            16 * count, "the initial parameters would need", f"{count:,} numbers",
-            "use fewer hidden units",
-        )  # fmt: skip
-        host = initial_weights(n_features, hidden, seed, activation=activation, init=init)
-        return like(host, (self.asarray(a, dtype, device) for a in host))
-
-    def place(self, X: Any, y: Any, w: Any, dtype: str) -> tuple[Array, Array, Array | None]:
-        """X, y and the sample weights ``w`` (None: none) on this backend in ``dtype``, once,
-        copying only host (NumPy) data (a SciPy sparse X stays sparse, cast on the host)."""
-        narrowed = dtype == "float32" and "float64" in str(getattr(X, "dtype", ""))
-        if isinstance(X, np.ndarray) or is_sparse(X):
-            values = X.data if is_sparse(X) else X  # a sparse matrix's stored values
-            if narrowed and np.max(np.abs(values), initial=0.0) > np.finfo(np.float32).max:
-                raise _too_big_for_float32()
-            put = self.asarray
-            Xb = X.astype(dtype, copy=False) if is_sparse(X) else put(X, dtype)  # sparse stays so
-            return Xb, put(y, dtype), None if w is None else put(w, dtype)
-        xp = namespace(X, y)
-
-        def cast(a: Any) -> Any:
-            return xp.astype(a, getattr(xp, dtype), copy=False)  # no copy when already right
-
-        X, y = cast(X), cast(y)
-        if narrowed and not bool(xp.all(xp.isfinite(X))):  # one check, only when narrowing
-            raise _too_big_for_float32()
-        return X, y, None if w is None else cast(w)
 
     def to_host(self, x: Any) -> np.ndarray:
         """A NumPy copy of ``x`` (a device-to-host transfer on GPU backends)."""
@@ -178,29 +159,6 @@ class Backend:
 
     def synchronize(self, x: Any) -> None:
         """Block until the work that produces ``x`` is done (a no-op on eager CPU backends)."""
-
-    def distribute(
-        self, params: Params, X: Any, y: Any, n_devices: int | None
-    ) -> tuple[Params, Any, Any]:
-        """Place the samples across ``n_devices`` devices (None: all) for data-parallel
-        training, parameters replicated. Backends without it say so."""
-        raise BackendUnavailableError(
-            f"the {self.name!r} backend has no data-parallel training; use the jax backend"
-        )
-
-    def enable_dtype(self, dtype: str) -> None:
-        """Make ``dtype`` usable in this process, for programs that own their process (the
-        command line, the benchmark). The API never calls it: JAX's 64-bit switch, for one,
-        changes the whole process, so library users flip it themselves."""
-
-    def gpu_devices(self) -> list[str]:
-        """The GPUs this backend can run on here (empty on CPU-only machines)."""
-        return []
-
-    def step_context(self) -> Any:
-        """A context the core's steps run in (torch: autograd off, as the backward pass is
-        nnbin's own); none by default."""
-        return contextlib.nullcontext()
 
     def block_rows(self, n_samples: int, hidden: int) -> int | None:
         """Samples per block in a gradient pass on the host, or None for the whole batch at
@@ -211,16 +169,112 @@ class Backend:
         """
         return None
 
-    # --- hooks for the command line, the benchmark and the conformance suite ---------------
+    def step_context(self, X: Any) -> Any:
+        """A context a run on the data ``X`` runs in (torch: autograd off, the backward pass
+        being nnbin's own; cupy: X's GPU the current one); none by default."""
+        return contextlib.nullcontext()
 
-    #: the command line may keep compiled runs between commands (JAX's persistent cache)
-    has_persistent_cache: ClassVar[bool] = False
-    #: in ``nnbin bench``'s default list of backends (Dask's per-step scheduling is not)
-    in_default_bench: ClassVar[bool] = True
-    #: the library's buffers are NumPy's, which tracemalloc sees (peak memory a step)
-    memory_traced: ClassVar[bool] = False
+    def settle(self, tree: tuple[Any, ...]) -> tuple[Any, ...]:
+        """``tree`` (tuples of arrays) made concrete where the library is lazy (Dask:
+        persisted, so a graph never grows across iterations); as it is elsewhere."""
+        return tree
+
+    def take_rows(self, a: Any, rows: np.ndarray) -> Any:
+        """The rows of ``a`` named by host row numbers (a shuffle, a held-out split)."""
+        return take_rows(a, rows)
+
+    @functools.cached_property
+    def runners(self) -> Runners:
+        """What this backend runs beside the eager core (none by default)."""
+        return Runners(self)
+
+    @functools.cached_property
+    def tools(self) -> Tools:
+        """The hooks of the command line, the benchmark and the conformance suite."""
+        return Tools(self)
+
+
+class Runners:
+    """What a backend runs beside the array-API core's eager loop, each a plug-in that
+    :func:`nnbin.loop.run` chooses among: by default none, and the full-batch evaluations
+    eagerly. A backend with more (cupy, torch, jax) subclasses this."""
+
+    #: the fused step (``refusal(params, X, config)``, ``run(...)``, ``loss_and_grads``),
+    #: None where there is none (cupy has one; torch and jax reach it through DLPack)
+    fused: Any = None
+    #: how results name the core's loop where the backend's ``loop`` names more
+    core_loop = "python loop"
+
+    def __init__(self, be: Backend) -> None:
+        self.be = be
+        #: why there is no fused step, where :attr:`fused` is None
+        self.no_fused = f"the {be.name} backend has no fused step"
+
+    def compiled(self, run: Any) -> Any:
+        """The runner that advances the :class:`nnbin.loop.Run` ``run`` compiled (JAX's),
+        or None: the eager core."""
+        return None
+
+    def graphs(self, X: Any) -> Any:
+        """The factory of the runner that replays the core's epochs on ``X`` as CUDA graphs
+        (``factory(run)``), or why there is none (a string)."""
+        return f"the {self.be.name} backend has no CUDA-graph path (torch on CUDA and cupy have)"
+
+    def loss(self, params: Params, X: Any, y: Any, alpha: Any, weights: Any, rows: Any) -> Any:
+        """The full-batch loss (the penalty included) at ``params``, a 0-d array: the loss
+        a run reports after its last step (JAX compiles it once per bucket of rows)."""
+        loss, _ = value_and_grads(
+            params, X, y, block_rows=rows, alpha=alpha, weights=weights
+        )  # fmt: skip
+        return loss
+
+    def evaluator(
+        self, X: Any, y: Any, alpha: Any, weights: Any, rows: int | None
+    ) -> Callable[[Params, Any, Any], tuple[Any, Any, Any]]:
+        """L-BFGS's evaluation of the full-batch loss and gradient at a trial point,
+        :func:`nnbin.lbfgs.evaluate` on :func:`~nnbin.model.value_and_grads` (JAX compiles
+        it, X, y and the step its arguments)."""
+
+        def objective(params: Params) -> tuple[Any, Params]:
+            return value_and_grads(params, X, y, block_rows=rows, alpha=alpha, weights=weights)
+
+        return functools.partial(lbfgs.evaluate, objective)
+
+    def distribute(
+        self, params: Params, X: Any, y: Any, n_devices: int | None
+    ) -> tuple[Params, Any, Any]:
+        """Place the samples across ``n_devices`` devices (None: all) for data-parallel
+        training, parameters replicated. Backends without it say so."""
+        raise BackendUnavailableError(
+            f"the {self.be.name!r} backend has no data-parallel training; use the jax backend"
+        )
+
+
+class Tools:
+    """The hooks that only the command line, the benchmark and the conformance suite call,
+    each with the default a backend without it gets (so nothing looks a hook up by name)."""
+
     #: the compiler's temporary buffer size of the last compiled run (None: not known)
     last_temp_bytes: int | None = None
+
+    def __init__(self, be: Backend) -> None:
+        self.be = be
+
+    def version(self) -> str:
+        """The version of the array library (imported by then)."""
+        return str(importlib.import_module(self.be.about.package).__version__)
+
+    def devices(self) -> list[str]:
+        return ["cpu"]
+
+    def gpu_devices(self) -> list[str]:
+        """The GPUs this backend can run on here (empty on CPU-only machines)."""
+        return []
+
+    def enable_dtype(self, dtype: str) -> None:
+        """Make ``dtype`` usable in this process, for programs that own their process (the
+        command line, the benchmark). The API never calls it: JAX's 64-bit switch, for one,
+        changes the whole process, so library users flip it themselves."""
 
     def use_persistent_cache(self, folder: str) -> None:
         """Keep compiled runs in ``folder``, process-wide (where ``has_persistent_cache``)."""
@@ -245,85 +299,50 @@ class Backend:
         library cannot say), for the conformance suite's check that a step never waits."""
         return None
 
-    # --- the fused step: where a backend has one (cupy; torch and jax through DLPack) ------
 
-    def fused_refusal(self, params: Params, X: Any, config: Config = SEED) -> str | None:
-        """Why this run takes no fused step (None: it does)."""
-        return f"the {self.name} backend has no fused step"
+def init_params(
+    be: Backend,
+    n_features: int,
+    hidden: int | tuple[int, ...],
+    seed: int = 0,
+    *,
+    dtype: str | None = None,
+    device: Any = None,
+    activation: str = "sigmoid",
+    init: str | None = None,
+) -> Any:
+    """The initial parameters (:func:`nnbin.model.initial_weights`, drawn on the host in
+    float64) cast to ``dtype`` (default: the backend's) and placed on ``device``."""
+    dtype = dtype or be.default_dtype
+    count = parameter_count(n_features, hidden)
+    host_memory_fits(  # drawn in float64, then cast: about two copies on the host
+        16 * count, "the initial parameters would need", f"{count:,} numbers",
+        "use fewer hidden units",
+    )  # fmt: skip
+    host = initial_weights(n_features, hidden, seed, activation=activation, init=init)
+    return like(host, (be.asarray(a, dtype, device) for a in host))
 
-    def fused_applies(self, params: Params, X: Any) -> bool:
-        """Whether the seed job's kind of run on these parameters and data is fused."""
-        return self.fused_refusal(params, X) is None
 
-    def fused_run(
-        self, params: Params, X: Any, y: Any, *, lr: float, steps: int, log_every: int,
-        on_log: Any,
-    ) -> Any:  # fmt: skip
-        """The run as fused steps, a :class:`nnbin.loop.RunResult` (called where
-        :meth:`fused_refusal` is None)."""
-        raise NotImplementedError
+def place(be: Backend, X: Any, y: Any, w: Any, dtype: str) -> tuple[Array, Array, Array | None]:
+    """X, y and the sample weights ``w`` (None: none) on the backend in ``dtype``, once,
+    copying only host (NumPy) data (a SciPy sparse X stays sparse, cast on the host)."""
+    narrowed = dtype == "float32" and "float64" in str(getattr(X, "dtype", ""))
+    if isinstance(X, np.ndarray) or is_sparse(X):
+        values = X.data if is_sparse(X) else X  # a sparse matrix's stored values
+        if narrowed and np.max(np.abs(values), initial=0.0) > np.finfo(np.float32).max:
+            raise _too_big_for_float32()
+        put = be.asarray
+        Xb = X.astype(dtype, copy=False) if is_sparse(X) else put(X, dtype)  # sparse stays so
+        return Xb, put(y, dtype), None if w is None else put(w, dtype)
+    xp = namespace(X, y)
 
-    def fused_loss_and_grads(self, params: Params, X: Any, y: Any) -> tuple[Any, Params]:
-        """Loss and gradients as the fused step computes them (for the conformance suite)."""
-        raise NotImplementedError
+    def cast(a: Any) -> Any:
+        return xp.astype(a, getattr(xp, dtype), copy=False)  # no copy when already right
 
-    def take_rows(self, a: Any, rows: np.ndarray) -> Any:
-        """The rows of ``a`` named by host row numbers (a shuffle, a held-out split)."""
-        return take_rows(a, rows)
-
-    def on_device(self, x: Any) -> Any:
-        """A context in which work on ``x`` runs on its device (cupy: its GPU current)."""
-        return contextlib.nullcontext()
-
-    def loss(
-        self, params: Params, X: Any, y: Any, config: Config, weights: Any, block_rows: int | None
-    ) -> Any:
-        """The full-batch loss (the penalty included) at ``params``, a 0-d array: the loss
-        a run reports after its last step (the JAX backend compiles it once per bucket of
-        rows, as its runs)."""
-        loss, _ = value_and_grads(
-            params, X, y, block_rows=block_rows,
-            alpha=config.alpha, weights=weights,
-        )  # fmt: skip
-        return loss
-
-    def evaluator(
-        self, X: Any, y: Any, config: Config, weights: Any, block_rows: int | None
-    ) -> Callable[[Params, Any, Any], tuple[Any, Any, Any]]:
-        """L-BFGS's evaluation of the full-batch loss (the penalty included) and gradient
-        at a trial point, :func:`nnbin.lbfgs.evaluate` on the core's
-        :func:`~nnbin.model.value_and_grads` (the JAX backend compiles it, X, y and the
-        step its arguments)."""
-
-        def objective(params: Params) -> tuple[Any, Params]:
-            return value_and_grads(
-                params, X, y, block_rows=block_rows,
-                alpha=config.alpha, weights=weights,
-            )  # fmt: skip
-
-        return functools.partial(lbfgs.evaluate, objective)
-
-    def settle(self, tree: tuple[Any, ...]) -> tuple[Any, ...]:
-        """``tree`` (tuples of arrays) made concrete where the library is lazy (Dask:
-        persisted, so a graph never grows across iterations); as it is elsewhere."""
-        return tree
-
-    #: the array-API core's loop, as results name it where the backend's ``loop`` names more
-    core_loop: ClassVar[str] = "python loop"
-
-    #: the backend's compiled runner (JAX's): ``compiled(run)`` advances the
-    #: :class:`nnbin.loop.Run` its own way (None: the eager core)
-    compiled: ClassVar[Callable[[Any], Any] | None] = None
-
-    def graph_runner(self, run: Any) -> Any:
-        """The runner that replays the core's epochs of ``run`` as CUDA graphs (taken where
-        :meth:`graph_refusal` is None)."""
-        raise NotImplementedError
-
-    def graph_refusal(self, X: Any) -> str | None:
-        """Why the core's steps on ``X`` cannot be replayed as CUDA graphs (None: they can;
-        ``cuda_graphs=True`` asks for them)."""
-        return f"the {self.name} backend has no CUDA-graph path (torch on CUDA and cupy have)"
+    X, y = cast(X), cast(y)
+    if narrowed and not bool(xp.all(xp.isfinite(X))):  # one check, only when narrowing
+        raise _too_big_for_float32()
+    return X, y, None if w is None else cast(w)
 
 
 def cache_block_rows(hidden: int, itemsize: int = 8) -> int:
@@ -393,7 +412,7 @@ def backend_class(name: str) -> type[Backend]:
 
 def is_installed(name: str) -> bool:
     """Whether the backend's array library can be imported (checked without importing it)."""
-    return importlib.util.find_spec(backend_class(name).package) is not None
+    return importlib.util.find_spec(backend_class(name).about.package) is not None
 
 
 _cache: dict[str, Backend] = {}
@@ -415,10 +434,10 @@ def get_backend(name: str | None = None) -> Backend:
             return array_api_backend(module)
     if name not in _cache:
         cls = backend_class(name)
-        if importlib.util.find_spec(cls.package) is None:
+        if importlib.util.find_spec(cls.about.package) is None:
             raise BackendUnavailableError(
-                f"the {name!r} backend needs the {cls.package!r} package: "
-                f"pip install 'nnbin[{cls.extra}]'"
+                f"the {name!r} backend needs the {cls.about.package!r} package: "
+                f"pip install 'nnbin[{cls.about.extra}]'"
             )
         _cache[name] = cls()
     return _cache[name]
@@ -458,7 +477,7 @@ def array_api_backend(xp: Any) -> Backend:
         dtypes = tuple(d for d in ("float32", "float64") if hasattr(xp, d))
         if not dtypes:
             raise InvalidInputError(f"the array library {xp.__name__} has no float32 or float64")
-        attrs = {"name": name, "package": xp.__name__.partition(".")[0], "xp": xp}
+        attrs = {"name": name, "about": About(package=xp.__name__.partition(".")[0]), "xp": xp}
         attrs.update(dtypes=dtypes, default_dtype=dtypes[-1])
         _cache[name.lower()] = type("ArrayApiBackend", (ArrayApiBackend,), attrs)()
     return _cache[name.lower()]
@@ -492,7 +511,7 @@ def backend_and_dtype(X: Any, backend: str | None, dtype: str | None) -> tuple[B
     are host data for a backend that keeps them sparse (``takes_sparse``: numpy)."""
     if isinstance(X, np.ndarray) or is_sparse(X):
         be = get_backend(backend)
-        if is_sparse(X) and not be.takes_sparse:
+        if is_sparse(X) and not be.about.takes_sparse:
             raise InvalidInputError(
                 f"X is a SciPy sparse matrix, which the numpy backend trains on (kept sparse, "
                 f"densified a block of rows at a time); for the {be.name} backend pass dense "

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import available_names, backend_class, get_backend, is_installed
+from .backend import available_names, backend_class, get_backend, init_params, is_installed
 from .data import two_gaussians
 from .errors import NnbinError
 from .loop import run as run_loop
@@ -85,25 +85,25 @@ def _time_backend(
     """One cell; ``fused=False`` times the array-API core of a backend with a fused step."""
     cell = Cell(f"nnbin:{name}" + ("-core" if fused is False else ""), n, dtype, steps)
     be = get_backend(name)
-    cell.loop = be.loop
+    cell.loop = be.about.loop
     kw: dict[str, Any] = {"fused": fused}
     if dtype not in be.dtypes:
         cell.skipped = f"no {dtype}"
         return cell
     # The data, and the backend's working memory in (N, H) arrays; skip what cannot fit.
-    need = (be.memory_nh + 1) * _nh_bytes(n, dtype) + 2 * n * np.dtype(dtype).itemsize
+    need = (be.about.memory_nh + 1) * _nh_bytes(n, dtype) + 2 * n * np.dtype(dtype).itemsize
     if need > 0.8 * available_memory():
         cell.skipped = f"needs ~{need / 2**30:.1f} GiB, more than is free"
         return cell
     X, y = two_gaussians(n // 2, seed=0)
     Xd, yd = be.asarray(X, dtype), be.asarray(y, dtype)
     del X, y
-    params = be.init_params(1, HIDDEN, 0, dtype=dtype)
+    params = init_params(be, 1, HIDDEN, 0, dtype=dtype)
     t0 = time.perf_counter()
     run = run_loop(be, params, Xd, yd, lr=1.0, steps=steps, log_every=0, **kw)
     be.synchronize(run.params)
     cell.first_call_seconds = time.perf_counter() - t0
-    cell.loop = run.loop or be.loop
+    cell.loop = run.loop or be.about.loop
     for _ in range(repeats):
         t0 = time.perf_counter()
         run = run_loop(be, params, Xd, yd, lr=1.0, steps=steps, log_every=0, **kw)
@@ -120,7 +120,7 @@ def _peak_nh(
     tracemalloc (NumPy reports its buffers to it), JAX from XLA's memory analysis, torch on
     CUDA from its allocator's peak, CuPy from its memory pool; None where not measurable
     (torch on the CPU, Dask)."""
-    if be.memory_traced:  # NumPy-based, seen by tracemalloc
+    if be.about.memory_traced:  # NumPy-based, seen by tracemalloc
         import tracemalloc
 
         tracemalloc.start()
@@ -132,10 +132,10 @@ def _peak_nh(
         return traced / _nh_bytes(n, dtype)
     # GPU allocators: their peak over one step
     one = partial(run_loop, be, params, X, y, lr=1.0, steps=1, log_every=0, **kw)
-    peak = be.step_peak_bytes(one)
+    peak = be.tools.step_peak_bytes(one)
     if peak is not None:
         return peak / _nh_bytes(n, dtype)
-    temp = be.last_temp_bytes
+    temp = be.tools.last_temp_bytes
     return None if temp is None else temp / _nh_bytes(n, dtype)
 
 
@@ -273,7 +273,7 @@ def _out_of_memory(exc: BaseException, libraries: list[Any]) -> bool:
     RESOURCE_EXHAUSTED)."""
     if isinstance(exc, MemoryError):
         return True
-    return any(be.out_of_memory(exc) for be in libraries)
+    return any(be.tools.out_of_memory(exc) for be in libraries)
 
 
 def _release_memory(libraries: list[Any]) -> None:
@@ -284,7 +284,7 @@ def _release_memory(libraries: list[Any]) -> None:
     gc.collect()
     for be in libraries:
         with contextlib.suppress(Exception):
-            be.release_memory()
+            be.tools.release_memory()
 
 
 def _guarded(
@@ -376,7 +376,7 @@ def run_bench(
             for name in backends:
                 try:  # has_fused depends on the machine (torch, jax: CUDA and cupy)
                     be = get_backend(name)
-                    fusable, need = be.has_fused, be.memory_nh + 1
+                    fusable, need = be.runners.fused is not None, be.about.memory_nh + 1
                 except NnbinError:
                     fusable, need = False, 5.0
                 paths: list[bool | None] = [None, False] if fusable else [None]
@@ -521,7 +521,7 @@ def runnable_backends() -> list[str]:
     """Every backend that runs here and belongs in the default benchmark."""
     names = []
     for name in available_names():
-        if is_installed(name) and backend_class(name).in_default_bench:
+        if is_installed(name) and backend_class(name).about.in_default_bench:
             try:
                 get_backend(name)
                 names.append(name)

@@ -200,7 +200,7 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         tags.classifier_tags.multi_class = False
         tags.array_api_support = True
         tags.input_tags.allow_nan = False
-        tags.input_tags.sparse = get_backend(self.backend).takes_sparse
+        tags.input_tags.sparse = get_backend(self.backend).about.takes_sparse
         return tags
 
     def _dtypes(self, X: Any) -> Any:
@@ -685,7 +685,7 @@ def _sparse_formats(be: Any, X: Any) -> Any:
     """scikit-learn's ``accept_sparse`` for X: CSR and CSC (trained as CSR) where the backend
     ``be`` takes SciPy sparse X (numpy), else False, and for a sparse X one error that
     names what to do instead (an InvalidInputError naming "sparse", as scikit-learn's)."""
-    if be.takes_sparse:
+    if be.about.takes_sparse:
         return ["csr", "csc"]
     if is_sparse(X):
         raise InvalidInputError(

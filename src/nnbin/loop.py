@@ -32,7 +32,6 @@ binding its array library (:mod:`nnbin.backend`).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import os
@@ -377,22 +376,29 @@ def run(
     """Run ``steps`` epochs on the backend ``be`` (data already placed there); the loss is
     recorded every ``log_every`` epochs (every epoch with a stopping rule). Here, once, the
     choice of what advances the run: the fused step where it applies (``fused``: None takes
-    it where the backend's ``fused_refusal`` lets it, True requires it, False never), L-BFGS,
-    the CUDA-graph replay (``config.cuda_graphs``), the backend's compiled runner (JAX), or
-    the eager core. ``config``: the options (default: the seed job's); ``validation``: the
-    held-out (X, y) early stopping scores; ``state``: the optimizer state to continue from;
-    ``weights``, ``validation_weights``: (N, 1) columns of sample weights (no fused step
-    takes them). ``result.loop`` says which path ran, and why not the fused one where the
-    backend has one."""
+    it where the fused plug-in's ``refusal`` lets it, True requires it, False never),
+    L-BFGS, the CUDA-graph replay (``config.cuda_graphs``), the backend's compiled runner
+    (JAX), or the eager core: the backend's :attr:`~nnbin.backend.Backend.runners`.
+    ``config``: the options (default: the seed job's); ``validation``: the held-out (X, y)
+    early stopping scores; ``state``: the optimizer state to continue from; ``weights``,
+    ``validation_weights``: (N, 1) columns of sample weights (no fused step takes them).
+    ``result.loop`` says which path ran, and why not the fused one where the backend has
+    one."""
     config = config or SEED
     schedule = Schedule.of(config, lr, int(X.shape[0]), fresh=state is None)
-    with be.on_device(X):
-        why = None if fused is False else be.fused_refusal(params, X, config)
-        if why is None and weights is not None:
-            why = "it takes no sample weights"
+    plugins = be.runners
+    with be.step_context(X):
+        why = None
+        if fused is not False:
+            why = plugins.no_fused
+            if plugins.fused is not None:
+                why = plugins.fused.refusal(params, X, config)
+            if why is None and weights is not None:
+                why = "it takes no sample weights"
         if fused is not False and why is None:
-            fused_run = be.fused_run
-            return fused_run(params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log)
+            return plugins.fused.run(  # type: ignore[no-any-return]
+                params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log
+            )
         if fused:
             raise BackendUnavailableError(
                 f"no fused step for this run: {why}; fused=None (the default) runs "
@@ -403,7 +409,7 @@ def run(
         if config.optimizer == "lbfgs":  # full batch: early stopping does not apply
             minimiser = lbfgs.Lbfgs(
                 params,
-                be.evaluator(X, y, config, weights, rows),
+                plugins.evaluator(X, y, config.alpha, weights, rows),
                 read=lambda scalars: [float(v) for v in be.to_host(scalars)],
                 settle=be.settle,
                 tol=config.tol,
@@ -417,29 +423,28 @@ def run(
                 params, X, y, lr, config, block_rows=rows, validation=validation, backend=be,
                 state=state, weights=weights, validation_weights=validation_weights,
             )  # fmt: skip
-            runner = r
-            graphs, refusal = config.cuda_graphs, be.graph_refusal(X)
+            graphs, factory = config.cuda_graphs, plugins.graphs(X)
+            refusal = factory if isinstance(factory, str) else None
             if graphs is None:  # eager, unless NNBIN_CORE_GRAPHS=1 where the graphs apply
                 graphs = os.environ.get(GRAPHS_VAR, "").strip() == "1" and refusal is None
                 if not graphs and refusal is None:
-                    r.loop = (r.loop or be.core_loop) + (
+                    r.loop = (r.loop or plugins.core_loop) + (
                         "; CUDA graphs of it off until verified on a GPU (cuda_graphs=True)"
                     )
-            if graphs:
-                if refusal is not None:
-                    raise BackendUnavailableError(
-                        f"no CUDA graphs for this run: {refusal}; leave cuda_graphs unset to "
-                        f"run {be.name}'s steps eagerly"
-                    )
-                runner = be.graph_runner(r)
-            elif be.compiled is not None:
-                runner = be.compiled(r)
+            if graphs and refusal is not None:
+                raise BackendUnavailableError(
+                    f"no CUDA graphs for this run: {refusal}; leave cuda_graphs unset to "
+                    f"run {be.name}'s steps eagerly"
+                )
+            runner = factory(r) if graphs else plugins.compiled(r) or r
         result = drive(
             runner, lr=lr, steps=steps, log_every=log_every, on_log=on_log,
-            steps_per_call=steps_per_call, schedule=schedule, context=be.step_context(),
+            steps_per_call=steps_per_call, schedule=schedule,
         )  # fmt: skip
-    if be.has_fused:  # which of its paths ran, and why not the fused one
-        result.loop = (result.loop or be.core_loop) + (f"; no fused step: {why}" if why else "")
+    if plugins.fused is not None:  # which of its paths ran, and why not the fused one
+        result.loop = (result.loop or plugins.core_loop) + (
+            f"; no fused step: {why}" if why else ""
+        )
     return result
 
 
@@ -453,7 +458,6 @@ def drive(
     initial: Params | None = None,
     steps_per_call: int | None = None,
     schedule: Schedule | None = None,
-    context: Any = None,
 ) -> RunResult:
     """The loop: ``steps`` epochs of ``runner`` (a :class:`Run`: the eager core, its step
     :func:`epoch`), in calls, each followed by its bookkeeping.
@@ -462,8 +466,7 @@ def drive(
     was finite; default: ``runner.params`` at the start). ``steps_per_call``: the epochs a
     call holds (default: sized by ``CALL_SECONDS``, read at each call). ``schedule``: a
     step-size schedule (one epoch a call, its step size set before each; the adaptive one
-    lowers it where the stopping rule would end the run). ``context``: what the epochs run
-    in (the backend's ``step_context``: torch's autograd off).
+    lowers it where the stopping rule would end the run).
     """
     rule = runner.rule
     every = 1 if rule is not None else log_every  # the rule reads every epoch
@@ -477,7 +480,7 @@ def drive(
         plain = functools.partial(epochs, runner)
         read = None if rule is None else runner.read
     # errstate: see nnbin.model.sigmoid
-    with np.errstate(over="ignore"), context or contextlib.nullcontext():
+    with np.errstate(over="ignore"):
         try:
             while s < steps:
                 if runner.max_steps_per_call is not None:

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import options as options_table
 from . import validate
-from .backend import backend_and_dtype, block_width, max_width, on_host
+from .backend import backend_and_dtype, block_width, init_params, max_width, on_host, place
 from .data import hold_out_rows
 from .loop import diverged
 from .loop import run as run_loop
@@ -127,14 +127,14 @@ def train(
     X, y = validate.training_data(X, y, both_classes=params is None)
     weights = validate.sample_weights(sample_weight, X)
     be, dtype = backend_and_dtype(X, values["backend"], values["dtype"])
-    if on_host(X) and not be.out_of_core:  # Dask works chunk by chunk
+    if on_host(X) and not be.about.out_of_core:  # Dask works chunk by chunk
         # host memory: checked before anything large is allocated (GPU libraries report
         # their own out-of-memory errors)
         n, d = (int(v) for v in X.shape)
         size = 4 if dtype == "float32" else 8
         width = block_width(hidden if isinstance(hidden, int) else max(hidden, default=1), X)
-        validate.memory_fits(n, d, hidden, size, be.memory_nh, be.block_rows(n, width))
-    X, y, weights = be.place(X, y, weights, dtype)
+        validate.memory_fits(n, d, hidden, size, be.about.memory_nh, be.block_rows(n, width))
+    X, y, weights = place(be, X, y, weights, dtype)
     validation = validation_weights = None
     if config.early_stopping:  # drawn on the host, the same split on every backend
         rows = hold_out_rows(be.to_host(y), config.validation_fraction, seed)
@@ -145,7 +145,8 @@ def train(
         validate.weight_sum(validation_weights, "sample_weight of the held-out samples")
         validation = (Xv, yv)
     if params is None:
-        params = be.init_params(
+        params = init_params(
+            be,
             X.shape[1],
             hidden,
             seed,
@@ -160,7 +161,7 @@ def train(
         optimizer_state = Optimizer.of(config, lr).check_state(params, optimizer_state)
     if data_parallel:
         n_dev = None if data_parallel is True else int(data_parallel)
-        params, X, y = be.distribute(params, X, y, n_dev)
+        params, X, y = be.runners.distribute(params, X, y, n_dev)
     t0 = time.perf_counter()
     initial = params
     # a loss that stops being finite is checked and reported once (TrainingDivergedError):
@@ -185,7 +186,7 @@ def train(
             validation_weights=validation_weights,
         )
         blocks = be.block_rows(X.shape[0], block_width(max_width(run.params), X))
-        final_loss = be.loss(run.params, X, y, config, weights, blocks)
+        final_loss = be.runners.loss(run.params, X, y, config.alpha, weights, blocks)
         final = float(final_loss)  # also waits for the device: the run time below is honest
     elapsed = time.perf_counter() - t0 - run.compile_seconds
     if not math.isfinite(final):  # the loss after the last step, which no run records
@@ -198,7 +199,7 @@ def train(
         final_loss=final,
         backend=be.name,
         dtype=dtype,
-        loop=run.loop or be.loop,
+        loop=run.loop or be.about.loop,
         compile_seconds=run.compile_seconds,
         run_seconds=elapsed,
         settings=options_table.saved(values),

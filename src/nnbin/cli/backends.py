@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from ..backend import ENV_VAR, Backend, available_names, backend_class, get_backend, is_installed
+from ..backend import ENV_VAR, Runners, available_names, backend_class, get_backend, is_installed
 from ..errors import NnbinError, UnknownBackendError
 
 HELP = "list the registered backends"
@@ -30,16 +30,16 @@ def run(args: argparse.Namespace) -> int:
     names = available_names()
     for i, name in enumerate(names, 1):
         cls = backend_class(name)
-        status, version, devices, loop = "not installed", "-", "-", cls.loop
+        status, version, devices, loop = "not installed", "-", "-", cls.about.loop
         if is_installed(name):
             t0 = time.perf_counter()
             try:
                 be = get_backend(name)
-                status, version, devices = "ok", be.version(), ", ".join(be.devices())
-                if be.has_fused and "fused" not in loop:  # torch, jax with CUDA and cupy
+                status, version, devices = "ok", be.tools.version(), ", ".join(be.tools.devices())
+                fused, graphs = be.runners.fused, type(be.runners).graphs
+                if fused is not None and "fused" not in loop:  # torch, jax: CUDA and cupy
                     loop += "; the fused CUDA step (cupy's, through DLPack) where it applies"
-                graphed = type(be).graph_runner is not Backend.graph_runner  # torch, cupy
-                if graphed and be.gpu_devices():
+                if graphs is not Runners.graphs and be.tools.gpu_devices():  # torch, cupy
                     loop += "; the core as CUDA graphs with --cuda-graphs (unverified on a GPU)"
             except NnbinError as exc:
                 status = f"unavailable: {exc}"
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
                 flush=True,
             )
         else:
-            status = f"not installed: pip install 'nnbin[{cls.extra}]'"
+            status = f"not installed: pip install 'nnbin[{cls.about.extra}]'"
         mark = "*" if name == selected else " "
         rows.append((f"{mark}{name}", status, version, devices, cls.default_dtype, loop))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -70,9 +70,9 @@ def run(args: argparse.Namespace) -> int:
         )
     for name in backends:  # the benchmark owns its process (JAX: 64-bit mode for float64)
         for dtype in dtypes:
-            get_backend(name).enable_dtype(dtype)
+            get_backend(name).tools.enable_dtype(dtype)
     if "jax-grad" in baselines and "float64" in dtypes and is_installed("jax"):
-        get_backend("jax").enable_dtype("float64")
+        get_backend("jax").tools.enable_dtype("float64")
     sizes = csv_list(args.sizes, "sizes", int)
     if any(n < 2 for n in sizes):
         raise ValueError("--sizes: every N must be >= 2")

@@ -45,7 +45,7 @@ def load_model(args: argparse.Namespace) -> tuple[Any, Any]:
     from ..modelfile import load
 
     be = get_backend(args.backend)
-    be.enable_dtype("float64")  # a float64 model must load as float64 (JAX: 64-bit mode)
+    be.tools.enable_dtype("float64")  # a float64 model must load as float64 (JAX: 64-bit mode)
     return be, load(args.model, backend=be.name)
 
 

@@ -241,6 +241,6 @@ def run(args: argparse.Namespace) -> int:
     if not settings or any(n not in SETTINGS for n in settings):
         raise ValueError(f"--settings: choose from {', '.join(SETTINGS)}; got {args.settings!r}")
     for name in backends:
-        get_backend(name).enable_dtype(get_backend(name).default_dtype)
+        get_backend(name).tools.enable_dtype(get_backend(name).default_dtype)
     print(markdown(compare(names, backends, repeats=args.repeats, settings=settings)))
     return 0

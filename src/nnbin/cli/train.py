@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     check_outputs({"--save": args.save, "--plot": figure}, {"--data": args.data})
     be = get_backend(args.backend)
     if args.dtype:
-        be.enable_dtype(args.dtype)  # the command line owns its process
+        be.tools.enable_dtype(args.dtype)  # the command line owns its process
     _persistent_cache(be)
     if args.data:
         X, y, names = load_data(args.data, args.label)
@@ -193,7 +193,7 @@ def _persistent_cache(be: Any) -> None:
     $NNBIN_CACHE_DIR, else $XDG_CACHE_HOME/nnbin, else ~/.cache/nnbin; NNBIN_CACHE_DIR=off
     turns it off. A cache folder that cannot be made is skipped (compiling as before)."""
     where = os.environ.get("NNBIN_CACHE_DIR", "")
-    if not be.has_persistent_cache or where.lower() in ("off", "0", "none"):
+    if not be.about.has_persistent_cache or where.lower() in ("off", "0", "none"):
         return
     base = where or os.path.join(
         os.environ.get("XDG_CACHE_HOME", "") or os.path.expanduser("~/.cache"), "nnbin"
@@ -203,4 +203,4 @@ def _persistent_cache(be: Any) -> None:
         os.makedirs(folder, exist_ok=True)
     except OSError:
         return
-    be.use_persistent_cache(folder)
+    be.tools.use_persistent_cache(folder)
