@@ -1,22 +1,12 @@
-"""CuPy: the array-API core on NVIDIA GPUs, and a fused CUDA training step.
+"""CuPy: the array-API core on NVIDIA GPUs, and the fused CUDA step (``backends/cuda/``).
 
 Verified on one NVIDIA H100 (2026-11-28: the conformance suite, the seed job, the
-benchmark; BENCHMARKS.md). On CPU-only machines its errors, registration and skips are
-tested, the fused kernels' source runs as C++ under a SIMT emulator and the driver against a
-CuPy stand-in. Host data are moved to the GPU once; the loss reaches the host only on
-logging steps.
-
-Training uses the fused step (``backends/cuda/fused.py``: two kernels a step, no (N, H)
-array) where it applies, unless ``fused=False`` is asked for (``nnbin.train(...,
-fused=False)``, ``nnbin train --no-fused``); otherwise the array-API core runs.
-``TrainResult.loop`` says which ran and, for the core, why. The torch and jax backends hand
-their CUDA arrays to the same fused step through DLPack (``backends/cuda/dlpack.py``).
-
-With ``cuda_graphs=True`` the array-API core's epochs replay as CUDA graphs
-(``backends/cuda/graphs.py``), their matrix products computed by kernels a capture allows
-(``backends/cuda/gemm.py``: CuPy's capture refuses cuBLAS). Not yet run on a GPU: off
-unless asked for (or NNBIN_CORE_GRAPHS=1).
-"""
+benchmark; BENCHMARKS.md); on CPU-only machines the kernels run under a SIMT emulator and
+the driver against a CuPy stand-in. Training takes the fused step (``cuda/fused.py``: two
+kernels a step, no (N, H) array) where it applies, unless ``fused=False``; else the core,
+and ``TrainResult.loop`` says why. With ``cuda_graphs=True`` the core's epochs replay as
+CUDA graphs (``cuda/graphs.py``, products by the capture-safe kernels of ``cuda/gemm.py``;
+not yet run on a GPU)."""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ import pytest
 
 import nnbin
 from nnbin.loop import run as run_loop
+from nnbin.options import Config
 
 from . import reference as ref
 from .helpers import (
@@ -135,25 +136,20 @@ def test_fused_steps(backend, dtype, shape):
 
 
 def test_fused_runs_are_bit_identical(backend, dtype):
-    """Fixed-order sums: the same run twice gives the same bits; on cupy, so does launching
-    every step instead of replaying CUDA graphs."""
+    """Fixed-order sums: the same run twice gives the same bits, and so does launching every
+    step instead of replaying CUDA graphs (``fused_graphs=False``)."""
     case = _fused_case(backend, dtype, SHAPES[0])
 
-    def bits(**kw):
+    def bits(graphs):
         run = run_loop(
-            backend, case.params, case.Xd, case.yd, lr=1.0, steps=60, log_every=25, fused=True, **kw
-        )
+            backend, case.params, case.Xd, case.yd, lr=1.0, steps=60, log_every=25, fused=True,
+            config=Config(fused_graphs=graphs),
+        )  # fmt: skip
         return [backend.to_host(p).tobytes() for p in run.params], run.history
 
-    first = bits()
-    assert bits() == first
-    fused = backend.runners.fused
-    if hasattr(fused, "cuda_graphs"):  # cupy's own (torch and jax reach it through DLPack)
-        fused.cuda_graphs = False
-        try:
-            assert bits() == first
-        finally:
-            fused.cuda_graphs = True
+    first = bits(True)
+    assert bits(True) == first
+    assert bits(False) == first
 
 
 @pytest.mark.parametrize("shape", SHAPES[:3], ids=lambda s: "N{}-D{}-H{}".format(*s))

@@ -18,6 +18,7 @@ from cupy_standin import done as _done
 import nnbin
 from nnbin.loop import Run, drive
 from nnbin.loop import run as run_loop
+from nnbin.options import Config
 
 
 def done(backend) -> None:
@@ -46,7 +47,6 @@ def backend(tmp_path, monkeypatch):
     be._cupy = fake_cupy(tmp_path)
     be.xp = nnbin.get_backend("numpy").xp
     be._fused = CupyFused(be._cupy)
-    be._fused.cuda_graphs, be._fused.fast_math = True, False  # whatever the environment says
     be._graphs, be.graph_workspaces = {}, OrderedDict()
     yield be
     DeviceArray.cuda = None
@@ -135,12 +135,17 @@ def test_graph_replay_gives_the_same_bits_as_launching_every_step(
     p0 = nnbin.init_params(1, 4, seed=3)
     backend._fused.graph_steps = graph_steps
     cuda = backend._cupy.cuda
-    graphed = run_loop(backend, p0, X, y, lr=1.0, steps=steps, log_every=log_every)
+    graphed = run_loop(
+        backend, p0, X, y, lr=1.0, steps=steps, log_every=log_every,
+        config=Config(fused_graphs=True),
+    )  # fmt: skip
     done(backend)
     log = list(cuda.log)
-    backend._fused.cuda_graphs = False
     cuda.log.clear()
-    eager = run_loop(backend, p0, X, y, lr=1.0, steps=steps, log_every=log_every)
+    eager = run_loop(
+        backend, p0, X, y, lr=1.0, steps=steps, log_every=log_every,
+        config=Config(fused_graphs=False),
+    )  # fmt: skip
     done(backend)
     assert "CUDA-graph" in graphed.loop and "CUDA-graph" not in eager.loop
     assert graphed.history == eager.history
@@ -186,7 +191,9 @@ def test_local_memory_refuses_the_fused_step_with_the_reason(backend, monkeypatc
     X, y = nnbin.two_gaussians(n_per_class=50, seed=0)
     p0 = nnbin.init_params(1, 4, seed=0)
     kernel = types.SimpleNamespace(local_size_bytes=0)
-    monkeypatch.setattr(backend._fused, "_kernels", lambda d, h, dtype: (kernel, kernel))
+    monkeypatch.setattr(
+        backend._fused, "_kernels", lambda d, h, dtype, fast=False: (kernel, kernel)
+    )
     assert backend.runners.fused.refusal(p0, X) is None  # registers only: the fast case
     # D = 64, H = 256, float64 spills ~135 KiB a thread: never, whatever memory is free
     kernel.local_size_bytes = 137_744
@@ -421,18 +428,18 @@ def test_fast_math_is_asked_for_float32_only(backend):
     X, y = nnbin.two_gaussians(n_per_class=50, seed=0)
     p0 = nnbin.init_params(1, 4, seed=0)
     log = backend._cupy.cuda.log
-    plain = run_loop(backend, p0, X, y, lr=1.0, steps=2, log_every=1)
+    plain = run_loop(backend, p0, X, y, lr=1.0, steps=2, log_every=1, config=Config())
     assert ("compile --std=c++14", "host") in log and "fast_math" not in plain.loop
-    backend._fused.fast_math = True
+    fast_math = Config(fast_math=True)
     log.clear()
-    run_loop(backend, p0, X, y, lr=1.0, steps=2, log_every=1)  # float64: never approximate
+    run_loop(backend, p0, X, y, lr=1.0, steps=2, log_every=1, config=fast_math)  # float64: never
     assert not [e for e in log if "compile" in e[0]]  # the same kernels, cached
     X32, y32, p32 = (
         X.astype("float32"),
         y.astype("float32"),
         nnbin.init_params(1, 4, seed=0, dtype="float32"),
     )
-    fast = run_loop(backend, p32, X32, y32, lr=1.0, steps=2, log_every=1)
+    fast = run_loop(backend, p32, X32, y32, lr=1.0, steps=2, log_every=1, config=fast_math)
     assert ("compile --std=c++14 --use_fast_math", "host") in log
     assert fast.loop.endswith("; --use_fast_math")
 
@@ -464,8 +471,8 @@ def test_conformance_synchronisation_check_on_the_stand_in(emulated, monkeypatch
 
     steps = driver.fused_steps
 
-    def eager_reader(be, params, X, y, lr, steps_, log_every, on_log, want_grads=False):
-        return steps(be, params, X, y, lr, steps_, 1, None, want_grads)  # logs every step
+    def eager_reader(be, params, X, y, lr, steps_, log_every, on_log, want_grads=False, **kw):
+        return steps(be, params, X, y, lr, steps_, 1, None, want_grads, **kw)  # logs every step
 
     monkeypatch.setattr(driver, "fused_steps", eager_reader)
     with pytest.raises(RuntimeError, match="synchronization"):

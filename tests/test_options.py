@@ -164,7 +164,7 @@ def test_an_option_that_cannot_take_effect_is_refused_and_the_estimator_ignores_
     o = options.OPTIONS[name]
     switch = (options.Flag, options.Tristate)  # one flag, no value, on the command line
     if isinstance(o.constraint, switch):
-        value: Any = True
+        value: Any = not o.default  # a tristate's None: True
     elif isinstance(o.constraint, options.Choice):
         value = next(v for v in o.constraint.values if v != o.default)
     elif isinstance(o.constraint, options.Whole):
@@ -181,8 +181,11 @@ def test_an_option_that_cannot_take_effect_is_refused_and_the_estimator_ignores_
     assert message.startswith(f"{name}={value!r}") and "cannot take effect" in message, message
     assert "\n" not in message
     if o.cli is not None:  # samples_seen is the API's and the estimator's only
-        args = [o.cli] if isinstance(o.constraint, switch) else [o.cli, str(value)]
+        args = [o.cli] if isinstance(o.constraint, switch) else [o.cli, str(value)]  # --no-x
         dep_args = [] if isinstance(dep.constraint, options.Flag) else [dep.cli, str(other)]
+        if isinstance(dep.constraint, options.Tristate):  # its one flag sets the other value
+            assert other is dep.constraint.flag_sets
+            dep_args = [dep.cli]
         assert main(["train", *CLI_QUICK, "--steps", "1", *dep_args, *args]) == 2
         err = capsys.readouterr().err
         assert "cannot take effect" in err and len(err.strip().splitlines()) == 1, err
@@ -195,3 +198,25 @@ def test_an_option_that_cannot_take_effect_is_refused_and_the_estimator_ignores_
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             assert clf.fit(X, Y.ravel()).n_iter_ == 1
+
+
+def test_the_switches_once_read_from_the_environment_are_options_with_their_defaults_there(
+    monkeypatch,
+):
+    """NNBIN_CUDA_GRAPHS and NNBIN_CUDA_FAST_MATH are the defaults of two options declared in
+    the table (fused_graphs, fast_math), read at each run; a default the environment set is
+    not the caller's asking (fused=False with NNBIN_CUDA_FAST_MATH=1 runs), one the caller
+    sets is checked as any option. NNBIN_CORE_GRAPHS is declared on cuda_graphs' row."""
+    from nnbin.options import Config
+
+    assert Config().fused_graphs is True and Config().fast_math is False
+    monkeypatch.setenv("NNBIN_CUDA_GRAPHS", "0")
+    monkeypatch.setenv("NNBIN_CUDA_FAST_MATH", "1")
+    assert Config().fused_graphs is False and Config().fast_math is True
+    assert options.resolve({})["fast_math"] is True
+    assert np.isfinite(nnbin.train(X, Y, **QUICK, fused=False).final_loss)
+    with pytest.raises(nnbin.InvalidInputError, match="fast_math=False .* cannot take effect"):
+        nnbin.train(X, Y, **QUICK, fused=False, fast_math=False)
+    monkeypatch.setenv("NNBIN_CUDA_FAST_MATH", "0")
+    assert Config().fast_math is False
+    assert options.OPTIONS["cuda_graphs"].env == "NNBIN_CORE_GRAPHS"

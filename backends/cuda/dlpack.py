@@ -89,13 +89,20 @@ class DlpackFused:
 
     def run(
         self, params: Params, X: Any, y: Any, *, lr: float, steps: int, log_every: int,
-        on_log: OnLog | None,
+        on_log: OnLog | None, config: Config = SEED,
     ) -> RunResult:  # fmt: skip
         fused, pc, Xc, yc = self._cupy_views(params, X, y)
         with _on_device(fused._cupy, Xc):
             try:
                 result = fused.run(
-                    pc, Xc, yc, lr=lr, steps=steps, log_every=log_every, on_log=on_log
+                    pc,
+                    Xc,
+                    yc,
+                    lr=lr,
+                    steps=steps,
+                    log_every=log_every,
+                    on_log=on_log,
+                    config=config,
                 )
             except TrainingDivergedError as exc:
                 exc.params = self.native(cast(Params, exc.params))

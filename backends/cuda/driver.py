@@ -107,6 +107,9 @@ def fused_steps(
     log_every: int,
     on_log: OnLog | None,
     want_grads: bool = False,
+    *,
+    graphs: bool = True,
+    fast: bool = False,
 ) -> tuple[RunResult, Any]:
     """``steps`` fused steps of ``be`` (a CupyBackend, or the stand-in in the tests) from
     ``params``; the loss and gradients of the last step too when ``want_grads``."""
@@ -114,7 +117,7 @@ def fused_steps(
     n, d = (int(v) for v in X.shape)
     h = int(params.W1.shape[1])
     dtype = str(X.dtype)
-    partials, _ = be._kernels(d, h, dtype)
+    partials, _ = be._kernels(d, h, dtype, fast)
     P = cuda_fused.n_partials(d, h)
     blocks = cuda_fused.partials_blocks(n, be._max_blocks(partials), be.block)
     y = cp.ascontiguousarray(y.reshape(-1), dtype=dtype)  # the kernels read X's type
@@ -131,7 +134,7 @@ def fused_steps(
         float(lr),
         blocks,
         be.block,
-        be._compile_options(dtype),
+        be._compile_options(fast),
     )
 
     def make() -> Workspace:
@@ -146,7 +149,9 @@ def fused_steps(
 
     ws = be._workspaces.take(key, make)
     try:
-        runner = FusedSteps(be, ws, params, X, y, lr, caller, n, d, h, P, blocks, dtype)
+        runner = FusedSteps(
+            be, ws, params, X, y, lr, caller, n, d, h, P, blocks, dtype, graphs, fast
+        )
         try:
             result = drive(
                 runner, lr=lr, steps=steps, log_every=log_every, on_log=on_log, initial=params
@@ -178,13 +183,15 @@ class FusedSteps(Runner):
         P: int,
         blocks: int,
         dtype: str,
+        graphs: bool = True,
+        fast: bool = False,
     ) -> None:
         cp = self.cp = be._cupy
         self.be, self.ws, self.X, self.y, self.caller = be, ws, X, y, caller
-        self.partials, self.update = be._kernels(d, h, dtype)
+        self.partials, self.update = be._kernels(d, h, dtype, fast)
         self.P, self.blocks, self.dtype = P, blocks, dtype
         self.args = (be.block,), np.int64(n), np.int64(blocks), np.dtype(dtype).type(lr)
-        self.use_graphs = be.cuda_graphs and hasattr(ws.stream, "begin_capture")
+        self.use_graphs = graphs and hasattr(ws.stream, "begin_capture")
         # The caller's parameters are copied into the workspace on the caller's stream,
         # after whatever a previous run of this workspace still has queued; the run's
         # stream then waits for the copies. No host wait anywhere.

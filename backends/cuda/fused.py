@@ -8,16 +8,16 @@ trained by full-batch gradient descent with no penalty (``kernels.scope_refusal`
 whose sums stay in registers (at most :data:`LOCAL_LIMIT` bytes of local memory a thread,
 and that for every resident thread within a quarter of the free memory).
 
-Switches, read when the backend starts: ``NNBIN_CUDA_GRAPHS=0`` launches every fused step
-instead of replaying the steps between logged ones as CUDA graphs;
-``NNBIN_CUDA_FAST_MATH=1`` compiles the float32 kernels with ``--use_fast_math``
-(approximate exp and division: 3.1x faster kernels on an H100, where those bound the step;
-less exact).
+Two options (declared in :data:`nnbin.options.OPTIONS`, their defaults settable by
+environment variables) switch how it runs: ``fused_graphs=False`` (``NNBIN_CUDA_GRAPHS=0``)
+launches every fused step instead of replaying the steps between logged ones as CUDA
+graphs; ``fast_math=True`` (``NNBIN_CUDA_FAST_MATH=1``) compiles the float32 kernels with
+``--use_fast_math`` (approximate exp and division: 3.1x faster kernels on an H100, where
+those bound the step; less exact).
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from nnbin.loop import OnLog, RunResult
@@ -43,13 +43,8 @@ class CupyFused:
         self._workspaces = cuda_driver.WorkspaceCache()
         #: threads per block of both fused kernels
         self.block = cuda_fused.BLOCK
-        #: replay the steps between logging steps as CUDA graphs (NNBIN_CUDA_GRAPHS=0: off)
-        self.cuda_graphs = os.environ.get("NNBIN_CUDA_GRAPHS", "1") != "0"
         #: the most steps one captured graph holds (longer runs replay it again)
         self.graph_steps = 500
-        #: float32 kernels compiled with --use_fast_math (NNBIN_CUDA_FAST_MATH=1): approximate
-        #: exp and division, denormals flushed to zero; off unless asked for
-        self.fast_math = os.environ.get("NNBIN_CUDA_FAST_MATH", "0") == "1"
 
     def refusal(self, params: Params, X: Any, config: Config = SEED) -> str | None:
         """Why the fused step does not apply to this run (None: it does): outside its
@@ -66,7 +61,8 @@ class CupyFused:
             )
         if not X.flags.c_contiguous or X.shape[0] == 0:
             return "X must be C-contiguous with at least one row"
-        return self._local_memory_refusal(self._kernels(d, h, dtype)[0])
+        fast = config.fast_math and dtype == "float32"
+        return self._local_memory_refusal(self._kernels(d, h, dtype, fast)[0])
 
     def _local_memory_refusal(self, kernel: Any) -> str | None:
         """Past 255 registers a thread's sums spill to local memory: off-chip, and reserved
@@ -92,12 +88,13 @@ class CupyFused:
             )
         return None
 
-    def _compile_options(self, dtype: str) -> tuple[str, ...]:
-        fast = self.fast_math and dtype == "float32"
+    @staticmethod
+    def _compile_options(fast: bool) -> tuple[str, ...]:
+        """nvrtc's options (``fast``: ``--use_fast_math``, float32 only)."""
         return ("--std=c++14", *(("--use_fast_math",) if fast else ()))
 
-    def _kernels(self, d: int, h: int, dtype: str) -> tuple[Any, Any]:
-        options = self._compile_options(dtype)
+    def _kernels(self, d: int, h: int, dtype: str, fast: bool = False) -> tuple[Any, Any]:
+        options = self._compile_options(fast)
         key = (d, h, dtype, self.block, options, self._cupy.cuda.runtime.getDevice())
         if key not in self._modules:
             module = self._cupy.RawModule(
@@ -131,13 +128,18 @@ class CupyFused:
 
     def run(
         self, params: Params, X: Any, y: Any, *, lr: float, steps: int, log_every: int,
-        on_log: OnLog | None,
+        on_log: OnLog | None, config: Config = SEED,
     ) -> RunResult:  # fmt: skip
-        result, _ = cuda_driver.fused_steps(self, params, X, y, lr, steps, log_every, on_log)
-        fast = "--use_fast_math" in self._compile_options(str(X.dtype))
+        """The run as fused steps (where :meth:`refusal` is None); ``config``'s
+        ``fused_graphs`` and ``fast_math`` say how they run."""
+        fast = config.fast_math and str(X.dtype) == "float32"
+        graphs = config.fused_graphs
+        result, _ = cuda_driver.fused_steps(
+            self, params, X, y, lr, steps, log_every, on_log, graphs=graphs, fast=fast
+        )
         result.loop = (
             FUSED_LOOP
-            + ("; CUDA-graph replay between logging steps" if self.cuda_graphs else "")
+            + ("; CUDA-graph replay between logging steps" if graphs else "")
             + ("; --use_fast_math" if fast else "")
         )
         return result

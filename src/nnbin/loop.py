@@ -57,7 +57,7 @@ from .model import (
     value_and_grads,
 )  # fmt: skip
 from .optim import Optimizer
-from .options import SEED, Config
+from .options import OPTIONS, SEED, Config
 from .rules import Schedule, StopRule
 
 #: seconds of work a call holds by default (Ctrl-C waits at most about this long, on_log too)
@@ -66,7 +66,7 @@ CALL_SECONDS = 0.25
 MAX_LOGS = 256
 #: "1": the CUDA-graph path is the default (``cuda_graphs=None``) wherever it applies (the
 #: GPU check runs the conformance suite so); unset, the default runs the steps eagerly
-GRAPHS_VAR = "NNBIN_CORE_GRAPHS"
+GRAPHS_VAR = OPTIONS["cuda_graphs"].env or ""
 
 OnLog = Callable[[int, float], None]
 
@@ -384,7 +384,7 @@ def run(
     ``validation_weights``: (N, 1) columns of sample weights (no fused step takes them).
     ``result.loop`` says which path ran, and why not the fused one where the backend has
     one."""
-    config = config or SEED
+    config = config or Config()  # the defaults now (an environment variable may set one)
     schedule = Schedule.of(config, lr, int(X.shape[0]), fresh=state is None)
     plugins = be.runners
     with be.step_context(X):
@@ -397,7 +397,14 @@ def run(
                 why = "it takes no sample weights"
         if fused is not False and why is None:
             return plugins.fused.run(  # type: ignore[no-any-return]
-                params, X, y, lr=lr, steps=steps, log_every=log_every, on_log=on_log
+                params,
+                X,
+                y,
+                lr=lr,
+                steps=steps,
+                log_every=log_every,
+                on_log=on_log,
+                config=config,
             )
         if fused:
             raise BackendUnavailableError(

@@ -65,8 +65,15 @@ class Optimizer(Values):
 
     @classmethod
     def of(cls, config: Config, lr: Any) -> Optimizer:
-        """The optimizer a run's ``config`` names, with its hyperparameters, at step size ``lr``."""
-        return cls(config.optimizer, lr, **{n: getattr(config, n) for n in HYPERPARAMETERS})
+        """The optimizer a run's ``config`` names, with its hyperparameters, at step size
+        ``lr``: values the options table checked once already, not checked again."""
+        values = {n: getattr(config, n) for n in HYPERPARAMETERS}
+        return _unchecked(cls, {"name": config.optimizer, "lr": lr, **values})
+
+    def replace(self, **changes: Any) -> Optimizer:
+        """A copy with ``changes`` (a schedule's step size, a traced one): not checked
+        again."""
+        return _unchecked(type(self), {**vars(self), **changes})
 
     def init(self, params: Any) -> Any:
         """The optimizer's starting state for ``params`` (a pytree: () for gd)."""
@@ -154,6 +161,12 @@ class Optimizer(Values):
         xp = namespace(t)
         new = like(params, (p - rate * a / (xp.sqrt(b) + eps) for p, a, b in zip(params, m, v)))
         return new, (t, m, v)
+
+
+def _unchecked(kind: type[Optimizer], values: dict[str, Any]) -> Optimizer:
+    opt = object.__new__(kind)
+    Values.__init__(opt, values)
+    return opt
 
 
 def _zeros_like(a: Array) -> Array:

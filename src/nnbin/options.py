@@ -21,6 +21,7 @@ import difflib
 import inspect
 import math
 import numbers
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -323,6 +324,21 @@ class Option:
     negated_help: str = ""
     #: read by a run's loop and math: a field of :class:`Config`
     runs: bool = False
+    #: (the option it depends on, the values of that option under which it acts): set away
+    #: from its default anywhere else, it could not take effect, and is refused
+    acts_with: tuple[str, tuple[Any, ...]] | None = None
+    #: the environment variable that sets its default where the caller does not (read at
+    #: each run), and the value that variable's text gives
+    env: str | None = None
+    from_env: Callable[[str], Any] | None = None
+
+    def default_now(self) -> Any:
+        """The default a run takes now: :attr:`env`'s value where it is set, else
+        :attr:`default`."""
+        text = os.environ.get(self.env, "").strip() if self.env else ""
+        if not text or self.from_env is None:
+            return self.default
+        return self.from_env(text)
 
     @property
     def cli(self) -> str | None:
@@ -342,13 +358,16 @@ def _table(*rows: Option) -> dict[str, Option]:
     return {o.name: o for o in rows}
 
 
+#: the optimizers that take steps of the step size ``lr`` (all but L-BFGS)
+STEPPED = ("adam", "momentum", "gd")
+
 #: every option of :func:`nnbin.train`, in its signature's order
 OPTIONS: dict[str, Option] = _table(
     Option("hidden", Widths(), 32,
            'hidden units, or one width per hidden layer: 64,32 ("": none)',
            sklearn="hidden_layer_sizes", always_saved=True),
     Option("lr", Real(0.0, closed="right"), 1.0, "step size", sklearn="learning_rate_init",
-           always_saved=True),
+           always_saved=True, acts_with=("optimizer", STEPPED)),
     Option("steps", Whole(0, MAX_STEPS), 1000, "full-batch steps, or epochs with --batch-size",
            sklearn="max_iter", always_saved=True),
     Option("log_every", Whole(0, MAX_STEPS), 100,
@@ -371,10 +390,24 @@ OPTIONS: dict[str, Option] = _table(
            "array-API core)", always_saved=True,
            negated_help="run the array-API core even where a fused GPU step applies (cupy; "
            "torch/jax on CUDA with cupy installed)"),
+    Option("fused_graphs", Flag(), True,
+           "replay the fused step's plain steps as CUDA graphs (off: every step launched; "
+           "$NNBIN_CUDA_GRAPHS=0 sets the default off)",
+           negated_help="launch every fused CUDA step instead of replaying them as CUDA graphs "
+           "(default off where $NNBIN_CUDA_GRAPHS=0)",
+           env="NNBIN_CUDA_GRAPHS", from_env=lambda text: text != "0", runs=True,
+           acts_with=("fused", (None, True))),
+    Option("fast_math", Flag(), False,
+           "compile the fused step's float32 kernels with --use_fast_math: approximate exp and "
+           "division, 3x faster kernels, less exact ($NNBIN_CUDA_FAST_MATH=1 sets the default)",
+           env="NNBIN_CUDA_FAST_MATH", from_env=lambda text: text == "1", runs=True,
+           acts_with=("fused", (None, True))),
     Option("cuda_graphs", Tristate(flag_sets=True), None,
            "replay the array-API core's steps as CUDA graphs on CUDA arrays (torch, cupy); the "
-           "default (None) runs them eagerly until a GPU run has verified the graphs",
-           sklearn="cuda_graphs", runs=True),
+           "default (None) runs them eagerly until a GPU run has verified the graphs (where "
+           "$NNBIN_CORE_GRAPHS=1: wherever they apply)",
+           sklearn="cuda_graphs", runs=True, env="NNBIN_CORE_GRAPHS",
+           acts_with=("optimizer", STEPPED)),  # L-BFGS reads its loss every evaluation
     Option("activation", Choice(("sigmoid", "tanh", "relu", "identity"), {"logistic": "sigmoid"}),
            "sigmoid", "hidden-layer activation (of the initial parameters: a run takes the "
            "parameters' own)", sklearn="activation"),
@@ -385,28 +418,32 @@ OPTIONS: dict[str, Option] = _table(
            "batch, its own step sizes: --steps iterations, see --max-fun, --tol)",
            sklearn="solver", sklearn_values={"adam": "adam", "sgd": "momentum", "lbfgs": "lbfgs"},
            runs=True),
-    Option("momentum", Real(0.0, 1.0), 0.9, "momentum", sklearn="momentum", runs=True),
+    Option("momentum", Real(0.0, 1.0), 0.9, "momentum", sklearn="momentum", runs=True,
+           acts_with=("optimizer", ("momentum",))),
     Option("nesterov", Flag(), False, "Nesterov's momentum", sklearn="nesterovs_momentum",
-           runs=True),
+           runs=True, acts_with=("optimizer", ("momentum",))),
     Option("beta1", Real(0.0, 1.0, closed="left"), 0.9, "Adam's first-moment decay",
-           sklearn="beta_1", runs=True),
+           sklearn="beta_1", runs=True, acts_with=("optimizer", ("adam",))),
     Option("beta2", Real(0.0, 1.0, closed="left"), 0.999, "Adam's second-moment decay",
-           sklearn="beta_2", runs=True),
+           sklearn="beta_2", runs=True, acts_with=("optimizer", ("adam",))),
     Option("epsilon", Real(0.0, closed="neither"), 1e-8, "Adam's epsilon", sklearn="epsilon",
-           runs=True),
+           runs=True, acts_with=("optimizer", ("adam",))),
     Option("batch_size", Whole(1, none=True), None,
            "mini-batches of N samples, reshuffled (seeded) each epoch (default: full batch)",
-           sklearn="batch_size", runs=True),
+           sklearn="batch_size", runs=True, acts_with=("optimizer", STEPPED)),
     Option("alpha", Real(0.0, closed="left"), 0.0, "L2 penalty, scikit-learn's scaling",
            sklearn="alpha", runs=True),
     Option("early_stopping", Flag(), False,
            "hold out --validation-fraction of the samples; stop when their accuracy stops "
-           "improving (keeps the best parameters)", sklearn="early_stopping", runs=True),
+           "improving (keeps the best parameters)", sklearn="early_stopping", runs=True,
+           acts_with=("optimizer", STEPPED)),
     Option("validation_fraction", Real(0.0, 1.0, closed="neither"), 0.1,
-           "the fraction held out by --early-stopping", sklearn="validation_fraction", runs=True),
+           "the fraction held out by --early-stopping", sklearn="validation_fraction", runs=True,
+           acts_with=("early_stopping", (True,))),
     Option("n_iter_no_change", Whole(1, none=True), None,
            "stop after more than N epochs without improvement by --tol (default: never; 10 "
-           "with --early-stopping)", sklearn="n_iter_no_change", runs=True),
+           "with --early-stopping)", sklearn="n_iter_no_change", runs=True,
+           acts_with=("optimizer", STEPPED)),
     Option("tol", Real(0.0, closed="left"), 1e-4, "the improvement the stopping rule asks for",
            sklearn="tol", runs=True),
     Option("steps_per_call", Whole(1, none=True), None,
@@ -419,15 +456,18 @@ OPTIONS: dict[str, Option] = _table(
            "step-size schedule of gd and momentum (scikit-learn's): constant; invscaling: "
            "lr / (t + 1)^power_t from each epoch's start, t the samples seen; adaptive: "
            "lr / 5 each time the stopping rule fires, stopping once lr <= 1e-6",
-           sklearn="learning_rate", flag="--lr-schedule", runs=True),
+           sklearn="learning_rate", flag="--lr-schedule", runs=True,
+           acts_with=("optimizer", ("momentum", "gd"))),  # scikit-learn's: for 'sgd' only
     Option("power_t", Real(0.0, closed="left"), 0.5, "the exponent of --lr-schedule invscaling",
-           sklearn="power_t", runs=True),
+           sklearn="power_t", runs=True, acts_with=("learning_rate", ("invscaling",))),
     Option("max_fun", Whole(1), 15000,
            "the most loss-and-gradient evaluations an L-BFGS run makes (scikit-learn's: the "
-           "run stops after the iteration that passes it)", sklearn="max_fun", runs=True),
+           "run stops after the iteration that passes it)", sklearn="max_fun", runs=True,
+           acts_with=("optimizer", ("lbfgs",))),
     Option("samples_seen", Whole(0), 0,
            "samples the runs this one continues have seen (scikit-learn's t_): where the "
-           "invscaling schedule counts from", flag=None, runs=True),
+           "invscaling schedule counts from", flag=None, runs=True,
+           acts_with=("learning_rate", ("invscaling",))),
 )  # fmt: skip
 
 #: scikit-learn's name -> the option
@@ -451,29 +491,10 @@ def unknown(names: Iterable[str], known: Iterable[str], what: str) -> None:
             )
 
 
-#: the optimizers that take steps of the step size ``lr`` (all but L-BFGS)
-STEPPED = ("adam", "momentum", "gd")
-
-#: option -> (the option it depends on, the values of that option under which it acts):
-#: set away from its default anywhere else, it could not take effect, and is refused
+#: option -> (the option it depends on, the values of that option under which it acts),
+#: from the table's ``acts_with``
 ACTS_ONLY_WITH: dict[str, tuple[str, tuple[Any, ...]]] = {
-    "momentum": ("optimizer", ("momentum",)),
-    "nesterov": ("optimizer", ("momentum",)),
-    "beta1": ("optimizer", ("adam",)),
-    "beta2": ("optimizer", ("adam",)),
-    "epsilon": ("optimizer", ("adam",)),
-    "validation_fraction": ("early_stopping", (True,)),
-    "learning_rate": ("optimizer", ("momentum", "gd")),  # scikit-learn's: for 'sgd' only
-    "power_t": ("learning_rate", ("invscaling",)),
-    "samples_seen": ("learning_rate", ("invscaling",)),
-    # L-BFGS: full batch, its own step sizes, its own stopping rule
-    "max_fun": ("optimizer", ("lbfgs",)),
-    "lr": ("optimizer", STEPPED),
-    "batch_size": ("optimizer", STEPPED),
-    "early_stopping": ("optimizer", STEPPED),
-    "n_iter_no_change": ("optimizer", STEPPED),
-    # L-BFGS reads its loss on the host every evaluation: no graph of its steps
-    "cuda_graphs": ("optimizer", STEPPED),
+    n: o.acts_with for n, o in OPTIONS.items() if o.acts_with is not None
 }
 
 
@@ -485,10 +506,10 @@ def inert(values: Mapping[str, Any]) -> list[str]:
     (never) is what happens anyway: only True (require) counts."""
     effective, found = dict(values), list[str]()
 
-    def asks(n: str) -> bool:
+    def asks(n: str) -> bool:  # set by the caller (a default from the environment is not)
         if isinstance(OPTIONS[n].constraint, Tristate):
             return values[n] is True
-        return bool(values[n] != OPTIONS[n].default)
+        return bool(values[n] != OPTIONS[n].default_now())
 
     while True:
         more = [
@@ -507,7 +528,7 @@ def resolve(given: Mapping[str, Any]) -> dict[str, Any]:
     the first bad value, for a name that is no option, or for an option set where it could
     not take effect: an option is never silently ignored)."""
     unknown(given, OPTIONS, "train()")
-    values = {n: o.constraint.check(n, given.get(n, o.default)) for n, o in OPTIONS.items()}
+    values = {n: o.constraint.check(n, given.get(n, o.default_now())) for n, o in OPTIONS.items()}
     for n in inert(values):
         on, acting = ACTS_ONLY_WITH[n]
         want = " or ".join(_spelled(on, v) for v in acting)
@@ -696,7 +717,7 @@ class Config(Values):
 
     def __init__(self, **given: Any) -> None:
         unknown(given, FIELDS, "Config")
-        super().__init__({n: given.get(n, OPTIONS[n].default) for n in FIELDS})
+        super().__init__({n: given.get(n, OPTIONS[n].default_now()) for n in FIELDS})
 
     @classmethod
     def of(cls, options: Mapping[str, Any]) -> Config:

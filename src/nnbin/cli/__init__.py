@@ -37,8 +37,11 @@ COMMANDS: dict[str, ModuleType] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # no abbreviated flags: --fast would silently become --fast-math (and another flag added
+    # later could change what an abbreviation means)
     parser = Parser(
         prog="nnbin",
+        allow_abbrev=False,
         description="A small neural-network binary classifier, written once against the "
         "Python array API, with a hand-written backward pass. "
         f"Each command's backend comes from its --backend, else ${ENV_VAR}, else numpy.",
@@ -47,7 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in COMMANDS.items():
-        module.flags(sub.add_parser(name, help=module.HELP, description=module.DESCRIPTION))
+        module.flags(
+            sub.add_parser(
+                name, help=module.HELP, description=module.DESCRIPTION, allow_abbrev=False
+            )
+        )
     return parser
 
 
