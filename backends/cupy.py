@@ -10,12 +10,10 @@ not yet run on a GPU)."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
-import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import array_api_compat
@@ -24,7 +22,7 @@ import numpy as np
 from nnbin.backend import About, Backend, Runners, Tools
 from nnbin.errors import BackendUnavailableError
 
-from .cuda.fused import CupyFused
+from .cuda.fused import CupyFused, forbid_cupy_sync, on_device
 from .cuda.graphs import CupyGraphs, GraphRunner
 
 
@@ -72,8 +70,7 @@ class CupyBackend(Backend):
 
     def step_context(self, X: Any) -> Any:
         """A context that makes ``X``'s GPU the current one (kernels launch there)."""
-        index = getattr(getattr(X, "device", None), "id", None)
-        return contextlib.nullcontext() if index is None else self._cupy.cuda.Device(index)
+        return on_device(self._cupy, X)
 
     @functools.cached_property
     def runners(self) -> Runners:
@@ -160,19 +157,4 @@ class CupyTools(Tools):
         return int(pool.total_bytes() - base)
 
     def forbid_host_sync(self, x: Any) -> Any:
-        """cupyx.allow_synchronize(False) (deprecated by CuPy, still there in 14): a sync
-        through CuPy raises cupyx.DeviceSynchronized. None if this CuPy has dropped it."""
-        import cupyx
-
-        allow = getattr(cupyx, "allow_synchronize", None)
-        if allow is None:
-            return None
-
-        @contextlib.contextmanager
-        def guard() -> Iterator[None]:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # its deprecation warning, not ours
-                with allow(False):
-                    yield
-
-        return guard()
+        return forbid_cupy_sync()

@@ -14,7 +14,7 @@ from nnbin.model import Params
 from nnbin.options import SEED, Config
 
 from .driver import Sigmoid
-from .fused import CupyFused, _on_device
+from .fused import CupyFused, on_device
 from .kernels import scope_refusal
 
 
@@ -78,7 +78,7 @@ class DlpackFused:
         if not self.on_gpu(X) or cupy_fused() is None:
             return needs(self.be.name)
         fused, pc, Xc, _ = self._cupy_views(params, X, X)
-        with _on_device(fused._cupy, Xc):
+        with on_device(fused._cupy, Xc):
             return fused.refusal(pc, Xc, config)
 
     def loss_and_grads(self, params: Params, X: Any, y: Any) -> tuple[Any, Params]:
@@ -92,7 +92,7 @@ class DlpackFused:
         on_log: OnLog | None, config: Config = SEED,
     ) -> RunResult:  # fmt: skip
         fused, pc, Xc, yc = self._cupy_views(params, X, y)
-        with _on_device(fused._cupy, Xc):
+        with on_device(fused._cupy, Xc):
             try:
                 result = fused.run(
                     pc,

@@ -18,6 +18,9 @@ those bound the step; less exact).
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 from nnbin.loop import OnLog, RunResult
@@ -121,7 +124,7 @@ class CupyFused:
 
     def loss_and_grads(self, params: Params, X: Any, y: Any) -> tuple[Any, Params]:
         """Loss and gradients as the fused step computes them (for the conformance suite)."""
-        with _on_device(self._cupy, X):
+        with on_device(self._cupy, X):
             _, out = cuda_driver.fused_steps(self, params, X, y, 0.0, 1, 1, None, want_grads=True)
         loss_and_grads: tuple[Any, Params] = out
         return loss_and_grads
@@ -145,9 +148,26 @@ class CupyFused:
         return result
 
 
-def _on_device(cupy: Any, x: Any) -> Any:
+def on_device(cupy: Any, x: Any) -> Any:
     """A context that makes ``x``'s GPU the current one (kernels launch there)."""
-    import contextlib
-
     index = getattr(getattr(x, "device", None), "id", None)
     return contextlib.nullcontext() if index is None else cupy.cuda.Device(index)
+
+
+def forbid_cupy_sync() -> Any:
+    """cupyx.allow_synchronize(False) (deprecated by CuPy, still there in 14): a sync
+    through CuPy raises cupyx.DeviceSynchronized. None if this CuPy has dropped it."""
+    import cupyx
+
+    allow = getattr(cupyx, "allow_synchronize", None)
+    if allow is None:
+        return None
+
+    @contextlib.contextmanager
+    def guard() -> Iterator[None]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # its deprecation warning, not ours
+            with allow(False):
+                yield
+
+    return guard()
