@@ -10,7 +10,6 @@ not yet run on a GPU)."""
 
 from __future__ import annotations
 
-import functools
 import os
 from collections import OrderedDict
 from collections.abc import Callable
@@ -24,61 +23,6 @@ from nnbin.errors import BackendUnavailableError
 
 from .cuda.fused import CupyFused, forbid_cupy_sync, on_device
 from .cuda.graphs import CupyGraphs, GraphRunner
-
-
-class CupyBackend(Backend):
-    name = "cupy"
-    is_array = staticmethod(array_api_compat.is_cupy_array)
-    about = About(loop="fused CUDA step where it applies, else python loop", memory_nh=4.0)
-    default_dtype = "float32"
-
-    def __init__(self) -> None:
-        import cupy
-
-        try:
-            count = int(cupy.cuda.runtime.getDeviceCount())
-        except Exception:  # CUDA driver or runtime missing: cupy raises its own errors
-            count = 0
-        if count == 0:
-            raise BackendUnavailableError(
-                "cupy is installed but no CUDA device was found: run on a machine with an "
-                "NVIDIA GPU, or choose another backend (NNBIN_BACKEND=numpy)"
-            )
-        self._cupy = cupy
-        self.xp = array_api_compat.array_namespace(cupy.empty(0))
-        # the kernels assume NVIDIA's 32-thread warps: none on a ROCm build of cupy
-        hip = getattr(cupy.cuda.runtime, "is_hip", False)
-        self._fused: CupyFused | None = None if hip else CupyFused(cupy)
-        #: the CUDA-graph path of the core (cuda_graphs=True): a CupyGraphs per device, and
-        #: the workspaces (graphs and static buffers) later runs on the same data reuse
-        self._graphs: dict[int, CupyGraphs] = {}
-        self.graph_workspaces: OrderedDict[Any, Any] = OrderedDict()
-
-    def asarray(self, a: Any, dtype: str, device: Any = None) -> Any:
-        host = np.asarray(a, dtype=dtype)
-        index = getattr(device, "id", device)
-        with self._cupy.cuda.Device(
-            index if index is not None else self._cupy.cuda.runtime.getDevice()
-        ):
-            return self._cupy.asarray(host)
-
-    def to_host(self, x: Any) -> np.ndarray:
-        return np.asarray(self._cupy.asnumpy(x))
-
-    def synchronize(self, x: Any) -> None:
-        self._cupy.cuda.get_current_stream().synchronize()
-
-    def step_context(self, X: Any) -> Any:
-        """A context that makes ``X``'s GPU the current one (kernels launch there)."""
-        return on_device(self._cupy, X)
-
-    @functools.cached_property
-    def runners(self) -> Runners:
-        return CupyRunners(self)
-
-    @functools.cached_property
-    def tools(self) -> Tools:
-        return CupyTools(self)
 
 
 class CupyRunners(Runners):
@@ -158,3 +102,50 @@ class CupyTools(Tools):
 
     def forbid_host_sync(self, x: Any) -> Any:
         return forbid_cupy_sync()
+
+
+class CupyBackend(Backend, runners=CupyRunners, tools=CupyTools):
+    name = "cupy"
+    is_array = staticmethod(array_api_compat.is_cupy_array)
+    about = About(loop="fused CUDA step where it applies, else python loop", memory_nh=4.0)
+    default_dtype = "float32"
+
+    def __init__(self) -> None:
+        import cupy
+
+        try:
+            count = int(cupy.cuda.runtime.getDeviceCount())
+        except Exception:  # CUDA driver or runtime missing: cupy raises its own errors
+            count = 0
+        if count == 0:
+            raise BackendUnavailableError(
+                "cupy is installed but no CUDA device was found: run on a machine with an "
+                "NVIDIA GPU, or choose another backend (NNBIN_BACKEND=numpy)"
+            )
+        self._cupy = cupy
+        self.xp = array_api_compat.array_namespace(cupy.empty(0))
+        # the kernels assume NVIDIA's 32-thread warps: none on a ROCm build of cupy
+        hip = getattr(cupy.cuda.runtime, "is_hip", False)
+        self._fused: CupyFused | None = None if hip else CupyFused(cupy)
+        #: the CUDA-graph path of the core (cuda_graphs=True): a CupyGraphs per device, and
+        #: the workspaces (graphs and static buffers) later runs on the same data reuse
+        self._graphs: dict[int, CupyGraphs] = {}
+        self.graph_workspaces: OrderedDict[Any, Any] = OrderedDict()
+
+    def asarray(self, a: Any, dtype: str, device: Any = None) -> Any:
+        host = np.asarray(a, dtype=dtype)
+        index = getattr(device, "id", device)
+        with self._cupy.cuda.Device(
+            index if index is not None else self._cupy.cuda.runtime.getDevice()
+        ):
+            return self._cupy.asarray(host)
+
+    def to_host(self, x: Any) -> np.ndarray:
+        return np.asarray(self._cupy.asnumpy(x))
+
+    def synchronize(self, x: Any) -> None:
+        self._cupy.cuda.get_current_stream().synchronize()
+
+    def step_context(self, X: Any) -> Any:
+        """A context that makes ``X``'s GPU the current one (kernels launch there)."""
+        return on_device(self._cupy, X)

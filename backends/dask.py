@@ -9,7 +9,6 @@ active, the work runs on its cluster.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 
@@ -19,7 +18,21 @@ import numpy as np
 from nnbin.backend import About, Backend, Tools
 
 
-class DaskBackend(Backend):
+class DaskTools(Tools):
+    def devices(self) -> list[str]:
+        try:
+            from distributed import get_client
+
+            client = get_client()
+            return [
+                f"cluster {client.scheduler_info().get('address', '?')} "
+                f"({len(client.nthreads())} workers)"
+            ]
+        except (ImportError, ValueError):
+            return ["cpu (local scheduler)"]
+
+
+class DaskBackend(Backend, tools=DaskTools):
     name = "dask"
     is_array = staticmethod(array_api_compat.is_dask_array)
     # ~60 ms of graph scheduling a step would make the default benchmark minutes long;
@@ -39,10 +52,6 @@ class DaskBackend(Backend):
         self._dask = dask
         self._da = da
         self.xp = array_api_compat.array_namespace(da.zeros(1))
-
-    @functools.cached_property
-    def tools(self) -> Tools:
-        return DaskTools(self)
 
     @staticmethod
     def chunk_rows(n: int) -> int:
@@ -69,17 +78,3 @@ class DaskBackend(Backend):
         optimizer state and running loss after each update, an epoch's shuffled data,
         L-BFGS's iterates), so the graph never grows."""
         return tuple(self._dask.persist(*tree))
-
-
-class DaskTools(Tools):
-    def devices(self) -> list[str]:
-        try:
-            from distributed import get_client
-
-            client = get_client()
-            return [
-                f"cluster {client.scheduler_info().get('address', '?')} "
-                f"({len(client.nthreads())} workers)"
-            ]
-        except (ImportError, ValueError):
-            return ["cpu (local scheduler)"]

@@ -31,69 +31,6 @@ X64_HINT = (
 )
 
 
-class JaxBackend(Backend):
-    name = "jax"
-    is_array = staticmethod(array_api_compat.is_jax_array)
-    about = About(
-        loop="jax.lax.fori_loop under jax.jit, in chunks", memory_nh=2.5, has_persistent_cache=True
-    )
-    default_dtype = "float32"
-
-    def __init__(self) -> None:
-        import jax
-        import jax.numpy as jnp
-
-        self._jax = jax
-        self.xp = jnp  # array_api_compat.array_namespace returns jax.numpy itself
-        self._compiled: dict[tuple[Any, ...], Any] = {}
-        self._evaluators: dict[tuple[Any, ...], Any] = {}  # L-BFGS's, compiled
-
-    def x64_enabled(self) -> bool:
-        return bool(self._jax.config.read("jax_enable_x64"))
-
-    def asarray(self, a: Any, dtype: str, device: Any = None) -> Any:
-        if dtype == "float64" and not self.x64_enabled():
-            raise BackendUnavailableError(X64_HINT)
-        return self._jax.device_put(np.asarray(a, dtype=dtype), device)
-
-    def to_host(self, x: Any) -> np.ndarray:
-        return np.asarray(self._jax.device_get(x))
-
-    def synchronize(self, x: Any) -> None:
-        self._jax.block_until_ready(x)
-
-    @functools.cached_property
-    def runners(self) -> Runners:
-        return JaxRunners(self)
-
-    @functools.cached_property
-    def tools(self) -> Tools:
-        return JaxTools(self)
-
-    def padded(self, X: Any, y: Any, w: Any, batch: int | None = None) -> tuple[Any, Any, Any]:
-        """(X, y, w) padded with rows of weight 0 to :func:`bucket` rows, so that data sets a
-        few rows apart (cross-validation's folds, a stream's batches) share one compiled run;
-        w becomes the weights with 0 on the padding (1 on every sample when None). The
-        weighted mean over a batch is then the mean over its samples: the padding changes
-        no number."""
-        xp, n = self.xp, int(X.shape[0])
-        devices, sharding = X.devices(), X.sharding
-        rows = bucket(n, batch, len(devices))
-        weights = xp.ones((n, 1), dtype=X.dtype) if w is None else w
-        if rows > n:
-            X, y, weights = (
-                xp.concatenate([a, xp.zeros((rows - n, *a.shape[1:]), dtype=a.dtype)])
-                for a in (X, y, weights)
-            )
-        if len(devices) > 1:  # data-parallel: the rows split over the devices as X's were
-            X, y, weights = (self._jax.device_put(a, sharding) for a in (X, y, weights))
-        return X, y, weights
-
-
-def _on_gpu(X: Any) -> bool:
-    return [d.platform for d in X.devices()] == ["gpu"]
-
-
 class JaxRunners(Runners):
     """The compiled runner (:class:`Compiled`), the full-batch evaluations compiled, the
     data-parallel placement, and cupy's fused step through DLPack (a CUDA GPU and cupy)."""
@@ -214,6 +151,61 @@ class JaxTools(Tools):
 
     def gpu_devices(self) -> list[str]:
         return [str(d) for d in self.be._jax.devices() if d.platform == "gpu"]
+
+
+class JaxBackend(Backend, runners=JaxRunners, tools=JaxTools):
+    name = "jax"
+    is_array = staticmethod(array_api_compat.is_jax_array)
+    about = About(
+        loop="jax.lax.fori_loop under jax.jit, in chunks", memory_nh=2.5, has_persistent_cache=True
+    )
+    default_dtype = "float32"
+
+    def __init__(self) -> None:
+        import jax
+        import jax.numpy as jnp
+
+        self._jax = jax
+        self.xp = jnp  # array_api_compat.array_namespace returns jax.numpy itself
+        self._compiled: dict[tuple[Any, ...], Any] = {}
+        self._evaluators: dict[tuple[Any, ...], Any] = {}  # L-BFGS's, compiled
+
+    def x64_enabled(self) -> bool:
+        return bool(self._jax.config.read("jax_enable_x64"))
+
+    def asarray(self, a: Any, dtype: str, device: Any = None) -> Any:
+        if dtype == "float64" and not self.x64_enabled():
+            raise BackendUnavailableError(X64_HINT)
+        return self._jax.device_put(np.asarray(a, dtype=dtype), device)
+
+    def to_host(self, x: Any) -> np.ndarray:
+        return np.asarray(self._jax.device_get(x))
+
+    def synchronize(self, x: Any) -> None:
+        self._jax.block_until_ready(x)
+
+    def padded(self, X: Any, y: Any, w: Any, batch: int | None = None) -> tuple[Any, Any, Any]:
+        """(X, y, w) padded with rows of weight 0 to :func:`bucket` rows, so that data sets a
+        few rows apart (cross-validation's folds, a stream's batches) share one compiled run;
+        w becomes the weights with 0 on the padding (1 on every sample when None). The
+        weighted mean over a batch is then the mean over its samples: the padding changes
+        no number."""
+        xp, n = self.xp, int(X.shape[0])
+        devices, sharding = X.devices(), X.sharding
+        rows = bucket(n, batch, len(devices))
+        weights = xp.ones((n, 1), dtype=X.dtype) if w is None else w
+        if rows > n:
+            X, y, weights = (
+                xp.concatenate([a, xp.zeros((rows - n, *a.shape[1:]), dtype=a.dtype)])
+                for a in (X, y, weights)
+            )
+        if len(devices) > 1:  # data-parallel: the rows split over the devices as X's were
+            X, y, weights = (self._jax.device_put(a, sharding) for a in (X, y, weights))
+        return X, y, weights
+
+
+def _on_gpu(X: Any) -> bool:
+    return [d.platform for d in X.devices()] == ["gpu"]
 
 
 def bucket(n: int, batch: int | None = None, devices: int = 1) -> int:

@@ -8,7 +8,6 @@ GPU)."""
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,62 +19,6 @@ from nnbin.backend import About, Backend, Runners, Tools, cache_block_rows
 
 from .cuda import dlpack
 from .cuda.graphs import GraphRunner, Graphs, TorchGraphs
-
-
-class TorchBackend(Backend):
-    name = "torch"
-    is_array = staticmethod(array_api_compat.is_torch_array)
-    about = About(memory_nh=0.1)
-    default_dtype = "float32"
-
-    def __init__(self) -> None:
-        import torch
-
-        self._torch = torch
-        self.xp = array_api_compat.array_namespace(torch.empty(0))
-
-    def asarray(self, a: Any, dtype: str, device: Any = None) -> Any:
-        """Host data go to the first CUDA device when there is one, else stay on the CPU.
-        A read-only array (pandas hands those out) is copied: a CPU tensor would share its
-        memory, which PyTorch warns it cannot protect."""
-        if device is None:
-            device = "cuda" if self._torch.cuda.is_available() else "cpu"
-        host = np.asarray(a, dtype=dtype)
-        if not host.flags.writeable:
-            host = host.copy()
-        return self._torch.as_tensor(host, device=device)
-
-    def to_host(self, x: Any) -> np.ndarray:
-        return np.asarray(x.detach().cpu().numpy())
-
-    def synchronize(self, x: Any) -> None:
-        leaves = x if isinstance(x, tuple | list) else (x,)
-        for leaf in leaves:
-            if getattr(leaf, "is_cuda", False):
-                self._torch.cuda.synchronize(leaf.device)
-
-    def step_context(self, X: Any) -> Any:
-        """Autograd off: the backward pass is nnbin's, no graph is recorded."""
-        return self._torch.no_grad()
-
-    def block_rows(self, n_samples: int, hidden: int) -> int | None:
-        # CPU tensors (CUDA ones run whole). Torch's per-operation overhead is
-        # higher than NumPy's, so its best block is larger: 2,048-8,192 rows measured
-        # 2.0 ms a step on the seed job (float32) against 6.1 ms at NumPy's 496 rows and
-        # 2.3 ms unblocked.
-        return 16 * cache_block_rows(hidden)
-
-    @functools.cached_property
-    def runners(self) -> Runners:
-        return TorchRunners(self)
-
-    @functools.cached_property
-    def tools(self) -> Tools:
-        return TorchTools(self)
-
-
-def _on_gpu(X: Any) -> bool:
-    return bool(X.is_cuda)
 
 
 class TorchRunners(Runners):
@@ -168,3 +111,51 @@ class TorchTools(Tools):
                 torch.cuda.set_sync_debug_mode(previous)
 
         return guard()
+
+
+class TorchBackend(Backend, runners=TorchRunners, tools=TorchTools):
+    name = "torch"
+    is_array = staticmethod(array_api_compat.is_torch_array)
+    about = About(memory_nh=0.1)
+    default_dtype = "float32"
+
+    def __init__(self) -> None:
+        import torch
+
+        self._torch = torch
+        self.xp = array_api_compat.array_namespace(torch.empty(0))
+
+    def asarray(self, a: Any, dtype: str, device: Any = None) -> Any:
+        """Host data go to the first CUDA device when there is one, else stay on the CPU.
+        A read-only array (pandas hands those out) is copied: a CPU tensor would share its
+        memory, which PyTorch warns it cannot protect."""
+        if device is None:
+            device = "cuda" if self._torch.cuda.is_available() else "cpu"
+        host = np.asarray(a, dtype=dtype)
+        if not host.flags.writeable:
+            host = host.copy()
+        return self._torch.as_tensor(host, device=device)
+
+    def to_host(self, x: Any) -> np.ndarray:
+        return np.asarray(x.detach().cpu().numpy())
+
+    def synchronize(self, x: Any) -> None:
+        leaves = x if isinstance(x, tuple | list) else (x,)
+        for leaf in leaves:
+            if getattr(leaf, "is_cuda", False):
+                self._torch.cuda.synchronize(leaf.device)
+
+    def step_context(self, X: Any) -> Any:
+        """Autograd off: the backward pass is nnbin's, no graph is recorded."""
+        return self._torch.no_grad()
+
+    def block_rows(self, n_samples: int, hidden: int) -> int | None:
+        # CPU tensors (CUDA ones run whole). Torch's per-operation overhead is
+        # higher than NumPy's, so its best block is larger: 2,048-8,192 rows measured
+        # 2.0 ms a step on the seed job (float32) against 6.1 ms at NumPy's 496 rows and
+        # 2.3 ms unblocked.
+        return 16 * cache_block_rows(hidden)
+
+
+def _on_gpu(X: Any) -> bool:
+    return bool(X.is_cuda)

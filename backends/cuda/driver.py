@@ -98,19 +98,9 @@ class WorkspaceCache:
 
 
 def fused_steps(
-    be: Any,
-    params: Params,
-    X: Any,
-    y: Any,
-    lr: float,
-    steps: int,
-    log_every: int,
-    on_log: OnLog | None,
-    want_grads: bool = False,
-    *,
-    graphs: bool = True,
-    fast: bool = False,
-) -> tuple[RunResult, Any]:
+    be: Any, params: Params, X: Any, y: Any, lr: float, steps: int, log_every: int,
+    on_log: OnLog | None, want_grads: bool = False, *, graphs: bool = True, fast: bool = False,
+) -> tuple[RunResult, Any]:  # fmt: skip
     """``steps`` fused steps of ``be`` (a CupyBackend, or the stand-in in the tests) from
     ``params``; the loss and gradients of the last step too when ``want_grads``."""
     cp = be._cupy

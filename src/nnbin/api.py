@@ -16,10 +16,10 @@ from typing import Any
 
 from . import model as _model
 from . import options
-from .backend import backend_of, get_backend, max_width
+from .backend import backend_of, get_backend
 from .backend import init_params as _init_params
 from .errors import InvalidInputError
-from .model import Array, quiet_overflow
+from .model import Array, max_width, quiet_overflow
 from .validate import (
     activation_name,
     hidden_sizes,

@@ -40,20 +40,16 @@ from .errors import (
     UnknownBackendError,
     warn,
 )
-from .model import (  # noqa: F401  (re-exported: the binding sizes blocks and takes rows)
+from .model import (
     Array,
     Params,
-    block_width,
-    device_of,
     initial_weights,
     is_sparse,
     like,
-    max_width,
     namespace,
-    on_host,
     take_rows,
     value_and_grads,
-)  # fmt: skip
+)
 from .validate import host_memory_fits, parameter_count
 
 ENV_VAR = "NNBIN_BACKEND"
@@ -123,11 +119,18 @@ class Backend:
     #: the library's array-API namespace
     xp: Any
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(
+        cls, *, runners: type[Runners] | None = None, tools: type[Tools] | None = None,
+        **kwargs: Any,
+    ) -> None:  # fmt: skip
         """A backend that names itself gets its package and pip extra from its name unless
         its :class:`About` says otherwise (``numpy``'s package is ``numpy``, its extra
-        ``numpy``)."""
+        ``numpy``). ``runners`` and ``tools``: its :class:`Runners` and :class:`Tools`
+        subclasses (``class TorchBackend(Backend, runners=TorchRunners, tools=...)``)."""
         super().__init_subclass__(**kwargs)
+        for kind, given in (("_runners", runners), ("_tools", tools)):
+            if given is not None:
+                setattr(cls, kind, given)
         moved = {f.name: "its about = About(...)" for f in fields(About)} | MOVED
         misplaced = sorted(set(cls.__dict__) & set(moved))
         if misplaced:  # a backend written for the older protocol: said, never ignored
@@ -186,12 +189,14 @@ class Backend:
     @functools.cached_property
     def runners(self) -> Runners:
         """What this backend runs beside the eager core (none by default)."""
-        return Runners(self)
+        kind: type[Runners] = getattr(type(self), "_runners", Runners)
+        return kind(self)
 
     @functools.cached_property
     def tools(self) -> Tools:
         """The hooks of the command line, the benchmark and the conformance suite."""
-        return Tools(self)
+        kind: type[Tools] = getattr(type(self), "_tools", Tools)
+        return kind(self)
 
 
 class Runners:

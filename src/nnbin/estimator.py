@@ -30,10 +30,20 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import options, validate
 from .api import init_params
-from .backend import backend_and_dtype, backend_of, block_width, get_backend, max_width
+from .backend import backend_and_dtype, backend_of, get_backend
 from .errors import InvalidInputError, warn
 from .lbfgs import ITERATION_LIMIT, LINE_SEARCH_FAILED
-from .model import Params, device_of, forward_blocks, is_sparse, namespace, quiet_overflow, sigmoid
+from .model import (
+    Params,
+    block_width,
+    device_of,
+    forward_blocks,
+    is_sparse,
+    max_width,
+    namespace,
+    quiet_overflow,
+    sigmoid,
+)  # fmt: skip
 from .optim import adam_rate
 from .options import BY_SKLEARN, Flag, Whole, from_sklearn
 from .options import check as check_option

@@ -30,7 +30,7 @@ as scipy's).
 What a backend supplies is the evaluation at a trial point (:meth:`nnbin.backend.Backend.
 evaluator`: :func:`evaluate` on the core's full-batch loss and gradient, compiled where the
 backend compiles) and ``settle`` (Dask: persist, so the graph never grows). The one loop
-runs :class:`Lbfgs` through :class:`nnbin.backend.LbfgsStepper`, one iteration a step: it
+runs :class:`Lbfgs` through :class:`nnbin.loop.LbfgsRunner`, one iteration a step: it
 records the losses, calls ``on_log`` and honours Ctrl-C as for every optimizer. This module
 imports the array helpers of :mod:`nnbin.model` only.
 """
@@ -251,7 +251,7 @@ class Lbfgs:
     scikit-learn's. :attr:`message` says how the run ended (scipy's words; "" while it
     goes on, and when the iteration limit ends it: :data:`ITERATION_LIMIT`), :attr:`n_fun`
     how many evaluations it made. Host reads an iteration: one for the direction's slope,
-    one an evaluation. (The one loop runs it through :class:`nnbin.backend.LbfgsStepper`.)"""
+    one an evaluation. (The one loop runs it through :class:`nnbin.loop.LbfgsRunner`.)"""
 
     def __init__(
         self,

@@ -456,16 +456,10 @@ def run(
 
 
 def drive(
-    runner: Runner,
-    *,
-    lr: float,
-    steps: int,
-    log_every: int,
-    on_log: OnLog | None = None,
-    initial: Params | None = None,
-    steps_per_call: int | None = None,
+    runner: Runner, *, lr: float, steps: int, log_every: int, on_log: OnLog | None = None,
+    initial: Params | None = None, steps_per_call: int | None = None,
     schedule: Schedule | None = None,
-) -> RunResult:
+) -> RunResult:  # fmt: skip
     """The loop: ``steps`` epochs of ``runner`` (a :class:`Run`: the eager core, its step
     :func:`epoch`), in calls, each followed by its bookkeeping.
 

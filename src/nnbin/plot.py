@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from .backend import Backend, max_width
+from .backend import Backend
 from .files import atomic_write
-from .model import Params, predict_proba, quiet_overflow
+from .model import Params, max_width, predict_proba, quiet_overflow
 from .validate import counted
 
 

@@ -43,7 +43,7 @@ def stop_update(
 
 @dataclass
 class StopRule:
-    """The stopping rule's state between calls, on the host (a compiled stepper carries it
+    """The stopping rule's state between calls, on the host (a compiled runner carries it
     into its call and hands it back)."""
 
     early: bool

@@ -14,11 +14,11 @@ import numpy as np
 
 from . import options as options_table
 from . import validate
-from .backend import backend_and_dtype, block_width, init_params, max_width, on_host, place
+from .backend import backend_and_dtype, init_params, place
 from .data import hold_out_rows
 from .loop import diverged
 from .loop import run as run_loop
-from .model import Params, device_of
+from .model import Params, block_width, device_of, max_width, on_host
 from .optim import Optimizer
 from .options import Config
 
@@ -167,7 +167,7 @@ def train(
     # a loss that stops being finite is checked and reported once (TrainingDivergedError):
     # NumPy's overflow and invalid-value warnings on the way say nothing more
     with np.errstate(over="ignore", invalid="ignore"):
-        # the backend's run records the losses, calls on_log and raises on divergence
+        # the loop (nnbin.loop.run) records the losses, calls on_log and raises on divergence
         run = run_loop(
             be,
             params,
