@@ -215,7 +215,7 @@ def test_the_switches_once_read_from_the_environment_are_options_with_their_defa
     assert Config().fused_graphs is False and Config().fast_math is True
     assert options.resolve({})["fast_math"] is True
     assert np.isfinite(nnbin.train(X, Y, **QUICK, fused=False).final_loss)
-    with pytest.raises(nnbin.InvalidInputError, match="fast_math=False .* cannot take effect"):
+    with pytest.raises(nnbin.InvalidInputError, match=r"fast_math=False .* cannot take effect"):
         nnbin.train(X, Y, **QUICK, fused=False, fast_math=False)
     monkeypatch.setenv("NNBIN_CUDA_FAST_MATH", "0")
     assert Config().fast_math is False
