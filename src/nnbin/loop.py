@@ -396,7 +396,7 @@ def run(
             if why is None and weights is not None:
                 why = "it takes no sample weights"
         if fused is not False and why is None:
-            return plugins.fused.run(  # type: ignore[no-any-return]
+            return plugins.fused.run(
                 params,
                 X,
                 y,
@@ -475,11 +475,11 @@ def drive(
     history: list[tuple[int, float]] = []
     last_finite: tuple[int, Params] | None = None
     s, k = 0, steps_per_call or 1
-    eager = isinstance(runner, Run)
-    if eager:  # the core's call: its epochs in segments (functools.partial adds no frame)
-        logged = functools.partial(epoch, runner, True)
-        plain = functools.partial(epochs, runner)
-        read = None if rule is None else runner.read
+    core = runner if isinstance(runner, Run) else None
+    if core is not None:  # the core's call: its epochs in segments (a partial adds no frame)
+        logged = functools.partial(epoch, core, True)
+        plain = functools.partial(epochs, core)
+        read = None if rule is None else core.read
     # errstate: see nnbin.model.sigmoid
     with np.errstate(over="ignore"):
         try:
@@ -491,8 +491,8 @@ def drive(
                     runner.set_lr(schedule.rate(s))
                 n, logs = next_call(s, steps, every, k)
                 t0, compiling = time.perf_counter(), runner.compile_seconds
-                if eager:
-                    out = segments(n, logs, logged, plain, runner.snapshot, read)
+                if core is not None:
+                    out = segments(n, logs, logged, plain, core.snapshot, read)
                 else:
                     out = runner.advance(n, logs)
                 spent = time.perf_counter() - t0 - (runner.compile_seconds - compiling)
