@@ -35,6 +35,8 @@ class CupyRunners(Runners):
     def __init__(self, be: CupyBackend) -> None:
         super().__init__(be)
         self.fused = be._fused
+        if self.fused is None:  # a ROCm build of cupy
+            self.no_fused = "this GPU is not an NVIDIA one (the kernels assume 32-thread warps)"
 
     def graphs(self, X: Any) -> Any:
         """The core's epochs as CUDA-graph replays (:mod:`nnbin_backends.cuda.graphs`) with

@@ -19,7 +19,7 @@ from nnbin.backend import About, Backend, Runners, Tools
 from nnbin.errors import BackendUnavailableError
 from nnbin.loop import MAX_LOGS, Advanced, OnRun, Run, finite_prefix
 from nnbin.model import ACTIVATION_FNS, Params, accuracy, like, value_and_grads
-from nnbin.options import Config
+from nnbin.options import FUSED_ONLY, Config
 from nnbin.rules import stop_update
 
 from .cuda import dlpack
@@ -286,8 +286,8 @@ class Compiled(OnRun):
             str(X.sharding),
             # the seed is in the orders, the schedule's step size and the L2 penalty
             # arguments: not here (only whether there is a penalty)
-            cfg.replace(seed=0, samples_seen=0, alpha=float(bool(cfg.alpha))),
-            opt.replace(lr=1.0),  # the step size is an argument
+            cfg.replace(seed=0, samples_seen=0, alpha=float(bool(cfg.alpha)), **FUSED_ONLY),
+            opt.at(1.0),  # the step size is an argument
             # the functions traced: a patched update or derivative must compile anew
             type(opt).update,
             ACTIVATION_FNS[run.params.activation],
@@ -360,7 +360,7 @@ def _advance(
     import jax.numpy as jnp
     from jax import lax
 
-    opt = opt.replace(lr=lr)  # the traced step size, and the traced L2 penalty:
+    opt = opt.at(lr)  # the traced step size, and the traced L2 penalty:
     config = config.replace(alpha=alpha if config.alpha else 0.0)
     early, tol = config.early_stopping, config.tol
     X, Xv, yv, wv = data[0], *held
@@ -427,7 +427,8 @@ def _advance(
 def _epoch(
     params: Any, state: Any, data: Any, idx: Any, *, config: Config, opt: Any, with_loss: bool
 ) -> tuple[Any, Any, Any]:
-    """One step (an epoch, with mini-batches) of :func:`nnbin.loop.epoch`, traced:
+    """One step (an epoch, with mini-batches) as :func:`nnbin.loop.epoch` takes it, written
+    again to be traced (a ``fori_loop`` over the batches, the last one under ``lax.cond``):
     ``data`` = (X, y, w, m), arguments (never closed over), X and y padded after their ``m``
     samples (a traced count) to whole batches of rows whose weights ``w`` are 0; ``idx`` the
     epoch's order (None: the data's own). The batches are the core's: ``m // size`` full

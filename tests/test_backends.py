@@ -482,7 +482,15 @@ def test_a_backend_of_the_older_protocol_is_told_where_its_parts_go():
             def fused_run(self, *args, **kwargs):
                 pass
 
+            def run(self, *args, **kwargs):
+                pass
+
+            def step_context(self):
+                pass
+
     said = str(info.value)
     assert "package: its about = About(...)" in said and "memory_nh: its about" in said
     assert "release_memory: a method of its Tools" in said
     assert "fused_run: its Runners" in said
+    assert "run: nnbin.loop.run(backend, ...)" in said
+    assert "step_context: step_context(self, X) takes the run's data X now" in said

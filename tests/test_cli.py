@@ -654,3 +654,19 @@ def test_a_run_that_diverges_while_saving_over_a_model_says_one_line(dtype, work
         code, err = cli([*argv, "--dtype", dtype, "--save", "keep.safetensors"])
     assert code == 2 and "training diverged" in err and len(err.strip().splitlines()) == 1
     assert snapshot() == before
+
+
+def test_a_default_from_the_environment_is_not_a_flag_the_user_gave(monkeypatch, capsys, tmp_path):
+    """NNBIN_CUDA_GRAPHS=0 sets fused_graphs' default off: ``nnbin train --no-fused`` then
+    runs (the command line does not send fused_graphs as if its flag had been given, which
+    would refuse it as unable to take effect without the fused step)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NNBIN_CUDA_GRAPHS", "0")
+    monkeypatch.setenv("NNBIN_CUDA_FAST_MATH", "1")
+    assert main(["train", "--steps", "2", "--log-every", "1", "--no-fused", "--no-plot"]) == 0
+    err = capsys.readouterr().err
+    assert "cannot take effect" not in err
+    # given explicitly where it cannot act, it is refused as any option
+    monkeypatch.delenv("NNBIN_CUDA_FAST_MATH")
+    assert main(["train", "--steps", "2", "--no-fused", "--fast-math", "--no-plot"]) == 2
+    assert "fast_math=True (--fast-math) cannot take effect" in capsys.readouterr().err

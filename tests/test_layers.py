@@ -13,7 +13,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {"nnbin": ROOT / "src" / "nnbin", "nnbin_backends": ROOT / "backends"}
-#: the math: forward, loss, backward. It may import only these of nnbin's modules.
+#: the math: forward, loss, backward (model.py; the optimizers, optim.py, read the options
+#: table for their hyperparameters, so they sit a floor above). It may import only these.
 MATH = {"nnbin.model"}
 MATH_MAY_IMPORT = MATH | {"nnbin.errors"}
 #: the most rooms one chain of imports may pass through, top (``python -m nnbin``) to ground

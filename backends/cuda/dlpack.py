@@ -75,16 +75,23 @@ class DlpackFused:
         why = scope_refusal(params, config)
         if why is not None:
             return why
-        if not self.on_gpu(X) or cupy_fused() is None:
+        if not self.on_gpu(X):
             return needs(self.be.name)
+        if cupy_fused() is None:  # cupy is installed (reach() said so): no usable device
+            return (
+                "cupy's fused step is not available here (no CUDA device for cupy, or a "
+                "ROCm build: the kernels assume NVIDIA's 32-thread warps)"
+            )
         fused, pc, Xc, _ = self._cupy_views(params, X, X)
         with on_device(fused._cupy, Xc):
             return fused.refusal(pc, Xc, config)
 
-    def loss_and_grads(self, params: Params, X: Any, y: Any) -> tuple[Any, Params]:
+    def loss_and_grads(
+        self, params: Params, X: Any, y: Any, config: Config | None = None
+    ) -> tuple[Any, Params]:
         """The fused step's loss and gradients (cupy's kernels, through DLPack)."""
         fused, pc, Xc, yc = self._cupy_views(params, X, y)
-        loss, grads = fused.loss_and_grads(pc, Xc, yc)
+        loss, grads = fused.loss_and_grads(pc, Xc, yc, config)
         return self.to_native(loss), self.native(grads)
 
     def run(

@@ -1,13 +1,13 @@
 """The fused CUDA step's driver: buffers, launch shape, streams, CUDA graphs, logging.
 
-Used by the cupy backend (``backends/cupy.py``) and, through DLPack, by torch and jax. One
-step is two kernels (``backends/cuda_fused.py``). A run:
+Used by the fused plug-in (``fused.py``: cupy's, and through DLPack torch's and jax's). One
+step is two kernels (``fused_step.cu``, shaped by ``kernels.py``). A run:
 
 - is ordered after the caller's work, and the caller after it, by CUDA events on a stream
   of the run's own, never by host waits;
 - launches each logging step on its own (its loss is the run's only read to the host) and
   replays the steps between two logging steps as CUDA graphs of at most ``graph_steps``
-  steps (``NNBIN_CUDA_GRAPHS=0``: every step launched);
+  steps (the ``fused_graphs=False`` option, or ``NNBIN_CUDA_GRAPHS=0``: every step launched);
 - keeps its buffers (two parameter sets used in turn, the per-block sums, the gradient) and
   its instantiated graphs in a **workspace** that later runs on the same data reuse: a
   graph holds the addresses it was captured with, so a workspace is keyed by everything
@@ -39,7 +39,7 @@ from nnbin.model import Params
 
 from . import kernels as cuda_fused
 
-MAX_WORKSPACES = 4  # kept per backend; each holds O(P x blocks) numbers, not O(N)
+MAX_WORKSPACES = 4  # kept per fused plug-in; each holds O(P x blocks) numbers, not O(N)
 
 #: the parameters of the networks the fused step covers: sigmoid hidden units
 Sigmoid = Params.of("sigmoid")
@@ -101,7 +101,7 @@ def fused_steps(
     be: Any, params: Params, X: Any, y: Any, lr: float, steps: int, log_every: int,
     on_log: OnLog | None, want_grads: bool = False, *, graphs: bool = True, fast: bool = False,
 ) -> tuple[RunResult, Any]:  # fmt: skip
-    """``steps`` fused steps of ``be`` (a CupyBackend, or the stand-in in the tests) from
+    """``steps`` fused steps of ``be`` (a CupyFused, the tests' over a CuPy stand-in) from
     ``params``; the loss and gradients of the last step too when ``want_grads``."""
     cp = be._cupy
     n, d = (int(v) for v in X.shape)

@@ -122,10 +122,17 @@ class CupyFused:
             per_sm = max(1, min(by_threads, by_registers))
         return int(attrs["MultiProcessorCount"]) * per_sm
 
-    def loss_and_grads(self, params: Params, X: Any, y: Any) -> tuple[Any, Params]:
-        """Loss and gradients as the fused step computes them (for the conformance suite)."""
+    def loss_and_grads(
+        self, params: Params, X: Any, y: Any, config: Config | None = None
+    ) -> tuple[Any, Params]:
+        """Loss and gradients as the fused step computes them (for the conformance suite),
+        its kernels as ``config`` says (default: the options' defaults now, so
+        ``NNBIN_CUDA_FAST_MATH=1`` checks the fast-math kernels)."""
+        fast = (config or Config()).fast_math and str(X.dtype) == "float32"
         with on_device(self._cupy, X):
-            _, out = cuda_driver.fused_steps(self, params, X, y, 0.0, 1, 1, None, want_grads=True)
+            _, out = cuda_driver.fused_steps(
+                self, params, X, y, 0.0, 1, 1, None, want_grads=True, fast=fast
+            )
         loss_and_grads: tuple[Any, Params] = out
         return loss_and_grads
 
@@ -133,13 +140,14 @@ class CupyFused:
         self, params: Params, X: Any, y: Any, *, lr: float, steps: int, log_every: int,
         on_log: OnLog | None, config: Config = SEED,
     ) -> RunResult:  # fmt: skip
-        """The run as fused steps (where :meth:`refusal` is None); ``config``'s
+        """The run as fused steps (where :meth:`refusal` is None), on X's GPU; ``config``'s
         ``fused_graphs`` and ``fast_math`` say how they run."""
         fast = config.fast_math and str(X.dtype) == "float32"
         graphs = config.fused_graphs
-        result, _ = cuda_driver.fused_steps(
-            self, params, X, y, lr, steps, log_every, on_log, graphs=graphs, fast=fast
-        )
+        with on_device(self._cupy, X):
+            result, _ = cuda_driver.fused_steps(
+                self, params, X, y, lr, steps, log_every, on_log, graphs=graphs, fast=fast
+            )
         result.loop = (
             FUSED_LOOP
             + ("; CUDA-graph replay between logging steps" if graphs else "")

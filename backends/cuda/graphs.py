@@ -14,7 +14,7 @@ two logged ones. The loop (:mod:`nnbin.loop`), the logging, the stopping rule
 and the last-finite bookkeeping are the eager core's; nothing is read to the host
 inside a call but the logged losses, once.
 
-Graphs and buffers live in a **workspace** kept by the backend (a few, least recently used
+Graphs and buffers live in a **workspace** kept by the backend's runners (a few, least recently used
 dropped), keyed by everything a capture bakes in: the addresses, shapes, strides and
 dtypes of the data, the parameters' shapes, the options but the step size and the seed.
 A later run on the same data (another seed, another step size, a continued run) reuses
@@ -47,6 +47,7 @@ import numpy as np
 from nnbin.errors import BackendUnavailableError, NnbinError
 from nnbin.loop import Advanced, OnRun, Run, epoch, segments
 from nnbin.model import Array, Params, device_of, like
+from nnbin.options import FUSED_ONLY
 
 #: full-batch steps one replay of the plain graph holds
 CHUNK = 16
@@ -261,7 +262,7 @@ class GraphRunner(OnRun):
         while len(shelf) > MAX_WORKSPACES:
             shelf.popitem(last=False)
         self.ws, self._shape = ws, (params, run.state)
-        run.opt = run.opt.replace(lr=ws.lr)  # the step size a buffer
+        run.opt = run.opt.at(ws.lr)  # the step size a buffer
         self._on_buffers()
         how = [f"up to {CHUNK} steps a replay" if self.chunk > 1 else "one epoch a replay"]
         how += [run.loop.partition("(")[2].rstrip(")")] if run.loop else []  # the batches
@@ -280,8 +281,8 @@ class GraphRunner(OnRun):
             tuple((self.graphs.address(a), tuple(a.shape), str(a.dtype)) for a in data),
             tuple(tuple(p.shape) for p in leaves(params)),
             tuple(tuple(a.shape) for a in leaves(run.state)),
-            run.config.replace(seed=0, samples_seen=0),
-            run.opt.replace(lr=1.0),
+            run.config.replace(seed=0, samples_seen=0, **FUSED_ONLY),
+            run.opt.at(1.0),
             run.block_rows,
         )
 

@@ -48,7 +48,7 @@ def profile(
     hidden: int = 32,
     dtype: str = "float32",
 ) -> list[dict[str, Any]]:
-    be: Any = get_backend("cupy")  # a CupyBackend: its kernels' helpers are used
+    be: Any = get_backend("cupy").runners.fused  # a CupyFused: its kernels' helpers are used
     cp = be._cupy
     attrs = cp.cuda.Device().attributes
     rng = np.random.default_rng(0)

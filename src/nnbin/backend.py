@@ -21,6 +21,7 @@ import contextlib
 import functools
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
 from collections.abc import Callable
@@ -100,6 +101,9 @@ MOVED = {
         "its Runners (the runners property)",
     ),
     "on_device": "step_context(X)",
+    "run": "nnbin.loop.run(backend, ...), which no backend overrides (a compiled way to run "
+    "is a runner: its Runners.compiled)",
+    "stepper": "its Runners (compiled, graphs)",
     "init_params": "nnbin.backend.init_params(backend, ...)",
     "place": "nnbin.backend.place(backend, ...)",
 }  # fmt: skip
@@ -133,6 +137,10 @@ class Backend:
                 setattr(cls, kind, given)
         moved = {f.name: "its about = About(...)" for f in fields(About)} | MOVED
         misplaced = sorted(set(cls.__dict__) & set(moved))
+        own = cls.__dict__.get("step_context")
+        if own is not None and len(inspect.signature(own).parameters) < 2:
+            misplaced.append("step_context")
+            moved["step_context"] = "step_context(self, X) takes the run's data X now"
         if misplaced:  # a backend written for the older protocol: said, never ignored
             where = "; ".join(f"{name}: {moved[name]}" for name in misplaced)
             raise TypeError(
@@ -150,7 +158,13 @@ class Backend:
         """Whether ``x`` is an array of this backend's library, never importing it (a
         backend sets ``is_array`` to array-api-compat's test, ``is_numpy_array`` and its
         kind, which looks in ``sys.modules``), unless it overrides this."""
-        return bool(cls.is_array(x))  # type: ignore[attr-defined]
+        test = getattr(cls, "is_array", None)
+        if test is None:
+            raise NotImplementedError(
+                f"{cls.__qualname__} must set is_array (array-api-compat's is_*_array test, "
+                "as a staticmethod) or override owns(x)"
+            )
+        return bool(test(x))
 
     def asarray(self, a: Any, dtype: str, device: Any = None) -> Any:
         """Move a host (NumPy) array to this backend, cast to ``dtype``."""

@@ -374,7 +374,7 @@ def run_bench(
                     )
                 )
             for name in backends:
-                try:  # has_fused depends on the machine (torch, jax: CUDA and cupy)
+                try:  # a fused step depends on the machine (torch, jax: CUDA and cupy)
                     be = get_backend(name)
                     fusable, need = be.runners.fused is not None, be.about.memory_nh + 1
                 except NnbinError:

@@ -27,7 +27,7 @@ iteration lowers the loss by at most ``FTOL`` relative to max(|f|, |f_new|, 1), 
 once more along -g; failing that too, the run ends at the last point (an ABNORMAL status,
 as scipy's).
 
-What a backend supplies is the evaluation at a trial point (:meth:`nnbin.backend.Backend.
+What a backend supplies is the evaluation at a trial point (:meth:`nnbin.backend.Runners.
 evaluator`: :func:`evaluate` on the core's full-batch loss and gradient, compiled where the
 backend compiles) and ``settle`` (Dask: persist, so the graph never grows). The one loop
 runs :class:`Lbfgs` through :class:`nnbin.loop.LbfgsRunner`, one iteration a step: it
@@ -233,7 +233,7 @@ def evaluate(objective: Objective, params: Any, d: Any, t: Any) -> tuple[Any, An
     """The objective at the trial point ``params + t d`` (``params`` itself when ``d`` is
     None): the point, the gradient there and one 1-d array of the scalars a line search
     reads: [loss, the gradient's largest magnitude, the slope g.d (with ``d``)]. Array-API
-    code: eager, or compiled whole by a backend (:meth:`nnbin.backend.Backend.evaluator`)."""
+    code: eager, or compiled whole by a backend (:meth:`nnbin.backend.Runners.evaluator`)."""
     point = params if d is None else axpy(t, d, params)
     loss, grads = objective(point)
     xp = namespace(*grads)

@@ -1,14 +1,15 @@
 """The training loop, one for every backend: read it top to bottom.
 
-    run(backend, params, X, y, ...)       the run's state (Run), then its runner: the one
-                                          place that decides fused, L-BFGS, CUDA graphs,
-                                          compiled or the eager core
+    run(backend, params, X, y, ...)       the one place that decides what advances the
+                                          run: the fused step, L-BFGS, CUDA graphs, a
+                                          compiled runner, or the eager core (a Run)
     drive(runner, ...)                    the loop: calls of k epochs, each followed by
                                           its bookkeeping (history, on_log, the finite
-                                          check and divergence error, the stopping rule,
-                                          the schedule's step size)
-      segments(n, every, logged, plain)   the eager core's call: a logged epoch, then
-                                          plain ones, the last finite parameters kept
+                                          check and divergence error, the schedule's
+                                          step size, the end the stopping rule called)
+      segments(n, every, logged, plain,   the eager core's call: a logged epoch, then
+               current, read)             plain ones; the stopping rule reads each loss;
+                                          the last finite parameters kept
         epoch(run, with_loss)             THE TRAINING STEP: the batches of one epoch,
                                           each a forward and hand-written backward pass
                                           (nnbin.model.value_and_grads) and an update
@@ -23,15 +24,20 @@ a stopping rule every epoch is logged and the rule reads it.
 
 A **runner** is a plug-in beside the loop that advances a call of epochs its own way, under
 one contract (:class:`Runner`: ``advance(n, every)``, ``set_lr``, ``result``, ``close``):
-JAX's compiled chunk (``backends/jax.py``, tracing :func:`epoch` itself), the CUDA-graph
-replay of :func:`epoch` (``backends/cuda/graphs.py``), the fused CUDA step
-(``backends/cuda/driver.py``) and L-BFGS (:class:`LbfgsRunner`, one iteration an epoch).
-A backend supplies runners; it never subclasses the loop. Everything else a backend does is
-binding its array library (:mod:`nnbin.backend`).
+the CUDA-graph replay of :func:`epoch` itself (``backends/cuda/graphs.py``), JAX's compiled
+chunk (``backends/jax.py``: its own traced copy of the epoch, a ``fori_loop`` over the
+batches, on the same ``value_and_grads``, optimizer update and stopping rule) and L-BFGS
+(:class:`LbfgsRunner`, one iteration an epoch). The fused CUDA step is a plug-in of its own
+kind (``refusal``, ``run``, ``loss_and_grads``: ``backends/cuda/fused.py``, reached from
+torch and jax through ``cuda/dlpack.py``) that runs a whole run, in this same loop
+(``cuda/driver.py`` drives its steps with :func:`drive`). A backend supplies these through
+its ``runners``; it never subclasses the loop. Everything else a backend does is binding its
+array library (:mod:`nnbin.backend`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -71,7 +77,270 @@ GRAPHS_VAR = OPTIONS["cuda_graphs"].env or ""
 OnLog = Callable[[int, float], None]
 
 
-# --- one run's state, and the training step ---------------------------------------------
+# --- the run: what advances it, decided once; the loop; the training step -------------
+
+
+def run(
+    be: Any,
+    params: Params,
+    X: Any,
+    y: Any,
+    *,
+    lr: float,
+    steps: int,
+    log_every: int,
+    on_log: OnLog | None = None,
+    fused: bool | None = None,
+    config: Config | None = None,
+    validation: tuple[Any, Any] | None = None,
+    state: Any = None,
+    steps_per_call: int | None = None,
+    weights: Any = None,
+    validation_weights: Any = None,
+) -> RunResult:
+    """Run ``steps`` epochs on the backend ``be`` (data already placed there); the loss is
+    recorded every ``log_every`` epochs (every epoch with a stopping rule). Here, once, the
+    choice of what advances the run: the fused step where it applies (``fused``: None takes
+    it where the fused plug-in's ``refusal`` lets it, True requires it, False never),
+    L-BFGS, the CUDA-graph replay (``config.cuda_graphs``), the backend's compiled runner
+    (JAX), or the eager core: the backend's :attr:`~nnbin.backend.Backend.runners`.
+    ``config``: the options (default: the seed job's); ``validation``: the held-out (X, y)
+    early stopping scores; ``state``: the optimizer state to continue from; ``weights``,
+    ``validation_weights``: (N, 1) columns of sample weights (no fused step takes them).
+    ``result.loop`` says which path ran, and why not the fused one where the backend has
+    one."""
+    config = config or Config()  # the defaults now (an environment variable may set one)
+    schedule = Schedule.of(config, lr, int(X.shape[0]), fresh=state is None)
+    plugins = be.runners
+    # what the epochs run in (torch: autograd off; cupy: X's GPU current): the set-up and
+    # each call of the loop, never the caller's on_log
+    context = functools.partial(be.step_context, X)
+    with context():
+        why = None
+        if fused is not False:
+            why = plugins.no_fused
+            if plugins.fused is not None:
+                why = plugins.fused.refusal(params, X, config)
+            if why is None and weights is not None:
+                why = "it takes no sample weights"
+    if fused is not False and why is None:  # the fused step runs the whole run its own way
+        return plugins.fused.run(
+            params,
+            X,
+            y,
+            lr=lr,
+            steps=steps,
+            log_every=log_every,
+            on_log=on_log,
+            config=config,
+        )
+    with context():
+        if fused:
+            raise BackendUnavailableError(
+                f"no fused step for this run: {why}; fused=None (the default) runs "
+                f"{be.name}'s own path (the array-API core) instead"
+            )
+        # host data in blocks where the backend says; a device's whole (torch's CUDA tensors)
+        rows = be.block_rows(X.shape[0], block_width(max_width(params), X)) if on_host(X) else None
+        if config.optimizer == "lbfgs":  # full batch: early stopping does not apply
+            minimiser = lbfgs.Lbfgs(
+                params,
+                plugins.evaluator(X, y, config.alpha, weights, rows),
+                read=lambda scalars: [float(v) for v in be.to_host(scalars)],
+                settle=be.settle,
+                tol=config.tol,
+                max_fun=config.max_fun,
+            )
+            runner: Runner = LbfgsRunner(minimiser)
+        else:
+            if config.batch_size is not None and not is_sparse(X):
+                rows = None  # a mini-batch is its own block (sparse: densified a block at a time)
+            core = Run(
+                params, X, y, lr, config, block_rows=rows, validation=validation, backend=be,
+                state=state, weights=weights, validation_weights=validation_weights,
+            )  # fmt: skip
+            graphs, factory = config.cuda_graphs, plugins.graphs(X)
+            refusal = factory if isinstance(factory, str) else None
+            if graphs is None:  # eager, unless NNBIN_CORE_GRAPHS=1 where the graphs apply
+                graphs = os.environ.get(GRAPHS_VAR, "").strip() == "1" and refusal is None
+                if not graphs and refusal is None:
+                    core.loop = (core.loop or plugins.core_loop) + (
+                        "; CUDA graphs of it off until verified on a GPU (cuda_graphs=True)"
+                    )
+            if graphs and refusal is not None:
+                raise BackendUnavailableError(
+                    f"no CUDA graphs for this run: {refusal}; leave cuda_graphs unset to "
+                    f"run {be.name}'s steps eagerly"
+                )
+            runner = factory(core) if graphs else plugins.compiled(core) or core
+    result = drive(
+        runner, lr=lr, steps=steps, log_every=log_every, on_log=on_log, initial=params,
+        steps_per_call=steps_per_call, schedule=schedule, context=context,
+    )  # fmt: skip
+    if plugins.fused is not None:  # which of its paths ran, and why not the fused one
+        result.loop = (result.loop or plugins.core_loop) + (
+            f"; no fused step: {why}" if why else ""
+        )
+    return result
+
+
+def drive(
+    runner: Runner, *, lr: float, steps: int, log_every: int, on_log: OnLog | None = None,
+    initial: Params | None = None, steps_per_call: int | None = None,
+    schedule: Schedule | None = None, context: Callable[[], Any] | None = None,
+) -> RunResult:  # fmt: skip
+    """The loop: ``steps`` epochs of ``runner`` in calls, each followed by its bookkeeping.
+    The eager core (a plain :class:`Run`) is driven here directly: each call is
+    :func:`segments` of :func:`epoch`, the training step.
+
+    ``initial``: the caller's starting parameters (for the divergence error when no loss
+    was finite; default: ``runner.params`` at the start). ``steps_per_call``: the epochs a
+    call holds (default: sized by ``CALL_SECONDS``, read at each call). ``schedule``: a
+    step-size schedule (one epoch a call, its step size set before each; the adaptive one
+    lowers it where the stopping rule would end the run). ``context``: what each call runs
+    in (the backend's ``step_context``); ``on_log`` runs outside it.
+    """
+    rule = runner.rule
+    every = 1 if rule is not None else log_every  # the rule reads every epoch
+    initial = runner.params if initial is None else initial
+    history: list[tuple[int, float]] = []
+    last_finite: tuple[int, Params] | None = None
+    s, k = 0, steps_per_call or 1
+    within = context or contextlib.nullcontext
+    plain_run = isinstance(runner, Run) and type(runner).advance is Run.advance
+    core = runner if plain_run and isinstance(runner, Run) else None
+    if core is not None:  # the core's call: its epochs in segments (a partial adds no frame)
+        logged = functools.partial(epoch, core, True)
+        plain = functools.partial(epochs, core)
+        read = None if rule is None else core.read
+    # errstate: see nnbin.model.sigmoid
+    with np.errstate(over="ignore"):
+        try:
+            while s < steps:
+                if runner.max_steps_per_call is not None:
+                    k = min(k, runner.max_steps_per_call)
+                if schedule is not None:  # the step size changes between epochs
+                    k = 1
+                    runner.set_lr(schedule.rate(s))
+                n, logs = next_call(s, steps, every, k)
+                t0, compiling = time.perf_counter(), runner.compile_seconds
+                with within():
+                    if core is not None:
+                        out = segments(n, logs, logged, plain, core.snapshot, read)
+                    else:
+                        out = runner.advance(n, logs)
+                spent = time.perf_counter() - t0 - (runner.compile_seconds - compiling)
+                ok = finite_prefix(out.losses)
+                for i, value in enumerate(out.losses[:ok]):
+                    history.append((s + i * logs, value))
+                    if on_log is not None:
+                        on_log(s + i * logs, value)
+                if ok and out.good is not None:
+                    last_finite = (s + (ok - 1) * logs, out.good)
+                if ok < len(out.losses):
+                    raise diverged(s + ok * logs, lr, last_finite, initial)
+                if out.stopped:  # the rule ended the run after its last loss (one epoch a log)
+                    s += len(out.losses) if out.ran is None else out.ran
+                    if schedule is None or schedule.fired(rule):
+                        break
+                    continue
+                s += n
+                if steps_per_call is None:  # a power of two that fits CALL_SECONDS
+                    fits = int(CALL_SECONDS / max(spent / n, 1e-9))
+                    k = 1 << max(fits, 1).bit_length() - 1
+            with within():
+                params = runner.result()
+        finally:
+            with within():
+                runner.close()
+    return RunResult(
+        params,
+        history,
+        runner.compile_seconds,
+        last_finite=last_finite,
+        loop=runner.loop,
+        steps_run=s,
+        stop=rule,
+        optimizer_state=runner.state,
+        lr_final=lr if schedule is None else schedule.rate(s),
+        message=runner.message,
+    )
+
+
+def segments(
+    n: int,
+    every: int,
+    logged: Callable[[], Array],
+    plain: Callable[[int], None],
+    current: Callable[[], Params],
+    read: Callable[[float, Params], bool] | None = None,
+) -> Advanced:
+    """One call of epochs run one at a time: segments of a logged epoch (``logged()``, its
+    loss) then plain ones (``plain(k)``), and the bookkeeping of the last finite parameters;
+    ``current()`` gives the parameters before a logged epoch (a copy where the runner reuses
+    its buffers). With ``read`` (a stopping rule: True ends the run) each finite loss is
+    read as it comes, with the parameters after it, else every loss once at the end."""
+    if every <= 0:
+        plain(n)
+        return Advanced([])
+    losses: list[Any] = []
+    before: list[Params] = []
+    stopped = False
+    for start in range(0, n, every):
+        before.append(current())
+        losses.append(logged())
+        if read is not None:
+            losses[-1] = float(losses[-1])
+            if not math.isfinite(losses[-1]):
+                break
+            if read(losses[-1], current()):
+                stopped = True
+                break
+        plain(min(every, n - start) - 1)
+    values = [float(v) for v in losses]  # the call's one wait (without a rule)
+    ok = finite_prefix(values)
+    return Advanced(values, before[ok - 1] if ok else None, stopped)
+
+
+def epoch(run: Run, with_loss: bool, order: Any = None) -> Array | None:
+    """The training step: one epoch of ``run`` (one update, full batch), in ``order``
+    (default: the run's draw; host row numbers, or an index array on X's device, as a graph
+    replay reads them). Each batch: the loss and gradients of the forward and hand-written
+    backward pass, then the optimizer's update. Returns the epoch's loss when asked
+    (scikit-learn's: the mean of the batches' losses, each taken before its update)."""
+    cfg = run.config
+    kw: dict[str, Any] = {"block_rows": run.block_rows, "alpha": cfg.alpha, "xp": run.core_xp}
+    if cfg.batch_size is None:
+        loss, grads = value_and_grads(
+            run.params, run.X, run.y, with_loss=with_loss, weights=run.w, **kw
+        )
+        run.params, run.state = run.opt.update(run.params, grads, run.state)
+        return run.settle(loss)
+    order = run.order() if order is None else order
+    Xs, ys, ws = (run.X, run.y, run.w) if order is None else run.shuffled(order)
+    n, size = run.n, int(cfg.batch_size or run.n)
+    total: Array | None = None
+    for a in range(0, n, size):
+        b = min(a + size, n)
+        loss, grads = value_and_grads(
+            run.params, Xs[a:b, ...], ys[a:b, ...], with_loss=with_loss,
+            weights=None if ws is None else ws[a:b, ...], **kw,
+        )  # fmt: skip
+        run.params, run.state = run.opt.update(run.params, grads, run.state)
+        if loss is not None:
+            part = loss * float(b - a)
+            total = part if total is None else total + part
+        total = run.settle(total)
+    return None if total is None else total / float(n)
+
+
+def epochs(run: Run, k: int) -> None:
+    """``k`` epochs of ``run``, no loss asked for."""
+    for _ in range(k):
+        epoch(run, False)
+
+
+# --- a run's state, and the runners beside the loop ---------------------------------------
 
 
 class Runner:
@@ -208,48 +477,14 @@ class Run(Runner):
         return self.rule.update(loss, score, self.params if current is None else current)
 
     def set_lr(self, lr: float) -> None:
-        self.opt = self.opt.replace(lr=lr)
+        self.opt = self.opt.at(lr)
 
-
-def epoch(run: Run, with_loss: bool, order: Any = None) -> Array | None:
-    """The training step: one epoch of ``run`` (one update, full batch), in ``order``
-    (default: the run's draw; host row numbers, or an index array on X's device, as a graph
-    replay reads them). Each batch: the loss and gradients of the forward and hand-written
-    backward pass, then the optimizer's update. Returns the epoch's loss when asked
-    (scikit-learn's: the mean of the batches' losses, each taken before its update)."""
-    cfg = run.config
-    kw: dict[str, Any] = {"block_rows": run.block_rows, "alpha": cfg.alpha, "xp": run.core_xp}
-    if cfg.batch_size is None:
-        loss, grads = value_and_grads(
-            run.params, run.X, run.y, with_loss=with_loss, weights=run.w, **kw
-        )
-        run.params, run.state = run.opt.update(run.params, grads, run.state)
-        return run.settle(loss)
-    order = run.order() if order is None else order
-    Xs, ys, ws = (run.X, run.y, run.w) if order is None else run.shuffled(order)
-    n, size = run.n, int(cfg.batch_size or run.n)
-    total: Array | None = None
-    for a in range(0, n, size):
-        b = min(a + size, n)
-        loss, grads = value_and_grads(
-            run.params, Xs[a:b, ...], ys[a:b, ...], with_loss=with_loss,
-            weights=None if ws is None else ws[a:b, ...], **kw,
-        )  # fmt: skip
-        run.params, run.state = run.opt.update(run.params, grads, run.state)
-        if loss is not None:
-            part = loss * float(b - a)
-            total = part if total is None else total + part
-        total = run.settle(total)
-    return None if total is None else total / float(n)
-
-
-def epochs(run: Run, k: int) -> None:
-    """``k`` epochs of ``run``, no loss asked for."""
-    for _ in range(k):
-        epoch(run, False)
-
-
-# --- runners beside the loop ---------------------------------------------------------------
+    def advance(self, n: int, every: int) -> Advanced:
+        """A call of the eager core (what :func:`drive` runs for a plain :class:`Run`
+        without this frame): :func:`segments` of :func:`epoch`."""
+        read = None if self.rule is None else self.read
+        logged, plain = functools.partial(epoch, self, True), functools.partial(epochs, self)
+        return segments(n, every, logged, plain, self.snapshot, read)
 
 
 class OnRun(Runner):
@@ -301,18 +536,7 @@ class LbfgsRunner(Runner):
         raise TypeError("L-BFGS chooses its own step sizes: it has no schedule")
 
 
-def objective(
-    X: Any, y: Any, alpha: float, weights: Any, block_rows: int | None
-) -> Callable[[Params], tuple[Any, Params]]:
-    """The full-batch loss (the penalty included) and gradients at given parameters."""
-
-    def at(params: Params) -> tuple[Any, Params]:
-        return value_and_grads(params, X, y, block_rows=block_rows, alpha=alpha, weights=weights)
-
-    return at
-
-
-# --- the loop ----------------------------------------------------------------------------
+# --- what a call and a run return; the loop's helpers -------------------------------------
 
 
 @dataclass
@@ -353,217 +577,6 @@ class RunResult:
     lr_final: float | None = None
     #: how the optimizer ended the run, where it has its own rule (L-BFGS: scipy's words)
     message: str = ""
-
-
-def run(
-    be: Any,
-    params: Params,
-    X: Any,
-    y: Any,
-    *,
-    lr: float,
-    steps: int,
-    log_every: int,
-    on_log: OnLog | None = None,
-    fused: bool | None = None,
-    config: Config | None = None,
-    validation: tuple[Any, Any] | None = None,
-    state: Any = None,
-    steps_per_call: int | None = None,
-    weights: Any = None,
-    validation_weights: Any = None,
-) -> RunResult:
-    """Run ``steps`` epochs on the backend ``be`` (data already placed there); the loss is
-    recorded every ``log_every`` epochs (every epoch with a stopping rule). Here, once, the
-    choice of what advances the run: the fused step where it applies (``fused``: None takes
-    it where the fused plug-in's ``refusal`` lets it, True requires it, False never),
-    L-BFGS, the CUDA-graph replay (``config.cuda_graphs``), the backend's compiled runner
-    (JAX), or the eager core: the backend's :attr:`~nnbin.backend.Backend.runners`.
-    ``config``: the options (default: the seed job's); ``validation``: the held-out (X, y)
-    early stopping scores; ``state``: the optimizer state to continue from; ``weights``,
-    ``validation_weights``: (N, 1) columns of sample weights (no fused step takes them).
-    ``result.loop`` says which path ran, and why not the fused one where the backend has
-    one."""
-    config = config or Config()  # the defaults now (an environment variable may set one)
-    schedule = Schedule.of(config, lr, int(X.shape[0]), fresh=state is None)
-    plugins = be.runners
-    with be.step_context(X):
-        why = None
-        if fused is not False:
-            why = plugins.no_fused
-            if plugins.fused is not None:
-                why = plugins.fused.refusal(params, X, config)
-            if why is None and weights is not None:
-                why = "it takes no sample weights"
-        if fused is not False and why is None:
-            return plugins.fused.run(
-                params,
-                X,
-                y,
-                lr=lr,
-                steps=steps,
-                log_every=log_every,
-                on_log=on_log,
-                config=config,
-            )
-        if fused:
-            raise BackendUnavailableError(
-                f"no fused step for this run: {why}; fused=None (the default) runs "
-                f"{be.name}'s own path (the array-API core) instead"
-            )
-        # host data in blocks where the backend says; a device's whole (torch's CUDA tensors)
-        rows = be.block_rows(X.shape[0], block_width(max_width(params), X)) if on_host(X) else None
-        if config.optimizer == "lbfgs":  # full batch: early stopping does not apply
-            minimiser = lbfgs.Lbfgs(
-                params,
-                plugins.evaluator(X, y, config.alpha, weights, rows),
-                read=lambda scalars: [float(v) for v in be.to_host(scalars)],
-                settle=be.settle,
-                tol=config.tol,
-                max_fun=config.max_fun,
-            )
-            runner: Runner = LbfgsRunner(minimiser)
-        else:
-            if config.batch_size is not None and not is_sparse(X):
-                rows = None  # a mini-batch is its own block (sparse: densified a block at a time)
-            r = Run(
-                params, X, y, lr, config, block_rows=rows, validation=validation, backend=be,
-                state=state, weights=weights, validation_weights=validation_weights,
-            )  # fmt: skip
-            graphs, factory = config.cuda_graphs, plugins.graphs(X)
-            refusal = factory if isinstance(factory, str) else None
-            if graphs is None:  # eager, unless NNBIN_CORE_GRAPHS=1 where the graphs apply
-                graphs = os.environ.get(GRAPHS_VAR, "").strip() == "1" and refusal is None
-                if not graphs and refusal is None:
-                    r.loop = (r.loop or plugins.core_loop) + (
-                        "; CUDA graphs of it off until verified on a GPU (cuda_graphs=True)"
-                    )
-            if graphs and refusal is not None:
-                raise BackendUnavailableError(
-                    f"no CUDA graphs for this run: {refusal}; leave cuda_graphs unset to "
-                    f"run {be.name}'s steps eagerly"
-                )
-            runner = factory(r) if graphs else plugins.compiled(r) or r
-        result = drive(
-            runner, lr=lr, steps=steps, log_every=log_every, on_log=on_log,
-            steps_per_call=steps_per_call, schedule=schedule,
-        )  # fmt: skip
-    if plugins.fused is not None:  # which of its paths ran, and why not the fused one
-        result.loop = (result.loop or plugins.core_loop) + (
-            f"; no fused step: {why}" if why else ""
-        )
-    return result
-
-
-def drive(
-    runner: Runner, *, lr: float, steps: int, log_every: int, on_log: OnLog | None = None,
-    initial: Params | None = None, steps_per_call: int | None = None,
-    schedule: Schedule | None = None,
-) -> RunResult:  # fmt: skip
-    """The loop: ``steps`` epochs of ``runner`` (a :class:`Run`: the eager core, its step
-    :func:`epoch`), in calls, each followed by its bookkeeping.
-
-    ``initial``: the caller's starting parameters (for the divergence error when no loss
-    was finite; default: ``runner.params`` at the start). ``steps_per_call``: the epochs a
-    call holds (default: sized by ``CALL_SECONDS``, read at each call). ``schedule``: a
-    step-size schedule (one epoch a call, its step size set before each; the adaptive one
-    lowers it where the stopping rule would end the run).
-    """
-    rule = runner.rule
-    every = 1 if rule is not None else log_every  # the rule reads every epoch
-    initial = runner.params if initial is None else initial
-    history: list[tuple[int, float]] = []
-    last_finite: tuple[int, Params] | None = None
-    s, k = 0, steps_per_call or 1
-    core = runner if isinstance(runner, Run) else None
-    if core is not None:  # the core's call: its epochs in segments (a partial adds no frame)
-        logged = functools.partial(epoch, core, True)
-        plain = functools.partial(epochs, core)
-        read = None if rule is None else core.read
-    # errstate: see nnbin.model.sigmoid
-    with np.errstate(over="ignore"):
-        try:
-            while s < steps:
-                if runner.max_steps_per_call is not None:
-                    k = min(k, runner.max_steps_per_call)
-                if schedule is not None:  # the step size changes between epochs
-                    k = 1
-                    runner.set_lr(schedule.rate(s))
-                n, logs = next_call(s, steps, every, k)
-                t0, compiling = time.perf_counter(), runner.compile_seconds
-                if core is not None:
-                    out = segments(n, logs, logged, plain, core.snapshot, read)
-                else:
-                    out = runner.advance(n, logs)
-                spent = time.perf_counter() - t0 - (runner.compile_seconds - compiling)
-                ok = finite_prefix(out.losses)
-                for i, value in enumerate(out.losses[:ok]):
-                    history.append((s + i * logs, value))
-                    if on_log is not None:
-                        on_log(s + i * logs, value)
-                if ok and out.good is not None:
-                    last_finite = (s + (ok - 1) * logs, out.good)
-                if ok < len(out.losses):
-                    raise diverged(s + ok * logs, lr, last_finite, initial)
-                if out.stopped:  # the rule ended the run after its last loss (one epoch a log)
-                    s += len(out.losses) if out.ran is None else out.ran
-                    if schedule is None or schedule.fired(rule):
-                        break
-                    continue
-                s += n
-                if steps_per_call is None:  # a power of two that fits CALL_SECONDS
-                    fits = int(CALL_SECONDS / max(spent / n, 1e-9))
-                    k = 1 << max(fits, 1).bit_length() - 1
-            params = runner.result()
-        finally:
-            runner.close()
-    return RunResult(
-        params,
-        history,
-        runner.compile_seconds,
-        last_finite=last_finite,
-        loop=runner.loop,
-        steps_run=s,
-        stop=rule,
-        optimizer_state=runner.state,
-        lr_final=lr if schedule is None else schedule.rate(s),
-        message=runner.message,
-    )
-
-
-def segments(
-    n: int,
-    every: int,
-    logged: Callable[[], Array],
-    plain: Callable[[int], None],
-    current: Callable[[], Params],
-    read: Callable[[float, Params], bool] | None = None,
-) -> Advanced:
-    """One call of epochs run one at a time: segments of a logged epoch (``logged()``, its
-    loss) then plain ones (``plain(k)``), and the bookkeeping of the last finite parameters;
-    ``current()`` gives the parameters before a logged epoch (a copy where the runner reuses
-    its buffers). With ``read`` (a stopping rule: True ends the run) each finite loss is
-    read as it comes, with the parameters after it, else every loss once at the end."""
-    if every <= 0:
-        plain(n)
-        return Advanced([])
-    losses: list[Any] = []
-    before: list[Params] = []
-    stopped = False
-    for start in range(0, n, every):
-        before.append(current())
-        losses.append(logged())
-        if read is not None:
-            losses[-1] = float(losses[-1])
-            if not math.isfinite(losses[-1]):
-                break
-            if read(losses[-1], current()):
-                stopped = True
-                break
-        plain(min(every, n - start) - 1)
-    values = [float(v) for v in losses]  # the call's one wait (without a rule)
-    ok = finite_prefix(values)
-    return Advanced(values, before[ok - 1] if ok else None, stopped)
 
 
 def diverged(

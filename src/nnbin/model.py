@@ -295,7 +295,7 @@ def initial_weights(
 
     Weights drawn from ``numpy.random.default_rng(seed)``, layer by layer from the input
     (the seed network: W1 then W2), so one seed gives the same starting point on every
-    backend: :meth:`nnbin.Backend.init_params` casts them to the working dtype and only
+    backend: :func:`nnbin.backend.init_params` casts them to the working dtype and only
     then moves them to the device. ``init``: "normal" W ~ N(0, 1); "glorot" W ~ U(-r, r)
     with r = sqrt(f / (fan_in + fan_out)), f = 2 for sigmoid and 6 otherwise (scikit-learn's
     choice); "he" W ~ N(0, 2 / fan_in). Default: :func:`default_init` of ``activation``.
@@ -327,7 +327,8 @@ def quiet_overflow(fn: F) -> F:
     """Run ``fn`` with NumPy's overflow warning off. ``sigmoid`` computes exp(-a), which
     overflows to inf for a < -709 (float64) and gives 1 / (1 + inf) = 0, the exact limit:
     not a problem worth a RuntimeWarning on a successful run. Used at the entry points
-    (train, the public functions, the estimator, the figure), never inside a step."""
+    (the public functions, the estimator, the figure; the training loop sets it itself), never
+    inside a step."""
     import functools
 
     @functools.wraps(fn)

@@ -66,14 +66,16 @@ class Optimizer(Values):
     @classmethod
     def of(cls, config: Config, lr: Any) -> Optimizer:
         """The optimizer a run's ``config`` names, with its hyperparameters, at step size
-        ``lr``: values the options table checked once already, not checked again."""
+        ``lr`` (checked: it is no field of the config): the hyperparameters are the values
+        the options table checked once already, not checked again."""
         values = {n: getattr(config, n) for n in HYPERPARAMETERS}
-        return _unchecked(cls, {"name": config.optimizer, "lr": lr, **values})
+        return _unchecked(cls, {"name": config.optimizer, "lr": _checked_lr(lr), **values})
 
-    def replace(self, **changes: Any) -> Optimizer:
-        """A copy with ``changes`` (a schedule's step size, a traced one): not checked
-        again."""
-        return _unchecked(type(self), {**vars(self), **changes})
+    def at(self, lr: Any) -> Optimizer:
+        """This optimizer at step size ``lr``: a schedule's (checked), or an array the run
+        holds it in (a compiled run's argument, a CUDA graph's buffer). What the loop calls
+        between epochs (:meth:`replace` checks every value again)."""
+        return _unchecked(type(self), {**vars(self), "lr": _checked_lr(lr)})
 
     def init(self, params: Any) -> Any:
         """The optimizer's starting state for ``params`` (a pytree: () for gd)."""
@@ -161,6 +163,14 @@ class Optimizer(Values):
         xp = namespace(t)
         new = like(params, (p - rate * a / (xp.sqrt(b) + eps) for p, a, b in zip(params, m, v)))
         return new, (t, m, v)
+
+
+def _checked_lr(lr: Any) -> Any:
+    """A step size as the options table checks it (a Python float), unless it is an array
+    of a library other than NumPy (a traced or buffered one, the run's own)."""
+    if hasattr(lr, "shape") and not type(lr).__module__.startswith("numpy"):
+        return lr
+    return options.check("lr", lr)
 
 
 def _unchecked(kind: type[Optimizer], values: dict[str, Any]) -> Optimizer:

@@ -328,7 +328,9 @@ class Option:
     #: from its default anywhere else, it could not take effect, and is refused
     acts_with: tuple[str, tuple[Any, ...]] | None = None
     #: the environment variable that sets its default where the caller does not (read at
-    #: each run), and the value that variable's text gives
+    #: each run), and the value that variable's text gives (None: the variable is declared
+    #: here but read where it acts: ``NNBIN_CORE_GRAPHS=1`` makes cuda_graphs=None take the
+    #: graphs wherever they apply, which no value of the option says)
     env: str | None = None
     from_env: Callable[[str], Any] | None = None
 
@@ -642,14 +644,20 @@ def add_flags(parser: argparse.ArgumentParser, names: Iterable[str] | None = Non
             if isinstance(o.default, float)
             else f" ({o.default})"
         )
+        # an option whose default an environment variable may set is left out unless its
+        # flag is given: the run reads the variable then (Option.default_now)
+        unset: Any = argparse.SUPPRESS if o.env else None
         if isinstance(o.constraint, Flag):
             action = "store_true" if o.default is False else "store_false"
             text = o.help if o.default is False else o.negated_help
-            parser.add_argument(flag, dest=name, action=action, help=text)
+            kw = {"default": unset} if o.env else {}
+            parser.add_argument(flag, dest=name, action=action, help=text, **kw)
         elif isinstance(o.constraint, Tristate):
             sets = o.constraint.flag_sets
             text = o.help if sets else o.negated_help
-            parser.add_argument(flag, dest=name, action="store_const", const=sets, help=text)
+            parser.add_argument(
+                flag, dest=name, action="store_const", const=sets, default=unset, help=text
+            )
         else:
             default_shown = "" if isinstance(o.default, bool) else shown
             parser.add_argument(
@@ -665,7 +673,7 @@ def add_flags(parser: argparse.ArgumentParser, names: Iterable[str] | None = Non
 def from_args(args: argparse.Namespace, names: Iterable[str] | None = None) -> dict[str, Any]:
     """The options' values from parsed flags (every option with a flag, or ``names``)."""
     chosen = [n for n in (OPTIONS if names is None else names) if OPTIONS[n].cli is not None]
-    return {n: getattr(args, n) for n in chosen}
+    return {n: getattr(args, n) for n in chosen if hasattr(args, n)}  # given, or not env-set
 
 
 # --- a run's configuration: the checked values of the options its loop and math read -------
@@ -675,9 +683,10 @@ FIELDS = tuple(n for n, o in OPTIONS.items() if o.runs)
 
 
 class Values:
-    """Checked option values read as attributes (plain ones: an optimizer update reads
-    them every batch), immutable and hashable (a compiled run keys its cache on them);
-    ``replace(**changes)`` gives a checked copy. The base of :class:`Config` and
+    """Option values read as attributes (plain ones: an optimizer update reads them every
+    batch), immutable and hashable (a compiled run keys its cache on them);
+    ``replace(**changes)`` gives a copy made by the class's constructor (Optimizer's checks
+    the values; Config's holds what :func:`resolve` checked). The base of :class:`Config` and
     :class:`nnbin.Optimizer`."""
 
     def __init__(self, values: Mapping[str, Any]) -> None:
@@ -747,4 +756,9 @@ class Config(Values):
         return 10 if self.n_iter_no_change is None else int(self.n_iter_no_change)
 
 
-SEED = Config()
+#: the options only the fused step reads, at fixed values: what a compiled run's or a CUDA
+#: graph's cache key leaves out
+FUSED_ONLY = {"fused_graphs": True, "fast_math": False}
+
+#: the seed job's configuration: the table's defaults, whatever the environment says
+SEED = Config(**{n: OPTIONS[n].default for n in FIELDS})
