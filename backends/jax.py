@@ -16,7 +16,7 @@ import numpy as np
 
 from nnbin import lbfgs
 from nnbin.backend import About, Backend, Runners, Tools
-from nnbin.errors import BackendUnavailableError
+from nnbin.errors import BackendUnavailableError, InvalidInputError
 from nnbin.loop import MAX_LOGS, Advanced, OnRun, Run, finite_prefix
 from nnbin.model import ACTIVATION_FNS, Params, accuracy, like, value_and_grads
 from nnbin.options import FUSED_ONLY, Config
@@ -60,7 +60,7 @@ class JaxRunners(Runners):
                 f"{len(devices)} ({', '.join(map(str, devices))})"
             )
         if X.shape[0] % k:
-            raise ValueError(
+            raise InvalidInputError(
                 f"{X.shape[0]} samples do not split evenly over {k} devices: "
                 f"use a sample count divisible by {k} or fewer devices"
             )

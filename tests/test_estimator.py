@@ -718,3 +718,13 @@ def test_sparse_x_elsewhere_is_one_error_naming_toarray(backend):
     model.fit(X.astype(np.float32), y)
     with pytest.raises(nnbin.InvalidInputError, match=r"sparse.*X\.toarray\(\)"):
         model.predict(sparse.csr_matrix(X.astype(np.float32)))
+
+
+def test_max_iter_of_0_is_refused_as_scikit_learn_refuses_it():
+    """scikit-learn's MLPClassifier constrains max_iter to [1, inf); nnbin's estimator took
+    0 and 'fitted' nothing. One InvalidInputError (a ValueError), naming max_iter."""
+    X, y = nnbin.two_gaussians(n_per_class=10, seed=0)
+    with pytest.raises(nnbin.InvalidInputError, match="max_iter must be"):
+        BinaryMLPClassifier(max_iter=0).fit(X, y.ravel())
+    with pytest.raises(ValueError):
+        BinaryMLPClassifier(max_iter=0).fit(X, y.ravel())

@@ -136,7 +136,13 @@ four = nnbin.train(X, y, steps=300, log_every=100, backend="jax", data_parallel=
 assert len(jax.devices()) == 4
 shards = {str(s.device) for s in four.params.W1.addressable_shards}
 xs = jax.device_put(np.asarray(X, np.float32))
+try:  # rows that do not split evenly: one InvalidInputError that says what to do
+    nnbin.train(X[:-1], y[:-1], steps=1, backend="jax", data_parallel=4)
+    uneven = "trained"
+except nnbin.InvalidInputError as exc:
+    uneven = str(exc)
 print(json.dumps({
+    "uneven": uneven,
     "devices": len(shards),
     "loss_one": [v for _, v in one.history], "loss_four": [v for _, v in four.history],
     "err": max(float(np.linalg.norm(np.asarray(a) - np.asarray(b)) / np.linalg.norm(np.asarray(b)))
@@ -157,6 +163,7 @@ def test_data_parallel_on_four_cpu_devices_matches_one_device():
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout.strip().splitlines()[-1])
     assert r["devices"] == 4  # the replicated parameters live on all four devices
+    assert "1999 samples do not split evenly over 4 devices" in r["uneven"], r["uneven"]
     np.testing.assert_allclose(r["loss_four"], r["loss_one"], rtol=1e3 * 2**-23)
     assert r["err"] <= 1e4 * 2**-23  # the float32 whole-run tolerance of the suite
 

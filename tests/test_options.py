@@ -220,3 +220,26 @@ def test_the_switches_once_read_from_the_environment_are_options_with_their_defa
     monkeypatch.setenv("NNBIN_CUDA_FAST_MATH", "0")
     assert Config().fast_math is False
     assert options.OPTIONS["cuda_graphs"].env == "NNBIN_CORE_GRAPHS"
+
+
+def test_an_invscaling_step_size_that_leaves_the_float_range_is_one_error(capsys):
+    """power_t=1000: lr / (t + 1)^power_t overflows Python's float power (an OverflowError
+    traceback before) or underflows to a step size of 0; either is one InvalidInputError
+    naming power_t, from the API and one line from the command line."""
+    kw = dict(optimizer="gd", batch_size=100, learning_rate="invscaling", steps=3)
+    with pytest.raises(nnbin.InvalidInputError, match=r"power_t=1000 .*underflow to 0"):
+        nnbin.train(X, Y, **kw, power_t=1000.0)
+    with pytest.raises(nnbin.InvalidInputError, match=r"power_t=20 .*underflow to 0"):
+        nnbin.train(X, Y, **kw, lr=1e-300, power_t=20.0)  # no overflow: 1e-300 / 21^20 is 0
+    assert np.isfinite(nnbin.train(X, Y, **kw, power_t=20.0).final_loss)  # tiny, not 0
+    args = ["train", *CLI_QUICK, "--steps", "3", "--batch-size", "100"]
+    assert main([*args, "--lr-schedule", "invscaling", "--power-t", "1000"]) == 2
+    err = capsys.readouterr().err
+    assert "underflow to 0" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_the_optimizer_class_refuses_lbfgs_when_built():
+    """nnbin.Optimizer("lbfgs") built and then raised a bare TypeError at update: refused
+    at once, saying where L-BFGS is."""
+    with pytest.raises(nnbin.InvalidInputError, match="optimizer='lbfgs'"):
+        nnbin.Optimizer("lbfgs")

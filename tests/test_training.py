@@ -142,6 +142,26 @@ def test_divergence_keeps_the_last_finite_parameters():
     np.testing.assert_array_equal(err.params.W1, nnbin.init_params(1, 32, 0).W1)
 
 
+def test_divergence_says_what_fits_its_cause():
+    """A loss that is not finite before any update (uniformly huge sample weights: their sum
+    overflows; the step size is not the cause) is not told to lower the step size; nor is
+    L-BFGS, which takes none (both were, "at step 0" too)."""
+    huge = np.full(X0.shape[0], 1e308)
+    for optimizer in ("gd", "lbfgs"):
+        kw = {"lr": 0.1} if optimizer == "gd" else {}
+        with pytest.raises(nnbin.TrainingDivergedError) as info, np.errstate(all="ignore"):
+            nnbin.train(X0, Y0, steps=3, log_every=1, sample_weight=huge, optimizer=optimizer, **kw)
+        said = str(info.value)
+        assert "step 0, before any update" in said and "learning rate" not in said, said
+        assert "sample weights" in said and info.value.step == 0
+    from nnbin.loop import diverged
+
+    params = nnbin.init_params(1, 4, 0)
+    said = str(diverged(3, 1.0, None, params, own_steps=True))
+    assert "L-BFGS chooses its own step sizes" in said and "learning rate" not in said
+    assert "try a smaller learning rate" in str(diverged(3, 1.0, None, params))
+
+
 def test_divergence_on_jax_keeps_the_last_finite_parameters():
     jax = pytest.importorskip("jax")
     Xj, yj = jax.numpy.asarray(X0, "float32"), jax.numpy.asarray(Y0, "float32")
@@ -372,6 +392,14 @@ def test_sample_weights_of_another_library_are_refused_not_copied():
     r = nnbin.train(torch.asarray(X), torch.asarray(y), sample_weight=torch.ones(40), steps=2)
     plain = nnbin.train(torch.asarray(X), torch.asarray(y), steps=2)
     assert r.final_loss == pytest.approx(plain.final_loss, rel=1e-12)  # weights of 1: no change
+    # the other way round: NumPy data with another library's weights were copied to NumPy
+    # without a word; refused, naming the weights (not y)
+    with pytest.raises(nnbin.MixedArraysError, match=r"^X is a numpy.ndarray but sample_weight"):
+        nnbin.train(X, y, sample_weight=torch.ones(40), steps=1)
+    da = pytest.importorskip("dask.array")
+    with pytest.raises(nnbin.MixedArraysError, match="sample_weight is a dask"):
+        nnbin.train(X, y, sample_weight=da.ones(40), steps=1)
+    assert np.isfinite(nnbin.train(X, y, sample_weight=[1.0] * 40, steps=1).final_loss)
 
 
 def _sparse_x(values: np.ndarray):

@@ -246,6 +246,8 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         if _is_infinite(given.get("n_iter_no_change")):  # scikit-learn's "never stop early"
             given["n_iter_no_change"] = options.MAX_STEPS
         checked = from_sklearn(given)
+        if checked["steps"] == 0:  # scikit-learn's max_iter is in [1, inf): 0 epochs is no fit
+            raise InvalidInputError("max_iter must be >= 1 (scikit-learn's MLPClassifier's range)")
         del checked["backend"], checked["dtype"]
         # what scikit-learn ignores (momentum with solver='adam', its nesterovs_momentum=True
         # default, validation_fraction without early stopping; the step size, the batches

@@ -238,7 +238,8 @@ def drive(
                 if ok and out.good is not None:
                     last_finite = (s + (ok - 1) * logs, out.good)
                 if ok < len(out.losses):
-                    raise diverged(s + ok * logs, lr, last_finite, initial)
+                    own = isinstance(runner, LbfgsRunner)
+                    raise diverged(s + ok * logs, lr, last_finite, initial, own)
                 if out.stopped:  # the rule ended the run after its last loss (one epoch a log)
                     s += len(out.losses) if out.ran is None else out.ran
                     if schedule is None or schedule.fired(rule):
@@ -580,14 +581,30 @@ class RunResult:
 
 
 def diverged(
-    step: int, lr: float, last_finite: tuple[int, Params] | None, initial: Params
-) -> TrainingDivergedError:
-    """The error for a loss that stopped being finite at ``step``."""
+    step: int, lr: float, last_finite: tuple[int, Params] | None, initial: Params,
+    own_steps: bool = False,
+) -> TrainingDivergedError:  # fmt: skip
+    """The error for a loss that stopped being finite at ``step``, with the advice that fits:
+    at step 0 no update has run (the data, the weights or the starting parameters overflow,
+    whatever the step size); an optimizer that chooses its own step sizes (``own_steps``:
+    L-BFGS) takes no ``lr``."""
     good_step, good = last_finite if last_finite is not None else (0, initial)
+    if step == 0:
+        why = (
+            "the loss of the starting parameters is not finite (step 0, before any update): "
+            "the features, the sample weights or the starting parameters overflow the "
+            "working dtype, whatever the step size; standardise X (or train in float64)"
+        )
+    elif own_steps:
+        why = (
+            f"the loss is not finite at step {step}; L-BFGS chooses its own step sizes: "
+            "standardise X, or add an L2 penalty (alpha)"
+        )
+    else:
+        why = f"the loss is not finite at step {step} with lr={lr:g}; try a smaller learning rate"
     return TrainingDivergedError(
-        f"training diverged: the loss is not finite at step {step} with lr={lr:g}; try a "
-        f"smaller learning rate (the last finite parameters, from step {good_step}, are on "
-        "this exception's .params)",
+        f"training diverged: {why} (the last finite parameters, from step {good_step}, are "
+        "on this exception's .params)",
         step=step,
         lr=lr,
         params=good,

@@ -57,6 +57,12 @@ class Optimizer(Values):
         hyperparameters.update(zip(HYPERPARAMETERS, positional))
         options.unknown(hyperparameters, HYPERPARAMETERS, "Optimizer")
         values = {"name": options.check("optimizer", name), "lr": lr}
+        if values["name"] == "lbfgs":
+            raise InvalidInputError(
+                "optimizer 'lbfgs' takes no update of a step size (it chooses its own, by a "
+                "line search): train with nnbin.train(..., optimizer='lbfgs'), or use "
+                "nnbin.lbfgs.Lbfgs directly; nnbin.Optimizer is gd, momentum or adam"
+            )
         if not hasattr(lr, "shape") or type(lr).__module__.startswith("numpy"):
             values["lr"] = options.check("lr", lr)
         for n in HYPERPARAMETERS:

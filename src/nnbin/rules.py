@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InvalidInputError
+
 
 def stop_update(
     xp: Any,
@@ -131,10 +133,23 @@ class Schedule:
         return cls(config.learning_rate, lr, config.power_t, n, config.samples_seen, fresh)
 
     def rate(self, epoch: int) -> float:
-        """The step size of the run's epoch ``epoch`` (0: its first)."""
+        """The step size of the run's epoch ``epoch`` (0: its first). Where lr / (t + 1) ^
+        power_t leaves float64's range (power_t = 1000) it is one error that says so, never
+        Python's OverflowError nor a step size of 0."""
         if self.kind == "invscaling" and not (epoch == 0 and self.fresh):
             t = self.seen + epoch * self.n  # the samples seen before the epoch
-            return self.lr / (t + 1) ** self.power_t
+            try:
+                rate = self.lr / (t + 1) ** self.power_t
+            except OverflowError:
+                rate = 0.0
+            if not rate > 0.0:
+                raise InvalidInputError(
+                    f"learning_rate='invscaling' with power_t={self.power_t:g} makes the step "
+                    f"size lr / (t + 1)^power_t = {self.lr:g} / {t + 1}^{self.power_t:g} "
+                    f"underflow to 0 at epoch {epoch} ({t} samples seen): use a smaller "
+                    "power_t (scikit-learn's default is 0.5)"
+                )
+            return rate
         return self.lr
 
     def fired(self, rule: StopRule | None) -> bool:

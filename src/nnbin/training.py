@@ -190,7 +190,7 @@ def train(
         final = float(final_loss)  # also waits for the device: the run time below is honest
     elapsed = time.perf_counter() - t0 - run.compile_seconds
     if not math.isfinite(final):  # the loss after the last step, which no run records
-        raise diverged(steps, lr, run.last_finite, initial)
+        raise diverged(steps, lr, run.last_finite, initial, config.optimizer == "lbfgs")
     stop = run.stop
     recorded = [v for _, v in run.history]
     return TrainResult(

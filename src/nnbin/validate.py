@@ -282,26 +282,27 @@ def _label_column(X: Any, y: Any) -> Any:
     return y
 
 
-def same_library(X: Any, y: Any) -> None:
-    """X and y come from one library and one device; else one error naming both. A SciPy
-    sparse X is host data: its labels and weights are NumPy arrays."""
+def same_library(X: Any, y: Any, name: str = "y") -> None:
+    """X and y (or the array called ``name``: sample_weight) come from one library and one
+    device; else one error naming both. A SciPy sparse X is host data: its labels and
+    weights are NumPy arrays."""
     if is_sparse(X):
         if not isinstance(y, np.ndarray):
             raise MixedArraysError(
-                f"X is a SciPy sparse matrix (host data) but y is a {_kind(y)}; nnbin never "
-                "copies between libraries: pass y as a NumPy array"
+                f"X is a SciPy sparse matrix (host data) but {name} is a {_kind(y)}; nnbin "
+                f"never copies between libraries: pass {name} as a NumPy array"
             )
         return
     try:
         array_api_compat.array_namespace(X, y)
     except TypeError:
         raise MixedArraysError(
-            f"X is a {_kind(X)} but y is a {_kind(y)}; nnbin never copies between "
+            f"X is a {_kind(X)} but {name} is a {_kind(y)}; nnbin never copies between "
             "libraries: convert both to one library first"
         ) from None
     dx, dy = array_api_compat.device(X), array_api_compat.device(y)
     if dx != dy and dx is not None and dy is not None:
-        raise MixedArraysError(f"X is on {dx} but y is on {dy}: move them to one device first")
+        raise MixedArraysError(f"X is on {dx} but {name} is on {dy}: move them to one device first")
 
 
 def training_data(X: Any, y: Any, *, both_classes: bool = True) -> tuple[Any, Any]:
@@ -350,6 +351,8 @@ def sample_weights(w: Any, X: Any) -> Any:
     if w is None:
         return None
     if isinstance(X, np.ndarray) or is_sparse(X):  # host data: host weights
+        if array_api_compat.is_array_api_obj(w) and not isinstance(w, np.ndarray | np.generic):
+            same_library(X, w, "sample_weight")  # another library's array: never copied
         if not isinstance(w, np.ndarray):
             try:
                 w = np.asarray(w, dtype=np.float64)
@@ -362,7 +365,7 @@ def sample_weights(w: Any, X: Any) -> Any:
             f"sample_weight must be an array of X's library ({type(X).__module__}), one "
             "weight per sample: nnbin never copies between libraries"
         )
-    same_library(X, w)
+    same_library(X, w, "sample_weight")
     n = int(X.shape[0])
     if tuple(w.shape) not in ((n,), (n, 1)):
         raise InvalidInputError(
