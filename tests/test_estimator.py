@@ -728,3 +728,36 @@ def test_max_iter_of_0_is_refused_as_scikit_learn_refuses_it():
         BinaryMLPClassifier(max_iter=0).fit(X, y.ravel())
     with pytest.raises(ValueError):
         BinaryMLPClassifier(max_iter=0).fit(X, y.ravel())
+
+
+def test_lbfgs_convergence_warning_is_scikit_learns_word_for_word():
+    """The ConvergenceWarning of an L-BFGS fit cut by max_iter ends as scikit-learn's does
+    (its last sentence was missing)."""
+    X, y = nnbin.two_gaussians(n_per_class=40, seed=0)
+    with pytest.warns(sklearn.exceptions.ConvergenceWarning) as seen:
+        BinaryMLPClassifier(solver="lbfgs", max_iter=2, random_state=0).fit(X, y[:, 0])
+    (text,) = [str(w.message) for w in seen if "lbfgs failed" in str(w.message)]
+    assert text.endswith(
+        "(max_iter=2).\nYou might also want to scale the data as shown in:\n"
+        "    https://scikit-learn.org/stable/modules/preprocessing.html"
+    ), text
+
+
+def test_a_fit_that_raised_leaves_no_half_fitted_model_to_predict_with():
+    """A fit that raised (here: diverged) after setting classes_: predict is scikit-learn's
+    NotFittedError, not AttributeError: params_."""
+    X, y = nnbin.two_gaussians(n_per_class=10, seed=0)
+    clf = BinaryMLPClassifier(solver="sgd", learning_rate_init=1e308, max_iter=3)
+    with pytest.raises(nnbin.TrainingDivergedError), np.errstate(all="ignore"):
+        clf.fit(X, y.ravel())
+    for method in (clf.predict, clf.predict_proba, clf.decision_function):
+        with pytest.raises(sklearn.exceptions.NotFittedError):
+            method(X)
+
+
+def test_string_labels_of_a_collapsed_fit_are_named_in_the_warning():
+    """String labels in an object array: the collapse warning names the class (it raised
+    AttributeError: 'str' object has no attribute 'item')."""
+    X, y = np.zeros((20, 2)), np.array(["a", "b"] * 10, dtype=object)
+    with pytest.warns(UserWarning, match=r"predicts one class \('[ab]'\) for every training"):
+        BinaryMLPClassifier(max_iter=2).fit(X, y)

@@ -558,6 +558,10 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
                 "\nIncrease the number of iterations to improve the convergence "
                 f"(max_iter={max_iter})."
             )
+        text += (  # scikit-learn's last sentence, word for word
+            "\nYou might also want to scale the data as shown in:\n"
+            "    https://scikit-learn.org/stable/modules/preprocessing.html"
+        )
         warn(text, ConvergenceWarning)
 
     def _warn_if_collapsed(self, X: Any, yf: Any) -> None:
@@ -569,7 +573,7 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         labels = np.asarray(_to_host(yf)) > 0.5
         if labels.any() and not labels.all() and (every or not some):
             warn(
-                f"BinaryMLPClassifier predicts one class ({self.classes_[int(every)].item()!r}) "
+                f"BinaryMLPClassifier predicts one class ({_plain(self.classes_[int(every)])!r}) "
                 "for every training sample: training collapsed. Likely causes: unscaled "
                 "features (standardise them, e.g. with sklearn.preprocessing.StandardScaler) "
                 "or a step size too large for them (learning_rate_init)",
@@ -598,7 +602,7 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
 
     @quiet_overflow
     def _logits(self, X: Any, method: str) -> Any:
-        check_is_fitted(self)
+        check_is_fitted(self, "params_")  # not classes_ alone: a fit that raised sets it
         X, back = self._placed(self._validate(X, method))
         z = self._z(X)
         return back(namespace(z).reshape(z, (-1,)))
@@ -606,7 +610,7 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
     @quiet_overflow
     def predict_proba(self, X: Any) -> Any:
         """Shape (N, 2): the probabilities of ``classes_[0]`` and ``classes_[1]``."""
-        check_is_fitted(self)
+        check_is_fitted(self, "params_")  # not classes_ alone: a fit that raised sets it
         X, back = self._placed(self._validate(X, "predict_proba"))
         z = self._z(X)
         xp = namespace(z)
@@ -618,7 +622,7 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
         """Shape (N, 2): the log-probabilities of ``classes_[0]`` and ``classes_[1]``, from
         the logits z (log sigmoid(z) = -log(1 + e^-z)): finite where a probability rounds to
         0 or 1."""
-        check_is_fitted(self)
+        check_is_fitted(self, "params_")  # not classes_ alone: a fit that raised sets it
         X, back = self._placed(self._validate(X, "predict_log_proba"))
         z = self._z(X)
         xp = namespace(z)
@@ -675,6 +679,12 @@ class BinaryMLPClassifier(ClassifierMixin, BaseEstimator):
 
 def _same(a: Any) -> Any:
     return a
+
+
+def _plain(label: Any) -> Any:
+    """A class label as Python writes it: a NumPy scalar's value (``np.int64(1)``: 1), or the
+    label itself (a Python str of an object array has no ``.item()``)."""
+    return label.item() if isinstance(label, np.generic) else label
 
 
 def _weights(sample_weight: Any, X: Any) -> Any:
