@@ -18,6 +18,7 @@ import numpy as np
 from nnbin.backend import About, Backend, Runners, Tools, cache_block_rows
 
 from .cuda import dlpack
+from .cuda.fused import forbid_cupy_sync
 from .cuda.graphs import GraphRunner, Graphs, TorchGraphs
 
 
@@ -93,9 +94,7 @@ class TorchTools(Tools):
             return None
         cupy_guard = None
         if self.be.runners.fused is not None and dlpack.cupy_fused() is not None:
-            from nnbin.backend import get_backend
-
-            cupy_guard = get_backend("cupy").tools.forbid_host_sync(x)
+            cupy_guard = forbid_cupy_sync()  # training goes through cupy's kernels
             if cupy_guard is None:
                 return None
         torch = self.be._torch

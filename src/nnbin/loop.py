@@ -207,12 +207,9 @@ def drive(
     last_finite: tuple[int, Params] | None = None
     s, k = 0, steps_per_call or 1
     within = context or contextlib.nullcontext
-    plain_run = isinstance(runner, Run) and type(runner).advance is Run.advance
-    core = runner if plain_run and isinstance(runner, Run) else None
-    if core is not None:  # the core's call: its epochs in segments (a partial adds no frame)
-        logged = functools.partial(epoch, core, True)
-        plain = functools.partial(epochs, core)
-        read = None if rule is None else core.read
+    # the eager core's call is its segments, made here without Run.advance's frame (a Run
+    # subclass, which may advance its own way, is called as any runner)
+    core_call = runner.segments_of_epochs() if type(runner) is Run else None
     # errstate: see nnbin.model.sigmoid
     with np.errstate(over="ignore"):
         try:
@@ -225,8 +222,8 @@ def drive(
                 n, logs = next_call(s, steps, every, k)
                 t0, compiling = time.perf_counter(), runner.compile_seconds
                 with within():
-                    if core is not None:
-                        out = segments(n, logs, logged, plain, core.snapshot, read)
+                    if core_call is not None:
+                        out = segments(n, logs, *core_call)
                     else:
                         out = runner.advance(n, logs)
                 spent = time.perf_counter() - t0 - (runner.compile_seconds - compiling)
@@ -481,11 +478,16 @@ class Run(Runner):
         self.opt = self.opt.at(lr)
 
     def advance(self, n: int, every: int) -> Advanced:
-        """A call of the eager core (what :func:`drive` runs for a plain :class:`Run`
-        without this frame): :func:`segments` of :func:`epoch`."""
+        """A call of the eager core: :func:`segments` of :func:`epoch`."""
+        return segments(n, every, *self.segments_of_epochs())
+
+    def segments_of_epochs(self) -> tuple[Any, Any, Any, Any]:
+        """What :func:`segments` takes to run this run's epochs: a logged epoch, ``k`` plain
+        ones, the current parameters and the stopping rule's reading (None: no rule);
+        partials of :func:`epoch`, so a call adds no frame."""
         read = None if self.rule is None else self.read
         logged, plain = functools.partial(epoch, self, True), functools.partial(epochs, self)
-        return segments(n, every, logged, plain, self.snapshot, read)
+        return logged, plain, self.snapshot, read
 
 
 class OnRun(Runner):

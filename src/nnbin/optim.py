@@ -63,8 +63,7 @@ class Optimizer(Values):
                 "line search): train with nnbin.train(..., optimizer='lbfgs'), or use "
                 "nnbin.lbfgs.Lbfgs directly; nnbin.Optimizer is gd, momentum or adam"
             )
-        if not hasattr(lr, "shape") or type(lr).__module__.startswith("numpy"):
-            values["lr"] = options.check("lr", lr)
+        values["lr"] = _checked_lr(lr)
         for n in HYPERPARAMETERS:
             values[n] = options.check(n, hyperparameters.get(n, options.OPTIONS[n].default))
         super().__init__(values)
@@ -165,8 +164,8 @@ class Optimizer(Values):
         t = t + 1.0
         m = like(params, (b1 * a + (1.0 - b1) * g for a, g in zip(m, grads)))
         v = like(params, (b2 * a + (1.0 - b2) * (g * g) for a, g in zip(v, grads)))
-        rate = adam_rate(namespace(t), lr, b1, b2, t)  # a 0-d array
         xp = namespace(t)
+        rate = adam_rate(xp, lr, b1, b2, t)  # a 0-d array
         new = like(params, (p - rate * a / (xp.sqrt(b) + eps) for p, a, b in zip(params, m, v)))
         return new, (t, m, v)
 

@@ -756,9 +756,9 @@ class Config(Values):
         return 10 if self.n_iter_no_change is None else int(self.n_iter_no_change)
 
 
-#: the options only the fused step reads, at fixed values: what a compiled run's or a CUDA
-#: graph's cache key leaves out
-FUSED_ONLY = {"fused_graphs": True, "fast_math": False}
+#: the options that act only with the fused step (their rows say so), at their defaults:
+#: what a compiled run's or a CUDA graph's cache key leaves out
+FUSED_ONLY = {n: o.default for n, o in OPTIONS.items() if o.acts_with and o.acts_with[0] == "fused"}
 
 #: the seed job's configuration: the table's defaults, whatever the environment says
 SEED = Config(**{n: OPTIONS[n].default for n in FIELDS})
